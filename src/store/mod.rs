@@ -1,0 +1,255 @@
+//! The Store: every piece of state doorman keeps, behind one trait that SQLite implements now
+//! and PostgreSQL will later. Storage errors become meaning here ("username taken", "code
+//! already used"); nothing in this module knows HTTP.
+//!
+//! Secrets never reach the store in the clear: codes, tokens, session ids and flow ids arrive
+//! as SHA-256 digests (`Hash`), computed by the caller with [`crate::secrets::digest`].
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A SHA-256 digest of a secret (session id, code, token, flow id, client secret).
+pub type Hash = [u8; 32];
+
+/// Unix seconds. Time is always passed in; the store never reads the clock.
+pub type Timestamp = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique field is already taken: `field` is "username" or "email".
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    #[error("not found")]
+    NotFound,
+    /// The database could not answer (disk full, locked, corrupt, I/O): a 503 / 500 upstream.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable opaque id: the `sub` claim. Never a username.
+    pub id: String,
+    /// Unique case-insensitively; fixed once created.
+    pub username: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub picture: Option<String>,
+    pub groups: Vec<String>,
+    /// PHC-format argon2id hash; None for accounts that sign in only through a federation.
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_login_at: Option<Timestamp>,
+}
+
+/// An SSO browser session. Looked up by the hash of the cookie value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: Hash,
+    pub user_id: String,
+    /// When the user last authenticated (the `auth_time` claim).
+    pub auth_time: Timestamp,
+    /// Authentication methods (`amr`), e.g. ["pwd"].
+    pub amr: Vec<String>,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// Absolute end, whatever the activity.
+    pub expires_at: Timestamp,
+}
+
+/// A pending authorization (or other sign-in purpose) waiting for the user to sign in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub id_hash: Hash,
+    /// Hash of the browser-binding cookie the flow was created for (login CSRF, Plex PIN binding).
+    pub browser_hash: Hash,
+    /// What to do once signed in, serialized by the caller (JSON).
+    pub payload: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A grant: what a user allowed a client in one authorization. Codes, access tokens and
+/// refresh tokens hang off it, so revoking the grant revokes all of them at once (code replay,
+/// refresh reuse, user disabled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    /// Space-separated granted scopes.
+    pub scope: String,
+    pub auth_time: Timestamp,
+    pub amr: Vec<String>,
+    pub nonce: Option<String>,
+    pub created_at: Timestamp,
+    /// When refresh tokens of this grant stop working at the latest (absolute lifetime).
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCode {
+    pub hash: Hash,
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// S256 challenge (base64url), when PKCE was used.
+    pub code_challenge: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the code is now marked used.
+    Fresh(AuthCode, Grant),
+    /// Already used before: its grant has now been revoked (RFC 9700 §4.2.4 / RFC 6749 §4.1.2).
+    Replayed(AuthCode),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub hash: Hash,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub hash: Hash,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub created_at: Timestamp,
+    /// Idle expiry: a refresh token unused for this long dies; each rotation starts a new one.
+    pub expires_at: Timestamp,
+    /// Set when it was exchanged for a successor; using it again is reuse.
+    pub used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRotation {
+    /// The old token is now used and `new` is stored; returns the old token and its grant.
+    Rotated(RefreshToken, Grant),
+    /// The token had already been rotated: its whole family (grant) is now revoked.
+    Reused(RefreshToken),
+    /// Unknown, expired, or its grant is revoked / expired.
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub kid: String,
+    /// "RS256".
+    pub alg: String,
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: String,
+    pub created_at: Timestamp,
+    /// The newest key with `active_from <= now` signs; older ones are published until `retire_at`.
+    pub active_from: Timestamp,
+    /// When set, the key is no longer published or accepted after this time.
+    pub retire_at: Option<Timestamp>,
+}
+
+/// Counts of rows removed by a sweep, for the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub sessions: u64,
+    pub flows: u64,
+    pub codes: u64,
+    pub access_tokens: u64,
+    pub refresh_tokens: u64,
+    pub grants: u64,
+    pub keys: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip to the database (for /healthz).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- settings: small server-wide values shared by replicas (e.g. the CSRF key) ----
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Stores `value` unless the key already has one; returns the value in force.
+    async fn init_setting(&self, key: &str, value: &str) -> StoreResult<String>;
+
+    // ---- users ----
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>>;
+    /// Case-insensitive.
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    /// Case-insensitive.
+    async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces every field but id, username and created_at. Conflict on a taken email.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    async fn record_login(&self, user_id: &str, now: Timestamp) -> StoreResult<()>;
+    /// Removes the user with their sessions and grants (and so their tokens).
+    async fn delete_user(&self, id: &str) -> StoreResult<()>;
+
+    // ---- SSO sessions ----
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// Returns the session only while `now < expires_at`.
+    async fn get_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Session>>;
+    async fn touch_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<()>;
+    async fn delete_session(&self, id_hash: &Hash) -> StoreResult<()>;
+    async fn delete_user_sessions(&self, user_id: &str) -> StoreResult<u64>;
+
+    // ---- pending flows ----
+    async fn put_flow(&self, flow: &Flow) -> StoreResult<()>;
+    /// Returns the flow only while `now < expires_at`.
+    async fn get_flow(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Flow>>;
+    async fn delete_flow(&self, id_hash: &Hash) -> StoreResult<()>;
+
+    // ---- grants, codes, tokens ----
+    /// Stores the grant and its code in one transaction.
+    async fn create_grant_with_code(&self, grant: &Grant, code: &AuthCode) -> StoreResult<()>;
+    /// Atomically marks the code used. A code seen before revokes its grant. Expired codes are
+    /// returned as Fresh with their expiry, for the caller to judge (`expires_at`).
+    async fn redeem_code(&self, hash: &Hash, now: Timestamp) -> StoreResult<CodeRedemption>;
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>>;
+    async fn revoke_grant(&self, id: &str, now: Timestamp) -> StoreResult<()>;
+    async fn revoke_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<u64>;
+
+    async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()>;
+    /// Returns the token only while unexpired and its grant is not revoked.
+    async fn get_access_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<AccessToken>>;
+    async fn delete_access_token(&self, hash: &Hash) -> StoreResult<()>;
+
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Returns the token only while unexpired, unused, and its grant is live (not revoked, not
+    /// past its absolute expiry).
+    async fn get_refresh_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<RefreshToken>>;
+    /// In one transaction: check `old_hash` is live (as get_refresh_token), mark it used, store
+    /// `new`. A token already used revokes its grant and answers Reused.
+    async fn rotate_refresh_token(&self, old_hash: &Hash, new: &RefreshToken, now: Timestamp) -> StoreResult<RefreshRotation>;
+
+    // ---- signing keys ----
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()>;
+
+    // ---- housekeeping ----
+    /// Deletes what has expired: sessions, flows, codes, tokens, grants (revoked or past their
+    /// absolute expiry with no live token), keys past retire_at.
+    async fn sweep(&self, now: Timestamp) -> StoreResult<Swept>;
+    /// Writes a consistent copy of the live database to `path`.
+    async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;
+}
