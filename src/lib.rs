@@ -2,6 +2,17 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod accounts;
+pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod error;
+pub mod keys;
+pub mod login;
+pub mod oidc;
 pub mod secrets;
+pub mod server;
+pub mod session;
+pub mod state;
 pub mod store;
+pub mod web;

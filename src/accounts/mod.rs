@@ -1,0 +1,7 @@
+//! Accounts: users and their credentials. Domain logic only: no HTTP, no SQL.
+
+pub mod password;
+pub mod users;
+
+pub use password::PasswordHasher;
+pub use users::{AccountError, NewUser, ProfileUpdate};

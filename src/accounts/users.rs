@@ -1,0 +1,202 @@
+//! User rules: what a username and an email may be, how a user is created and changed, and
+//! what disabling means (sessions and refresh tokens end with it).
+
+use crate::store::{Store, StoreError, Timestamp, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the username {0:?} is already taken")]
+    UsernameTaken(String),
+    #[error("the email {0:?} already belongs to another user")]
+    EmailTaken(String),
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub username: String,
+    pub email: Option<String>,
+    /// True when the operator (CLI, admin) set the email: they vouch for it.
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub password_hash: Option<String>,
+}
+
+/// Changes to a profile; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    pub email: Option<Option<String>>,
+    pub email_verified: Option<bool>,
+    pub name: Option<Option<String>>,
+    pub groups: Option<Vec<String>>,
+}
+
+/// Usernames: 1-64 characters of letters, digits, `.`, `_`, `-`, starting with a letter or digit
+/// (they end up as handles in apps like Mastodon, and in headers).
+pub fn validate_username(name: &str) -> Result<(), AccountError> {
+    let ok_len = !name.is_empty() && name.len() <= 64;
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok_len && ok_chars && ok_start {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(format!(
+            "invalid username {name:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )))
+    }
+}
+
+pub fn validate_email(email: &str) -> Result<(), AccountError> {
+    let parts: Vec<&str> = email.split('@').collect();
+    let valid = email.len() <= 254
+        && parts.len() == 2
+        && parts.iter().all(|p| !p.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(format!("invalid email {email:?}")))
+    }
+}
+
+pub fn validate_groups(groups: &[String]) -> Result<(), AccountError> {
+    for g in groups {
+        if g.is_empty() || g.len() > 64 || g.chars().any(|c| c == ',' || c.is_whitespace() || c.is_control()) {
+            return Err(AccountError::Invalid(format!("invalid group name {g:?}: no commas, spaces or control characters")));
+        }
+    }
+    Ok(())
+}
+
+fn map_store(e: StoreError, user: &str, email: Option<&str>) -> AccountError {
+    match e {
+        StoreError::Conflict { field: "username" } => AccountError::UsernameTaken(user.to_string()),
+        StoreError::Conflict { .. } => AccountError::EmailTaken(email.unwrap_or_default().to_string()),
+        other => AccountError::Store(other),
+    }
+}
+
+/// A new opaque subject: 128 random bits, prefixed so it can never be a reserved word such as
+/// `admin` or `guest` (Etherpad refuses those as `sub`).
+pub fn new_user_id() -> String {
+    format!("u{}", crate::secrets::random_id(16))
+}
+
+pub async fn create(store: &dyn Store, new: NewUser, now: Timestamp) -> Result<User, AccountError> {
+    validate_username(&new.username)?;
+    if let Some(e) = &new.email {
+        validate_email(e)?;
+    }
+    validate_groups(&new.groups)?;
+    let user = User {
+        id: new_user_id(),
+        username: new.username.clone(),
+        email: new.email.clone(),
+        email_verified: new.email.is_some() && new.email_verified,
+        name: new.name,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        groups: new.groups,
+        password_hash: new.password_hash,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+        last_login_at: None,
+    };
+    store.create_user(&user).await.map_err(|e| map_store(e, &new.username, new.email.as_deref()))?;
+    Ok(user)
+}
+
+pub async fn find(store: &dyn Store, username: &str) -> Result<User, AccountError> {
+    store
+        .find_user_by_username(username)
+        .await
+        .map_err(AccountError::Store)?
+        .ok_or_else(|| AccountError::NoSuchUser(username.to_string()))
+}
+
+pub async fn update_profile(store: &dyn Store, username: &str, change: ProfileUpdate, now: Timestamp) -> Result<User, AccountError> {
+    let mut user = find(store, username).await?;
+    if let Some(email) = change.email {
+        if let Some(e) = &email {
+            validate_email(e)?;
+        }
+        user.email_verified = email.is_some() && change.email_verified.unwrap_or(true);
+        user.email = email;
+    }
+    if let Some(name) = change.name {
+        user.name = name;
+    }
+    if let Some(groups) = change.groups {
+        validate_groups(&groups)?;
+        user.groups = groups;
+    }
+    user.updated_at = now;
+    store.update_user(&user).await.map_err(|e| map_store(e, username, user.email.as_deref()))?;
+    Ok(user)
+}
+
+pub async fn set_password_hash(store: &dyn Store, username: &str, hash: String, now: Timestamp) -> Result<User, AccountError> {
+    let mut user = find(store, username).await?;
+    user.password_hash = Some(hash);
+    user.updated_at = now;
+    store.update_user(&user).await.map_err(AccountError::Store)?;
+    Ok(user)
+}
+
+/// Disabling ends every session and refresh token of the user; enabling only lifts the flag.
+pub async fn set_disabled(store: &dyn Store, username: &str, disabled: bool, now: Timestamp) -> Result<User, AccountError> {
+    let mut user = find(store, username).await?;
+    user.disabled = disabled;
+    user.updated_at = now;
+    store.update_user(&user).await.map_err(AccountError::Store)?;
+    if disabled {
+        store.delete_user_sessions(&user.id).await.map_err(AccountError::Store)?;
+        store.revoke_user_grants(&user.id, now).await.map_err(AccountError::Store)?;
+    }
+    Ok(user)
+}
+
+pub async fn delete(store: &dyn Store, username: &str) -> Result<User, AccountError> {
+    let user = find(store, username).await?;
+    store.delete_user(&user.id).await.map_err(AccountError::Store)?;
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("Alice.B-2_x").is_ok());
+        for bad in ["", "-alice", "al ice", "ålice", "a/b", &"a".repeat(65)] {
+            assert!(validate_username(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn emails_and_groups() {
+        assert!(validate_email("a@example.com").is_ok());
+        for bad in ["a", "@x", "a@", "a@b@c", "a b@c"] {
+            assert!(validate_email(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_groups(&["admins".into()]).is_ok());
+        assert!(validate_groups(&["a,b".into()]).is_err());
+    }
+
+    #[test]
+    fn user_ids_are_opaque_and_never_reserved() {
+        let id = new_user_id();
+        assert!(id.starts_with('u') && id.len() > 20);
+        assert_ne!(id, new_user_id());
+    }
+}

@@ -1,0 +1,242 @@
+//! The landing page and its routes. A sign-in always belongs to a pending flow (an
+//! authorization request, or a plain sign-in with a return address) stored in the store and
+//! bound to this browser; the password step verifies, starts the SSO session and completes
+//! the flow. A second factor will slot in between `verify` and `complete`.
+
+pub mod csrf;
+pub mod ratelimit;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::error::WebError;
+use crate::oidc::authorize::{error_redirect, user_allowed, AuthorizeRequest};
+use crate::oidc::error::OAuthError;
+use crate::secrets::{digest, random_token};
+use crate::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::state::AppState;
+use crate::store::{Flow, Session, User};
+use crate::web::{ClientIp, Cookies};
+use ratelimit::Verdict;
+
+pub mod paths {
+    pub const LOGIN: &str = "/login";
+    pub const PASSWORD: &str = "/login/password";
+}
+
+/// How long a sign-in page stays usable.
+const FLOW_LIFETIME: i64 = 30 * 60;
+
+/// What happens once the user is signed in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FlowPurpose {
+    /// Finish an OIDC authorization request: issue the code and return to the client.
+    Authorize(AuthorizeRequest),
+    /// A plain sign-in (`/login?rd=`): return to `rd` if it is allowed.
+    SignIn { rd: Option<String> },
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(paths::LOGIN, get(login_page)).route(paths::PASSWORD, post(password))
+}
+
+#[derive(Serialize)]
+struct LoginPage<'a> {
+    base: &'a str,
+    flow: &'a str,
+    csrf: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+    client_name: Option<&'a str>,
+}
+
+fn flow_purpose_key(flow_id: &str) -> String {
+    format!("flow:{flow_id}")
+}
+
+/// Stores a new pending flow for this browser and renders the landing page in this response.
+pub async fn begin(state: &AppState, cookies: &Cookies, purpose: FlowPurpose) -> Result<Response, WebError> {
+    let now = state.now();
+    let (browser, new_browser) = match cookies.get(BROWSER_COOKIE) {
+        Some(b) if b.len() >= 32 => (b.to_string(), false),
+        _ => (random_token(), true),
+    };
+    let flow_id = random_token();
+    let login_hint = match &purpose {
+        FlowPurpose::Authorize(r) => r.login_hint.clone(),
+        FlowPurpose::SignIn { .. } => None,
+    };
+    let payload = serde_json::to_string(&purpose).map_err(|e| WebError::Internal(e.to_string()))?;
+    state
+        .store
+        .put_flow(&Flow { id_hash: digest(&flow_id), browser_hash: digest(&browser), payload, created_at: now, expires_at: now + FLOW_LIFETIME })
+        .await?;
+    let mut resp = render_login(state, &purpose, &flow_id, &browser, login_hint.as_deref().unwrap_or(""), None, StatusCode::OK);
+    if new_browser {
+        append_cookie(&mut resp, &session::cookie(&state.config, BROWSER_COOKIE, &browser, None));
+    }
+    Ok(resp)
+}
+
+fn render_login(state: &AppState, purpose: &FlowPurpose, flow_id: &str, browser: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let client_name = match purpose {
+        FlowPurpose::Authorize(r) => state.clients.get(&r.client_id).map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
+        FlowPurpose::SignIn { .. } => None,
+    };
+    let csrf = state.csrf.token(&flow_purpose_key(flow_id), browser);
+    let html = state.templates.render(
+        "login.html",
+        LoginPage { base: state.issuer(), flow: flow_id, csrf: &csrf, username, error, client_name: client_name.as_deref() },
+    );
+    crate::web::html(status, html)
+}
+
+pub fn append_cookie(resp: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    flow: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+const GENERIC_FAILURE: &str = "Wrong username or password.";
+
+/// POST /login/password.
+async fn password(State(state): State<AppState>, ClientIp(ip): ClientIp, cookies: Cookies, Form(form): Form<PasswordForm>) -> Result<Response, WebError> {
+    let now = state.now();
+    let (flow, purpose, browser) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
+    let ip = ip.to_string();
+    let username = form.username.trim().to_string();
+    if username.is_empty() || username.len() > 254 || form.password.len() > 1024 {
+        return Ok(render_login(&state, &purpose, &form.flow, &browser, "", Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
+    }
+    if let Verdict::Limited(wait) = state.limiter.check(&ip, &username, now) {
+        tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, outcome = "rate_limited");
+        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+        let mut resp = render_login(&state, &purpose, &form.flow, &browser, &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
+    let user = if username.contains('@') { state.store.find_user_by_email(&username).await? } else { state.store.find_user_by_username(&username).await? };
+    let hash = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
+    // Runs argon2 even for unknown users, so the answer takes the same time (no enumeration).
+    let ok = state.hasher.verify(hash, form.password).await;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        _ => {
+            state.limiter.record_failure(&ip, &username, now);
+            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, client = %client_of(&purpose), outcome = "failure");
+            return Ok(render_login(&state, &purpose, &form.flow, &browser, &username, Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
+        }
+    };
+    state.limiter.record_success(&username);
+    tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client_of(&purpose), outcome = "success");
+    // A new session id at every sign-in (no session fixation); the old one ends.
+    if let Some(old) = cookies.get(SESSION_COOKIE) {
+        session::end(&*state.store, old).await?;
+    }
+    let (cookie_value, session) = session::start(&*state.store, &state.config, &user, vec!["pwd".into()], now).await?;
+    state.store.delete_flow(&flow.id_hash).await?;
+    let mut resp = complete(&state, &purpose, &session, &user).await?;
+    append_cookie(&mut resp, &session::session_cookie(&state.config, &cookie_value));
+    Ok(resp)
+}
+
+fn client_of(purpose: &FlowPurpose) -> &str {
+    match purpose {
+        FlowPurpose::Authorize(r) => &r.client_id,
+        FlowPurpose::SignIn { .. } => "-",
+    }
+}
+
+/// Loads the pending flow named by a form and checks it belongs to this browser (CSRF).
+async fn load_flow(state: &AppState, cookies: &Cookies, flow_id: &str, csrf: &str) -> Result<(Flow, FlowPurpose, String), WebError> {
+    let forged = || WebError::page(StatusCode::FORBIDDEN, "This form could not be verified", "The sign-in form did not come from this browser's sign-in page. Go back to the application and start again.");
+    let browser = cookies.get(BROWSER_COOKIE).ok_or_else(forged)?.to_string();
+    if flow_id.is_empty() || !state.csrf.verify(&flow_purpose_key(flow_id), &browser, csrf) {
+        return Err(forged());
+    }
+    let expired = || WebError::page(StatusCode::BAD_REQUEST, "This sign-in page has expired", "Go back to the application and start signing in again.");
+    let flow = state.store.get_flow(&digest(flow_id), state.now()).await?.ok_or_else(expired)?;
+    if !crate::secrets::digest_eq(&flow.browser_hash, &digest(&browser)) {
+        return Err(forged());
+    }
+    let purpose: FlowPurpose = serde_json::from_str(&flow.payload).map_err(|_| expired())?;
+    Ok((flow, purpose, browser))
+}
+
+/// The user is signed in: finish what the flow was for.
+pub async fn complete(state: &AppState, purpose: &FlowPurpose, session: &Session, user: &User) -> Result<Response, WebError> {
+    match purpose {
+        FlowPurpose::Authorize(req) => Ok(Redirect::to(&authorize_redirect(state, req, session, user).await?).into_response()),
+        FlowPurpose::SignIn { rd } => match rd.as_deref().filter(|rd| safe_return(state, rd)) {
+            Some(rd) => Ok(Redirect::to(rd).into_response()),
+            None => Ok(signed_in_page(state, user)),
+        },
+    }
+}
+
+/// Where the browser goes for an authorization request with a signed-in user: the code, or
+/// `access_denied` when the client's `allowed_groups` exclude the user.
+pub async fn authorize_redirect(state: &AppState, req: &AuthorizeRequest, session: &Session, user: &User) -> Result<String, WebError> {
+    let client = state.clients.get(&req.client_id).ok_or_else(|| WebError::bad_request("The application is no longer registered."))?;
+    if !user_allowed(client, user) {
+        tracing::warn!(target: "audit", event = "authorize", user = %user.username, client = %client.id, outcome = "access_denied");
+        let e = OAuthError::access_denied("the user is not in a group allowed to use this application");
+        return Ok(error_redirect(&req.redirect_uri, req.state.as_deref(), &e, state.issuer()));
+    }
+    match state.provider.issue_code(req, client, session, state.now()).await {
+        Ok(url) => Ok(url),
+        Err(e) => Ok(error_redirect(&req.redirect_uri, req.state.as_deref(), &e, state.issuer())),
+    }
+}
+
+fn signed_in_page(state: &AppState, user: &User) -> Response {
+    let html = state.templates.render(
+        "message.html",
+        serde_json::json!({"base": state.issuer(), "title": "You are signed in", "message": format!("Signed in as {}.", user.username)}),
+    );
+    crate::web::html(StatusCode::OK, html)
+}
+
+/// Return addresses after a plain sign-in: only doorman's own origin for now (forward-auth
+/// widens this to the hosts its rules cover).
+pub fn safe_return(state: &AppState, rd: &str) -> bool {
+    let Ok(url) = url::Url::parse(rd) else { return false };
+    url.origin() == state.config.issuer.origin()
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    rd: Option<String>,
+}
+
+/// GET /login: the landing page without an application (forward-auth's sign-in, `?rd=`).
+async fn login_page(State(state): State<AppState>, cookies: Cookies, Query(q): Query<LoginQuery>) -> Result<Response, WebError> {
+    if let Some(cookie) = cookies.get(SESSION_COOKIE) {
+        if let Some((_, user)) = session::lookup(&*state.store, &state.config, cookie, state.now()).await? {
+            return match q.rd.as_deref().filter(|rd| safe_return(&state, rd)) {
+                Some(rd) => Ok(Redirect::to(rd).into_response()),
+                None => Ok(signed_in_page(&state, &user)),
+            };
+        }
+    }
+    begin(&state, &cookies, FlowPurpose::SignIn { rd: q.rd }).await
+}

@@ -1,0 +1,137 @@
+//! Scopes and the claims they grant (OIDC Core §5.4), and the id_token's claim set.
+//! Profile claims go into the id_token itself, because Cloudflare Access never calls userinfo.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::ClientConfig;
+use crate::store::{Timestamp, User};
+
+pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
+pub const SUPPORTED_CLAIMS: [&str; 18] = [
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "acr", "azp", "sid",
+    "preferred_username", "name", "given_name", "family_name", "picture", "email",
+];
+
+/// The scopes granted for a request: the supported ones the client may have, in request order.
+/// Unknown scopes are ignored, not errors.
+pub fn grant_scopes(requested: &str, client: &ClientConfig) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in requested.split(' ').filter(|s| !s.is_empty()) {
+        let supported = SUPPORTED_SCOPES.contains(&s);
+        let allowed = client.scopes.as_ref().is_none_or(|list| list.iter().any(|a| a == s));
+        if supported && allowed && !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
+pub fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+/// The profile claims `scope` allows (or all of them), without `sub`.
+pub fn profile_claims(user: &User, scope: &str, all: bool) -> Map<String, Value> {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), Value::String(v.clone()));
+        }
+    };
+    if all || has_scope(scope, "profile") {
+        put("preferred_username", &Some(user.username.clone()));
+        put("name", &user.name);
+        put("given_name", &user.given_name);
+        put("family_name", &user.family_name);
+        put("picture", &user.picture);
+    }
+    if (all || has_scope(scope, "email")) && user.email.is_some() {
+        put("email", &user.email);
+        m.insert("email_verified".into(), Value::Bool(user.email_verified));
+    }
+    if all || has_scope(scope, "groups") {
+        m.insert("groups".into(), Value::Array(user.groups.iter().cloned().map(Value::String).collect()));
+    }
+    m
+}
+
+/// OIDC Core §3.1.3.6: base64url of the left half of SHA-256 of the access token.
+pub fn at_hash(access_token: &str) -> String {
+    let d = Sha256::digest(access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(d.get(..16).unwrap_or_default())
+}
+
+/// `acr`: "1" for one factor, "2" once a second factor was used.
+pub fn acr_for(amr: &[String]) -> &'static str {
+    if amr.iter().any(|m| m == "otp" || m == "hwk") {
+        "2"
+    } else {
+        "1"
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    pub exp: Timestamp,
+    pub iat: Timestamp,
+    pub auth_time: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    pub amr: Vec<String>,
+    pub acr: String,
+    #[serde(flatten)]
+    pub profile: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: "u1".into(),
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            name: Some("Alice".into()),
+            given_name: None,
+            family_name: None,
+            picture: None,
+            groups: vec!["admins".into()],
+            password_hash: None,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+        }
+    }
+
+    #[test]
+    fn scopes_gate_claims() {
+        let only_openid = profile_claims(&user(), "openid", false);
+        assert!(only_openid.is_empty());
+        let email = profile_claims(&user(), "openid email", false);
+        assert_eq!(email["email"], "alice@example.com");
+        assert_eq!(email["email_verified"], true);
+        assert!(!email.contains_key("preferred_username"));
+        let all = profile_claims(&user(), "openid", true);
+        assert_eq!(all["preferred_username"], "alice");
+        assert_eq!(all["groups"][0], "admins");
+    }
+
+    #[test]
+    fn at_hash_matches_spec_example() {
+        // OIDC Core A.3 example access token and its at_hash.
+        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+    }
+}

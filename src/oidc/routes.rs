@@ -1,0 +1,301 @@
+//! HTTP handlers of the provider: each extracts, calls one rule in `oidc::*`, and answers.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::authorize::{self, error_redirect, AuthorizeParams, AuthorizeReject};
+use super::clients::ClientCredentials;
+use super::error::OAuthError;
+use super::paths;
+use super::token::TokenRequest;
+use crate::error::WebError;
+use crate::login::{self, append_cookie, FlowPurpose};
+use crate::secrets::random_token;
+use crate::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::state::AppState;
+use crate::web::Cookies;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    // CORS for browser-based clients, from every client's `allowed_origins`.
+    let cors = |router: Router<AppState>| {
+        if state.cors_origins.is_empty() {
+            return router;
+        }
+        let origins: Vec<HeaderValue> = state.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        )
+    };
+    let cross_origin = Router::new()
+        .route(paths::DISCOVERY, get(discovery))
+        .route(paths::JWKS, get(jwks))
+        .route(paths::TOKEN, post(token))
+        .route(paths::USERINFO, get(userinfo).post(userinfo))
+        .route(paths::REVOKE, post(revoke));
+    cors(cross_origin)
+        .route(paths::AUTHORIZE, get(authorize_get).post(authorize_post))
+        .route(paths::INTROSPECT, post(introspect))
+        .route(paths::LOGOUT, get(logout_get).post(logout_post))
+}
+
+fn json_bytes(body: std::sync::Arc<str>, cache: &'static str) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, HeaderValue::from_static(cache))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    json_bytes(state.discovery_json.clone(), "public, max-age=300")
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    json_bytes(state.keys.jwks_json(), "public, max-age=300")
+}
+
+/// Form bodies and query strings: parse failures (duplicates, bad encoding) become a clear
+/// error instead of axum's plain-text rejection.
+fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+    serde_urlencoded::from_bytes(raw).map_err(|e| format!("malformed parameters: {e}"))
+}
+
+async fn authorize_get(State(state): State<AppState>, cookies: Cookies, RawQuery(q): RawQuery) -> Result<Response, WebError> {
+    let params = parse_form::<AuthorizeParams>(q.unwrap_or_default().as_bytes()).map_err(WebError::bad_request)?;
+    authorize(state, cookies, params).await
+}
+
+async fn authorize_post(State(state): State<AppState>, cookies: Cookies, body: Bytes) -> Result<Response, WebError> {
+    let params = parse_form::<AuthorizeParams>(&body).map_err(WebError::bad_request)?;
+    authorize(state, cookies, params).await
+}
+
+fn found(url: &str) -> Response {
+    match HeaderValue::from_str(url) {
+        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+        Err(_) => WebError::bad_request("The return address is not a valid URL.").into_response(),
+    }
+}
+
+/// GET|POST /authorize (see `oidc::authorize` for the order of checks).
+async fn authorize(state: AppState, cookies: Cookies, params: AuthorizeParams) -> Result<Response, WebError> {
+    let req = match authorize::validate(&params, &state.clients) {
+        Ok(req) => req,
+        Err(AuthorizeReject::Page(message)) => {
+            tracing::warn!(target: "audit", event = "authorize", outcome = "rejected", reason = %message);
+            return Err(WebError::page(StatusCode::BAD_REQUEST, "This sign-in link is not valid", message));
+        }
+        Err(AuthorizeReject::Redirect { redirect_uri, state: st, error }) => {
+            return Ok(found(&error_redirect(&redirect_uri, st.as_deref(), &error, state.issuer())));
+        }
+    };
+    let now = state.now();
+    let live = match cookies.get(SESSION_COOKIE) {
+        Some(c) => session::lookup(&*state.store, &state.config, c, now).await?,
+        None => None,
+    };
+    if let Some((session, user)) = &live {
+        if authorize::session_satisfies(&req, session, now) {
+            // SSO: straight back to the client, no page at all.
+            return Ok(found(&login::authorize_redirect(&state, &req, session, user).await?));
+        }
+    }
+    if req.prompt_none {
+        let e = OAuthError::login_required("the user must sign in");
+        return Ok(found(&error_redirect(&req.redirect_uri, req.state.as_deref(), &e, state.issuer())));
+    }
+    login::begin(&state, &cookies, FlowPurpose::Authorize(req)).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ClientForm {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn credentials(headers: &HeaderMap, form: ClientForm) -> ClientCredentials {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .map(str::to_string);
+    ClientCredentials { basic, form_client_id: form.client_id.filter(|s| !s.is_empty()), form_client_secret: form.client_secret.filter(|s| !s.is_empty()) }
+}
+
+fn no_store_json(value: serde_json::Value) -> Response {
+    let mut resp = Json(value).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// POST /token.
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+    let req: TokenRequest = parse_form(&body).map_err(OAuthError::invalid_request)?;
+    let creds = credentials(&headers, parse_form(&body).map_err(OAuthError::invalid_request)?);
+    let client = state.clients.authenticate(&creds).inspect_err(|e| {
+        tracing::warn!(target: "audit", event = "client_auth", endpoint = "token", outcome = "failure", reason = %e.description);
+    })?;
+    let resp = state.provider.exchange(client, &req, state.now()).await?;
+    Ok(no_store_json(serde_json::to_value(resp).map_err(|e| WebError::Internal(e.to_string()))?))
+}
+
+/// GET|POST /userinfo with a Bearer token (header, or form body per RFC 6750 §2.2).
+async fn userinfo(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|s| s.trim().to_string());
+    #[derive(Deserialize)]
+    struct BodyToken {
+        access_token: Option<String>,
+    }
+    let from_body = parse_form::<BodyToken>(&body).ok().and_then(|b| b.access_token);
+    let token = from_header.or(from_body).ok_or_else(|| OAuthError::invalid_token("a Bearer access token is required"))?;
+    let claims = state.provider.userinfo(&token, state.now()).await?;
+    Ok(no_store_json(serde_json::Value::Object(claims)))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+/// POST /revoke (RFC 7009).
+async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+    let creds = credentials(&headers, parse_form(&body).map_err(OAuthError::invalid_request)?);
+    let client = state.clients.authenticate(&creds)?;
+    let p: TokenParam = parse_form(&body).map_err(OAuthError::invalid_request)?;
+    let token = p.token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    state.provider.revoke(&client.id, &token, state.now()).await?;
+    Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response())
+}
+
+/// POST /introspect (RFC 7662), for confidential clients.
+async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+    let creds = credentials(&headers, parse_form(&body).map_err(OAuthError::invalid_request)?);
+    let client = state.clients.authenticate(&creds)?;
+    if client.public {
+        return Err(OAuthError::invalid_client("public clients cannot introspect tokens").into());
+    }
+    let p: TokenParam = parse_form(&body).map_err(OAuthError::invalid_request)?;
+    let token = p.token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    Ok(no_store_json(state.provider.introspect(&token, state.now()).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LogoutParams {
+    id_token_hint: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    client_id: Option<String>,
+    csrf: Option<String>,
+    confirm: Option<String>,
+}
+
+async fn logout_get(State(state): State<AppState>, cookies: Cookies, RawQuery(q): RawQuery) -> Result<Response, WebError> {
+    let params = parse_form::<LogoutParams>(q.unwrap_or_default().as_bytes()).map_err(WebError::bad_request)?;
+    // A GET can never carry the confirmation: only the CSRF-protected form can.
+    logout(state, cookies, LogoutParams { csrf: None, confirm: None, ..params }).await
+}
+
+async fn logout_post(State(state): State<AppState>, cookies: Cookies, body: Bytes) -> Result<Response, WebError> {
+    let params = parse_form::<LogoutParams>(&body).map_err(WebError::bad_request)?;
+    logout(state, cookies, params).await
+}
+
+const LOGOUT_PURPOSE: &str = "logout";
+
+/// RP-initiated logout 1.0: ends the SSO session. Without a valid id_token_hint for the
+/// signed-in user, the user confirms with a CSRF-protected form, so another site cannot sign
+/// people out. post_logout_redirect_uri is honoured only when registered for that client.
+async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Response, WebError> {
+    let now = state.now();
+    let hint = p.id_token_hint.as_deref().and_then(|t| state.provider.read_id_token_hint(t));
+    let client_id = match (&hint, p.client_id.as_deref()) {
+        (Some(h), Some(c)) if h.aud != c => return Err(WebError::bad_request("client_id does not match the id_token_hint.")),
+        (Some(h), _) => Some(h.aud.clone()),
+        (None, c) => c.map(str::to_string),
+    };
+    let client = client_id.as_deref().and_then(|c| state.clients.get(c));
+    let redirect = match p.post_logout_redirect_uri.as_deref() {
+        None => None,
+        Some(uri) => match client {
+            Some(c) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => Some(uri.to_string()),
+            _ => {
+                return Err(WebError::bad_request(
+                    "The address to return to after signing out is not registered for this application, so doorman will not send you there.",
+                ))
+            }
+        },
+    };
+    let session_cookie = cookies.get(SESSION_COOKIE);
+    let live = match session_cookie {
+        Some(c) => session::lookup(&*state.store, &state.config, c, now).await?,
+        None => None,
+    };
+    let browser = cookies.get(BROWSER_COOKIE).map(str::to_string);
+    let confirmed_by_form = p.confirm.as_deref() == Some("yes");
+    if confirmed_by_form {
+        let valid = match (&browser, &p.csrf) {
+            (Some(b), Some(t)) => state.csrf.verify(LOGOUT_PURPOSE, b, t),
+            _ => false,
+        };
+        if !valid {
+            return Err(WebError::page(StatusCode::FORBIDDEN, "This form could not be verified", "The sign-out form did not come from doorman's page in this browser."));
+        }
+    }
+    let hint_matches = hint.as_ref().is_some_and(|h| live.as_ref().is_none_or(|(_, u)| u.id == h.sub));
+    if let (Some((_, user)), false, false) = (&live, hint_matches, confirmed_by_form) {
+        // Ask first.
+        let (browser, new_browser) = match browser {
+            Some(b) if b.len() >= 32 => (b, false),
+            _ => (random_token(), true),
+        };
+        let html = state.templates.render(
+            "logout.html",
+            serde_json::json!({
+                "base": state.issuer(),
+                "csrf": state.csrf.token(LOGOUT_PURPOSE, &browser),
+                "username": user.username,
+                "client_id": client_id,
+                "client_name": client.map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
+                "post_logout_redirect_uri": redirect,
+                "state": p.state,
+            }),
+        );
+        let mut resp = crate::web::html(StatusCode::OK, html);
+        if new_browser {
+            append_cookie(&mut resp, &session::cookie(&state.config, BROWSER_COOKIE, &browser, None));
+        }
+        return Ok(resp);
+    }
+    if let Some(c) = session_cookie {
+        session::end(&*state.store, c).await?;
+    }
+    if let Some((_, user)) = &live {
+        tracing::info!(target: "audit", event = "logout", user = %user.username, client = client_id.as_deref().unwrap_or("-"));
+    }
+    let mut resp = match redirect {
+        Some(uri) => {
+            let params: Vec<(&str, &str)> = p.state.as_deref().map(|s| vec![("state", s)]).unwrap_or_default();
+            found(&authorize::redirect_with(&uri, &params))
+        }
+        None => crate::web::html(
+            StatusCode::OK,
+            state.templates.render("message.html", serde_json::json!({"base": state.issuer(), "title": "You are signed out", "message": "You can close this window."})),
+        ),
+    };
+    append_cookie(&mut resp, &session::clear_cookie(&state.config, SESSION_COOKIE));
+    Ok(resp)
+}

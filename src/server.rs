@@ -1,0 +1,241 @@
+//! Builds the application (state, router, middleware), serves it, and runs the background
+//! work: sweeping expired rows, picking up key changes made by the CLI or another replica, and
+//! automatic key rotation. Shuts down gracefully on SIGTERM / Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::accounts::PasswordHasher;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::keys::{self, Keys};
+use crate::login::csrf::CsrfKey;
+use crate::login::ratelimit::LoginLimiter;
+use crate::oidc::clients::Clients;
+use crate::oidc::{discovery, Provider};
+use crate::state::{AppState, Inner};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::web::Templates;
+
+pub const HEALTHZ: &str = "/healthz";
+/// How often the server re-reads keys changed outside this process.
+pub const KEY_RELOAD_EVERY: Duration = Duration::from_secs(5);
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database in {path}: {reason}")]
+    Store { path: String, reason: String },
+    #[error("signing keys: {0}")]
+    Keys(#[from] keys::KeyError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub fn database_path(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("doorman.db")
+}
+
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let path = database_path(config);
+    let store = SqliteStore::open(&path).map_err(|e| StartError::Store { path: path.display().to_string(), reason: e.to_string() })?;
+    Ok(Arc::new(store))
+}
+
+/// Everything the handlers need, from a validated config.
+pub async fn build_state(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
+    let now = clock.now();
+    let keys = Arc::new(Keys::load(&*store, now).await?);
+    let csrf_hex = store
+        .init_setting("csrf_key", &crate::secrets::to_hex(&crate::secrets::digest(&crate::secrets::random_token())))
+        .await
+        .map_err(|e| StartError::Other(format!("store: {e}")))?;
+    let csrf = CsrfKey::new(crate::secrets::from_hex(&csrf_hex).ok_or_else(|| StartError::Other("stored csrf_key is malformed".into()))?);
+    let issuer = config.issuer.as_str().trim_end_matches('/').to_string();
+    let params = crate::accounts::password::owasp_params().map_err(|e| StartError::Other(e.to_string()))?;
+    let hasher = PasswordHasher::new(params, 2).map_err(|e| StartError::Other(e.to_string()))?;
+    let templates = Templates::new(config.theme_dir.clone());
+    templates.check().map_err(StartError::Other)?;
+    let mut cors_origins: Vec<String> = config.clients.iter().flat_map(|c| c.allowed_origins.iter().cloned()).collect();
+    cors_origins.sort();
+    cors_origins.dedup();
+    let discovery_json = discovery::document(&issuer).to_string().into();
+    let config = Arc::new(config);
+    Ok(AppState(Arc::new(Inner {
+        clients: Clients::new(&config.clients),
+        provider: Provider { store: store.clone(), keys: keys.clone(), issuer },
+        limiter: LoginLimiter::new(config.login.max_failures_per_ip, config.login.max_failures_per_account, config.login.failure_window),
+        config,
+        store,
+        keys,
+        templates,
+        hasher,
+        csrf,
+        clock,
+        discovery_json,
+        cors_origins,
+    })))
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok"),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let app = Router::new()
+        .merge(crate::oidc::routes::routes(&state))
+        .merge(crate::login::routes())
+        .route(HEALTHZ, get(healthz))
+        .route("/static/{*path}", get(crate::web::static_file));
+    // Every endpoint lives under the issuer's path (e.g. https://example.com/auth).
+    let path = state.config.issuer.path().trim_end_matches('/').to_string();
+    let app = if path.is_empty() { app } else { Router::new().nest(&path, app) };
+    app.layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::render_pages))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::security_headers))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // The path only: query strings carry codes and tokens.
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
+}
+
+/// Background work; ends when `shutdown` fires.
+fn spawn_maintenance(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut reload = tokio::time::interval(KEY_RELOAD_EVERY);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = reload.tick() => {
+                    let now = state.now();
+                    if let Some(after) = state.config.keys.rotate_after {
+                        auto_rotate(&state, now, after).await;
+                    }
+                    match state.keys.reload(&*state.store, now).await {
+                        Ok(true) => tracing::info!(kid = ?state.keys.active_kid(), "signing keys reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not reload signing keys"),
+                    }
+                }
+                _ = sweep.tick() => match state.store.sweep(state.now()).await {
+                    Ok(s) => tracing::debug!(?s, "swept expired rows"),
+                    Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                },
+            }
+        }
+    });
+}
+
+/// The longest a token signed by a key can still be presented: old keys stay published so long.
+pub fn key_overlap(config: &Config) -> i64 {
+    let longest = config.clients.iter().map(|c| c.lifetimes.id_token.max(c.lifetimes.access_token)).chain([config.tokens.id_token, config.tokens.access_token]).max().unwrap_or_default();
+    i64::try_from(longest.as_secs()).unwrap_or(86_400) + 300
+}
+
+async fn auto_rotate(state: &AppState, now: i64, after: Duration) {
+    let Ok(list) = state.store.list_signing_keys().await else { return };
+    if keys::rotation_due(&list, now, i64::try_from(after.as_secs()).unwrap_or(i64::MAX)) {
+        match keys::rotate(&*state.store, now, key_overlap(&state.config)).await {
+            Ok(k) => tracing::info!(kid = %k.kid, "rotated the signing key (keys.rotate_after)"),
+            Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
+        }
+    }
+}
+
+/// A running server: its address, and the way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after SIGTERM / Ctrl-C when started by `serve`).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds and starts serving `state` on `addr` (port 0 picks a free port).
+pub async fn start(state: AppState, addr: SocketAddr) -> Result<Running, StartError> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| StartError::Listen { addr, reason: e.to_string() })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Listen { addr, reason: e.to_string() })?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    spawn_maintenance(state.clone(), rx.clone());
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let mut stop = rx;
+    let task = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            tracing::error!(error = %e, "server error");
+        }
+    });
+    Ok(Running { addr, state, shutdown: tx, task })
+}
+
+/// `doorman serve`: start, log what to do next, stop on SIGTERM / Ctrl-C.
+pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartError> {
+    let listen = config.listen;
+    let store = open_store(&config).await?;
+    let state = build_state(config, store, clock).await?;
+    let running = start(state.clone(), listen).await?;
+    tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), "doorman is listening");
+    if state.config.clients.is_empty() {
+        tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --password-stdin`");
+    }
+    let tx = running.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    running.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,101 @@
+//! The SSO browser session: a random id in the `doorman_session` cookie, stored as its hash
+//! with idle and absolute lifetimes. Also the browser-binding cookie that ties pending flows
+//! and their CSRF tokens to one browser. No HTTP types here: cookies are built as strings.
+
+use crate::config::Config;
+use crate::secrets::{digest, random_token};
+use crate::store::{Session, Store, StoreError, Timestamp, User};
+
+pub const SESSION_COOKIE: &str = "doorman_session";
+/// Binds a pending sign-in (and its CSRF token) to the browser that started it.
+pub const BROWSER_COOKIE: &str = "doorman_csrf";
+
+/// last_seen_at is written at most this often, so an active session costs no write per request.
+const TOUCH_EVERY: i64 = 60;
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// Starts a session for `user`; returns the cookie value (the only copy of the id).
+pub async fn start(store: &dyn Store, config: &Config, user: &User, amr: Vec<String>, now: Timestamp) -> Result<(String, Session), StoreError> {
+    let id = random_token();
+    let session = Session {
+        id_hash: digest(&id),
+        user_id: user.id.clone(),
+        auth_time: now,
+        amr,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + secs(config.session.max_lifetime),
+    };
+    store.create_session(&session).await?;
+    store.record_login(&user.id, now).await?;
+    Ok((id, session))
+}
+
+/// The live session behind a cookie value with its user, or None (unknown, expired, idle too
+/// long, user disabled or gone). Keeps the idle clock running.
+pub async fn lookup(store: &dyn Store, config: &Config, cookie: &str, now: Timestamp) -> Result<Option<(Session, User)>, StoreError> {
+    let hash = digest(cookie);
+    let Some(session) = store.get_session(&hash, now).await? else { return Ok(None) };
+    if now - session.last_seen_at > secs(config.session.idle_timeout) {
+        store.delete_session(&hash).await?;
+        return Ok(None);
+    }
+    let user = match store.get_user(&session.user_id).await? {
+        Some(u) if !u.disabled => u,
+        _ => return Ok(None),
+    };
+    if now - session.last_seen_at >= TOUCH_EVERY {
+        store.touch_session(&hash, now).await?;
+    }
+    Ok(Some((session, user)))
+}
+
+pub async fn end(store: &dyn Store, cookie: &str) -> Result<(), StoreError> {
+    store.delete_session(&digest(cookie)).await
+}
+
+/// Cookie attributes shared by doorman's cookies: host-only, HttpOnly, Lax, scoped to the
+/// issuer's path, Secure when the issuer is https.
+pub fn cookie(config: &Config, name: &str, value: &str, max_age: Option<i64>) -> String {
+    let path = match config.issuer.path() {
+        "" | "/" => "/".to_string(),
+        p => p.trim_end_matches('/').to_string(),
+    };
+    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    if config.issuer.scheme() == "https" {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    c
+}
+
+pub fn session_cookie(config: &Config, value: &str) -> String {
+    cookie(config, SESSION_COOKIE, value, Some(secs(config.session.max_lifetime)))
+}
+
+pub fn clear_cookie(config: &Config, name: &str) -> String {
+    cookie(config, name, "", Some(0))
+}
+
+/// Reads one cookie from a `Cookie` header value.
+pub fn read_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cookies() {
+        let h = "a=1; doorman_session=abc; b=2";
+        assert_eq!(read_cookie(h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(read_cookie(h, "c"), None);
+        assert_eq!(read_cookie("doorman_session=", SESSION_COOKIE), None);
+    }
+}

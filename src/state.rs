@@ -1,0 +1,56 @@
+//! AppState: everything a handler needs, built once at start and shared behind Arcs. No globals.
+
+use std::sync::Arc;
+
+use crate::accounts::PasswordHasher;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::keys::Keys;
+use crate::login::csrf::CsrfKey;
+use crate::login::ratelimit::LoginLimiter;
+use crate::oidc::clients::Clients;
+use crate::oidc::Provider;
+use crate::store::{Store, Timestamp};
+use crate::web::Templates;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<Keys>,
+    pub clients: Clients,
+    pub provider: Provider,
+    pub templates: Templates,
+    pub hasher: PasswordHasher,
+    pub limiter: LoginLimiter,
+    pub csrf: CsrfKey,
+    pub clock: Arc<dyn Clock>,
+    /// The discovery document, serialized once.
+    pub discovery_json: Arc<str>,
+    /// Cross-origin requests allowed from these origins (every client's `allowed_origins`).
+    pub cors_origins: Vec<String>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.provider.issuer
+    }
+
+    /// An absolute URL of one of doorman's own paths.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.provider.issuer, path)
+    }
+}
