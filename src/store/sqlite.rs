@@ -1,1 +1,1244 @@
 //! SQLite store (rusqlite).
+//!
+//! Why it is shaped this way:
+//!
+//! * rusqlite is synchronous, and a query can wait on the disk or on a lock for up to
+//!   `busy_timeout`. Every call therefore runs inside `tokio::task::spawn_blocking`, so the
+//!   async runtime's worker threads never block on SQLite.
+//! * SQLite allows one writer at a time, and in WAL mode readers never block the writer nor
+//!   each other. So the store keeps ONE writer connection (behind a `std::sync::Mutex`) for
+//!   every write, and a few reader connections (each behind its own mutex, first free one
+//!   wins) for plain reads. Serialising writes in-process means they queue on the mutex
+//!   instead of spinning on SQLITE_BUSY.
+//! * Multi-statement writes use `BEGIN IMMEDIATE`: the write lock is taken up front, so a
+//!   transaction that reads then writes cannot fail half-way with SQLITE_BUSY_SNAPSHOT if
+//!   another process (e.g. an admin command on the same file) wrote in between.
+//! * Every statement goes through `prepare_cached`: each connection compiles a statement
+//!   once and reuses it.
+//! * The file holds private signing keys: it is created 0600 before SQLite opens it, and the
+//!   WAL side files are kept 0600 too.
+//! * Errors become meaning here: a UNIQUE violation on `users.username` / `users.email` is
+//!   `Conflict`; anything else from SQLite is `Unavailable`. Nothing in here panics.
+
+use std::fmt;
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::Type;
+use rusqlite::{ffi, params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+
+use super::{
+    AccessToken, AuthCode, CodeRedemption, Flow, Grant, Hash, RefreshRotation, RefreshToken,
+    Session, SigningKey, Store, StoreError, StoreResult, Swept, Timestamp, User,
+};
+
+/// Schema migrations, in order. Migration `i` (0-based) brings `PRAGMA user_version` from
+/// `i` to `i + 1`. An applied migration is never edited; changes go in a new file.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// Reader connections. WAL lets them all read at once, alongside the writer.
+const READERS: usize = 4;
+
+/// How long a statement waits on a lock held by another connection before giving up with
+/// SQLITE_BUSY (→ `Unavailable`).
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Prepared-statement cache per connection. rusqlite's default (16) is smaller than the number
+/// of distinct statements the writer uses, which would evict and re-prepare them.
+const STATEMENT_CACHE: usize = 64;
+
+/// Codes stay this long after expiry before the sweep deletes them, so a replay shortly after
+/// expiry is still recognised (and revokes the grant) rather than answered NotFound.
+const CODE_GRACE: i64 = 600;
+
+/// Revoked grants are kept this long (their tokens are already dead through the revocation).
+const REVOKED_GRANT_GRACE: i64 = 86_400;
+
+/// The SQLite store. Cheap to share: wrap it in an `Arc<dyn Store>`.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    /// Where the search for a free reader starts, so load spreads over all of them.
+    next_reader: AtomicUsize,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// Creates the parent directory (0700) if missing and the file itself with mode 0600; an
+    /// existing file (or WAL side file) with looser permissions is tightened to 0600. Blocking:
+    /// call it at startup, or from `spawn_blocking`.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|e| {
+                        unavailable(format!("cannot create directory {}: {e}", parent.display()))
+                    })?;
+            }
+        }
+        // Create the file ourselves so it never exists with umask-derived permissions, even
+        // for an instant. `mode` only applies on creation; an existing file is fixed below.
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        restrict_permissions(path)?;
+        // A -wal/-shm left by an earlier run keeps its mode; fix it before SQLite reuses it.
+        restrict_side_files(path)?;
+
+        let mut writer = open_connection(path)?;
+        // WAL is persistent in the file, but setting it every time is cheap and repairs a file
+        // that was switched back by some tool. It can fail (e.g. no shared memory on a network
+        // filesystem): then refuse to start rather than run without concurrent readers.
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(map_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(unavailable(format!(
+                "cannot enable WAL mode (journal_mode is {mode})"
+            )));
+        }
+        migrate(&mut writer)?;
+        // SQLite creates the side files with the database file's mode; this is belt and braces
+        // so a umask or an outside tool never leaves them world-readable.
+        restrict_side_files(path)?;
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = open_connection(path)?;
+            // Guard against a write slipping onto a reader: it would bypass the writer mutex.
+            conn.pragma_update(None, "query_only", true)
+                .map_err(map_err)?;
+            readers.push(Mutex::new(conn));
+        }
+
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Runs `f` on a reader connection, off the async runtime.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let conn = inner.reader()?;
+            f(&conn).map_err(map_err)
+        })
+        .await
+    }
+
+    /// Runs `f` on the writer connection, off the async runtime.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut conn = inner.writer.lock().map_err(|_| poisoned())?;
+            f(&mut conn).map_err(map_err)
+        })
+        .await
+    }
+}
+
+impl Inner {
+    /// The first free reader, starting from a rotating position; if all are busy, waits for
+    /// the one at that position.
+    fn reader(&self) -> StoreResult<MutexGuard<'_, Connection>> {
+        let count = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..count {
+            let Some(slot) = start
+                .wrapping_add(i)
+                .checked_rem(count)
+                .and_then(|n| self.readers.get(n))
+            else {
+                break;
+            };
+            match slot.try_lock() {
+                Ok(guard) => return Ok(guard),
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+            }
+        }
+        start
+            .checked_rem(count)
+            .and_then(|n| self.readers.get(n))
+            .ok_or_else(|| unavailable("no reader connection".into()))?
+            .lock()
+            .map_err(|_| poisoned())
+    }
+}
+
+/// Runs blocking work on tokio's blocking pool. A task that panicked or was cancelled is
+/// reported as `Unavailable`, never propagated as a panic.
+async fn blocking<T, F>(f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| unavailable(format!("store task failed: {e}")))?
+}
+
+fn unavailable(message: String) -> StoreError {
+    StoreError::Unavailable(message)
+}
+
+fn poisoned() -> StoreError {
+    unavailable("store connection lock poisoned".into())
+}
+
+/// Turns a rusqlite error into the store's vocabulary: a UNIQUE violation on a user's
+/// username or email is a `Conflict`; everything else is `Unavailable`.
+fn map_err(err: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, Some(message)) = &err {
+        if failure.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE {
+            // SQLite names the column: "UNIQUE constraint failed: users.email".
+            if message.contains("users.username") {
+                return StoreError::Conflict { field: "username" };
+            }
+            if message.contains("users.email") {
+                return StoreError::Conflict { field: "email" };
+            }
+        }
+    }
+    unavailable(err.to_string())
+}
+
+fn io_err(what: &str, path: &Path, err: std::io::Error) -> StoreError {
+    unavailable(format!("cannot {what} {}: {err}", path.display()))
+}
+
+/// Sets `path` to 0600 if group or others have any access.
+fn restrict_permissions(path: &Path) -> StoreResult<()> {
+    let meta = std::fs::metadata(path).map_err(|e| io_err("stat", path, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, Permissions::from_mode(0o600))
+            .map_err(|e| io_err("chmod", path, e))?;
+    }
+    Ok(())
+}
+
+/// Applies `restrict_permissions` to the -wal and -shm files of `db`, when they exist.
+fn restrict_side_files(db: &Path) -> StoreResult<()> {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let side = PathBuf::from(name);
+        if side.exists() {
+            restrict_permissions(&side)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens one connection to an existing database file with the per-connection settings.
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    // No SQLITE_OPEN_CREATE: `open` created the file with the right mode; if it vanished, fail
+    // rather than recreate it with default permissions. NO_MUTEX: each connection is only ever
+    // used under its own Mutex.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| unavailable(format!("cannot open database {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    // NORMAL is durable against application crashes in WAL mode, and only a power loss can
+    // lose the last transactions; FULL would fsync on every commit.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(map_err)?;
+    // Off by default in SQLite, per connection: the ON DELETE CASCADEs depend on it.
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Applies every migration newer than the database's `user_version`, each in its own
+/// transaction together with the version bump.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let latest = MIGRATIONS.len();
+    let current = user_version(conn).map_err(map_err)?;
+    if !matches!(usize::try_from(current), Ok(v) if v <= latest) {
+        return Err(unavailable(format!(
+            "database schema version {current} is not one this doorman knows (latest {latest}); \
+             was it written by a newer version?"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(index + 1).map_err(|e| unavailable(e.to_string()))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        // Re-read under the write lock: another process may have migrated meanwhile.
+        if user_version(&tx).map_err(map_err)? >= version {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(|e| unavailable(format!("migration {version} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+    }
+    Ok(())
+}
+
+// ---- row mapping ----
+//
+// Each `*_COLS` list is the column order its `*_from_row` reads by index; the macros let
+// `concat!` build whole statements as string literals.
+
+fn json_list(row: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<String>> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+fn to_json(list: &[String]) -> rusqlite::Result<String> {
+    serde_json::to_string(list).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+macro_rules! user_cols {
+    () => {
+        "id, username, email, email_verified, name, given_name, family_name, picture, groups, \
+         password_hash, disabled, created_at, updated_at, last_login_at"
+    };
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        email: row.get(2)?,
+        email_verified: row.get(3)?,
+        name: row.get(4)?,
+        given_name: row.get(5)?,
+        family_name: row.get(6)?,
+        picture: row.get(7)?,
+        groups: json_list(row, 8)?,
+        password_hash: row.get(9)?,
+        disabled: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+        last_login_at: row.get(13)?,
+    })
+}
+
+macro_rules! session_cols {
+    () => {
+        "id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at"
+    };
+}
+
+// Hashes are read as `[u8; 32]`: a BLOB of another length is a conversion error
+// (→ Unavailable), not a panic.
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id_hash: row.get(0)?,
+        user_id: row.get(1)?,
+        auth_time: row.get(2)?,
+        amr: json_list(row, 3)?,
+        created_at: row.get(4)?,
+        last_seen_at: row.get(5)?,
+        expires_at: row.get(6)?,
+    })
+}
+
+macro_rules! flow_cols {
+    () => {
+        "id_hash, browser_hash, payload, created_at, expires_at"
+    };
+}
+
+fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
+    Ok(Flow {
+        id_hash: row.get(0)?,
+        browser_hash: row.get(1)?,
+        payload: row.get(2)?,
+        created_at: row.get(3)?,
+        expires_at: row.get(4)?,
+    })
+}
+
+macro_rules! grant_cols {
+    () => {
+        "id, client_id, user_id, scope, auth_time, amr, nonce, created_at, expires_at, revoked_at"
+    };
+}
+
+fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        id: row.get(0)?,
+        client_id: row.get(1)?,
+        user_id: row.get(2)?,
+        scope: row.get(3)?,
+        auth_time: row.get(4)?,
+        amr: json_list(row, 5)?,
+        nonce: row.get(6)?,
+        created_at: row.get(7)?,
+        expires_at: row.get(8)?,
+        revoked_at: row.get(9)?,
+    })
+}
+
+macro_rules! code_cols {
+    () => {
+        "hash, grant_id, client_id, redirect_uri, code_challenge, created_at, expires_at, used_at"
+    };
+}
+
+fn code_from_row(row: &Row<'_>) -> rusqlite::Result<AuthCode> {
+    Ok(AuthCode {
+        hash: row.get(0)?,
+        grant_id: row.get(1)?,
+        client_id: row.get(2)?,
+        redirect_uri: row.get(3)?,
+        code_challenge: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        used_at: row.get(7)?,
+    })
+}
+
+// Token columns are prefixed with `t.` because the lookups join them with their grant.
+macro_rules! access_cols {
+    () => {
+        "t.hash, t.grant_id, t.client_id, t.user_id, t.scope, t.created_at, t.expires_at"
+    };
+}
+
+fn access_from_row(row: &Row<'_>) -> rusqlite::Result<AccessToken> {
+    Ok(AccessToken {
+        hash: row.get(0)?,
+        grant_id: row.get(1)?,
+        client_id: row.get(2)?,
+        user_id: row.get(3)?,
+        scope: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+    })
+}
+
+macro_rules! refresh_cols {
+    () => {
+        "t.hash, t.grant_id, t.client_id, t.user_id, t.scope, t.created_at, t.expires_at, \
+         t.used_at"
+    };
+}
+
+fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
+    Ok(RefreshToken {
+        hash: row.get(0)?,
+        grant_id: row.get(1)?,
+        client_id: row.get(2)?,
+        user_id: row.get(3)?,
+        scope: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        used_at: row.get(7)?,
+    })
+}
+
+macro_rules! key_cols {
+    () => {
+        "kid, alg, private_pem, created_at, active_from, retire_at"
+    };
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKey> {
+    Ok(SigningKey {
+        kid: row.get(0)?,
+        alg: row.get(1)?,
+        private_pem: row.get(2)?,
+        created_at: row.get(3)?,
+        active_from: row.get(4)?,
+        retire_at: row.get(5)?,
+    })
+}
+
+/// `Ok(())` if a statement touched a row, `NotFound` otherwise (for updates of one named row).
+fn one_row(changed: usize) -> StoreResult<()> {
+    if changed == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+fn grant_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Grant>> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        grant_cols!(),
+        " FROM grants WHERE id = ?1"
+    ))?
+    .query_row([id], grant_from_row)
+    .optional()
+}
+
+fn revoke_grant_on(conn: &Connection, id: &str, now: Timestamp) -> rusqlite::Result<usize> {
+    // Keeps the first revocation time when revoked again.
+    conn.prepare_cached("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![id, now])
+}
+
+fn insert_refresh(conn: &Connection, t: &RefreshToken) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO refresh_tokens \
+         (hash, grant_id, client_id, user_id, scope, created_at, expires_at, used_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        t.hash,
+        t.grant_id,
+        t.client_id,
+        t.user_id,
+        t.scope,
+        t.created_at,
+        t.expires_at,
+        t.used_at
+    ])
+}
+
+/// The refresh token `hash` with its grant, whatever their state.
+fn refresh_with_grant(
+    conn: &Connection,
+    hash: &Hash,
+) -> rusqlite::Result<Option<(RefreshToken, Grant)>> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        refresh_cols!(),
+        ", g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, \
+         g.expires_at, g.revoked_at \
+         FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id WHERE t.hash = ?1"
+    ))?
+    .query_row([hash], |row| {
+        let token = refresh_from_row(row)?;
+        // The grant's columns follow the token's 8.
+        let grant = Grant {
+            id: row.get(8)?,
+            client_id: row.get(9)?,
+            user_id: row.get(10)?,
+            scope: row.get(11)?,
+            auth_time: row.get(12)?,
+            amr: json_list(row, 13)?,
+            nonce: row.get(14)?,
+            created_at: row.get(15)?,
+            expires_at: row.get(16)?,
+            revoked_at: row.get(17)?,
+        };
+        Ok((token, grant))
+    })
+    .optional()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        // Through the writer: a writer stuck behind a long transaction or a broken file is what
+        // makes the service unusable, and this waits on exactly that mutex.
+        self.write(|conn| {
+            conn.prepare_cached("PRAGMA user_version")?
+                .query_row([], |row| row.get::<_, i64>(0))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    // ---- settings ----
+
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row([key], |row| row.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> StoreResult<String> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached("INSERT OR IGNORE INTO settings (key, value) VALUES (?1, ?2)")?
+                .execute([&key, &value])?;
+            let stored: String = tx
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row([&key], |row| row.get(0))?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    // ---- users ----
+
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let u = user.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO users (",
+                user_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?
+            .execute(params![
+                u.id,
+                u.username,
+                u.email,
+                u.email_verified,
+                u.name,
+                u.given_name,
+                u.family_name,
+                u.picture,
+                to_json(&u.groups)?,
+                u.password_hash,
+                u.disabled,
+                u.created_at,
+                u.updated_at,
+                u.last_login_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users WHERE id = ?1"
+            ))?
+            .query_row([id], user_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            // The column's NOCASE collation applies to the comparison (and uses its index).
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users WHERE username = ?1"
+            ))?
+            .query_row([username], user_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let email = email.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users WHERE email = ?1"
+            ))?
+            .query_row([email], user_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.read(|conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM users ORDER BY username"
+            ))?
+            .query_map([], user_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let u = user.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET email = ?2, email_verified = ?3, name = ?4, given_name = ?5, \
+                 family_name = ?6, picture = ?7, groups = ?8, password_hash = ?9, disabled = ?10, \
+                 updated_at = ?11, last_login_at = ?12 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                u.id,
+                u.email,
+                u.email_verified,
+                u.name,
+                u.given_name,
+                u.family_name,
+                u.picture,
+                to_json(&u.groups)?,
+                u.password_hash,
+                u.disabled,
+                u.updated_at,
+                u.last_login_at
+            ])
+        })
+        .await
+        .and_then(one_row)
+    }
+
+    async fn record_login(&self, user_id: &str, now: Timestamp) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")?
+                .execute(params![user_id, now])
+        })
+        .await
+        .and_then(one_row)
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        // ON DELETE CASCADE removes sessions and grants, and through grants every code and token.
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
+                .execute([id])
+        })
+        .await
+        .and_then(one_row)
+    }
+
+    // ---- SSO sessions ----
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        let s = session.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO sessions (",
+                session_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?
+            .execute(params![
+                s.id_hash,
+                s.user_id,
+                s.auth_time,
+                to_json(&s.amr)?,
+                s.created_at,
+                s.last_seen_at,
+                s.expires_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Session>> {
+        let id_hash = *id_hash;
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_cols!(),
+                " FROM sessions WHERE id_hash = ?1 AND ?2 < expires_at"
+            ))?
+            .query_row(params![id_hash, now], session_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn touch_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<()> {
+        let id_hash = *id_hash;
+        // A session that vanished meanwhile (logout, sweep) is not an error: nothing to touch.
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
+                .execute(params![id_hash, now])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &Hash) -> StoreResult<()> {
+        let id_hash = *id_hash;
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
+                .execute([id_hash])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, user_id: &str) -> StoreResult<u64> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+                .execute([user_id])
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
+    // ---- pending flows ----
+
+    async fn put_flow(&self, flow: &Flow) -> StoreResult<()> {
+        let f = flow.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO flows (",
+                flow_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?
+            .execute(params![
+                f.id_hash,
+                f.browser_hash,
+                f.payload,
+                f.created_at,
+                f.expires_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_flow(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Flow>> {
+        let id_hash = *id_hash;
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                flow_cols!(),
+                " FROM flows WHERE id_hash = ?1 AND ?2 < expires_at"
+            ))?
+            .query_row(params![id_hash, now], flow_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn delete_flow(&self, id_hash: &Hash) -> StoreResult<()> {
+        let id_hash = *id_hash;
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM flows WHERE id_hash = ?1")?
+                .execute([id_hash])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    // ---- grants, codes, tokens ----
+
+    async fn create_grant_with_code(&self, grant: &Grant, code: &AuthCode) -> StoreResult<()> {
+        let (g, c) = (grant.clone(), code.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(concat!(
+                "INSERT INTO grants (",
+                grant_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                g.id,
+                g.client_id,
+                g.user_id,
+                g.scope,
+                g.auth_time,
+                to_json(&g.amr)?,
+                g.nonce,
+                g.created_at,
+                g.expires_at,
+                g.revoked_at
+            ])?;
+            tx.prepare_cached(concat!(
+                "INSERT INTO auth_codes (",
+                code_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                c.hash,
+                c.grant_id,
+                c.client_id,
+                c.redirect_uri,
+                c.code_challenge,
+                c.created_at,
+                c.expires_at,
+                c.used_at
+            ])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn redeem_code(&self, hash: &Hash, now: Timestamp) -> StoreResult<CodeRedemption> {
+        let hash = *hash;
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Marking and reading in one statement: of two concurrent redemptions only one can
+            // see `used_at IS NULL`. Expiry and grant revocation are left to the caller, who
+            // gets both back.
+            let fresh = tx
+                .prepare_cached(concat!(
+                    "UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL \
+                     RETURNING ",
+                    code_cols!()
+                ))?
+                .query_row(params![hash, now], code_from_row)
+                .optional()?;
+            let outcome = match fresh {
+                Some(code) => match grant_by_id(&tx, &code.grant_id)? {
+                    Some(grant) => CodeRedemption::Fresh(code, grant),
+                    // Impossible with the foreign key; treat like an unknown code.
+                    None => CodeRedemption::NotFound,
+                },
+                None => {
+                    let seen = tx
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            code_cols!(),
+                            " FROM auth_codes WHERE hash = ?1"
+                        ))?
+                        .query_row([hash], code_from_row)
+                        .optional()?;
+                    match seen {
+                        // A second use means the code leaked: everything issued from it dies
+                        // (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
+                        Some(code) => {
+                            revoke_grant_on(&tx, &code.grant_id, now)?;
+                            CodeRedemption::Replayed(code)
+                        }
+                        None => CodeRedemption::NotFound,
+                    }
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
+        let id = id.to_owned();
+        self.read(move |conn| grant_by_id(conn, &id)).await
+    }
+
+    async fn revoke_grant(&self, id: &str, now: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            if revoke_grant_on(conn, &id, now)? > 0 {
+                return Ok(true);
+            }
+            // Revoking an already revoked grant is fine; only an unknown one is NotFound.
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM grants WHERE id = ?1")?
+                .query_row([&id], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+        .and_then(|exists| {
+            if exists {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        })
+    }
+
+    async fn revoke_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<u64> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE grants SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![user_id, now])
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()> {
+        let t = token.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO access_tokens \
+                 (hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                t.hash,
+                t.grant_id,
+                t.client_id,
+                t.user_id,
+                t.scope,
+                t.created_at,
+                t.expires_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_access_token(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<AccessToken>> {
+        let hash = *hash;
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                access_cols!(),
+                " FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
+                 WHERE t.hash = ?1 AND ?2 < t.expires_at AND g.revoked_at IS NULL"
+            ))?
+            .query_row(params![hash, now], access_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn delete_access_token(&self, hash: &Hash) -> StoreResult<()> {
+        let hash = *hash;
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM access_tokens WHERE hash = ?1")?
+                .execute([hash])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let t = token.clone();
+        self.write(move |conn| insert_refresh(conn, &t).map(|_| ()))
+            .await
+    }
+
+    async fn get_refresh_token(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<RefreshToken>> {
+        let hash = *hash;
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                refresh_cols!(),
+                " FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id \
+                 WHERE t.hash = ?1 AND ?2 < t.expires_at AND t.used_at IS NULL \
+                 AND g.revoked_at IS NULL AND ?2 < g.expires_at"
+            ))?
+            .query_row(params![hash, now], refresh_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &Hash,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<RefreshRotation> {
+        let (old_hash, new) = (*old_hash, new.clone());
+        self.write(move |conn| {
+            // IMMEDIATE: the check and the update happen under one write lock, so of two
+            // rotations of the same token exactly one sees it unused.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some((mut old, grant)) = refresh_with_grant(&tx, &old_hash)? else {
+                return Ok(RefreshRotation::Invalid);
+            };
+            if old.used_at.is_some() {
+                // Reuse of a rotated token: assume it was stolen and kill the whole family
+                // (RFC 9700 §4.14.2). Checked before expiry so late reuse still revokes.
+                revoke_grant_on(&tx, &grant.id, now)?;
+                tx.commit()?;
+                return Ok(RefreshRotation::Reused(old));
+            }
+            if now >= old.expires_at || grant.revoked_at.is_some() || now >= grant.expires_at {
+                return Ok(RefreshRotation::Invalid);
+            }
+            tx.prepare_cached("UPDATE refresh_tokens SET used_at = ?2 WHERE hash = ?1")?
+                .execute(params![old_hash, now])?;
+            insert_refresh(&tx, &new)?;
+            tx.commit()?;
+            old.used_at = Some(now);
+            Ok(RefreshRotation::Rotated(old, grant))
+        })
+        .await
+    }
+
+    // ---- signing keys ----
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        self.read(|conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                key_cols!(),
+                " FROM signing_keys ORDER BY active_from, kid"
+            ))?
+            .query_map([], key_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        let k = key.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO signing_keys (",
+                key_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![
+                k.kid,
+                k.alg,
+                k.private_pem,
+                k.created_at,
+                k.active_from,
+                k.retire_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()> {
+        let kid = kid.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE signing_keys SET retire_at = ?2 WHERE kid = ?1")?
+                .execute(params![kid, retire_at])
+        })
+        .await
+        .and_then(one_row)
+    }
+
+    // ---- housekeeping ----
+
+    async fn sweep(&self, now: Timestamp) -> StoreResult<Swept> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let delete = |sql: &str, cutoff: Timestamp| -> rusqlite::Result<u64> {
+                tx.prepare_cached(sql)?.execute([cutoff]).map(|n| n as u64)
+            };
+            // Tokens first, so their counts include the ones the grant deletion below would
+            // otherwise remove silently by cascade.
+            let sessions = delete("DELETE FROM sessions WHERE expires_at <= ?1", now)?;
+            let flows = delete("DELETE FROM flows WHERE expires_at <= ?1", now)?;
+            let codes = delete(
+                "DELETE FROM auth_codes WHERE expires_at < ?1",
+                now.saturating_sub(CODE_GRACE),
+            )?;
+            let access_tokens = delete("DELETE FROM access_tokens WHERE expires_at <= ?1", now)?;
+            let refresh_tokens = delete("DELETE FROM refresh_tokens WHERE expires_at <= ?1", now)?;
+            // A grant past its absolute expiry can still carry an access token issued shortly
+            // before it (access-token lifetime is independent); keep the grant until that one
+            // expires. Revoked grants have no live tokens; they are kept a day for inspection.
+            let grants = tx
+                .prepare_cached(
+                    "DELETE FROM grants WHERE \
+                     (revoked_at IS NOT NULL AND revoked_at < ?2) \
+                     OR (expires_at <= ?1 AND NOT EXISTS \
+                         (SELECT 1 FROM access_tokens t \
+                          WHERE t.grant_id = grants.id AND ?1 < t.expires_at))",
+                )?
+                .execute(params![now, now.saturating_sub(REVOKED_GRANT_GRACE)])?
+                as u64;
+            let keys = tx
+                .prepare_cached(
+                    "DELETE FROM signing_keys WHERE retire_at IS NOT NULL AND retire_at < ?1",
+                )?
+                .execute([now])? as u64;
+            tx.commit()?;
+            Ok(Swept {
+                sessions,
+                flows,
+                codes,
+                access_tokens,
+                refresh_tokens,
+                grants,
+                keys,
+            })
+        })
+        .await
+    }
+
+    async fn backup(&self, path: &Path) -> StoreResult<()> {
+        let source = self.inner.path.clone();
+        let target = path.to_path_buf();
+        blocking(move || backup_to(&source, &target)).await
+    }
+}
+
+/// Writes a compacted, consistent snapshot of `source` to the new file `target` (0600).
+fn backup_to(source: &Path, target: &Path) -> StoreResult<()> {
+    let target_str = target
+        .to_str()
+        .ok_or_else(|| unavailable(format!("backup path {} is not UTF-8", target.display())))?;
+    // Create the (empty) target ourselves: `create_new` refuses to overwrite an existing file,
+    // and the copy gets 0600 from the start. VACUUM INTO accepts an existing empty file.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                unavailable(format!("backup target {} already exists", target.display()))
+            } else {
+                io_err("create backup file", target, e)
+            }
+        })?;
+    // A connection of its own (read-only), so a long copy ties up neither the writer nor a
+    // pooled reader. VACUUM INTO reads in one transaction: the copy is a consistent snapshot.
+    let result = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute("VACUUM INTO ?1", [target_str])
+    })
+    .map_err(map_err);
+    if result.is_err() {
+        // Do not leave an empty or partial file that looks like a backup.
+        let _ = std::fs::remove_file(target);
+    }
+    result.map(|_| ())
+}

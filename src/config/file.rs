@@ -1,0 +1,238 @@
+//! The file's shape. Two views of the same keys, kept side by side so they are edited together
+//! (a test checks they agree):
+//! - the serde structs, which hold raw values (strings, not yet URLs or durations) so that
+//!   `validate` can check each one and report every problem with its key;
+//! - `ROOT`, a schema of key names and kinds, which `raw` walks before serde runs to report
+//!   unknown keys (with hints) and wrong types all at once (serde stops at the first), and to
+//!   know how to type `DOORMAN_*` overrides.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    /// Public base URL, published as `iss`: absolute http(s), may have a path, no query.
+    pub issuer: Option<String>,
+    /// Socket address to listen on, `ip:port`.
+    pub listen: Option<String>,
+    /// Where the database and signing keys live; relative to the working directory.
+    pub data_dir: Option<String>,
+    /// Directory overriding the built-in templates and static files.
+    pub theme_dir: Option<String>,
+    /// CIDRs (or bare IPs) of reverse proxies whose X-Forwarded-* headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    #[serde(default)]
+    pub session: Session,
+    #[serde(default)]
+    pub keys: Keys,
+    #[serde(default)]
+    pub tokens: Lifetimes,
+    #[serde(default)]
+    pub login: Login,
+    #[serde(default)]
+    pub clients: Vec<Client>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Session {
+    /// A login session ends after this long without use.
+    pub idle_timeout: Option<String>,
+    /// A login session ends this long after the password was entered, used or not.
+    pub max_lifetime: Option<String>,
+    /// Domain for the forward-auth cookie, e.g. `example.com`.
+    pub cookie_domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    /// Make a new signing key when the active one is older than this.
+    pub rotate_after: Option<String>,
+}
+
+/// `[tokens]`, and the same four keys on a client.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Lifetimes {
+    /// How long an access token is accepted.
+    pub access_token_lifetime: Option<String>,
+    /// How long an ID token is valid (`exp`).
+    pub id_token_lifetime: Option<String>,
+    /// A refresh token unused for this long expires.
+    pub refresh_token_idle_timeout: Option<String>,
+    /// A refresh token chain ends this long after the login, used or not.
+    pub refresh_token_max_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Login {
+    /// Failed logins per account within `failure_window` before attempts are slowed.
+    pub max_failures_per_account: Option<i64>,
+    /// Failed logins per client IP within `failure_window` before attempts are slowed.
+    pub max_failures_per_ip: Option<i64>,
+    /// The window the two counters above cover.
+    pub failure_window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Client {
+    /// The `client_id`: printable ASCII, no spaces or `:`, unique.
+    pub id: Option<String>,
+    /// Display name shown on the login and consent pages.
+    pub name: Option<String>,
+    /// The client secret (or `secret_file`, resolved before serde); at least 16 characters.
+    pub secret: Option<String>,
+    /// SHA-256 of the secret as 64 hex characters, so the file need not hold the secret.
+    pub secret_hash: Option<String>,
+    /// Exact redirect URIs the client may use.
+    pub redirect_uris: Option<Vec<String>>,
+    /// Exact URIs the client may return to after logout.
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// A browser or native app that cannot keep a secret (implies `require_pkce`).
+    pub public: Option<bool>,
+    /// Reject authorization requests without PKCE.
+    pub require_pkce: Option<bool>,
+    /// Scopes the client may be granted; unset means every supported scope.
+    pub scopes: Option<Vec<String>>,
+    /// Only members of these groups may log in to the client; unset means everyone.
+    pub allowed_groups: Option<Vec<String>>,
+    /// Issue refresh tokens even without the `offline_access` scope.
+    pub refresh_tokens: Option<bool>,
+    /// `"scoped"` or `"all"`: which profile claims go into the ID token.
+    pub id_token_claims: Option<String>,
+    /// Origins (`scheme://host[:port]`) allowed to call the token and userinfo endpoints (CORS).
+    pub allowed_origins: Option<Vec<String>>,
+    /// `client_secret_basic`, `client_secret_post` or `none`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// Per-client overrides of `[tokens]`.
+    pub access_token_lifetime: Option<String>,
+    pub id_token_lifetime: Option<String>,
+    pub refresh_token_idle_timeout: Option<String>,
+    pub refresh_token_max_lifetime: Option<String>,
+}
+
+impl Client {
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            access_token_lifetime: self.access_token_lifetime.clone(),
+            id_token_lifetime: self.id_token_lifetime.clone(),
+            refresh_token_idle_timeout: self.refresh_token_idle_timeout.clone(),
+            refresh_token_max_lifetime: self.refresh_token_max_lifetime.clone(),
+        }
+    }
+}
+
+/// What a key holds, as far as the raw walk and env overrides care.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Str,
+    /// A string like "90s"; separate from `Str` only for a better message when given a number.
+    Duration,
+    Int,
+    Bool,
+    StrList,
+    Table(Fields),
+    /// An array of tables, `[[name]]`; not settable from the environment.
+    Tables(Fields),
+}
+
+pub(super) type Fields = &'static [(&'static str, Kind)];
+
+use Kind::{Bool, Duration, Int, Str, StrList, Table, Tables};
+
+pub(super) const ROOT: Fields = &[
+    ("issuer", Str),
+    ("listen", Str),
+    ("data_dir", Str),
+    ("theme_dir", Str),
+    ("trusted_proxies", StrList),
+    ("session", Table(SESSION)),
+    ("keys", Table(KEYS)),
+    ("tokens", Table(TOKENS)),
+    ("login", Table(LOGIN)),
+    ("clients", Tables(CLIENT)),
+];
+
+pub(super) const SESSION: Fields = &[
+    ("idle_timeout", Duration),
+    ("max_lifetime", Duration),
+    ("cookie_domain", Str),
+];
+
+pub(super) const KEYS: Fields = &[("rotate_after", Duration)];
+
+pub(super) const TOKENS: Fields = &[
+    ("access_token_lifetime", Duration),
+    ("id_token_lifetime", Duration),
+    ("refresh_token_idle_timeout", Duration),
+    ("refresh_token_max_lifetime", Duration),
+];
+
+pub(super) const LOGIN: Fields = &[
+    ("max_failures_per_account", Int),
+    ("max_failures_per_ip", Int),
+    ("failure_window", Duration),
+];
+
+pub(super) const CLIENT: Fields = &[
+    ("id", Str),
+    ("name", Str),
+    ("secret", Str),
+    ("secret_hash", Str),
+    ("redirect_uris", StrList),
+    ("post_logout_redirect_uris", StrList),
+    ("public", Bool),
+    ("require_pkce", Bool),
+    ("scopes", StrList),
+    ("allowed_groups", StrList),
+    ("refresh_tokens", Bool),
+    ("id_token_claims", Str),
+    ("allowed_origins", StrList),
+    ("token_endpoint_auth_method", Str),
+    ("access_token_lifetime", Duration),
+    ("id_token_lifetime", Duration),
+    ("refresh_token_idle_timeout", Duration),
+    ("refresh_token_max_lifetime", Duration),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    /// Every schema key deserializes (schema ⊆ serde), and serde's list of expected fields,
+    /// quoted in its unknown-field error ("expected `a`" or "expected one of `a`, `b`"), is exactly the schema (serde ⊆ schema).
+    fn agree<T: DeserializeOwned + std::fmt::Debug>(fields: Fields) {
+        let mut full = toml::Table::new();
+        for (name, kind) in fields {
+            let v = match kind {
+                Str | Duration => toml::Value::String("x".into()),
+                Int => toml::Value::Integer(1),
+                Bool => toml::Value::Boolean(true),
+                StrList | Tables(_) => toml::Value::Array(vec![]),
+                Table(_) => toml::Value::Table(toml::Table::new()),
+            };
+            full.insert((*name).into(), v);
+        }
+        assert!(full.clone().try_into::<T>().is_ok(), "{fields:?}");
+        full.insert("zzz_unknown".into(), toml::Value::Boolean(true));
+        let err = full.try_into::<T>().unwrap_err().to_string();
+        let (_, expected) = err.split_once(", expected").unwrap();
+        let serde_names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let schema_names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+        assert_eq!(serde_names, schema_names);
+    }
+
+    #[test]
+    fn schema_matches_serde_structs() {
+        agree::<File>(ROOT);
+        agree::<Session>(SESSION);
+        agree::<Keys>(KEYS);
+        agree::<Lifetimes>(TOKENS);
+        agree::<Login>(LOGIN);
+        agree::<Client>(CLIENT);
+    }
+}

@@ -1,0 +1,640 @@
+//! Typed configuration. The TOML file is parsed to a table, `${VAR}` interpolated, `DOORMAN_*`
+//! overrides applied, checked against a schema (unknown keys, types, `*_file` secrets), then
+//! deserialized into the file's shape (`file::*`) and `validate`d into this runtime `Config` or a
+//! list of errors that each name the key and the fix. Every problem is reported at once, since
+//! a config that fails one key at a time is a slow loop for the operator. Nothing reads the
+//! environment or the file after `load`.
+
+mod duration;
+mod file;
+mod raw;
+mod validate;
+
+pub use duration::{duration_to_string, format_duration, parse_duration};
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+/// The runtime configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Published issuer, exactly as configured, without a trailing slash.
+    pub issuer: Url,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub theme_dir: Option<PathBuf>,
+    /// The one list of proxies whose X-Forwarded-* headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub session: SessionConfig,
+    pub keys: KeysConfig,
+    /// Global token lifetimes; each client's `lifetimes` already has these filled in.
+    pub tokens: Lifetimes,
+    pub login: LoginConfig,
+    pub clients: Vec<ClientConfig>,
+    /// Things worth logging at start-up that are not errors, e.g. ignored `DOORMAN_*` variables.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The issuer as published in `iss` and discovery: never a trailing slash. Use this rather
+    /// than `issuer.as_str()`, which keeps the `/` of a bare host (`https://example.com/`).
+    pub fn issuer_str(&self) -> &str {
+        let s = self.issuer.as_str();
+        s.strip_suffix('/').unwrap_or(s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    /// For the forward-auth cookie (a later issue); accepted now.
+    pub cookie_domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// Automatic rotation: a new key is made when the active one is older than this.
+    pub rotate_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub access_token: Duration,
+    pub id_token: Duration,
+    pub refresh_token_idle: Duration,
+    pub refresh_token_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// Failed password attempts allowed per account within `failure_window` before delays.
+    pub max_failures_per_account: u32,
+    /// Failed attempts allowed per client IP within `failure_window`.
+    pub max_failures_per_ip: u32,
+    pub failure_window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdTokenClaims {
+    /// Profile claims as the granted scopes allow.
+    Scoped,
+    /// Every profile claim, whatever the scope (Nextcloud Social Login).
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub id: String,
+    /// Display name for the login and consent pages.
+    pub name: Option<String>,
+    /// SHA-256 of the secret; None for public clients.
+    pub secret_hash: Option<[u8; 32]>,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Effective value: always true for public clients.
+    pub require_pkce: bool,
+    /// Scopes this client may be granted; None = every supported scope.
+    pub scopes: Option<Vec<String>>,
+    /// Users outside these groups get access_denied; None = everyone.
+    pub allowed_groups: Option<Vec<String>>,
+    /// Issue refresh tokens even without `offline_access`.
+    pub refresh_tokens: bool,
+    pub id_token_claims: IdTokenClaims,
+    /// Origins allowed by CORS (exact `scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    /// None: a confidential client may use either Basic or post. Always `Some(None)` for public
+    /// clients.
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+    pub lifetimes: Lifetimes,
+}
+
+/// One problem with the configuration: which key, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key, e.g. `clients[0].redirect_uris` or `session.idle_timeout`.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where the configuration came from, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Defaults,
+}
+
+/// Keys that may be given as `K_file = "/path"` instead, to keep the secret out of the file.
+pub const SECRET_KEYS: &[&str] = &["secret"];
+
+/// Scopes doorman can grant; a client's `scopes` must be drawn from these.
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
+
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// The configuration with no file and no environment: the single source of every default.
+pub fn defaults() -> Config {
+    // A constant URL: it parses (the `defaults` test shows it), so this cannot fail at run time.
+    #[allow(clippy::expect_used)]
+    let issuer = Url::parse("http://127.0.0.1:8080").expect("constant URL");
+    Config {
+        issuer,
+        listen: DEFAULT_LISTEN,
+        data_dir: PathBuf::from("./doorman-data"),
+        theme_dir: None,
+        trusted_proxies: Vec::new(),
+        session: SessionConfig {
+            idle_timeout: Duration::from_secs(12 * HOUR),
+            max_lifetime: Duration::from_secs(30 * DAY),
+            cookie_domain: None,
+        },
+        keys: KeysConfig { rotate_after: None },
+        tokens: Lifetimes {
+            access_token: Duration::from_secs(600),
+            id_token: Duration::from_secs(600),
+            refresh_token_idle: Duration::from_secs(14 * DAY),
+            refresh_token_max: Duration::from_secs(90 * DAY),
+        },
+        login: LoginConfig {
+            max_failures_per_account: 10,
+            max_failures_per_ip: 50,
+            failure_window: Duration::from_secs(300),
+        },
+        clients: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// Loads the configuration: `path` if given (an error if missing), else `doorman.toml` in the
+/// working directory if present, else the built-in defaults. `env` is the process environment
+/// (passed in so tests control it); `DOORMAN_*` overrides apply in all three cases.
+pub fn load(
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<(Config, Source), ConfigErrors> {
+    let default = Path::new("doorman.toml");
+    let (path, key) = match path {
+        Some(p) => (p, "--config"),
+        None if default.exists() => (default, "doorman.toml"),
+        None => return from_str("", env, Path::new(".")).map(|c| (c, Source::Defaults)),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let message = format!(
+            "cannot read {}: {e}; pass the path of a readable TOML file",
+            path.display()
+        );
+        ConfigErrors(vec![ConfigError {
+            key: key.into(),
+            message,
+        }])
+    })?;
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    from_str(&text, env, base_dir).map(|c| (c, Source::File(path.to_path_buf())))
+}
+
+/// Parses and validates configuration text (no file lookup); `base_dir` resolves relative
+/// `*_file` paths.
+pub fn from_str(
+    text: &str,
+    env: &HashMap<String, String>,
+    base_dir: &Path,
+) -> Result<Config, ConfigErrors> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigErrors(vec![syntax_error(text, &e)]))?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    raw::interpolate(&mut table, "", env, &mut errors);
+    raw::apply_env(&mut table, env, &mut errors, &mut warnings);
+    raw::check(&mut table, file::ROOT, "", base_dir, &mut errors);
+    // The walk removed whatever serde would reject, so this fails only if schema and structs
+    // disagree (a test guards that); still an error, never a panic.
+    let config = match table.try_into::<file::File>() {
+        Ok(f) => validate::validate(f, warnings, &mut errors),
+        Err(e) => {
+            errors.push(ConfigError {
+                key: "config".into(),
+                message: e.message().to_string(),
+            });
+            return Err(ConfigErrors(errors));
+        }
+    };
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map(|span| {
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        format!(" at line {line}, column {column}")
+    });
+    ConfigError {
+        key: "toml".into(),
+        message: format!(
+            "syntax error{}: {}; fix the TOML syntax",
+            at.unwrap_or_default(),
+            e.message().trim_end()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        from_str(text, &HashMap::new(), Path::new("."))
+    }
+
+    /// The errors of `text`, asserting there is one at `key` whose message contains `needle`.
+    fn error_at(text: &str, key: &str, needle: &str) {
+        let errors = parse(text).unwrap_err();
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.key == key && e.message.contains(needle)),
+            "no error at {key} containing {needle:?} in:\n{errors}"
+        );
+    }
+
+    const CLIENT: &str = r#"
+        [[clients]]
+        id = "app"
+        secret = "0123456789abcdef"
+        redirect_uris = ["https://app.example.com/cb"]
+    "#;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(format!("{c:?}"), format!("{:?}", defaults()));
+        assert_eq!(c.issuer_str(), "http://127.0.0.1:8080");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(12 * 3600));
+        assert_eq!(c.tokens.refresh_token_max, Duration::from_secs(90 * 86400));
+        assert_eq!(c.login.max_failures_per_ip, 50);
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn example_file_loads_in_an_empty_environment() {
+        let c = parse(include_str!("../../config/doorman.example.toml")).unwrap();
+        assert_eq!(c.clients.len(), 2);
+        let spa = &c.clients[1];
+        assert!(spa.public && spa.require_pkce && spa.secret_hash.is_none());
+        assert_eq!(spa.lifetimes.refresh_token_idle, Duration::from_secs(86400));
+        assert_eq!(spa.lifetimes.refresh_token_max, c.tokens.refresh_token_max);
+        assert_eq!(
+            c.clients[0].secret_hash,
+            Some(crate::secrets::digest("change-me-to-a-long-random-secret"))
+        );
+    }
+
+    #[test]
+    fn client_is_resolved() {
+        let c = parse(&format!(
+            "[tokens]\naccess_token_lifetime = \"5m\"\n{CLIENT}id_token_lifetime = \"1m\""
+        ))
+        .unwrap();
+        let app = &c.clients[0];
+        assert_eq!(app.lifetimes.access_token, Duration::from_secs(300));
+        assert_eq!(app.lifetimes.id_token, Duration::from_secs(60));
+        assert!(!app.require_pkce && app.token_endpoint_auth_method.is_none());
+        assert_eq!(app.id_token_claims, IdTokenClaims::Scoped);
+    }
+
+    #[test]
+    fn issuer_keeps_path_and_loses_trailing_slash() {
+        let c = parse("issuer = \"https://example.com/auth/\"").unwrap();
+        assert_eq!(c.issuer.as_str(), "https://example.com/auth");
+        assert_eq!(c.issuer_str(), "https://example.com/auth");
+        assert_eq!(
+            parse("issuer = \"https://example.com/\"")
+                .unwrap()
+                .issuer_str(),
+            "https://example.com"
+        );
+        error_at("issuer = \"https://example.com/?a=b\"", "issuer", "query");
+        error_at("issuer = \"ftp://example.com\"", "issuer", "https");
+    }
+
+    #[test]
+    fn issuer_defaults_from_listen() {
+        let c = parse("listen = \"192.168.1.5:9000\"").unwrap();
+        assert_eq!(c.issuer_str(), "http://192.168.1.5:9000");
+        let c = parse("listen = \"0.0.0.0:9000\"").unwrap();
+        assert_eq!(c.issuer_str(), "http://127.0.0.1:9000");
+        assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let errors = parse(
+            "listen = \"nowhere\"\n[session]\nidle_timeout = \"soon\"\n[login]\nfailure_window = 300",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["login.failure_window", "listen", "session.idle_timeout"]
+        );
+    }
+
+    #[test]
+    fn bad_durations() {
+        error_at(
+            "[session]\nidle_timeout = \"12\"",
+            "session.idle_timeout",
+            "write a unit, e.g. \"90s\"",
+        );
+        error_at(
+            "[session]\nidle_timeout = 12",
+            "session.idle_timeout",
+            "write a unit",
+        );
+        error_at(
+            "[tokens]\naccess_token_lifetime = \"0s\"",
+            "tokens.access_token_lifetime",
+            "longer than 0",
+        );
+        error_at(
+            "[session]\nidle_timeout = \"31d\"",
+            "session.idle_timeout",
+            "longer than max_lifetime (30d)",
+        );
+        error_at(
+            &format!("{CLIENT}refresh_token_idle_timeout = \"100d\""),
+            "clients[0].refresh_token_idle_timeout",
+            "longer than refresh_token_max_lifetime (90d)",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_get_hints() {
+        error_at(
+            "[session]\nidle_timout = \"1h\"",
+            "session.idle_timout",
+            "did you mean `idle_timeout`?",
+        );
+        error_at(
+            "[session]\nissuer = \"https://x\"",
+            "session.issuer",
+            "move it above the first header",
+        );
+        error_at(
+            "idle_timeout = \"1h\"",
+            "idle_timeout",
+            "belongs in [session]",
+        );
+        error_at(
+            &format!("{CLIENT}secret_fil = \"x\""),
+            "clients[0].secret_fil",
+            "did you mean `secret_file`?",
+        );
+        error_at("[clients]\nid = \"x\"", "clients", "[[clients]]");
+        error_at(
+            "[login]\nmax_failures_per_ip = \"5\"",
+            "login.max_failures_per_ip",
+            "expected an integer, found a string",
+        );
+    }
+
+    #[test]
+    fn client_secret_rules() {
+        let short = CLIENT.replace("0123456789abcdef", "short");
+        error_at(&short, "clients[0].secret", "at least 16 characters");
+        let missing = CLIENT.replace("secret = \"0123456789abcdef\"", "");
+        error_at(&missing, "clients[0].secret", "doorman client secret");
+        error_at(
+            &format!("{CLIENT}public = true"),
+            "clients[0].secret",
+            "public client has no secret",
+        );
+        error_at(
+            &format!("{CLIENT}secret_hash = \"{}\"", "ab".repeat(32)),
+            "clients[0].secret_hash",
+            "only one",
+        );
+        error_at(
+            &format!("{CLIENT}token_endpoint_auth_method = \"none\""),
+            "clients[0].token_endpoint_auth_method",
+            "public",
+        );
+        let hashed = missing.replace(
+            "[[clients]]",
+            &format!("[[clients]]\nsecret_hash = \"{}\"", "ab".repeat(32)),
+        );
+        assert_eq!(
+            parse(&hashed).unwrap().clients[0].secret_hash,
+            Some([0xab; 32])
+        );
+    }
+
+    #[test]
+    fn client_uri_and_id_rules() {
+        let uri = |u: &str| CLIENT.replace("https://app.example.com/cb", u);
+        error_at(&uri("/cb"), "clients[0].redirect_uris[0]", "absolute URL");
+        error_at(
+            &uri("https://app.example.com/cb#x"),
+            "clients[0].redirect_uris[0]",
+            "fragment",
+        );
+        error_at(
+            &CLIENT.replace("\"https://app.example.com/cb\"", ""),
+            "clients[0].redirect_uris",
+            "at least one",
+        );
+        error_at(
+            &format!("{CLIENT}{CLIENT}"),
+            "clients[1].id",
+            "already the id of clients[0]",
+        );
+        error_at(
+            &CLIENT.replace("\"app\"", "\"a:b\""),
+            "clients[0].id",
+            "`:`",
+        );
+        error_at(
+            &format!("{CLIENT}scopes = [\"openid\", \"admin\"]"),
+            "clients[0].scopes[1]",
+            "unknown scope",
+        );
+        error_at(
+            &format!("{CLIENT}allowed_origins = [\"https://a.example.com/\"]"),
+            "clients[0].allowed_origins[0]",
+            "write \"https://a.example.com\"",
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_and_cookie_domain() {
+        let c = parse("trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\", \"::1\"]\n[session]\ncookie_domain = \".Example.com\"").unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.1.1/32", "::1/128"]);
+        assert_eq!(c.session.cookie_domain.as_deref(), Some("example.com"));
+        error_at(
+            "trusted_proxies = [\"10.0.0.0/33\"]",
+            "trusted_proxies[0]",
+            "CIDR",
+        );
+        error_at(
+            "[session]\ncookie_domain = \"https://example.com\"",
+            "session.cookie_domain",
+            "bare domain",
+        );
+    }
+
+    #[test]
+    fn interpolation() {
+        let text = "data_dir = \"${DIR}/$${x}\"";
+        let c = from_str(text, &env(&[("DIR", "/srv")]), Path::new(".")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/${x}"));
+        error_at(
+            &CLIENT.replace("0123456789abcdef", "${APP_SECRET}"),
+            "clients[0].secret",
+            "APP_SECRET is not set",
+        );
+    }
+
+    #[test]
+    fn env_overrides() {
+        let vars = env(&[
+            ("DOORMAN_SESSION__IDLE_TIMEOUT", "1h"),
+            ("DOORMAN_LOGIN__MAX_FAILURES_PER_IP", "7"),
+            ("DOORMAN_TRUSTED_PROXIES", "10.0.0.1, 10.1.0.0/16"),
+            ("DOORMAN_ISSUER", "https://env.example.com"),
+            ("DOORMAN_BIN", "/usr/bin/doorman"),
+            ("DOORMAN_ISSUR", "x"),
+            ("DOORMAN_LISTEN", ""),
+        ]);
+        let c = from_str(
+            "issuer = \"https://file.example.com\"\n[session]\nidle_timeout = \"2h\"",
+            &vars,
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(c.login.max_failures_per_ip, 7);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.issuer_str(), "https://env.example.com");
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("DOORMAN_ISSUR") && w.contains("did you mean DOORMAN_ISSUER?")));
+
+        let bad = from_str(
+            "",
+            &env(&[("DOORMAN_LOGIN__MAX_FAILURES_PER_IP", "many")]),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(bad.0[0].key, "login.max_failures_per_ip");
+    }
+
+    #[test]
+    fn secret_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.secret"), "0123456789abcdefXYZ\n\n").unwrap();
+        let text = CLIENT.replace(
+            "secret = \"0123456789abcdef\"",
+            "secret_file = \"app.secret\"",
+        );
+        let c = from_str(&text, &HashMap::new(), dir.path()).unwrap();
+        assert_eq!(
+            c.clients[0].secret_hash,
+            Some(crate::secrets::digest("0123456789abcdefXYZ"))
+        );
+
+        let missing = from_str(
+            &text.replace("app.secret", "nope"),
+            &HashMap::new(),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert_eq!(missing.0.len(), 1, "{missing}");
+        assert_eq!(missing.0[0].key, "clients[0].secret_file");
+        assert!(missing.0[0].message.contains("nope"));
+        error_at(
+            &format!("{CLIENT}secret_file = \"x\""),
+            "clients[0].secret_file",
+            "not both",
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let e = parse("issuer = \"x\"\nlisten = = 1").unwrap_err();
+        assert_eq!(e.0[0].key, "toml");
+        assert!(e.0[0].message.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn load_reports_a_missing_file() {
+        let e = load(
+            Some(Path::new("/nonexistent/doorman.toml")),
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "--config");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"").unwrap();
+        let (c, source) = load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!((c.listen.port(), source), (9999, Source::File(path)));
+    }
+}

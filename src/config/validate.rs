@@ -1,0 +1,546 @@
+//! Raw file values to the runtime `Config`: parses URLs, durations and CIDRs, fills defaults and
+//! checks the rules that span keys. Each problem is pushed as an error and the default is used
+//! in its place, so one run reports everything.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+use super::file::{self, File};
+use super::*;
+use crate::secrets;
+
+const SHORT_SECRET: &str = "client secrets must be high-entropy random strings of at least 16 characters; generate one with `doorman client secret`";
+
+fn push(errors: &mut Vec<ConfigError>, key: &str, message: impl Into<String>) {
+    errors.push(ConfigError {
+        key: key.into(),
+        message: message.into(),
+    });
+}
+
+/// Whether the schema walk already reported `key` (a wrong type removes it, and "missing"
+/// would then be a second, misleading error).
+fn reported(errors: &[ConfigError], key: &str) -> bool {
+    errors.iter().any(|e| {
+        e.key == key
+            || e.key
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with('[') || rest == "_file")
+    })
+}
+
+pub(super) fn validate(
+    f: File,
+    mut warnings: Vec<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Config {
+    let d = defaults();
+
+    let listen = match f.listen.as_deref().map(str::trim) {
+        None => d.listen,
+        Some(s) => s.parse().unwrap_or_else(|_| {
+            push(errors, "listen", format!("\"{s}\" is not a socket address; write ip:port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""));
+            d.listen
+        }),
+    };
+    let issuer = match f.issuer.as_deref() {
+        Some(s) => parse_issuer(s).unwrap_or_else(|m| {
+            push(errors, "issuer", m);
+            d.issuer.clone()
+        }),
+        None => default_issuer(listen, &mut warnings).unwrap_or_else(|| {
+            push(errors, "issuer", format!("cannot derive an issuer from listen = \"{listen}\"; set issuer to doorman's public URL"));
+            d.issuer.clone()
+        }),
+    };
+
+    let mut trusted_proxies = Vec::new();
+    for (i, s) in f.trusted_proxies.iter().flatten().enumerate() {
+        let s = s.trim();
+        match s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)) {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => push(
+                errors,
+                &format!("trusted_proxies[{i}]"),
+                format!("\"{s}\" is not an IP address or CIDR; write e.g. \"10.0.0.0/8\", \"192.168.1.10\" or \"fd00::/8\""),
+            ),
+        }
+    }
+
+    let idle = dur(
+        errors,
+        "session.idle_timeout",
+        f.session.idle_timeout.as_deref(),
+        d.session.idle_timeout,
+    );
+    let max = dur(
+        errors,
+        "session.max_lifetime",
+        f.session.max_lifetime.as_deref(),
+        d.session.max_lifetime,
+    );
+    not_longer(errors, "session.idle_timeout", idle, "max_lifetime", max);
+    let cookie_domain = f.session.cookie_domain.as_deref().and_then(|s| {
+        cookie_domain(s)
+            .map_err(|m| push(errors, "session.cookie_domain", m))
+            .ok()
+    });
+
+    let rotate_after = f
+        .keys
+        .rotate_after
+        .as_deref()
+        .and_then(|s| dur(errors, "keys.rotate_after", Some(s), Duration::ZERO));
+    let tokens = lifetimes(errors, "tokens.", &f.tokens, d.tokens);
+
+    let login = LoginConfig {
+        max_failures_per_account: count(
+            errors,
+            "login.max_failures_per_account",
+            f.login.max_failures_per_account,
+            d.login.max_failures_per_account,
+        ),
+        max_failures_per_ip: count(
+            errors,
+            "login.max_failures_per_ip",
+            f.login.max_failures_per_ip,
+            d.login.max_failures_per_ip,
+        ),
+        failure_window: dur(
+            errors,
+            "login.failure_window",
+            f.login.failure_window.as_deref(),
+            d.login.failure_window,
+        )
+        .unwrap_or(d.login.failure_window),
+    };
+
+    let mut seen = HashMap::new();
+    let clients = f
+        .clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| client(errors, i, c, tokens, &mut seen))
+        .collect();
+
+    Config {
+        issuer,
+        listen,
+        data_dir: nonempty_path(errors, "data_dir", f.data_dir).unwrap_or(d.data_dir),
+        theme_dir: nonempty_path(errors, "theme_dir", f.theme_dir),
+        trusted_proxies,
+        session: SessionConfig {
+            idle_timeout: idle.unwrap_or(d.session.idle_timeout),
+            max_lifetime: max.unwrap_or(d.session.max_lifetime),
+            cookie_domain,
+        },
+        keys: KeysConfig { rotate_after },
+        tokens,
+        login,
+        clients,
+        warnings,
+    }
+}
+
+fn parse_issuer(s: &str) -> Result<Url, String> {
+    let mut url = Url::parse(s.trim())
+        .map_err(|e| format!("\"{s}\" is not an absolute URL ({e}); write doorman's public URL, e.g. \"https://auth.example.com\""))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "\"{s}\" must be an https URL (or http for local testing)"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "\"{s}\" must not have a query (?...) or fragment (#...); remove it"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "\"{s}\" must not contain a user name or password; remove it"
+        ));
+    }
+    // Clients compare `iss` byte for byte, so the form is fixed here: no trailing slash.
+    if let Some(path) = url.path().strip_suffix('/').filter(|p| !p.is_empty()) {
+        let path = path.to_string();
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// `http://<listen>`, with 127.0.0.1 in place of a wildcard address (and a warning: that issuer
+/// only works for clients on this machine).
+fn default_issuer(listen: SocketAddr, warnings: &mut Vec<String>) -> Option<Url> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        warnings.push(format!(
+            "issuer is not set, so it defaults to http://{addr}, which only clients on this machine can reach; set issuer to doorman's public URL"
+        ));
+    }
+    Url::parse(&format!("http://{addr}")).ok()
+}
+
+/// A bare cookie domain: lower-case, leading dot dropped (browsers ignore it anyway).
+fn cookie_domain(s: &str) -> Result<String, String> {
+    let domain = s
+        .trim()
+        .strip_prefix('.')
+        .unwrap_or(s.trim())
+        .to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.len() <= 253 && domain.split('.').all(label_ok) {
+        Ok(domain)
+    } else {
+        Err(format!("\"{s}\" is not a domain; write a bare domain like \"example.com\" (no scheme, port, path or wildcard)"))
+    }
+}
+
+fn nonempty_path(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: Option<String>,
+) -> Option<PathBuf> {
+    let value = value?;
+    if value.trim().is_empty() {
+        push(
+            errors,
+            key,
+            "must not be empty; remove the key to use the default",
+        );
+        return None;
+    }
+    Some(PathBuf::from(value))
+}
+
+/// A positive duration: `default` when unset, None (and an error) when invalid.
+fn dur(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Option<Duration> {
+    let Some(s) = value else { return Some(default) };
+    match parse_duration(s) {
+        Ok(d) if d.is_zero() => {
+            push(errors, key, "must be longer than 0, e.g. \"10m\"");
+            None
+        }
+        Ok(d) => Some(d),
+        Err(m) => {
+            push(errors, key, m);
+            None
+        }
+    }
+}
+
+/// Reports `key` if it is longer than `other` (a sibling key), when both are valid.
+fn not_longer(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    a: Option<Duration>,
+    other: &str,
+    b: Option<Duration>,
+) {
+    if let (Some(a), Some(b)) = (a, b) {
+        if a > b {
+            let (a, b) = (format_duration(a), format_duration(b));
+            push(
+                errors,
+                key,
+                format!("({a}) is longer than {other} ({b}); shorten it or raise {other}"),
+            );
+        }
+    }
+}
+
+fn count(errors: &mut Vec<ConfigError>, key: &str, value: Option<i64>, default: u32) -> u32 {
+    let Some(n) = value else { return default };
+    match u32::try_from(n) {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            push(
+                errors,
+                key,
+                format!(
+                    "{n} is out of range; use a whole number from 1 to {}",
+                    u32::MAX
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// `prefix` is `tokens.` or `clients[i].`; unset keys take the value from `base`.
+fn lifetimes(
+    errors: &mut Vec<ConfigError>,
+    prefix: &str,
+    l: &file::Lifetimes,
+    base: Lifetimes,
+) -> Lifetimes {
+    let mut one = |name: &str, v: &Option<String>, default| {
+        dur(errors, &format!("{prefix}{name}"), v.as_deref(), default)
+    };
+    let access = one(
+        "access_token_lifetime",
+        &l.access_token_lifetime,
+        base.access_token,
+    );
+    let id = one("id_token_lifetime", &l.id_token_lifetime, base.id_token);
+    let idle = one(
+        "refresh_token_idle_timeout",
+        &l.refresh_token_idle_timeout,
+        base.refresh_token_idle,
+    );
+    let max = one(
+        "refresh_token_max_lifetime",
+        &l.refresh_token_max_lifetime,
+        base.refresh_token_max,
+    );
+    not_longer(
+        errors,
+        &format!("{prefix}refresh_token_idle_timeout"),
+        idle,
+        "refresh_token_max_lifetime",
+        max,
+    );
+    Lifetimes {
+        access_token: access.unwrap_or(base.access_token),
+        id_token: id.unwrap_or(base.id_token),
+        refresh_token_idle: idle.unwrap_or(base.refresh_token_idle),
+        refresh_token_max: max.unwrap_or(base.refresh_token_max),
+    }
+}
+
+fn client(
+    errors: &mut Vec<ConfigError>,
+    i: usize,
+    c: file::Client,
+    tokens: Lifetimes,
+    seen: &mut HashMap<String, usize>,
+) -> ClientConfig {
+    let key = |k: &str| format!("clients[{i}].{k}");
+
+    let id = c.id.clone().unwrap_or_default();
+    if c.id.is_none() {
+        if !reported(errors, &key("id")) {
+            push(
+                errors,
+                &key("id"),
+                "every client needs an id (its client_id), e.g. id = \"grafana\"",
+            );
+        }
+    } else if id.is_empty() || !id.chars().all(|ch| ch.is_ascii_graphic() && ch != ':') {
+        push(errors, &key("id"), format!("\"{id}\" is not a valid client id; use printable ASCII without spaces or `:` (it is sent in HTTP Basic auth), e.g. \"grafana\""));
+    } else if let Some(first) = seen.get(&id) {
+        push(
+            errors,
+            &key("id"),
+            format!("\"{id}\" is already the id of clients[{first}]; client ids must be unique"),
+        );
+    } else {
+        seen.insert(id.clone(), i);
+    }
+
+    let public = c.public.unwrap_or(false);
+    let secret_hash = if public {
+        for (k, set) in [
+            ("secret", c.secret.is_some()),
+            ("secret_hash", c.secret_hash.is_some()),
+        ] {
+            if set {
+                push(errors, &key(k), "a public client has no secret; remove it, or set public = false if the client can keep a secret");
+            }
+        }
+        None
+    } else {
+        match (&c.secret, &c.secret_hash) {
+            (Some(_), Some(_)) => {
+                push(
+                    errors,
+                    &key("secret_hash"),
+                    "set only one of `secret` and `secret_hash`",
+                );
+                None
+            }
+            (Some(s), None) => {
+                if s.chars().count() < 16 {
+                    push(errors, &key("secret"), SHORT_SECRET);
+                }
+                Some(secrets::digest(s))
+            }
+            (None, Some(h)) => {
+                let hash = secrets::from_hex(h);
+                if hash.is_none() {
+                    push(errors, &key("secret_hash"), "expected 64 hex characters, the SHA-256 of the secret as printed by `doorman client secret`");
+                }
+                hash
+            }
+            (None, None) => {
+                if !reported(errors, &key("secret")) {
+                    push(errors, &key("secret"), "a confidential client needs `secret`, `secret_file` or `secret_hash` (generate one with `doorman client secret`); or set public = true for a browser or native app that cannot keep a secret");
+                }
+                None
+            }
+        }
+    };
+
+    let method = match c.token_endpoint_auth_method.as_deref() {
+        None => None,
+        Some("client_secret_basic") => Some(AuthMethod::ClientSecretBasic),
+        Some("client_secret_post") => Some(AuthMethod::ClientSecretPost),
+        Some("none") => Some(AuthMethod::None),
+        Some(other) => {
+            push(errors, &key("token_endpoint_auth_method"), format!("unknown method \"{other}\"; use client_secret_basic, client_secret_post or none"));
+            None
+        }
+    };
+    match (public, method) {
+        (true, Some(AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)) => push(
+            errors,
+            &key("token_endpoint_auth_method"),
+            "a public client has no secret to send; use \"none\" or remove the key",
+        ),
+        (false, Some(AuthMethod::None)) => push(
+            errors,
+            &key("token_endpoint_auth_method"),
+            "\"none\" is only for public clients; remove it (a confidential client may use Basic or post), or set public = true",
+        ),
+        _ => {}
+    }
+
+    let redirect_uris = uris(errors, &key("redirect_uris"), c.redirect_uris.clone(), true);
+    let post_logout_redirect_uris = uris(
+        errors,
+        &key("post_logout_redirect_uris"),
+        c.post_logout_redirect_uris.clone(),
+        false,
+    );
+
+    if let Some(scopes) = &c.scopes {
+        if scopes.is_empty() {
+            push(errors, &key("scopes"), "an empty list allows no scope at all; remove the key to allow every supported scope");
+        }
+        for (j, s) in scopes.iter().enumerate() {
+            if !SUPPORTED_SCOPES.contains(&s.as_str()) {
+                push(
+                    errors,
+                    &format!("{}[{j}]", key("scopes")),
+                    format!(
+                        "unknown scope \"{s}\"; supported: {}",
+                        SUPPORTED_SCOPES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(groups) = &c.allowed_groups {
+        if groups.is_empty() {
+            push(errors, &key("allowed_groups"), "an empty list lets nobody log in; list groups, or remove the key to let every user in");
+        }
+        for (j, g) in groups.iter().enumerate() {
+            if g.trim().is_empty() {
+                push(
+                    errors,
+                    &format!("{}[{j}]", key("allowed_groups")),
+                    "group names must not be empty",
+                );
+            }
+        }
+    }
+
+    let id_token_claims = match c.id_token_claims.as_deref() {
+        None | Some("scoped") => IdTokenClaims::Scoped,
+        Some("all") => IdTokenClaims::All,
+        Some(other) => {
+            push(errors, &key("id_token_claims"), format!("unknown value \"{other}\"; use \"scoped\" (claims as the scopes allow) or \"all\""));
+            IdTokenClaims::Scoped
+        }
+    };
+
+    let mut allowed_origins = Vec::new();
+    for (j, o) in c.allowed_origins.iter().flatten().enumerate() {
+        match origin(o) {
+            Ok(o) => allowed_origins.push(o),
+            Err(m) => push(errors, &format!("{}[{j}]", key("allowed_origins")), m),
+        }
+    }
+
+    let lifetimes = lifetimes(errors, &key(""), &c.lifetimes(), tokens);
+    ClientConfig {
+        id,
+        name: c.name,
+        secret_hash,
+        public,
+        redirect_uris,
+        post_logout_redirect_uris,
+        require_pkce: public || c.require_pkce.unwrap_or(false),
+        scopes: c.scopes,
+        allowed_groups: c.allowed_groups,
+        refresh_tokens: c.refresh_tokens.unwrap_or(false),
+        id_token_claims,
+        allowed_origins,
+        // A public client can only ever use `none`; say so rather than leave it implicit.
+        token_endpoint_auth_method: if public {
+            Some(AuthMethod::None)
+        } else {
+            method
+        },
+        lifetimes,
+    }
+}
+
+/// Redirect URIs are matched exactly, so they are kept as written (trimmed), only checked.
+fn uris(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    list: Option<Vec<String>>,
+    required: bool,
+) -> Vec<String> {
+    let list: Vec<String> = list
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    if required && list.is_empty() && !reported(errors, key) {
+        push(errors, key, "every client needs at least one redirect URI, e.g. [\"https://app.example.com/callback\"]");
+    }
+    for (j, s) in list.iter().enumerate() {
+        let problem = match Url::parse(s) {
+            Err(e) => Some(format!("\"{s}\" is not an absolute URL ({e}); write e.g. \"https://app.example.com/callback\"")),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => Some(format!("\"{s}\" must be an http or https URL")),
+            Ok(u) if u.fragment().is_some() => Some(format!("\"{s}\" must not contain a fragment (#...); remove it")),
+            Ok(_) => None,
+        };
+        if let Some(m) = problem {
+            push(errors, &format!("{key}[{j}]"), m);
+        }
+    }
+    list
+}
+
+/// An origin exactly as browsers send it in the `Origin` header.
+fn origin(s: &str) -> Result<String, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("\"{s}\" is not an origin ({e}); write scheme://host[:port], e.g. \"https://app.example.com\""))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "\"{s}\" must be an http or https origin, e.g. \"https://app.example.com\""
+        ));
+    }
+    let canonical = url.origin().ascii_serialization();
+    if canonical != s.trim() {
+        return Err(format!("\"{s}\" is not an origin (scheme://host[:port], no path or trailing slash); write \"{canonical}\""));
+    }
+    Ok(canonical)
+}
