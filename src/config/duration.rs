@@ -34,7 +34,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let (unit, tail) = tail.split_at(letters);
         if number.is_empty() || unit.is_empty() {
             return Err(format!(
-                "\"{text}\" is not a duration; write whole numbers with units, e.g. \"90s\" or \"1h30m\""
+                "\"{text}\" is not a duration; write whole numbers with units, e.g. \
+                 \"90s\" or \"1h30m\""
             ));
         }
         let Some(&(_, scale)) = UNITS.iter().find(|(u, _)| *u == unit) else {

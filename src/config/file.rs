@@ -204,7 +204,8 @@ mod tests {
     use serde::de::DeserializeOwned;
 
     /// Every schema key deserializes (schema ⊆ serde), and serde's list of expected fields,
-    /// quoted in its unknown-field error ("expected `a`" or "expected one of `a`, `b`"), is exactly the schema (serde ⊆ schema).
+    /// quoted in its unknown-field error ("expected `a`" or "expected one of `a`, `b`"), is
+    /// exactly the schema (serde ⊆ schema).
     fn agree<T: DeserializeOwned + std::fmt::Debug>(fields: Fields) {
         let mut full = toml::Table::new();
         for (name, kind) in fields {

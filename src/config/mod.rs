@@ -23,7 +23,7 @@ use url::Url;
 /// The runtime configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Published issuer, exactly as configured, without a trailing slash.
+    /// Published issuer, as configured minus one trailing slash; publish `issuer_str()`.
     pub issuer: Url,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -172,7 +172,7 @@ const DAY: u64 = 24 * HOUR;
 
 /// The configuration with no file and no environment: the single source of every default.
 pub fn defaults() -> Config {
-    // A constant URL: it parses (the `defaults` test shows it), so this cannot fail at run time.
+    // A constant that parses (`empty_file_is_the_defaults` checks it): cannot fail at run time.
     #[allow(clippy::expect_used)]
     let issuer = Url::parse("http://127.0.0.1:8080").expect("constant URL");
     Config {
@@ -521,7 +521,9 @@ mod tests {
 
     #[test]
     fn trusted_proxies_and_cookie_domain() {
-        let c = parse("trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\", \"::1\"]\n[session]\ncookie_domain = \".Example.com\"").unwrap();
+        let text = "trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\", \"::1\"]\n\
+            [session]\ncookie_domain = \".Example.com\"";
+        let c = parse(text).unwrap();
         let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
         assert_eq!(nets, ["10.0.0.0/8", "192.168.1.1/32", "::1/128"]);
         assert_eq!(c.session.cookie_domain.as_deref(), Some("example.com"));

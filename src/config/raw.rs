@@ -86,12 +86,14 @@ fn interpolate_str(s: &str, env: &HashMap<String, String>) -> Result<String, Str
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!(
-                    "`${{{name}}}` is not a variable reference; names are letters, digits and `_` (write `$${{` for a literal `${{`)"
+                    "`${{{name}}}` is not a variable reference; names are letters, digits and \
+                     `_` (write `$${{` for a literal `${{`)"
                 ));
             }
             let Some(v) = env.get(name) else {
                 return Err(format!(
-                    "environment variable {name} is not set; set it, or write `$${{` for a literal `${{`"
+                    "environment variable {name} is not set; set it, or write `$${{` for a \
+                     literal `${{`"
                 ));
             };
             out.push_str(v);
@@ -317,7 +319,8 @@ fn check_value(
         }
         (Kind::Tables(_), Value::Table(_)) => {
             let name = path.rsplit('.').next().unwrap_or(path);
-            push(errors, path, format!("expected an array of tables; write [[{name}]] (double brackets) before each entry"));
+            let m = format!("expected an array of tables; write [[{name}]] before each entry");
+            push(errors, path, m);
             false
         }
         (Kind::Duration, Value::Integer(_) | Value::Float(_)) => {
@@ -396,13 +399,17 @@ fn read_secret_files(
         let full = base_dir.join(&name);
         match std::fs::read_to_string(&full) {
             Ok(text) => {
-                table.insert(key.into(), Value::String(text.trim_end_matches(['\n', '\r']).into()));
+                table.insert(
+                    key.into(),
+                    Value::String(text.trim_end_matches(['\n', '\r']).into()),
+                );
             }
             Err(e) => push(
                 errors,
                 &file_path,
                 format!(
-                    "cannot read {}: {e}; check the path (relative paths are relative to the config file's directory)",
+                    "cannot read {}: {e}; check the path (relative paths are relative to the \
+                     config file's directory)",
                     full.display()
                 ),
             ),
@@ -426,7 +433,8 @@ fn unknown_key_message(key: &str, fields: Fields) -> String {
     if let Some(home) = home_of(key, ROOT, "") {
         if home.is_empty() {
             return format!(
-                "unknown key here; `{key}` is a top-level key: in TOML every key after a [table] header belongs to that table, so move it above the first header"
+                "unknown key here; `{key}` is a top-level key: in TOML every key after a \
+                 [table] header belongs to that table, so move it above the first header"
             );
         }
         return format!("unknown key here; `{key}` belongs in {home}");

@@ -14,7 +14,8 @@ use super::file::{self, File};
 use super::*;
 use crate::secrets;
 
-const SHORT_SECRET: &str = "client secrets must be high-entropy random strings of at least 16 characters; generate one with `doorman client secret`";
+const SHORT_SECRET: &str = "client secrets must be high-entropy random strings of at least 16 \
+    characters; generate one with `doorman client secret`";
 
 fn push(errors: &mut Vec<ConfigError>, key: &str, message: impl Into<String>) {
     errors.push(ConfigError {
@@ -44,7 +45,9 @@ pub(super) fn validate(
     let listen = match f.listen.as_deref().map(str::trim) {
         None => d.listen,
         Some(s) => s.parse().unwrap_or_else(|_| {
-            push(errors, "listen", format!("\"{s}\" is not a socket address; write ip:port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""));
+            let m =
+                format!("\"{s}\" is not ip:port; write e.g. \"127.0.0.1:8080\" or \"[::]:8080\"");
+            push(errors, "listen", m);
             d.listen
         }),
     };
@@ -54,7 +57,8 @@ pub(super) fn validate(
             d.issuer.clone()
         }),
         None => default_issuer(listen, &mut warnings).unwrap_or_else(|| {
-            push(errors, "issuer", format!("cannot derive an issuer from listen = \"{listen}\"; set issuer to doorman's public URL"));
+            let m = format!("cannot derive an issuer from listen = \"{listen}\"; set it");
+            push(errors, "issuer", m);
             d.issuer.clone()
         }),
     };
@@ -62,12 +66,17 @@ pub(super) fn validate(
     let mut trusted_proxies = Vec::new();
     for (i, s) in f.trusted_proxies.iter().flatten().enumerate() {
         let s = s.trim();
-        match s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)) {
+        match s
+            .parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        {
             Ok(net) => trusted_proxies.push(net),
             Err(_) => push(
                 errors,
                 &format!("trusted_proxies[{i}]"),
-                format!("\"{s}\" is not an IP address or CIDR; write e.g. \"10.0.0.0/8\", \"192.168.1.10\" or \"fd00::/8\""),
+                format!(
+                    "\"{s}\" is not an IP or CIDR; write e.g. \"10.0.0.0/8\" or \"192.168.1.10\""
+                ),
             ),
         }
     }
@@ -148,8 +157,9 @@ pub(super) fn validate(
 }
 
 fn parse_issuer(s: &str) -> Result<Url, String> {
-    let mut url = Url::parse(s.trim())
-        .map_err(|e| format!("\"{s}\" is not an absolute URL ({e}); write doorman's public URL, e.g. \"https://auth.example.com\""))?;
+    let mut url = Url::parse(s.trim()).map_err(|e| {
+        format!("\"{s}\" is not an absolute URL ({e}); write e.g. \"https://auth.example.com\"")
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "\"{s}\" must be an https URL (or http for local testing)"
@@ -180,7 +190,8 @@ fn default_issuer(listen: SocketAddr, warnings: &mut Vec<String>) -> Option<Url>
     if addr.ip().is_unspecified() {
         addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         warnings.push(format!(
-            "issuer is not set, so it defaults to http://{addr}, which only clients on this machine can reach; set issuer to doorman's public URL"
+            "issuer is not set, so it defaults to http://{addr}, which only clients on this \
+             machine can reach; set issuer to doorman's public URL"
         ));
     }
     Url::parse(&format!("http://{addr}")).ok()
@@ -202,7 +213,10 @@ fn cookie_domain(s: &str) -> Result<String, String> {
     if domain.len() <= 253 && domain.split('.').all(label_ok) {
         Ok(domain)
     } else {
-        Err(format!("\"{s}\" is not a domain; write a bare domain like \"example.com\" (no scheme, port, path or wildcard)"))
+        Err(format!(
+            "\"{s}\" is not a domain; write a bare domain like \"example.com\" \
+             (no scheme, port, path or wildcard)"
+        ))
     }
 }
 
@@ -342,7 +356,11 @@ fn client(
             );
         }
     } else if id.is_empty() || !id.chars().all(|ch| ch.is_ascii_graphic() && ch != ':') {
-        push(errors, &key("id"), format!("\"{id}\" is not a valid client id; use printable ASCII without spaces or `:` (it is sent in HTTP Basic auth), e.g. \"grafana\""));
+        let m = format!(
+            "\"{id}\" is not a valid client id; use printable ASCII without spaces or `:` \
+             (it is sent in HTTP Basic auth), e.g. \"grafana\""
+        );
+        push(errors, &key("id"), m);
     } else if let Some(first) = seen.get(&id) {
         push(
             errors,
@@ -360,7 +378,9 @@ fn client(
             ("secret_hash", c.secret_hash.is_some()),
         ] {
             if set {
-                push(errors, &key(k), "a public client has no secret; remove it, or set public = false if the client can keep a secret");
+                let m = "a public client has no secret; remove it, or set public = false \
+                    if the client can keep a secret";
+                push(errors, &key(k), m);
             }
         }
         None
@@ -383,13 +403,18 @@ fn client(
             (None, Some(h)) => {
                 let hash = secrets::from_hex(h);
                 if hash.is_none() {
-                    push(errors, &key("secret_hash"), "expected 64 hex characters, the SHA-256 of the secret as printed by `doorman client secret`");
+                    let m = "expected 64 hex characters: the SHA-256 of the secret, as \
+                        printed by `doorman client secret`";
+                    push(errors, &key("secret_hash"), m);
                 }
                 hash
             }
             (None, None) => {
                 if !reported(errors, &key("secret")) {
-                    push(errors, &key("secret"), "a confidential client needs `secret`, `secret_file` or `secret_hash` (generate one with `doorman client secret`); or set public = true for a browser or native app that cannot keep a secret");
+                    let m = "a confidential client needs `secret`, `secret_file` or \
+                        `secret_hash` (generate one with `doorman client secret`); or set \
+                        public = true for a browser or native app that cannot keep a secret";
+                    push(errors, &key("secret"), m);
                 }
                 None
             }
@@ -402,7 +427,10 @@ fn client(
         Some("client_secret_post") => Some(AuthMethod::ClientSecretPost),
         Some("none") => Some(AuthMethod::None),
         Some(other) => {
-            push(errors, &key("token_endpoint_auth_method"), format!("unknown method \"{other}\"; use client_secret_basic, client_secret_post or none"));
+            let m = format!(
+                "unknown method \"{other}\"; use client_secret_basic, client_secret_post or none"
+            );
+            push(errors, &key("token_endpoint_auth_method"), m);
             None
         }
     };
@@ -415,7 +443,8 @@ fn client(
         (false, Some(AuthMethod::None)) => push(
             errors,
             &key("token_endpoint_auth_method"),
-            "\"none\" is only for public clients; remove it (a confidential client may use Basic or post), or set public = true",
+            "\"none\" is only for public clients; remove it (a confidential client may use \
+             Basic or post), or set public = true",
         ),
         _ => {}
     }
@@ -430,7 +459,8 @@ fn client(
 
     if let Some(scopes) = &c.scopes {
         if scopes.is_empty() {
-            push(errors, &key("scopes"), "an empty list allows no scope at all; remove the key to allow every supported scope");
+            let m = "an empty list allows no scope; remove the key to allow every scope";
+            push(errors, &key("scopes"), m);
         }
         for (j, s) in scopes.iter().enumerate() {
             if !SUPPORTED_SCOPES.contains(&s.as_str()) {
@@ -447,7 +477,9 @@ fn client(
     }
     if let Some(groups) = &c.allowed_groups {
         if groups.is_empty() {
-            push(errors, &key("allowed_groups"), "an empty list lets nobody log in; list groups, or remove the key to let every user in");
+            let m = "an empty list lets nobody log in; list groups, or remove the key to \
+                let every user in";
+            push(errors, &key("allowed_groups"), m);
         }
         for (j, g) in groups.iter().enumerate() {
             if g.trim().is_empty() {
@@ -464,7 +496,8 @@ fn client(
         None | Some("scoped") => IdTokenClaims::Scoped,
         Some("all") => IdTokenClaims::All,
         Some(other) => {
-            push(errors, &key("id_token_claims"), format!("unknown value \"{other}\"; use \"scoped\" (claims as the scopes allow) or \"all\""));
+            let m = format!("unknown value \"{other}\"; use \"scoped\" (the default) or \"all\"");
+            push(errors, &key("id_token_claims"), m);
             IdTokenClaims::Scoped
         }
     };
@@ -514,13 +547,20 @@ fn uris(
         .map(|s| s.trim().to_string())
         .collect();
     if required && list.is_empty() && !reported(errors, key) {
-        push(errors, key, "every client needs at least one redirect URI, e.g. [\"https://app.example.com/callback\"]");
+        let m = "a client needs at least one redirect URI, e.g. [\"https://app.example.com/cb\"]";
+        push(errors, key, m);
     }
     for (j, s) in list.iter().enumerate() {
         let problem = match Url::parse(s) {
-            Err(e) => Some(format!("\"{s}\" is not an absolute URL ({e}); write e.g. \"https://app.example.com/callback\"")),
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => Some(format!("\"{s}\" must be an http or https URL")),
-            Ok(u) if u.fragment().is_some() => Some(format!("\"{s}\" must not contain a fragment (#...); remove it")),
+            Err(e) => Some(format!(
+                "\"{s}\" is not an absolute URL ({e}); write e.g. \"https://app.example.com/cb\""
+            )),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                Some(format!("\"{s}\" must be an http or https URL"))
+            }
+            Ok(u) if u.fragment().is_some() => Some(format!(
+                "\"{s}\" must not contain a fragment (#...); remove it"
+            )),
             Ok(_) => None,
         };
         if let Some(m) = problem {
@@ -532,7 +572,9 @@ fn uris(
 
 /// An origin exactly as browsers send it in the `Origin` header.
 fn origin(s: &str) -> Result<String, String> {
-    let url = Url::parse(s.trim()).map_err(|e| format!("\"{s}\" is not an origin ({e}); write scheme://host[:port], e.g. \"https://app.example.com\""))?;
+    let url = Url::parse(s.trim()).map_err(|e| {
+        format!("\"{s}\" is not an origin ({e}); write e.g. \"https://app.example.com\"")
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "\"{s}\" must be an http or https origin, e.g. \"https://app.example.com\""
@@ -540,7 +582,10 @@ fn origin(s: &str) -> Result<String, String> {
     }
     let canonical = url.origin().ascii_serialization();
     if canonical != s.trim() {
-        return Err(format!("\"{s}\" is not an origin (scheme://host[:port], no path or trailing slash); write \"{canonical}\""));
+        return Err(format!(
+            "\"{s}\" is not an origin (scheme://host[:port], no path or trailing slash); \
+             write \"{canonical}\""
+        ));
     }
     Ok(canonical)
 }
