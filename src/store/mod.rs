@@ -6,6 +6,8 @@
 //! as SHA-256 digests (`Hash`), computed by the caller with [`crate::secrets::digest`].
 
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

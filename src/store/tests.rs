@@ -1,0 +1,973 @@
+//! Tests of the SQLite store against the `Store` contract, each on a fresh database file in a
+//! temporary directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::sqlite::SqliteStore;
+use super::*;
+
+const NOW: Timestamp = 1_700_000_000;
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("doorman.db")).unwrap()
+}
+
+/// A plain connection to the test database, to set up states the trait cannot reach.
+fn raw(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.path().join("doorman.db")).unwrap()
+}
+
+fn h(n: u8) -> Hash {
+    [n; 32]
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn user(id: &str, username: &str, email: Option<&str>) -> User {
+    User {
+        id: id.into(),
+        username: username.into(),
+        email: email.map(Into::into),
+        email_verified: false,
+        name: Some("Alice Example".into()),
+        given_name: Some("Alice".into()),
+        family_name: None,
+        picture: None,
+        groups: vec!["admins".into(), "family".into()],
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        disabled: false,
+        created_at: NOW,
+        updated_at: NOW,
+        last_login_at: None,
+    }
+}
+
+fn grant(id: &str, user_id: &str) -> Grant {
+    Grant {
+        id: id.into(),
+        client_id: "app".into(),
+        user_id: user_id.into(),
+        scope: "openid profile".into(),
+        auth_time: NOW,
+        amr: vec!["pwd".into()],
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        created_at: NOW,
+        expires_at: NOW + 30 * 86_400,
+        revoked_at: None,
+    }
+}
+
+fn code(hash: Hash, grant_id: &str) -> AuthCode {
+    AuthCode {
+        hash,
+        grant_id: grant_id.into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        created_at: NOW,
+        expires_at: NOW + 60,
+        used_at: None,
+    }
+}
+
+fn access(hash: Hash, grant_id: &str, expires_at: Timestamp) -> AccessToken {
+    AccessToken {
+        hash,
+        grant_id: grant_id.into(),
+        client_id: "app".into(),
+        user_id: "u1".into(),
+        scope: "openid profile".into(),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+fn refresh(hash: Hash, grant_id: &str, expires_at: Timestamp) -> RefreshToken {
+    RefreshToken {
+        hash,
+        grant_id: grant_id.into(),
+        client_id: "app".into(),
+        user_id: "u1".into(),
+        scope: "openid profile".into(),
+        created_at: NOW,
+        expires_at,
+        used_at: None,
+    }
+}
+
+fn session(hash: Hash, user_id: &str, expires_at: Timestamp) -> Session {
+    Session {
+        id_hash: hash,
+        user_id: user_id.into(),
+        auth_time: NOW,
+        amr: vec!["pwd".into(), "otp".into()],
+        created_at: NOW,
+        last_seen_at: NOW,
+        expires_at,
+    }
+}
+
+fn flow(hash: Hash, expires_at: Timestamp) -> Flow {
+    Flow {
+        id_hash: hash,
+        browser_hash: h(200),
+        payload: r#"{"kind":"authorize"}"#.into(),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+fn key(kid: &str, active_from: Timestamp, retire_at: Option<Timestamp>) -> SigningKey {
+    SigningKey {
+        kid: kid.into(),
+        alg: "RS256".into(),
+        private_pem: format!("-----BEGIN PRIVATE KEY-----\n{kid}\n-----END PRIVATE KEY-----\n"),
+        created_at: NOW,
+        active_from,
+        retire_at,
+    }
+}
+
+/// A store with user "u1" and grant "g1" (with code h(1)) already in it.
+async fn with_grant(dir: &tempfile::TempDir) -> SqliteStore {
+    let store = open(dir);
+    store
+        .create_user(&user("u1", "alice", Some("alice@example.com")))
+        .await
+        .unwrap();
+    store
+        .create_grant_with_code(&grant("g1", "u1"), &code(h(1), "g1"))
+        .await
+        .unwrap();
+    store
+}
+
+async fn rotate(
+    store: &SqliteStore,
+    old: Hash,
+    new: RefreshToken,
+    now: Timestamp,
+) -> RefreshRotation {
+    store.rotate_refresh_token(&old, &new, now).await.unwrap()
+}
+
+fn conflict_field(err: StoreError) -> &'static str {
+    match err {
+        StoreError::Conflict { field } => field,
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+}
+
+// ---- opening ----
+
+#[tokio::test]
+async fn open_creates_private_file_and_parent_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").join("nested").join("doorman.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    // Side files exist while the store is open (WAL mode) and are private too.
+    for suffix in ["-wal", "-shm"] {
+        let side = path.with_file_name(format!("doorman.db{suffix}"));
+        assert!(side.exists(), "{suffix} missing: not in WAL mode?");
+        assert_eq!(mode(&side), 0o600, "{suffix}");
+    }
+}
+
+#[tokio::test]
+async fn open_tightens_an_existing_world_readable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("doorman.db");
+    drop(SqliteStore::open(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _store = SqliteStore::open(&path).unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[tokio::test]
+async fn open_refuses_a_schema_newer_than_it_knows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("doorman.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.add_signing_key(&key("k1", NOW, None)).await.unwrap();
+    drop(store);
+
+    let store = open(&dir);
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap().username,
+        "alice"
+    );
+    assert_eq!(store.list_signing_keys().await.unwrap().len(), 1);
+}
+
+// ---- settings ----
+
+#[tokio::test]
+async fn init_setting_keeps_the_first_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.ping().await.unwrap();
+    assert_eq!(store.get_setting("csrf_key").await.unwrap(), None);
+    assert_eq!(
+        store.init_setting("csrf_key", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.init_setting("csrf_key", "second").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.get_setting("csrf_key").await.unwrap().as_deref(),
+        Some("first")
+    );
+}
+
+// ---- users ----
+
+#[tokio::test]
+async fn users_round_trip_and_lookups_ignore_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let alice = user("u1", "Alice", Some("Alice@Example.com"));
+    store.create_user(&alice).await.unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+
+    assert_eq!(store.get_user("u1").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.get_user("nobody").await.unwrap(), None);
+    assert_eq!(
+        store.find_user_by_username("aLiCe").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.find_user_by_email("alice@example.COM").await.unwrap(),
+        Some(alice)
+    );
+    assert_eq!(store.find_user_by_username("carol").await.unwrap(), None);
+    assert_eq!(
+        store.find_user_by_email("carol@example.com").await.unwrap(),
+        None
+    );
+
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["Alice", "bob"]);
+}
+
+#[tokio::test]
+async fn username_and_email_conflicts_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_user(&user("u1", "alice", Some("alice@example.com")))
+        .await
+        .unwrap();
+    // Two users without an email do not conflict.
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    store.create_user(&user("u3", "carol", None)).await.unwrap();
+
+    let err = store
+        .create_user(&user("u4", "ALICE", None))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_field(err), "username");
+    let err = store
+        .create_user(&user("u4", "dave", Some("ALICE@example.com")))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_field(err), "email");
+
+    // update_user: taking someone else's email conflicts too, and nothing changes.
+    let mut bob = store.get_user("u2").await.unwrap().unwrap();
+    bob.email = Some("alice@EXAMPLE.com".into());
+    assert_eq!(
+        conflict_field(store.update_user(&bob).await.unwrap_err()),
+        "email"
+    );
+    assert_eq!(store.get_user("u2").await.unwrap().unwrap().email, None);
+}
+
+#[tokio::test]
+async fn update_user_replaces_all_but_id_username_created_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_user(&user("u1", "alice", Some("alice@example.com")))
+        .await
+        .unwrap();
+
+    let changed = User {
+        id: "u1".into(),
+        username: "mallory".into(),
+        email: None,
+        email_verified: true,
+        name: None,
+        given_name: Some("Al".into()),
+        family_name: Some("Ice".into()),
+        picture: Some("https://example.com/a.png".into()),
+        groups: vec![],
+        password_hash: None,
+        disabled: true,
+        created_at: NOW + 999,
+        updated_at: NOW + 10,
+        last_login_at: Some(NOW + 5),
+    };
+    store.update_user(&changed).await.unwrap();
+    let stored = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        User {
+            username: "alice".into(),
+            created_at: NOW,
+            ..changed.clone()
+        }
+    );
+
+    store.record_login("u1", NOW + 20).await.unwrap();
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap().last_login_at,
+        Some(NOW + 20)
+    );
+
+    let ghost = User {
+        id: "nobody".into(),
+        ..changed
+    };
+    assert!(matches!(
+        store.update_user(&ghost).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.record_login("nobody", NOW).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn delete_user_cascades_to_sessions_grants_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    store
+        .create_session(&session(h(10), "u1", NOW + 3600))
+        .await
+        .unwrap();
+    store
+        .put_access_token(&access(h(20), "g1", NOW + 3600))
+        .await
+        .unwrap();
+    store
+        .put_refresh_token(&refresh(h(30), "g1", NOW + 3600))
+        .await
+        .unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    store
+        .create_session(&session(h(11), "u2", NOW + 3600))
+        .await
+        .unwrap();
+
+    store.delete_user("u1").await.unwrap();
+    assert_eq!(store.get_user("u1").await.unwrap(), None);
+    assert_eq!(store.get_session(&h(10), NOW).await.unwrap(), None);
+    assert_eq!(store.get_grant("g1").await.unwrap(), None);
+    assert_eq!(store.get_access_token(&h(20), NOW).await.unwrap(), None);
+    assert_eq!(store.get_refresh_token(&h(30), NOW).await.unwrap(), None);
+    assert_eq!(
+        store.redeem_code(&h(1), NOW).await.unwrap(),
+        CodeRedemption::NotFound
+    );
+    // Other users are untouched.
+    assert!(store.get_session(&h(11), NOW).await.unwrap().is_some());
+    assert!(matches!(
+        store.delete_user("u1").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+// ---- sessions and flows ----
+
+#[tokio::test]
+async fn sessions_expire_and_can_be_touched_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    let s = session(h(10), "u1", NOW + 100);
+    store.create_session(&s).await.unwrap();
+    store
+        .create_session(&session(h(11), "u1", NOW + 100))
+        .await
+        .unwrap();
+    store
+        .create_session(&session(h(12), "u1", NOW + 100))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.get_session(&h(10), NOW).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.get_session(&h(10), NOW + 99).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(store.get_session(&h(10), NOW + 100).await.unwrap(), None);
+    assert_eq!(store.get_session(&h(99), NOW).await.unwrap(), None);
+
+    store.touch_session(&h(10), NOW + 50).await.unwrap();
+    let touched = store.get_session(&h(10), NOW + 60).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, NOW + 50);
+    assert_eq!(touched.amr, ["pwd", "otp"]);
+
+    store.delete_session(&h(10)).await.unwrap();
+    assert_eq!(store.get_session(&h(10), NOW).await.unwrap(), None);
+    // Deleting again (double logout) is harmless.
+    store.delete_session(&h(10)).await.unwrap();
+
+    assert_eq!(store.delete_user_sessions("u1").await.unwrap(), 2);
+    assert_eq!(store.get_session(&h(11), NOW).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn flows_expire_and_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let f = flow(h(40), NOW + 600);
+    store.put_flow(&f).await.unwrap();
+    assert_eq!(store.get_flow(&h(40), NOW).await.unwrap(), Some(f));
+    assert_eq!(store.get_flow(&h(40), NOW + 600).await.unwrap(), None);
+    store.delete_flow(&h(40)).await.unwrap();
+    assert_eq!(store.get_flow(&h(40), NOW).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_stored_hash_of_the_wrong_length_is_unavailable_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    raw(&dir)
+        .execute(
+            "INSERT INTO flows VALUES (?1, x'0102', '{}', ?2, ?3)",
+            rusqlite::params![h(41), NOW, NOW + 600],
+        )
+        .unwrap();
+    assert!(matches!(
+        store.get_flow(&h(41), NOW).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+// ---- grants, codes and tokens ----
+
+#[tokio::test]
+async fn code_redeemed_twice_is_replayed_and_revokes_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    assert_eq!(
+        store.get_grant("g1").await.unwrap(),
+        Some(grant("g1", "u1"))
+    );
+
+    let CodeRedemption::Fresh(c, g) = store.redeem_code(&h(1), NOW + 5).await.unwrap() else {
+        panic!("first redemption must be Fresh");
+    };
+    assert_eq!(c.used_at, Some(NOW + 5));
+    assert_eq!(c.redirect_uri, "https://app.example/cb");
+    assert_eq!(g, grant("g1", "u1"));
+
+    store
+        .put_access_token(&access(h(20), "g1", NOW + 3600))
+        .await
+        .unwrap();
+    assert!(store
+        .get_access_token(&h(20), NOW + 6)
+        .await
+        .unwrap()
+        .is_some());
+
+    let replay = store.redeem_code(&h(1), NOW + 7).await.unwrap();
+    assert!(matches!(replay, CodeRedemption::Replayed(ref c) if c.hash == h(1)));
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 7)
+    );
+    assert_eq!(store.get_access_token(&h(20), NOW + 8).await.unwrap(), None);
+
+    assert_eq!(
+        store.redeem_code(&h(2), NOW).await.unwrap(),
+        CodeRedemption::NotFound
+    );
+}
+
+#[tokio::test]
+async fn expired_codes_are_returned_fresh_for_the_caller_to_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    let CodeRedemption::Fresh(c, _) = store.redeem_code(&h(1), NOW + 3600).await.unwrap() else {
+        panic!("expected Fresh");
+    };
+    assert_eq!(c.expires_at, NOW + 60);
+}
+
+#[tokio::test]
+async fn revoking_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    store
+        .create_grant_with_code(&grant("g2", "u1"), &code(h(2), "g2"))
+        .await
+        .unwrap();
+    store
+        .create_grant_with_code(&grant("g3", "u1"), &code(h(3), "g3"))
+        .await
+        .unwrap();
+    store
+        .put_access_token(&access(h(20), "g2", NOW + 3600))
+        .await
+        .unwrap();
+
+    store.revoke_grant("g1", NOW + 1).await.unwrap();
+    // Revoking again keeps the first time; an unknown grant is NotFound.
+    store.revoke_grant("g1", NOW + 2).await.unwrap();
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 1)
+    );
+    assert!(matches!(
+        store.revoke_grant("nope", NOW).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Only the two still-live grants count.
+    assert_eq!(store.revoke_user_grants("u1", NOW + 3).await.unwrap(), 2);
+    assert_eq!(
+        store.get_grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 3)
+    );
+    assert_eq!(store.get_access_token(&h(20), NOW + 4).await.unwrap(), None);
+    assert_eq!(store.revoke_user_grants("u1", NOW + 5).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn access_tokens_expire_and_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    let t = access(h(20), "g1", NOW + 3600);
+    store.put_access_token(&t).await.unwrap();
+    assert_eq!(store.get_access_token(&h(20), NOW).await.unwrap(), Some(t));
+    assert_eq!(
+        store.get_access_token(&h(20), NOW + 3600).await.unwrap(),
+        None
+    );
+    store.delete_access_token(&h(20)).await.unwrap();
+    assert_eq!(store.get_access_token(&h(20), NOW).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn refresh_tokens_need_a_live_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    let t = refresh(h(30), "g1", NOW + 86_400);
+    store.put_refresh_token(&t).await.unwrap();
+    assert_eq!(store.get_refresh_token(&h(30), NOW).await.unwrap(), Some(t));
+    // Idle expiry of the token.
+    assert_eq!(
+        store.get_refresh_token(&h(30), NOW + 86_400).await.unwrap(),
+        None
+    );
+
+    // Absolute expiry of the grant, even with a token that would live longer.
+    store
+        .put_refresh_token(&refresh(h(31), "g1", NOW + 60 * 86_400))
+        .await
+        .unwrap();
+    assert!(store
+        .get_refresh_token(&h(31), NOW + 29 * 86_400)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        store
+            .get_refresh_token(&h(31), NOW + 30 * 86_400)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        rotate(&store, h(31), refresh(h(32), "g1", NOW), NOW + 31 * 86_400).await,
+        RefreshRotation::Invalid
+    );
+
+    // Revoked grant.
+    store.revoke_grant("g1", NOW + 1).await.unwrap();
+    assert_eq!(
+        store.get_refresh_token(&h(31), NOW + 2).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        rotate(&store, h(31), refresh(h(33), "g1", NOW), NOW + 2).await,
+        RefreshRotation::Invalid
+    );
+    // Nothing was stored by the refused rotations.
+    raw(&dir)
+        .execute(
+            "UPDATE grants SET revoked_at = NULL, expires_at = ?1",
+            [NOW + 365 * 86_400],
+        )
+        .unwrap();
+    assert_eq!(store.get_refresh_token(&h(32), NOW).await.unwrap(), None);
+    assert_eq!(store.get_refresh_token(&h(33), NOW).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn refresh_rotation_then_reuse_revokes_the_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    store
+        .put_refresh_token(&refresh(h(30), "g1", NOW + 86_400))
+        .await
+        .unwrap();
+
+    let new = refresh(h(31), "g1", NOW + 100 + 86_400);
+    let RefreshRotation::Rotated(old, g) = store
+        .rotate_refresh_token(&h(30), &new, NOW + 100)
+        .await
+        .unwrap()
+    else {
+        panic!("expected Rotated");
+    };
+    assert_eq!(old.hash, h(30));
+    assert_eq!(old.used_at, Some(NOW + 100));
+    assert_eq!(g.id, "g1");
+    assert_eq!(
+        store.get_refresh_token(&h(30), NOW + 101).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_refresh_token(&h(31), NOW + 101).await.unwrap(),
+        Some(new)
+    );
+
+    // The old token comes back: reuse. The grant dies and with it the new token.
+    let again = refresh(h(32), "g1", NOW + 200 + 86_400);
+    let reused = store
+        .rotate_refresh_token(&h(30), &again, NOW + 200)
+        .await
+        .unwrap();
+    assert!(matches!(reused, RefreshRotation::Reused(ref t) if t.hash == h(30)));
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 200)
+    );
+    assert_eq!(
+        store.get_refresh_token(&h(31), NOW + 201).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_refresh_token(&h(32), NOW + 201).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        rotate(&store, h(31), refresh(h(33), "g1", NOW + 86_400), NOW + 202).await,
+        RefreshRotation::Invalid
+    );
+
+    assert_eq!(
+        rotate(&store, h(99), refresh(h(34), "g1", NOW), NOW).await,
+        RefreshRotation::Invalid
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotations_of_one_token_rotate_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(with_grant(&dir).await);
+    store
+        .put_refresh_token(&refresh(h(30), "g1", NOW + 86_400))
+        .await
+        .unwrap();
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let tasks: Vec<_> = [h(31), h(32)]
+        .into_iter()
+        .map(|new_hash| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .rotate_refresh_token(&h(30), &refresh(new_hash, "g1", NOW + 86_400), NOW + 1)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let rotated = outcomes
+        .iter()
+        .filter(|o| matches!(o, RefreshRotation::Rotated(..)))
+        .count();
+    let reused = outcomes
+        .iter()
+        .filter(|o| matches!(o, RefreshRotation::Reused(..)))
+        .count();
+    assert_eq!((rotated, reused), (1, 1), "{outcomes:?}");
+}
+
+// ---- signing keys ----
+
+#[tokio::test]
+async fn signing_keys_list_in_activation_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .add_signing_key(&key("new", NOW + 100, None))
+        .await
+        .unwrap();
+    store
+        .add_signing_key(&key("old", NOW - 100, None))
+        .await
+        .unwrap();
+    let keys = store.list_signing_keys().await.unwrap();
+    assert_eq!(
+        keys,
+        [key("old", NOW - 100, None), key("new", NOW + 100, None)]
+    );
+
+    store
+        .set_key_retire_at("old", Some(NOW + 50))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_signing_keys().await.unwrap()[0].retire_at,
+        Some(NOW + 50)
+    );
+    store.set_key_retire_at("old", None).await.unwrap();
+    assert_eq!(store.list_signing_keys().await.unwrap()[0].retire_at, None);
+    assert!(matches!(
+        store.set_key_retire_at("nope", None).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+// ---- housekeeping ----
+
+#[tokio::test]
+async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await; // g1 with code h(1), expiring NOW + 60
+    let later = NOW + 1000; // the code expired 940 s ago: past the replay grace
+    let mut live_grant = grant("g2", "u1");
+    live_grant.expires_at = later + 86_400;
+    store
+        .create_grant_with_code(&live_grant, &code(h(2), "g2"))
+        .await
+        .unwrap();
+    // Expired grant still carrying a live access token: kept until that token expires.
+    let mut expired_grant = grant("g3", "u1");
+    expired_grant.expires_at = later - 1;
+    store
+        .create_grant_with_code(&expired_grant, &code(h(3), "g3"))
+        .await
+        .unwrap();
+    store
+        .put_access_token(&access(h(23), "g3", later + 10))
+        .await
+        .unwrap();
+    // Expired grant without tokens: goes.
+    let mut dead_grant = grant("g4", "u1");
+    dead_grant.expires_at = later - 1;
+    store
+        .create_grant_with_code(&dead_grant, &code(h(4), "g4"))
+        .await
+        .unwrap();
+    // Grant revoked two days ago: goes; revoked just now: stays for a while.
+    store
+        .create_grant_with_code(&grant("g5", "u1"), &code(h(5), "g5"))
+        .await
+        .unwrap();
+    store.revoke_grant("g5", later - 2 * 86_400).await.unwrap();
+    store
+        .create_grant_with_code(&grant("g6", "u1"), &code(h(6), "g6"))
+        .await
+        .unwrap();
+    store.revoke_grant("g6", later - 10).await.unwrap();
+
+    store
+        .create_session(&session(h(10), "u1", later))
+        .await
+        .unwrap();
+    store
+        .create_session(&session(h(11), "u1", later + 1))
+        .await
+        .unwrap();
+    store.put_flow(&flow(h(40), later - 5)).await.unwrap();
+    store.put_flow(&flow(h(41), later + 5)).await.unwrap();
+    store
+        .put_access_token(&access(h(20), "g1", later))
+        .await
+        .unwrap();
+    store
+        .put_access_token(&access(h(21), "g1", later + 1))
+        .await
+        .unwrap();
+    store
+        .put_refresh_token(&refresh(h(30), "g1", later - 1))
+        .await
+        .unwrap();
+    store
+        .put_refresh_token(&refresh(h(31), "g1", later + 1))
+        .await
+        .unwrap();
+    store
+        .add_signing_key(&key("retired", NOW - 100, Some(later - 1)))
+        .await
+        .unwrap();
+    store
+        .add_signing_key(&key("retiring", NOW, Some(later + 1)))
+        .await
+        .unwrap();
+    store
+        .add_signing_key(&key("current", NOW + 1, None))
+        .await
+        .unwrap();
+
+    let swept = store.sweep(later).await.unwrap();
+    assert_eq!(
+        swept,
+        Swept {
+            sessions: 1,
+            flows: 1,
+            // h(1) .. h(6) were all created expiring at NOW + 60: all past the grace.
+            codes: 6,
+            access_tokens: 1,
+            refresh_tokens: 1,
+            grants: 2,
+            keys: 1,
+        }
+    );
+    assert!(store.get_session(&h(11), later).await.unwrap().is_some());
+    assert!(store.get_flow(&h(41), later).await.unwrap().is_some());
+    assert!(store
+        .get_access_token(&h(21), later)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .get_access_token(&h(23), later)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .get_refresh_token(&h(31), later)
+        .await
+        .unwrap()
+        .is_some());
+    for (id, kept) in [
+        ("g1", true),
+        ("g2", true),
+        ("g3", true),
+        ("g4", false),
+        ("g5", false),
+    ] {
+        assert_eq!(store.get_grant(id).await.unwrap().is_some(), kept, "{id}");
+    }
+    assert!(store.get_grant("g6").await.unwrap().is_some());
+    let kids: Vec<String> = store
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["retiring", "current"]);
+
+    // Once its access token has expired, the expired grant g3 goes too (h(21) expires as well).
+    let swept = store.sweep(later + 10).await.unwrap();
+    assert_eq!((swept.access_tokens, swept.grants), (2, 1));
+    assert_eq!(store.get_grant("g3").await.unwrap(), None);
+    // And nothing left to do.
+    assert_eq!(store.sweep(later + 10).await.unwrap(), Swept::default());
+}
+
+#[tokio::test]
+async fn sweep_keeps_recently_expired_codes_for_replay_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await; // code h(1) expires at NOW + 60
+    store.redeem_code(&h(1), NOW + 1).await.unwrap();
+    assert_eq!(store.sweep(NOW + 120).await.unwrap().codes, 0);
+    let replay = store.redeem_code(&h(1), NOW + 121).await.unwrap();
+    assert!(matches!(replay, CodeRedemption::Replayed(_)));
+}
+
+#[tokio::test]
+async fn backup_writes_a_private_copy_that_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_user(&user("u1", "alice", Some("alice@example.com")))
+        .await
+        .unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+
+    let copy = dir.path().join("backup.db");
+    store.backup(&copy).await.unwrap();
+    assert_eq!(mode(&copy), 0o600);
+    // A single self-contained file: no journal or WAL left beside it.
+    for suffix in ["-journal", "-wal", "-shm"] {
+        assert!(
+            !dir.path().join(format!("backup.db{suffix}")).exists(),
+            "{suffix}"
+        );
+    }
+
+    // An existing target is refused, and left alone.
+    let err = store.backup(&copy).await.unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+
+    // The store keeps working after a backup.
+    store.create_user(&user("u3", "carol", None)).await.unwrap();
+
+    let restored = SqliteStore::open(&copy).unwrap();
+    let names: Vec<String> = restored
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(
+        restored
+            .find_user_by_email("ALICE@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u1"
+    );
+}
