@@ -15,7 +15,11 @@ use crate::config::{self, Config, Source};
 use crate::server;
 
 #[derive(Debug, Parser)]
-#[command(name = "doorman", version, about = "A small, complete OpenID Connect identity provider")]
+#[command(
+    name = "doorman",
+    version,
+    about = "A small, complete OpenID Connect identity provider"
+)]
 pub struct Cli {
     /// Configuration file (default: ./doorman.toml if present, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]
@@ -105,7 +109,8 @@ pub enum ClientCommand {
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let (config, source) = config::load(cli.config.as_deref(), &env).map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let (config, source) = config::load(cli.config.as_deref(), &env)
+        .map_err(|e| format!("invalid configuration:\n{e}"))?;
     if let Source::File(path) = &source {
         tracing::debug!(path = %path.display(), "configuration loaded");
     }
@@ -119,11 +124,16 @@ const MIN_PASSWORD: usize = 8;
 
 fn read_password_line() -> Result<String, String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
     let pw = line.strip_suffix('\n').unwrap_or(&line);
     let pw = pw.strip_suffix('\r').unwrap_or(pw).to_string();
     if pw.chars().count() < MIN_PASSWORD {
-        return Err(format!("the password must have at least {MIN_PASSWORD} characters"));
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD} characters"
+        ));
     }
     Ok(pw)
 }
@@ -140,89 +150,176 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Command::Serve => {
             let config = load_config(&cli)?;
-            server::serve(config, clock).await.map_err(|e| e.to_string())
+            server::serve(config, clock)
+                .await
+                .map_err(|e| e.to_string())
         }
         Command::CheckConfig => {
             let config = load_config(&cli)?;
-            println!("configuration is valid: issuer {}, {} client(s)", config.issuer, config.clients.len());
+            println!(
+                "configuration is valid: issuer {}, {} client(s)",
+                config.issuer,
+                config.clients.len()
+            );
             Ok(())
         }
         Command::Client(ClientCommand::Secret) => {
             let secret = crate::secrets::random_token();
             println!("secret:      {secret}");
-            println!("secret_hash: {}", crate::secrets::to_hex(&crate::secrets::digest(&secret)));
+            println!(
+                "secret_hash: {}",
+                crate::secrets::to_hex(&crate::secrets::digest(&secret))
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => {
             let config = load_config(&cli)?;
-            let store = server::open_store(&config).await.map_err(|e| e.to_string())?;
-            let key = crate::keys::rotate(&*store, now, server::key_overlap(&config)).await.map_err(|e| e.to_string())?;
-            println!("new signing key {} is active; a running server picks it up within {} s", key.kid, server::KEY_RELOAD_EVERY.as_secs());
+            let store = server::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let key = crate::keys::rotate(&*store, now, server::key_overlap(&config))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "new signing key {} is active; a running server picks it up within {} s",
+                key.kid,
+                server::KEY_RELOAD_EVERY.as_secs()
+            );
             Ok(())
         }
         Command::Backup { path } => {
             let config = load_config(&cli)?;
-            let store = server::open_store(&config).await.map_err(|e| e.to_string())?;
-            store.backup(path).await.map_err(|e| format!("backup failed: {e}"))?;
-            println!("wrote a consistent copy of the database to {}", path.display());
+            let store = server::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            store
+                .backup(path)
+                .await
+                .map_err(|e| format!("backup failed: {e}"))?;
+            println!(
+                "wrote a consistent copy of the database to {}",
+                path.display()
+            );
             Ok(())
         }
         Command::User(cmd) => {
             let config = load_config(&cli)?;
-            let store = server::open_store(&config).await.map_err(|e| e.to_string())?;
+            let store = server::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
             user_command(&*store, cmd, now).await
         }
     }
 }
 
-async fn user_command(store: &dyn crate::store::Store, cmd: &UserCommand, now: i64) -> Result<(), String> {
+async fn user_command(
+    store: &dyn crate::store::Store,
+    cmd: &UserCommand,
+    now: i64,
+) -> Result<(), String> {
     let e = |e: users::AccountError| e.to_string();
     match cmd {
-        UserCommand::Add { name, email, display_name, groups, password_stdin } => {
-            let password_hash = if *password_stdin { Some(hash_password(&read_password_line()?)?) } else { None };
-            let groups = groups.iter().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
+        UserCommand::Add {
+            name,
+            email,
+            display_name,
+            groups,
+            password_stdin,
+        } => {
+            let password_hash = if *password_stdin {
+                Some(hash_password(&read_password_line()?)?)
+            } else {
+                None
+            };
+            let groups = groups
+                .iter()
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .collect();
             let user = users::create(
                 store,
-                NewUser { username: name.clone(), email: email.clone(), email_verified: true, name: display_name.clone(), groups, password_hash },
+                NewUser {
+                    username: name.clone(),
+                    email: email.clone(),
+                    email_verified: true,
+                    name: display_name.clone(),
+                    groups,
+                    password_hash,
+                },
                 now,
             )
             .await
             .map_err(e)?;
             println!("created user {} (sub {})", user.username, user.id);
             if user.password_hash.is_none() {
-                println!("no password set: run `doorman user passwd {}` to set one", user.username);
+                println!(
+                    "no password set: run `doorman user passwd {}` to set one",
+                    user.username
+                );
             }
         }
         UserCommand::List => {
-            println!("{:<24} {:<32} {:<24} {:<9} SUB", "USERNAME", "EMAIL", "GROUPS", "STATE");
+            println!(
+                "{:<24} {:<32} {:<24} {:<9} SUB",
+                "USERNAME", "EMAIL", "GROUPS", "STATE"
+            );
             for u in store.list_users().await.map_err(|e| e.to_string())? {
                 let state = if u.disabled { "disabled" } else { "active" };
-                println!("{:<24} {:<32} {:<24} {:<9} {}", u.username, u.email.unwrap_or_default(), u.groups.join(","), state, u.id);
+                println!(
+                    "{:<24} {:<32} {:<24} {:<9} {}",
+                    u.username,
+                    u.email.unwrap_or_default(),
+                    u.groups.join(","),
+                    state,
+                    u.id
+                );
             }
         }
-        UserCommand::Set { name, email, display_name, groups } => {
+        UserCommand::Set {
+            name,
+            email,
+            display_name,
+            groups,
+        } => {
             let change = ProfileUpdate {
-                email: email.as_ref().map(|m| Some(m.clone()).filter(|m| !m.is_empty())),
+                email: email
+                    .as_ref()
+                    .map(|m| Some(m.clone()).filter(|m| !m.is_empty())),
                 email_verified: email.as_ref().map(|_| true),
-                name: display_name.as_ref().map(|n| Some(n.clone()).filter(|n| !n.is_empty())),
-                groups: groups.as_ref().map(|g| g.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+                name: display_name
+                    .as_ref()
+                    .map(|n| Some(n.clone()).filter(|n| !n.is_empty())),
+                groups: groups.as_ref().map(|g| {
+                    g.iter()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                }),
             };
-            let user = users::update_profile(store, name, change, now).await.map_err(e)?;
+            let user = users::update_profile(store, name, change, now)
+                .await
+                .map_err(e)?;
             println!("updated user {}", user.username);
         }
         UserCommand::Passwd { name } => {
             users::find(store, name).await.map_err(e)?;
             eprintln!("New password for {name} (one line on standard input):");
             let hash = hash_password(&read_password_line()?)?;
-            users::set_password_hash(store, name, hash, now).await.map_err(e)?;
+            users::set_password_hash(store, name, hash, now)
+                .await
+                .map_err(e)?;
             println!("password changed for {name}");
         }
         UserCommand::Disable { name } => {
-            users::set_disabled(store, name, true, now).await.map_err(e)?;
+            users::set_disabled(store, name, true, now)
+                .await
+                .map_err(e)?;
             println!("disabled {name}: their sessions and refresh tokens are ended");
         }
         UserCommand::Enable { name } => {
-            users::set_disabled(store, name, false, now).await.map_err(e)?;
+            users::set_disabled(store, name, false, now)
+                .await
+                .map_err(e)?;
             println!("enabled {name}");
         }
         UserCommand::Delete { name } => {
@@ -238,7 +335,9 @@ pub fn init_logging(format: LogFormat, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),

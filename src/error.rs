@@ -15,7 +15,11 @@ pub enum WebError {
     /// JSON OAuth error (token, revoke, introspect, userinfo endpoints).
     OAuth(OAuthError),
     /// A readable page for a person; rendered by `web::render_pages` with the theme.
-    Page { status: StatusCode, title: String, message: String },
+    Page {
+        status: StatusCode,
+        title: String,
+        message: String,
+    },
     /// Something broke inside; the detail is logged, never shown.
     Internal(String),
 }
@@ -29,11 +33,23 @@ pub struct PageError {
 }
 
 impl WebError {
-    pub fn page(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> WebError {
-        WebError::Page { status, title: title.into(), message: message.into() }
+    pub fn page(
+        status: StatusCode,
+        title: impl Into<String>,
+        message: impl Into<String>,
+    ) -> WebError {
+        WebError::Page {
+            status,
+            title: title.into(),
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> WebError {
-        WebError::page(StatusCode::BAD_REQUEST, "Something is wrong with this request", message)
+        WebError::page(
+            StatusCode::BAD_REQUEST,
+            "Something is wrong with this request",
+            message,
+        )
     }
 }
 
@@ -68,16 +84,26 @@ pub fn oauth_status(code: &str) -> StatusCode {
 
 pub fn oauth_response(e: &OAuthError) -> Response {
     let status = oauth_status(e.code);
-    let mut resp = (status, Json(json!({"error": e.code, "error_description": e.description}))).into_response();
+    let mut resp = (
+        status,
+        Json(json!({"error": e.code, "error_description": e.description})),
+    )
+        .into_response();
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     match e.code {
         "invalid_client" => {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"doorman\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"doorman\""),
+            );
         }
         "invalid_token" => {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
         }
         _ => {}
     }
@@ -88,9 +114,17 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         match self {
             WebError::OAuth(e) => oauth_response(&e),
-            WebError::Page { status, title, message } => {
+            WebError::Page {
+                status,
+                title,
+                message,
+            } => {
                 let mut resp = status.into_response();
-                resp.extensions_mut().insert(PageError { title, message, error_id: None });
+                resp.extensions_mut().insert(PageError {
+                    title,
+                    message,
+                    error_id: None,
+                });
                 resp
             }
             WebError::Internal(detail) => {
@@ -99,7 +133,8 @@ impl IntoResponse for WebError {
                 let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
                 resp.extensions_mut().insert(PageError {
                     title: "Something went wrong".into(),
-                    message: "doorman could not finish this request. Please try again in a moment.".into(),
+                    message: "doorman could not finish this request. Please try again in a moment."
+                        .into(),
                     error_id: Some(id),
                 });
                 resp
@@ -118,10 +153,22 @@ mod tests {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
-        assert_eq!(oauth_response(&OAuthError::invalid_grant("x")).status(), StatusCode::BAD_REQUEST);
-        assert_eq!(oauth_response(&OAuthError::invalid_token("x")).status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(oauth_response(&OAuthError::temporarily_unavailable("x")).status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(oauth_response(&OAuthError::invalid_grant("x")).headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(
+            oauth_response(&OAuthError::invalid_grant("x")).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            oauth_response(&OAuthError::invalid_token("x")).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            oauth_response(&OAuthError::temporarily_unavailable("x")).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert!(oauth_response(&OAuthError::invalid_grant("x"))
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .is_none());
     }
 
     #[test]

@@ -64,37 +64,60 @@ impl KeySet {
             fingerprint.push((key.kid.clone(), key.retire_at));
             let loaded = Arc::new(load_key(key)?);
             // The newest key already in force signs; retiring keys only verify.
-            if key.active_from <= now && key.retire_at.is_none() && active.as_ref().is_none_or(|(from, _)| key.active_from >= *from) {
+            if key.active_from <= now
+                && key.retire_at.is_none()
+                && active
+                    .as_ref()
+                    .is_none_or(|(from, _)| key.active_from >= *from)
+            {
                 active = Some((key.active_from, loaded.clone()));
             }
             by_kid.insert(key.kid.clone(), loaded);
         }
         let mut published: Vec<&Arc<LoadedKey>> = by_kid.values().collect();
         published.sort_by(|a, b| a.kid.cmp(&b.kid));
-        let set = JwkSet { keys: published.iter().map(|k| k.jwk.clone()).collect() };
+        let set = JwkSet {
+            keys: published.iter().map(|k| k.jwk.clone()).collect(),
+        };
         let jwks_json = serde_json::to_string(&set).map_err(|e| KeyError::Sign(e.to_string()))?;
-        Ok(KeySet { active: active.map(|(_, k)| k), by_kid, jwks_json: jwks_json.into(), fingerprint })
+        Ok(KeySet {
+            active: active.map(|(_, k)| k),
+            by_kid,
+            jwks_json: jwks_json.into(),
+            fingerprint,
+        })
     }
 }
 
 fn load_key(key: &SigningKey) -> Result<LoadedKey, KeyError> {
-    let bad = |reason: String| KeyError::BadKey { kid: key.kid.clone(), reason };
+    let bad = |reason: String| KeyError::BadKey {
+        kid: key.kid.clone(),
+        reason,
+    };
     if key.alg != "RS256" {
         return Err(bad(format!("unsupported algorithm {}", key.alg)));
     }
-    let encoding = EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|e| bad(e.to_string()))?;
+    let encoding =
+        EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let mut jwk =
+        Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|e| bad(e.to_string()))?;
     jwk.common.key_id = Some(key.kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
     let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| bad(e.to_string()))?;
-    Ok(LoadedKey { kid: key.kid.clone(), encoding, decoding, jwk })
+    Ok(LoadedKey {
+        kid: key.kid.clone(),
+        encoding,
+        decoding,
+        jwk,
+    })
 }
 
 /// A new RSA-2048 key, active from `now`. The kid is derived from the public key (stable,
 /// unguessable-free: it only needs to be unique).
 pub fn generate(now: Timestamp) -> Result<SigningKey, KeyError> {
-    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|_| KeyError::Generate)?;
     let der = pair.as_der().map_err(|_| KeyError::Generate)?;
     let der = der.as_ref();
     let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
@@ -106,7 +129,14 @@ pub fn generate(now: Timestamp) -> Result<SigningKey, KeyError> {
     pem.push_str("-----END PRIVATE KEY-----\n");
     let digest = Sha256::digest(der);
     let kid = URL_SAFE_NO_PAD.encode(digest.get(..12).unwrap_or_default());
-    Ok(SigningKey { kid, alg: "RS256".into(), private_pem: pem, created_at: now, active_from: now, retire_at: None })
+    Ok(SigningKey {
+        kid,
+        alg: "RS256".into(),
+        private_pem: pem,
+        created_at: now,
+        active_from: now,
+        retire_at: None,
+    })
 }
 
 /// The server's keys, swappable as a whole.
@@ -122,7 +152,9 @@ impl Keys {
         let mut stored = store.list_signing_keys().await?;
         let set = KeySet::build(&stored, now)?;
         let set = if set.active.is_none() {
-            let key = tokio::task::spawn_blocking(move || generate(now)).await.map_err(|_| KeyError::Generate)??;
+            let key = tokio::task::spawn_blocking(move || generate(now))
+                .await
+                .map_err(|_| KeyError::Generate)??;
             store.add_signing_key(&key).await?;
             tracing::info!(kid = %key.kid, "generated the first signing key (RSA-2048)");
             stored.push(key);
@@ -130,8 +162,13 @@ impl Keys {
         } else {
             set
         };
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Ok(Keys { current: RwLock::new(Arc::new(set)), permits: tokio::sync::Semaphore::new(workers) })
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Ok(Keys {
+            current: RwLock::new(Arc::new(set)),
+            permits: tokio::sync::Semaphore::new(workers),
+        })
     }
 
     fn snapshot(&self) -> Arc<KeySet> {
@@ -180,9 +217,17 @@ impl Keys {
     }
 
     /// Signs `claims` as an RS256 JWS with the active key's kid, off the async runtime.
-    pub async fn sign<T: Serialize + Send + 'static>(&self, typ: Option<&'static str>, claims: T) -> Result<String, KeyError> {
+    pub async fn sign<T: Serialize + Send + 'static>(
+        &self,
+        typ: Option<&'static str>,
+        claims: T,
+    ) -> Result<String, KeyError> {
         let key = self.snapshot().active.clone().ok_or(KeyError::NoKey)?;
-        let _permit = self.permits.acquire().await.map_err(|e| KeyError::Sign(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
         tokio::task::spawn_blocking(move || sign_with(&key, typ, &claims))
             .await
             .map_err(|e| KeyError::Sign(e.to_string()))?
@@ -196,25 +241,39 @@ impl Keys {
         }
         let set = self.snapshot();
         let key = set.by_kid.get(header.kid.as_deref()?)?;
-        jsonwebtoken::decode::<T>(token, &key.decoding, validation).ok().map(|d| d.claims)
+        jsonwebtoken::decode::<T>(token, &key.decoding, validation)
+            .ok()
+            .map(|d| d.claims)
     }
 }
 
-fn sign_with<T: Serialize>(key: &LoadedKey, typ: Option<&str>, claims: &T) -> Result<String, KeyError> {
+fn sign_with<T: Serialize>(
+    key: &LoadedKey,
+    typ: Option<&str>,
+    claims: &T,
+) -> Result<String, KeyError> {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(key.kid.clone());
-    header.typ = typ.map(str::to_string);
+    header.typ = Some(typ.unwrap_or("JWT").to_string());
     jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyError::Sign(e.to_string()))
 }
 
 /// `doorman keys rotate` and automatic rotation: a new key signs from now on; the previous ones
 /// stay published for `keep_old_for` (the longest lifetime of a token they signed), then go.
-pub async fn rotate(store: &dyn Store, now: Timestamp, keep_old_for: i64) -> Result<SigningKey, KeyError> {
-    let key = tokio::task::spawn_blocking(move || generate(now)).await.map_err(|_| KeyError::Generate)??;
+pub async fn rotate(
+    store: &dyn Store,
+    now: Timestamp,
+    keep_old_for: i64,
+) -> Result<SigningKey, KeyError> {
+    let key = tokio::task::spawn_blocking(move || generate(now))
+        .await
+        .map_err(|_| KeyError::Generate)??;
     store.add_signing_key(&key).await?;
     for old in store.list_signing_keys().await? {
         if old.kid != key.kid && old.retire_at.is_none() {
-            store.set_key_retire_at(&old.kid, Some(now + keep_old_for)).await?;
+            store
+                .set_key_retire_at(&old.kid, Some(now + keep_old_for))
+                .await?;
         }
     }
     Ok(key)
@@ -222,7 +281,11 @@ pub async fn rotate(store: &dyn Store, now: Timestamp, keep_old_for: i64) -> Res
 
 /// Whether automatic rotation is due: the active key is older than `rotate_after`.
 pub fn rotation_due(keys: &[SigningKey], now: Timestamp, rotate_after: i64) -> bool {
-    let newest = keys.iter().filter(|k| k.retire_at.is_none() && k.active_from <= now).map(|k| k.active_from).max();
+    let newest = keys
+        .iter()
+        .filter(|k| k.retire_at.is_none() && k.active_from <= now)
+        .map(|k| k.active_from)
+        .max();
     newest.is_none_or(|from| now - from >= rotate_after)
 }
 
@@ -235,7 +298,12 @@ mod tests {
         let key = generate(1000).unwrap();
         let set = KeySet::build(std::slice::from_ref(&key), 1000).unwrap();
         let loaded = set.active.clone().unwrap();
-        let token = sign_with(&loaded, None, &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64})).unwrap();
+        let token = sign_with(
+            &loaded,
+            None,
+            &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
+        )
+        .unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
         let jwks: serde_json::Value = serde_json::from_str(&set.jwks_json).unwrap();
@@ -244,7 +312,10 @@ mod tests {
         assert_eq!(jwk["alg"], "RS256");
         assert_eq!(jwk["use"], "sig");
         assert_eq!(jwk["kty"], "RSA");
-        assert!(jwk.get("d").is_none(), "private parts must never be published");
+        assert!(
+            jwk.get("d").is_none(),
+            "private parts must never be published"
+        );
     }
 
     #[test]

@@ -51,33 +51,59 @@ pub fn database_path(config: &Config) -> std::path::PathBuf {
 
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     let path = database_path(config);
-    let store = SqliteStore::open(&path).map_err(|e| StartError::Store { path: path.display().to_string(), reason: e.to_string() })?;
+    let store = SqliteStore::open(&path).map_err(|e| StartError::Store {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(Arc::new(store))
 }
 
 /// Everything the handlers need, from a validated config.
-pub async fn build_state(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
+pub async fn build_state(
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, StartError> {
     let now = clock.now();
     let keys = Arc::new(Keys::load(&*store, now).await?);
     let csrf_hex = store
-        .init_setting("csrf_key", &crate::secrets::to_hex(&crate::secrets::digest(&crate::secrets::random_token())))
+        .init_setting(
+            "csrf_key",
+            &crate::secrets::to_hex(&crate::secrets::digest(&crate::secrets::random_token())),
+        )
         .await
         .map_err(|e| StartError::Other(format!("store: {e}")))?;
-    let csrf = CsrfKey::new(crate::secrets::from_hex(&csrf_hex).ok_or_else(|| StartError::Other("stored csrf_key is malformed".into()))?);
+    let csrf = CsrfKey::new(
+        crate::secrets::from_hex(&csrf_hex)
+            .ok_or_else(|| StartError::Other("stored csrf_key is malformed".into()))?,
+    );
     let issuer = config.issuer.as_str().trim_end_matches('/').to_string();
-    let params = crate::accounts::password::owasp_params().map_err(|e| StartError::Other(e.to_string()))?;
+    let params =
+        crate::accounts::password::owasp_params().map_err(|e| StartError::Other(e.to_string()))?;
     let hasher = PasswordHasher::new(params, 2).map_err(|e| StartError::Other(e.to_string()))?;
     let templates = Templates::new(config.theme_dir.clone());
     templates.check().map_err(StartError::Other)?;
-    let mut cors_origins: Vec<String> = config.clients.iter().flat_map(|c| c.allowed_origins.iter().cloned()).collect();
+    let mut cors_origins: Vec<String> = config
+        .clients
+        .iter()
+        .flat_map(|c| c.allowed_origins.iter().cloned())
+        .collect();
     cors_origins.sort();
     cors_origins.dedup();
     let discovery_json = discovery::document(&issuer).to_string().into();
     let config = Arc::new(config);
     Ok(AppState(Arc::new(Inner {
         clients: Clients::new(&config.clients),
-        provider: Provider { store: store.clone(), keys: keys.clone(), issuer },
-        limiter: LoginLimiter::new(config.login.max_failures_per_ip, config.login.max_failures_per_account, config.login.failure_window),
+        provider: Provider {
+            store: store.clone(),
+            keys: keys.clone(),
+            issuer,
+        },
+        limiter: LoginLimiter::new(
+            config.login.max_failures_per_ip,
+            config.login.max_failures_per_account,
+            config.login.failure_window,
+        ),
         config,
         store,
         keys,
@@ -108,15 +134,27 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{*path}", get(crate::web::static_file));
     // Every endpoint lives under the issuer's path (e.g. https://example.com/auth).
     let path = state.config.issuer.path().trim_end_matches('/').to_string();
-    let app = if path.is_empty() { app } else { Router::new().nest(&path, app) };
-    app.layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::render_pages))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::security_headers))
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+    let app = if path.is_empty() {
+        app
+    } else {
+        Router::new().nest(&path, app)
+    };
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::web::render_pages,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::web::security_headers,
+    ))
+    .layer(RequestBodyLimitLayer::new(64 * 1024))
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // The path only: query strings carry codes and tokens.
             tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
-        }))
-        .with_state(state)
+        }),
+    )
+    .with_state(state)
 }
 
 /// Background work; ends when `shutdown` fires.
@@ -149,13 +187,25 @@ fn spawn_maintenance(state: AppState, mut shutdown: tokio::sync::watch::Receiver
 
 /// The longest a token signed by a key can still be presented: old keys stay published so long.
 pub fn key_overlap(config: &Config) -> i64 {
-    let longest = config.clients.iter().map(|c| c.lifetimes.id_token.max(c.lifetimes.access_token)).chain([config.tokens.id_token, config.tokens.access_token]).max().unwrap_or_default();
+    let longest = config
+        .clients
+        .iter()
+        .map(|c| c.lifetimes.id_token.max(c.lifetimes.access_token))
+        .chain([config.tokens.id_token, config.tokens.access_token])
+        .max()
+        .unwrap_or_default();
     i64::try_from(longest.as_secs()).unwrap_or(86_400) + 300
 }
 
 async fn auto_rotate(state: &AppState, now: i64, after: Duration) {
-    let Ok(list) = state.store.list_signing_keys().await else { return };
-    if keys::rotation_due(&list, now, i64::try_from(after.as_secs()).unwrap_or(i64::MAX)) {
+    let Ok(list) = state.store.list_signing_keys().await else {
+        return;
+    };
+    if keys::rotation_due(
+        &list,
+        now,
+        i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+    ) {
         match keys::rotate(&*state.store, now, key_overlap(&state.config)).await {
             Ok(k) => tracing::info!(kid = %k.kid, "rotated the signing key (keys.rotate_after)"),
             Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
@@ -185,8 +235,16 @@ impl Running {
 
 /// Binds and starts serving `state` on `addr` (port 0 picks a free port).
 pub async fn start(state: AppState, addr: SocketAddr) -> Result<Running, StartError> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| StartError::Listen { addr, reason: e.to_string() })?;
-    let addr = listener.local_addr().map_err(|e| StartError::Listen { addr, reason: e.to_string() })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr,
+            reason: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Listen {
+        addr,
+        reason: e.to_string(),
+    })?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     spawn_maintenance(state.clone(), rx.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -195,11 +253,19 @@ pub async fn start(state: AppState, addr: SocketAddr) -> Result<Running, StartEr
         let graceful = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
             tracing::error!(error = %e, "server error");
         }
     });
-    Ok(Running { addr, state, shutdown: tx, task })
+    Ok(Running {
+        addr,
+        state,
+        shutdown: tx,
+        task,
+    })
 }
 
 /// `doorman serve`: start, log what to do next, stop on SIGTERM / Ctrl-C.

@@ -18,7 +18,13 @@ fn secs(d: std::time::Duration) -> i64 {
 }
 
 /// Starts a session for `user`; returns the cookie value (the only copy of the id).
-pub async fn start(store: &dyn Store, config: &Config, user: &User, amr: Vec<String>, now: Timestamp) -> Result<(String, Session), StoreError> {
+pub async fn start(
+    store: &dyn Store,
+    config: &Config,
+    user: &User,
+    amr: Vec<String>,
+    now: Timestamp,
+) -> Result<(String, Session), StoreError> {
     let id = random_token();
     let session = Session {
         id_hash: digest(&id),
@@ -36,9 +42,16 @@ pub async fn start(store: &dyn Store, config: &Config, user: &User, amr: Vec<Str
 
 /// The live session behind a cookie value with its user, or None (unknown, expired, idle too
 /// long, user disabled or gone). Keeps the idle clock running.
-pub async fn lookup(store: &dyn Store, config: &Config, cookie: &str, now: Timestamp) -> Result<Option<(Session, User)>, StoreError> {
+pub async fn lookup(
+    store: &dyn Store,
+    config: &Config,
+    cookie: &str,
+    now: Timestamp,
+) -> Result<Option<(Session, User)>, StoreError> {
     let hash = digest(cookie);
-    let Some(session) = store.get_session(&hash, now).await? else { return Ok(None) };
+    let Some(session) = store.get_session(&hash, now).await? else {
+        return Ok(None);
+    };
     if now - session.last_seen_at > secs(config.session.idle_timeout) {
         store.delete_session(&hash).await?;
         return Ok(None);
@@ -75,7 +88,12 @@ pub fn cookie(config: &Config, name: &str, value: &str, max_age: Option<i64>) ->
 }
 
 pub fn session_cookie(config: &Config, value: &str) -> String {
-    cookie(config, SESSION_COOKIE, value, Some(secs(config.session.max_lifetime)))
+    cookie(
+        config,
+        SESSION_COOKIE,
+        value,
+        Some(secs(config.session.max_lifetime)),
+    )
 }
 
 pub fn clear_cookie(config: &Config, name: &str) -> String {
@@ -84,7 +102,12 @@ pub fn clear_cookie(config: &Config, name: &str) -> String {
 
 /// Reads one cookie from a `Cookie` header value.
 pub fn read_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    header
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]

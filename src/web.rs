@@ -38,7 +38,10 @@ impl Templates {
                     return Ok(Some(text));
                 }
             }
-            Ok(EMBEDDED.get_file(format!("templates/{name}")).and_then(|f| f.contents_utf8()).map(str::to_string))
+            Ok(EMBEDDED
+                .get_file(format!("templates/{name}"))
+                .and_then(|f| f.contents_utf8())
+                .map(str::to_string))
         });
         Templates { env }
     }
@@ -56,9 +59,20 @@ impl Templates {
 
     /// Checks every embedded template (and its theme override) compiles; for start-up.
     pub fn check(&self) -> Result<(), String> {
-        for file in EMBEDDED.get_dir("templates").map(|d| d.files()).into_iter().flatten() {
-            let name = file.path().file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            self.env.get_template(name).map_err(|e| format!("template {name}: {e}"))?;
+        for file in EMBEDDED
+            .get_dir("templates")
+            .map(|d| d.files())
+            .into_iter()
+            .flatten()
+        {
+            let name = file
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            self.env
+                .get_template(name)
+                .map_err(|e| format!("template {name}: {e}"))?;
         }
         Ok(())
     }
@@ -75,7 +89,9 @@ pub async fn static_file(State(state): State<AppState>, Path(path): Path<String>
         .as_ref()
         .and_then(|dir| std::fs::read(dir.join("static").join(&path)).ok())
         .or_else(|| EMBEDDED.get_file(&path).map(|f| f.contents().to_vec()));
-    let Some(bytes) = bytes else { return StatusCode::NOT_FOUND.into_response() };
+    let Some(bytes) = bytes else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let mime = match path.rsplit('.').next() {
         Some("css") => "text/css; charset=utf-8",
         Some("js") => "text/javascript; charset=utf-8",
@@ -85,26 +101,46 @@ pub async fn static_file(State(state): State<AppState>, Path(path): Path<String>
         Some("woff2") => "font/woff2",
         _ => "application/octet-stream",
     };
-    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "public, max-age=3600")], bytes).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 /// Headers on every response. Pages get a strict CSP; `form-action` is left out on purpose:
 /// browsers apply it to the redirect that follows a login POST, which goes to the client.
-pub async fn security_headers(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+pub async fn security_headers(
+    State(state): State<AppState>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data: https:; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if state.config.issuer.scheme() == "https" {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     resp
 }
@@ -118,15 +154,29 @@ struct ErrorPage<'a> {
 }
 
 /// Fills the body of responses marked with `PageError` from the `error.html` template.
-pub async fn render_pages(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+pub async fn render_pages(
+    State(state): State<AppState>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
     let resp = next.run(req).await;
-    let Some(page) = resp.extensions().get::<PageError>().cloned() else { return resp };
+    let Some(page) = resp.extensions().get::<PageError>().cloned() else {
+        return resp;
+    };
     let html = state.templates.render(
         "error.html",
-        ErrorPage { title: &page.title, message: &page.message, error_id: page.error_id.as_deref(), base: state.issuer() },
+        ErrorPage {
+            title: &page.title,
+            message: &page.message,
+            error_id: page.error_id.as_deref(),
+            base: state.issuer(),
+        },
     );
     let (mut parts, _) = resp.into_parts();
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(html))
 }
@@ -154,14 +204,28 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .collect();
     // Walk from the nearest hop outwards; the first address we do not trust is the client.
-    chain.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
 }
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientIp, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        Ok(ClientIp(client_ip(peer, &parts.headers, &state.config.trusted_proxies)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<ClientIp, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientIp(client_ip(
+            peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
     }
 }
 
@@ -178,7 +242,13 @@ impl Cookies {
 impl<S: Send + Sync> FromRequestParts<S> for Cookies {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Cookies, Self::Rejection> {
-        let joined = parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; ");
+        let joined = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join("; ");
         Ok(Cookies(joined))
     }
 }
@@ -191,12 +261,25 @@ mod tests {
     fn forwarded_for_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap());
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap(),
+        );
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let stranger: IpAddr = "8.8.8.8".parse().unwrap();
-        assert_eq!(client_ip(Some(proxy), &h, &trusted), "1.2.3.4".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(Some(stranger), &h, &trusted), stranger, "spoofed header from an untrusted peer");
-        assert_eq!(client_ip(None, &HeaderMap::new(), &trusted), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(
+            client_ip(Some(proxy), &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(Some(stranger), &h, &trusted),
+            stranger,
+            "spoofed header from an untrusted peer"
+        );
+        assert_eq!(
+            client_ip(None, &HeaderMap::new(), &trusted),
+            IpAddr::from([0, 0, 0, 0])
+        );
     }
 
     #[test]

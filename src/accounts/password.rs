@@ -44,7 +44,9 @@ pub fn hash_blocking(params: &Params, password: &str) -> Result<String, Password
 pub fn verify_blocking(params: &Params, phc: &str, password: &str) -> bool {
     match PasswordHash::new(phc) {
         // The stored hash carries its own parameters; `params` only matters for new hashes.
-        Ok(parsed) => argon(params).verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => argon(params)
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -53,11 +55,19 @@ impl PasswordHasher {
     /// `concurrency` argon2 computations at once (each ~19 MiB).
     pub fn new(params: Params, concurrency: usize) -> Result<PasswordHasher, PasswordError> {
         let dummy = hash_blocking(&params, &crate::secrets::random_token())?;
-        Ok(PasswordHasher { params, permits: tokio::sync::Semaphore::new(concurrency.max(1)), dummy: dummy.into() })
+        Ok(PasswordHasher {
+            params,
+            permits: tokio::sync::Semaphore::new(concurrency.max(1)),
+            dummy: dummy.into(),
+        })
     }
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| PasswordError::Hash(e.to_string()))?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
             .await
@@ -67,13 +77,17 @@ impl PasswordHasher {
     /// Verifies `password` against `phc`, or against the dummy hash when there is no user or
     /// no password, so every failure costs the same.
     pub async fn verify(&self, phc: Option<String>, password: String) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
         let params = self.params.clone();
         let (target, real) = match phc {
             Some(p) => (p, true),
             None => (self.dummy.to_string(), false),
         };
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&params, &target, &password)).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(&params, &target, &password))
+            .await
+            .unwrap_or(false);
         ok && real
     }
 }

@@ -41,8 +41,13 @@ pub struct ProfileUpdate {
 /// (they end up as handles in apps like Mastodon, and in headers).
 pub fn validate_username(name: &str) -> Result<(), AccountError> {
     let ok_len = !name.is_empty() && name.len() <= 64;
-    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok_len && ok_chars && ok_start {
         Ok(())
     } else {
@@ -67,8 +72,14 @@ pub fn validate_email(email: &str) -> Result<(), AccountError> {
 
 pub fn validate_groups(groups: &[String]) -> Result<(), AccountError> {
     for g in groups {
-        if g.is_empty() || g.len() > 64 || g.chars().any(|c| c == ',' || c.is_whitespace() || c.is_control()) {
-            return Err(AccountError::Invalid(format!("invalid group name {g:?}: no commas, spaces or control characters")));
+        if g.is_empty()
+            || g.len() > 64
+            || g.chars()
+                .any(|c| c == ',' || c.is_whitespace() || c.is_control())
+        {
+            return Err(AccountError::Invalid(format!(
+                "invalid group name {g:?}: no commas, spaces or control characters"
+            )));
         }
     }
     Ok(())
@@ -77,7 +88,9 @@ pub fn validate_groups(groups: &[String]) -> Result<(), AccountError> {
 fn map_store(e: StoreError, user: &str, email: Option<&str>) -> AccountError {
     match e {
         StoreError::Conflict { field: "username" } => AccountError::UsernameTaken(user.to_string()),
-        StoreError::Conflict { .. } => AccountError::EmailTaken(email.unwrap_or_default().to_string()),
+        StoreError::Conflict { .. } => {
+            AccountError::EmailTaken(email.unwrap_or_default().to_string())
+        }
         other => AccountError::Store(other),
     }
 }
@@ -110,7 +123,10 @@ pub async fn create(store: &dyn Store, new: NewUser, now: Timestamp) -> Result<U
         updated_at: now,
         last_login_at: None,
     };
-    store.create_user(&user).await.map_err(|e| map_store(e, &new.username, new.email.as_deref()))?;
+    store
+        .create_user(&user)
+        .await
+        .map_err(|e| map_store(e, &new.username, new.email.as_deref()))?;
     Ok(user)
 }
 
@@ -122,7 +138,12 @@ pub async fn find(store: &dyn Store, username: &str) -> Result<User, AccountErro
         .ok_or_else(|| AccountError::NoSuchUser(username.to_string()))
 }
 
-pub async fn update_profile(store: &dyn Store, username: &str, change: ProfileUpdate, now: Timestamp) -> Result<User, AccountError> {
+pub async fn update_profile(
+    store: &dyn Store,
+    username: &str,
+    change: ProfileUpdate,
+    now: Timestamp,
+) -> Result<User, AccountError> {
     let mut user = find(store, username).await?;
     if let Some(email) = change.email {
         if let Some(e) = &email {
@@ -139,34 +160,62 @@ pub async fn update_profile(store: &dyn Store, username: &str, change: ProfileUp
         user.groups = groups;
     }
     user.updated_at = now;
-    store.update_user(&user).await.map_err(|e| map_store(e, username, user.email.as_deref()))?;
+    store
+        .update_user(&user)
+        .await
+        .map_err(|e| map_store(e, username, user.email.as_deref()))?;
     Ok(user)
 }
 
-pub async fn set_password_hash(store: &dyn Store, username: &str, hash: String, now: Timestamp) -> Result<User, AccountError> {
+pub async fn set_password_hash(
+    store: &dyn Store,
+    username: &str,
+    hash: String,
+    now: Timestamp,
+) -> Result<User, AccountError> {
     let mut user = find(store, username).await?;
     user.password_hash = Some(hash);
     user.updated_at = now;
-    store.update_user(&user).await.map_err(AccountError::Store)?;
+    store
+        .update_user(&user)
+        .await
+        .map_err(AccountError::Store)?;
     Ok(user)
 }
 
 /// Disabling ends every session and refresh token of the user; enabling only lifts the flag.
-pub async fn set_disabled(store: &dyn Store, username: &str, disabled: bool, now: Timestamp) -> Result<User, AccountError> {
+pub async fn set_disabled(
+    store: &dyn Store,
+    username: &str,
+    disabled: bool,
+    now: Timestamp,
+) -> Result<User, AccountError> {
     let mut user = find(store, username).await?;
     user.disabled = disabled;
     user.updated_at = now;
-    store.update_user(&user).await.map_err(AccountError::Store)?;
+    store
+        .update_user(&user)
+        .await
+        .map_err(AccountError::Store)?;
     if disabled {
-        store.delete_user_sessions(&user.id).await.map_err(AccountError::Store)?;
-        store.revoke_user_grants(&user.id, now).await.map_err(AccountError::Store)?;
+        store
+            .delete_user_sessions(&user.id)
+            .await
+            .map_err(AccountError::Store)?;
+        store
+            .revoke_user_grants(&user.id, now)
+            .await
+            .map_err(AccountError::Store)?;
     }
     Ok(user)
 }
 
 pub async fn delete(store: &dyn Store, username: &str) -> Result<User, AccountError> {
     let user = find(store, username).await?;
-    store.delete_user(&user.id).await.map_err(AccountError::Store)?;
+    store
+        .delete_user(&user.id)
+        .await
+        .map_err(AccountError::Store)?;
     Ok(user)
 }
 

@@ -24,13 +24,18 @@ impl CsrfKey {
     }
 
     pub fn token(&self, purpose: &str, browser: &str) -> String {
-        self.mac(purpose, browser).map(|m| URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())).unwrap_or_default()
+        self.mac(purpose, browser)
+            .map(|m| URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+            .unwrap_or_default()
     }
 
     /// Constant-time check.
     pub fn verify(&self, purpose: &str, browser: &str, token: &str) -> bool {
-        let Ok(bytes) = URL_SAFE_NO_PAD.decode(token) else { return false };
-        self.mac(purpose, browser).is_some_and(|m| m.verify_slice(&bytes).is_ok())
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        self.mac(purpose, browser)
+            .is_some_and(|m| m.verify_slice(&bytes).is_ok())
     }
 }
 

@@ -42,7 +42,9 @@ pub enum FlowPurpose {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(paths::LOGIN, get(login_page)).route(paths::PASSWORD, post(password))
+    Router::new()
+        .route(paths::LOGIN, get(login_page))
+        .route(paths::PASSWORD, post(password))
 }
 
 #[derive(Serialize)]
@@ -60,7 +62,11 @@ fn flow_purpose_key(flow_id: &str) -> String {
 }
 
 /// Stores a new pending flow for this browser and renders the landing page in this response.
-pub async fn begin(state: &AppState, cookies: &Cookies, purpose: FlowPurpose) -> Result<Response, WebError> {
+pub async fn begin(
+    state: &AppState,
+    cookies: &Cookies,
+    purpose: FlowPurpose,
+) -> Result<Response, WebError> {
     let now = state.now();
     let (browser, new_browser) = match cookies.get(BROWSER_COOKIE) {
         Some(b) if b.len() >= 32 => (b.to_string(), false),
@@ -74,24 +80,59 @@ pub async fn begin(state: &AppState, cookies: &Cookies, purpose: FlowPurpose) ->
     let payload = serde_json::to_string(&purpose).map_err(|e| WebError::Internal(e.to_string()))?;
     state
         .store
-        .put_flow(&Flow { id_hash: digest(&flow_id), browser_hash: digest(&browser), payload, created_at: now, expires_at: now + FLOW_LIFETIME })
+        .put_flow(&Flow {
+            id_hash: digest(&flow_id),
+            browser_hash: digest(&browser),
+            payload,
+            created_at: now,
+            expires_at: now + FLOW_LIFETIME,
+        })
         .await?;
-    let mut resp = render_login(state, &purpose, &flow_id, &browser, login_hint.as_deref().unwrap_or(""), None, StatusCode::OK);
+    let mut resp = render_login(
+        state,
+        &purpose,
+        &flow_id,
+        &browser,
+        login_hint.as_deref().unwrap_or(""),
+        None,
+        StatusCode::OK,
+    );
     if new_browser {
-        append_cookie(&mut resp, &session::cookie(&state.config, BROWSER_COOKIE, &browser, None));
+        append_cookie(
+            &mut resp,
+            &session::cookie(&state.config, BROWSER_COOKIE, &browser, None),
+        );
     }
     Ok(resp)
 }
 
-fn render_login(state: &AppState, purpose: &FlowPurpose, flow_id: &str, browser: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn render_login(
+    state: &AppState,
+    purpose: &FlowPurpose,
+    flow_id: &str,
+    browser: &str,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let client_name = match purpose {
-        FlowPurpose::Authorize(r) => state.clients.get(&r.client_id).map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
+        FlowPurpose::Authorize(r) => state
+            .clients
+            .get(&r.client_id)
+            .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
         FlowPurpose::SignIn { .. } => None,
     };
     let csrf = state.csrf.token(&flow_purpose_key(flow_id), browser);
     let html = state.templates.render(
         "login.html",
-        LoginPage { base: state.issuer(), flow: flow_id, csrf: &csrf, username, error, client_name: client_name.as_deref() },
+        LoginPage {
+            base: state.issuer(),
+            flow: flow_id,
+            csrf: &csrf,
+            username,
+            error,
+            client_name: client_name.as_deref(),
+        },
     );
     crate::web::html(status, html)
 }
@@ -117,25 +158,53 @@ pub struct PasswordForm {
 const GENERIC_FAILURE: &str = "Wrong username or password.";
 
 /// POST /login/password.
-async fn password(State(state): State<AppState>, ClientIp(ip): ClientIp, cookies: Cookies, Form(form): Form<PasswordForm>) -> Result<Response, WebError> {
+async fn password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, WebError> {
     let now = state.now();
     let (flow, purpose, browser) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
     let ip = ip.to_string();
     let username = form.username.trim().to_string();
     if username.is_empty() || username.len() > 254 || form.password.len() > 1024 {
-        return Ok(render_login(&state, &purpose, &form.flow, &browser, "", Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
+        return Ok(render_login(
+            &state,
+            &purpose,
+            &form.flow,
+            &browser,
+            "",
+            Some(GENERIC_FAILURE),
+            StatusCode::UNAUTHORIZED,
+        ));
     }
     if let Verdict::Limited(wait) = state.limiter.check(&ip, &username, now) {
         tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, outcome = "rate_limited");
         let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
-        let mut resp = render_login(&state, &purpose, &form.flow, &browser, &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        let mut resp = render_login(
+            &state,
+            &purpose,
+            &form.flow,
+            &browser,
+            &username,
+            Some(&msg),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         return Ok(resp);
     }
-    let user = if username.contains('@') { state.store.find_user_by_email(&username).await? } else { state.store.find_user_by_username(&username).await? };
-    let hash = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
+    let user = if username.contains('@') {
+        state.store.find_user_by_email(&username).await?
+    } else {
+        state.store.find_user_by_username(&username).await?
+    };
+    let hash = user
+        .as_ref()
+        .filter(|u| !u.disabled)
+        .and_then(|u| u.password_hash.clone());
     // Runs argon2 even for unknown users, so the answer takes the same time (no enumeration).
     let ok = state.hasher.verify(hash, form.password).await;
     let user = match (ok, user) {
@@ -143,7 +212,15 @@ async fn password(State(state): State<AppState>, ClientIp(ip): ClientIp, cookies
         _ => {
             state.limiter.record_failure(&ip, &username, now);
             tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, client = %client_of(&purpose), outcome = "failure");
-            return Ok(render_login(&state, &purpose, &form.flow, &browser, &username, Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
+            return Ok(render_login(
+                &state,
+                &purpose,
+                &form.flow,
+                &browser,
+                &username,
+                Some(GENERIC_FAILURE),
+                StatusCode::UNAUTHORIZED,
+            ));
         }
     };
     state.limiter.record_success(&username);
@@ -152,10 +229,14 @@ async fn password(State(state): State<AppState>, ClientIp(ip): ClientIp, cookies
     if let Some(old) = cookies.get(SESSION_COOKIE) {
         session::end(&*state.store, old).await?;
     }
-    let (cookie_value, session) = session::start(&*state.store, &state.config, &user, vec!["pwd".into()], now).await?;
+    let (cookie_value, session) =
+        session::start(&*state.store, &state.config, &user, vec!["pwd".into()], now).await?;
     state.store.delete_flow(&flow.id_hash).await?;
     let mut resp = complete(&state, &purpose, &session, &user).await?;
-    append_cookie(&mut resp, &session::session_cookie(&state.config, &cookie_value));
+    append_cookie(
+        &mut resp,
+        &session::session_cookie(&state.config, &cookie_value),
+    );
     Ok(resp)
 }
 
@@ -167,14 +248,35 @@ fn client_of(purpose: &FlowPurpose) -> &str {
 }
 
 /// Loads the pending flow named by a form and checks it belongs to this browser (CSRF).
-async fn load_flow(state: &AppState, cookies: &Cookies, flow_id: &str, csrf: &str) -> Result<(Flow, FlowPurpose, String), WebError> {
-    let forged = || WebError::page(StatusCode::FORBIDDEN, "This form could not be verified", "The sign-in form did not come from this browser's sign-in page. Go back to the application and start again.");
+async fn load_flow(
+    state: &AppState,
+    cookies: &Cookies,
+    flow_id: &str,
+    csrf: &str,
+) -> Result<(Flow, FlowPurpose, String), WebError> {
+    let forged = || {
+        WebError::page(StatusCode::FORBIDDEN, "This form could not be verified", "The sign-in form did not come from this browser's sign-in page. Go back to the application and start again.")
+    };
     let browser = cookies.get(BROWSER_COOKIE).ok_or_else(forged)?.to_string();
-    if flow_id.is_empty() || !state.csrf.verify(&flow_purpose_key(flow_id), &browser, csrf) {
+    if flow_id.is_empty()
+        || !state
+            .csrf
+            .verify(&flow_purpose_key(flow_id), &browser, csrf)
+    {
         return Err(forged());
     }
-    let expired = || WebError::page(StatusCode::BAD_REQUEST, "This sign-in page has expired", "Go back to the application and start signing in again.");
-    let flow = state.store.get_flow(&digest(flow_id), state.now()).await?.ok_or_else(expired)?;
+    let expired = || {
+        WebError::page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in page has expired",
+            "Go back to the application and start signing in again.",
+        )
+    };
+    let flow = state
+        .store
+        .get_flow(&digest(flow_id), state.now())
+        .await?
+        .ok_or_else(expired)?;
     if !crate::secrets::digest_eq(&flow.browser_hash, &digest(&browser)) {
         return Err(forged());
     }
@@ -183,9 +285,16 @@ async fn load_flow(state: &AppState, cookies: &Cookies, flow_id: &str, csrf: &st
 }
 
 /// The user is signed in: finish what the flow was for.
-pub async fn complete(state: &AppState, purpose: &FlowPurpose, session: &Session, user: &User) -> Result<Response, WebError> {
+pub async fn complete(
+    state: &AppState,
+    purpose: &FlowPurpose,
+    session: &Session,
+    user: &User,
+) -> Result<Response, WebError> {
     match purpose {
-        FlowPurpose::Authorize(req) => Ok(Redirect::to(&authorize_redirect(state, req, session, user).await?).into_response()),
+        FlowPurpose::Authorize(req) => {
+            Ok(Redirect::to(&authorize_redirect(state, req, session, user).await?).into_response())
+        }
         FlowPurpose::SignIn { rd } => match rd.as_deref().filter(|rd| safe_return(state, rd)) {
             Some(rd) => Ok(Redirect::to(rd).into_response()),
             None => Ok(signed_in_page(state, user)),
@@ -195,16 +304,39 @@ pub async fn complete(state: &AppState, purpose: &FlowPurpose, session: &Session
 
 /// Where the browser goes for an authorization request with a signed-in user: the code, or
 /// `access_denied` when the client's `allowed_groups` exclude the user.
-pub async fn authorize_redirect(state: &AppState, req: &AuthorizeRequest, session: &Session, user: &User) -> Result<String, WebError> {
-    let client = state.clients.get(&req.client_id).ok_or_else(|| WebError::bad_request("The application is no longer registered."))?;
+pub async fn authorize_redirect(
+    state: &AppState,
+    req: &AuthorizeRequest,
+    session: &Session,
+    user: &User,
+) -> Result<String, WebError> {
+    let client = state
+        .clients
+        .get(&req.client_id)
+        .ok_or_else(|| WebError::bad_request("The application is no longer registered."))?;
     if !user_allowed(client, user) {
         tracing::warn!(target: "audit", event = "authorize", user = %user.username, client = %client.id, outcome = "access_denied");
-        let e = OAuthError::access_denied("the user is not in a group allowed to use this application");
-        return Ok(error_redirect(&req.redirect_uri, req.state.as_deref(), &e, state.issuer()));
+        let e =
+            OAuthError::access_denied("the user is not in a group allowed to use this application");
+        return Ok(error_redirect(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &e,
+            state.issuer(),
+        ));
     }
-    match state.provider.issue_code(req, client, session, state.now()).await {
+    match state
+        .provider
+        .issue_code(req, client, session, state.now())
+        .await
+    {
         Ok(url) => Ok(url),
-        Err(e) => Ok(error_redirect(&req.redirect_uri, req.state.as_deref(), &e, state.issuer())),
+        Err(e) => Ok(error_redirect(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &e,
+            state.issuer(),
+        )),
     }
 }
 
@@ -219,7 +351,9 @@ fn signed_in_page(state: &AppState, user: &User) -> Response {
 /// Return addresses after a plain sign-in: only doorman's own origin for now (forward-auth
 /// widens this to the hosts its rules cover).
 pub fn safe_return(state: &AppState, rd: &str) -> bool {
-    let Ok(url) = url::Url::parse(rd) else { return false };
+    let Ok(url) = url::Url::parse(rd) else {
+        return false;
+    };
     url.origin() == state.config.issuer.origin()
 }
 
@@ -229,9 +363,15 @@ struct LoginQuery {
 }
 
 /// GET /login: the landing page without an application (forward-auth's sign-in, `?rd=`).
-async fn login_page(State(state): State<AppState>, cookies: Cookies, Query(q): Query<LoginQuery>) -> Result<Response, WebError> {
+async fn login_page(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, WebError> {
     if let Some(cookie) = cookies.get(SESSION_COOKIE) {
-        if let Some((_, user)) = session::lookup(&*state.store, &state.config, cookie, state.now()).await? {
+        if let Some((_, user)) =
+            session::lookup(&*state.store, &state.config, cookie, state.now()).await?
+        {
             return match q.rd.as_deref().filter(|rd| safe_return(&state, rd)) {
                 Some(rd) => Ok(Redirect::to(rd).into_response()),
                 None => Ok(signed_in_page(&state, &user)),

@@ -37,8 +37,14 @@ impl LoginLimiter {
         // Entries outlive the window a little so the growing delay is remembered.
         let ttl = Duration::from_secs(u64::try_from(window_secs * 4).unwrap_or(1200));
         LoginLimiter {
-            by_ip: Cache::builder().max_capacity(100_000).time_to_idle(ttl).build(),
-            by_account: Cache::builder().max_capacity(100_000).time_to_idle(ttl).build(),
+            by_ip: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(ttl)
+                .build(),
+            by_account: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(ttl)
+                .build(),
             max_ip,
             max_account,
             window: window_secs,
@@ -46,12 +52,15 @@ impl LoginLimiter {
     }
 
     pub fn check(&self, ip: &str, account: &str, now: Timestamp) -> Verdict {
-        let wait = [self.by_ip.get(ip), self.by_account.get(&account.to_lowercase())]
-            .into_iter()
-            .flatten()
-            .map(|c| c.blocked_until - now)
-            .max()
-            .unwrap_or(0);
+        let wait = [
+            self.by_ip.get(ip),
+            self.by_account.get(&account.to_lowercase()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|c| c.blocked_until - now)
+        .max()
+        .unwrap_or(0);
         if wait > 0 {
             Verdict::Limited(wait)
         } else {
@@ -61,7 +70,11 @@ impl LoginLimiter {
 
     pub fn record_failure(&self, ip: &str, account: &str, now: Timestamp) {
         let bump = |cache: &Cache<String, Counter>, key: String, max: u32| {
-            let mut c = cache.get(&key).unwrap_or(Counter { failures: 0, window_start: now, blocked_until: 0 });
+            let mut c = cache.get(&key).unwrap_or(Counter {
+                failures: 0,
+                window_start: now,
+                blocked_until: 0,
+            });
             c = next(c, max, self.window, now);
             cache.insert(key, c);
         };
@@ -78,7 +91,11 @@ impl LoginLimiter {
 
 fn next(mut c: Counter, max: u32, window: i64, now: Timestamp) -> Counter {
     if now - c.window_start >= window && now >= c.blocked_until {
-        c = Counter { failures: 0, window_start: now, blocked_until: 0 };
+        c = Counter {
+            failures: 0,
+            window_start: now,
+            blocked_until: 0,
+        };
     }
     c.failures = c.failures.saturating_add(1);
     if c.failures >= max {
@@ -102,11 +119,23 @@ mod tests {
             assert_eq!(l.check("1.2.3.4", "alice", now), Verdict::Allowed);
         }
         l.record_failure("1.2.3.4", "alice", now);
-        assert_eq!(l.check("9.9.9.9", "ALICE", now), Verdict::Limited(1), "per account, whatever the IP");
+        assert_eq!(
+            l.check("9.9.9.9", "ALICE", now),
+            Verdict::Limited(1),
+            "per account, whatever the IP"
+        );
         l.record_failure("5.6.7.8", "alice", now + 1);
         assert_eq!(l.check("5.6.7.8", "alice", now + 1), Verdict::Limited(2));
-        assert_eq!(l.check("5.6.7.8", "bob", now + 1), Verdict::Allowed, "other accounts unaffected");
-        assert_eq!(l.check("5.6.7.8", "alice", now + 3), Verdict::Allowed, "the wait passes");
+        assert_eq!(
+            l.check("5.6.7.8", "bob", now + 1),
+            Verdict::Allowed,
+            "other accounts unaffected"
+        );
+        assert_eq!(
+            l.check("5.6.7.8", "alice", now + 3),
+            Verdict::Allowed,
+            "the wait passes"
+        );
     }
 
     #[test]
@@ -124,7 +153,11 @@ mod tests {
 
     #[test]
     fn window_resets() {
-        let c = Counter { failures: 5, window_start: 0, blocked_until: 0 };
+        let c = Counter {
+            failures: 5,
+            window_start: 0,
+            blocked_until: 0,
+        };
         assert_eq!(next(c, 10, 300, 400).failures, 1);
     }
 }

@@ -51,15 +51,39 @@ pub enum AuthorizeReject {
     /// Unknown client or unregistered redirect_uri: an error page, never a redirect.
     Page(String),
     /// Sent back to the client's redirect_uri.
-    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
 }
 
 const MAX_PARAM: usize = 2048;
 
-pub fn validate(params: &AuthorizeParams, clients: &Clients) -> Result<AuthorizeRequest, AuthorizeReject> {
-    let client_id = params.client_id.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| AuthorizeReject::Page("The application did not say who it is (client_id is missing).".into()))?;
-    let client = clients.get(client_id).ok_or_else(|| AuthorizeReject::Page(format!("The application {:?} is not registered here.", truncate(client_id))))?;
-    let redirect_uri = params.redirect_uri.as_deref().ok_or_else(|| AuthorizeReject::Page("The application did not say where to return (redirect_uri is missing).".into()))?;
+pub fn validate(
+    params: &AuthorizeParams,
+    clients: &Clients,
+) -> Result<AuthorizeRequest, AuthorizeReject> {
+    let client_id = params
+        .client_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            AuthorizeReject::Page(
+                "The application did not say who it is (client_id is missing).".into(),
+            )
+        })?;
+    let client = clients.get(client_id).ok_or_else(|| {
+        AuthorizeReject::Page(format!(
+            "The application {:?} is not registered here.",
+            truncate(client_id)
+        ))
+    })?;
+    let redirect_uri = params.redirect_uri.as_deref().ok_or_else(|| {
+        AuthorizeReject::Page(
+            "The application did not say where to return (redirect_uri is missing).".into(),
+        )
+    })?;
     // Exact string match (RFC 9700 §4.1.3): no prefix, no wildcard, no normalisation.
     if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
         return Err(AuthorizeReject::Page(format!(
@@ -68,33 +92,69 @@ pub fn validate(params: &AuthorizeParams, clients: &Clients) -> Result<Authorize
             client.id
         )));
     }
-    let back = |error: OAuthError| AuthorizeReject::Redirect { redirect_uri: redirect_uri.to_string(), state: params.state.clone(), error };
+    let back = |error: OAuthError| AuthorizeReject::Redirect {
+        redirect_uri: redirect_uri.to_string(),
+        state: params.state.clone(),
+        error,
+    };
 
     if params.request.is_some() {
-        return Err(back(OAuthError::request_not_supported("request objects are not supported")));
+        return Err(back(OAuthError::request_not_supported(
+            "request objects are not supported",
+        )));
     }
     if params.request_uri.is_some() {
-        return Err(back(OAuthError::request_uri_not_supported("request_uri is not supported")));
+        return Err(back(OAuthError::request_uri_not_supported(
+            "request_uri is not supported",
+        )));
     }
-    for (name, value) in [("state", &params.state), ("nonce", &params.nonce), ("login_hint", &params.login_hint)] {
+    for (name, value) in [
+        ("state", &params.state),
+        ("nonce", &params.nonce),
+        ("login_hint", &params.login_hint),
+    ] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_PARAM) {
-            return Err(back(OAuthError::invalid_request(format!("{name} is too long"))));
+            return Err(back(OAuthError::invalid_request(format!(
+                "{name} is too long"
+            ))));
         }
     }
     match params.response_type.as_deref() {
         Some("code") => {}
-        None => return Err(back(OAuthError::invalid_request("response_type is required"))),
-        Some(_) => return Err(back(OAuthError::unsupported_response_type("only response_type=code is supported"))),
+        None => {
+            return Err(back(OAuthError::invalid_request(
+                "response_type is required",
+            )))
+        }
+        Some(_) => {
+            return Err(back(OAuthError::unsupported_response_type(
+                "only response_type=code is supported",
+            )))
+        }
     }
-    if params.response_mode.as_deref().is_some_and(|m| m != "query") {
-        return Err(back(OAuthError::invalid_request("only response_mode=query is supported")));
+    if params
+        .response_mode
+        .as_deref()
+        .is_some_and(|m| m != "query")
+    {
+        return Err(back(OAuthError::invalid_request(
+            "only response_mode=query is supported",
+        )));
     }
     let scope = grant_scopes(params.scope.as_deref().unwrap_or(""), client);
     if !scope.iter().any(|s| s == "openid") {
-        return Err(back(OAuthError::invalid_scope("the openid scope is required")));
+        return Err(back(OAuthError::invalid_scope(
+            "the openid scope is required",
+        )));
     }
     let code_challenge = check_pkce(params, client).map_err(back)?;
-    let prompts: Vec<&str> = params.prompt.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    let prompts: Vec<&str> = params
+        .prompt
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
     let prompt_none = prompts.contains(&"none");
     if prompt_none && prompts.len() > 1 {
         return Err(AuthorizeReject::Redirect {
@@ -105,7 +165,11 @@ pub fn validate(params: &AuthorizeParams, clients: &Clients) -> Result<Authorize
     }
     let max_age = match params.max_age.as_deref() {
         None | Some("") => None,
-        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| back(OAuthError::invalid_request("max_age must be a non-negative integer")))?),
+        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            back(OAuthError::invalid_request(
+                "max_age must be a non-negative integer",
+            ))
+        })?),
     };
     Ok(AuthorizeRequest {
         client_id: client.id.clone(),
@@ -121,15 +185,29 @@ pub fn validate(params: &AuthorizeParams, clients: &Clients) -> Result<Authorize
     })
 }
 
-fn check_pkce(params: &AuthorizeParams, client: &ClientConfig) -> Result<Option<String>, OAuthError> {
-    match (&params.code_challenge, params.code_challenge_method.as_deref()) {
-        (None, None) if client.require_pkce => Err(OAuthError::invalid_request("this client must use PKCE: send code_challenge with code_challenge_method=S256")),
+fn check_pkce(
+    params: &AuthorizeParams,
+    client: &ClientConfig,
+) -> Result<Option<String>, OAuthError> {
+    match (
+        &params.code_challenge,
+        params.code_challenge_method.as_deref(),
+    ) {
+        (None, None) if client.require_pkce => Err(OAuthError::invalid_request(
+            "this client must use PKCE: send code_challenge with code_challenge_method=S256",
+        )),
         (None, None) => Ok(None),
-        (None, Some(_)) => Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
+        (None, Some(_)) => Err(OAuthError::invalid_request(
+            "code_challenge_method without code_challenge",
+        )),
         (Some(c), Some("S256")) if pkce::valid_challenge(c) => Ok(Some(c.clone())),
-        (Some(_), Some("S256")) => Err(OAuthError::invalid_request("code_challenge is not a valid S256 challenge")),
+        (Some(_), Some("S256")) => Err(OAuthError::invalid_request(
+            "code_challenge is not a valid S256 challenge",
+        )),
         // RFC 7636 defaults a missing method to "plain", which we do not support.
-        (Some(_), _) => Err(OAuthError::invalid_request("only code_challenge_method=S256 is supported")),
+        (Some(_), _) => Err(OAuthError::invalid_request(
+            "only code_challenge_method=S256 is supported",
+        )),
     }
 }
 
@@ -172,8 +250,16 @@ pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
 }
 
 /// The error redirect (RFC 6749 §4.1.2.1 with RFC 9207's `iss`).
-pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &OAuthError, issuer: &str) -> String {
-    let mut params = vec![("error", error.code), ("error_description", error.description.as_str())];
+pub fn error_redirect(
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &OAuthError,
+    issuer: &str,
+) -> String {
+    let mut params = vec![
+        ("error", error.code),
+        ("error_description", error.description.as_str()),
+    ];
     if let Some(s) = state {
         params.push(("state", s));
     }
@@ -207,7 +293,12 @@ mod tests {
             id_token_claims: IdTokenClaims::Scoped,
             allowed_origins: vec![],
             token_endpoint_auth_method: None,
-            lifetimes: Lifetimes { access_token: d, id_token: d, refresh_token_idle: d, refresh_token_max: d },
+            lifetimes: Lifetimes {
+                access_token: d,
+                id_token: d,
+                refresh_token_idle: d,
+                refresh_token_max: d,
+            },
         };
         Clients::new(&[c])
     }
@@ -234,26 +325,87 @@ mod tests {
     #[test]
     fn wrong_client_or_redirect_never_redirects() {
         for p in [
-            AuthorizeParams { client_id: Some("nope".into()), ..good() },
-            AuthorizeParams { client_id: None, ..good() },
-            AuthorizeParams { redirect_uri: Some("https://rp.example/cb/".into()), ..good() },
-            AuthorizeParams { redirect_uri: Some("https://evil.example/cb".into()), ..good() },
-            AuthorizeParams { redirect_uri: None, ..good() },
+            AuthorizeParams {
+                client_id: Some("nope".into()),
+                ..good()
+            },
+            AuthorizeParams {
+                client_id: None,
+                ..good()
+            },
+            AuthorizeParams {
+                redirect_uri: Some("https://rp.example/cb/".into()),
+                ..good()
+            },
+            AuthorizeParams {
+                redirect_uri: Some("https://evil.example/cb".into()),
+                ..good()
+            },
+            AuthorizeParams {
+                redirect_uri: None,
+                ..good()
+            },
         ] {
-            assert!(matches!(validate(&p, &clients()), Err(AuthorizeReject::Page(_))), "{p:?}");
+            assert!(
+                matches!(validate(&p, &clients()), Err(AuthorizeReject::Page(_))),
+                "{p:?}"
+            );
         }
     }
 
     #[test]
     fn later_errors_go_back_to_the_client() {
         let cases = [
-            (AuthorizeParams { response_type: Some("token".into()), ..good() }, "unsupported_response_type"),
-            (AuthorizeParams { code_challenge: None, code_challenge_method: None, ..good() }, "invalid_request"),
-            (AuthorizeParams { code_challenge_method: Some("plain".into()), ..good() }, "invalid_request"),
-            (AuthorizeParams { scope: Some("email".into()), ..good() }, "invalid_scope"),
-            (AuthorizeParams { request: Some("x".into()), ..good() }, "request_not_supported"),
-            (AuthorizeParams { prompt: Some("none login".into()), ..good() }, "invalid_request"),
-            (AuthorizeParams { max_age: Some("-1".into()), ..good() }, "invalid_request"),
+            (
+                AuthorizeParams {
+                    response_type: Some("token".into()),
+                    ..good()
+                },
+                "unsupported_response_type",
+            ),
+            (
+                AuthorizeParams {
+                    code_challenge: None,
+                    code_challenge_method: None,
+                    ..good()
+                },
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    code_challenge_method: Some("plain".into()),
+                    ..good()
+                },
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    scope: Some("email".into()),
+                    ..good()
+                },
+                "invalid_scope",
+            ),
+            (
+                AuthorizeParams {
+                    request: Some("x".into()),
+                    ..good()
+                },
+                "request_not_supported",
+            ),
+            (
+                AuthorizeParams {
+                    prompt: Some("none login".into()),
+                    ..good()
+                },
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    max_age: Some("-1".into()),
+                    ..good()
+                },
+                "invalid_request",
+            ),
         ];
         for (p, code) in cases {
             match validate(&p, &clients()) {
@@ -268,8 +420,19 @@ mod tests {
 
     #[test]
     fn redirects_keep_existing_queries_and_encode() {
-        assert_eq!(redirect_with("https://a/cb?x=1", &[("code", "a b")]), "https://a/cb?x=1&code=a+b");
-        let e = error_redirect("https://a/cb", Some("s"), &OAuthError::access_denied("no"), "https://idp");
-        assert_eq!(e, "https://a/cb?error=access_denied&error_description=no&state=s&iss=https%3A%2F%2Fidp");
+        assert_eq!(
+            redirect_with("https://a/cb?x=1", &[("code", "a b")]),
+            "https://a/cb?x=1&code=a+b"
+        );
+        let e = error_redirect(
+            "https://a/cb",
+            Some("s"),
+            &OAuthError::access_denied("no"),
+            "https://idp",
+        );
+        assert_eq!(
+            e,
+            "https://a/cb?error=access_denied&error_description=no&state=s&iss=https%3A%2F%2Fidp"
+        );
     }
 }

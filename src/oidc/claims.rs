@@ -12,8 +12,24 @@ use crate::store::{Timestamp, User};
 
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 pub const SUPPORTED_CLAIMS: [&str; 18] = [
-    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "acr", "azp", "sid",
-    "preferred_username", "name", "given_name", "family_name", "picture", "email",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "amr",
+    "acr",
+    "azp",
+    "sid",
+    "preferred_username",
+    "name",
+    "given_name",
+    "family_name",
+    "picture",
+    "email",
 ];
 
 /// The scopes granted for a request: the supported ones the client may have, in request order.
@@ -22,7 +38,10 @@ pub fn grant_scopes(requested: &str, client: &ClientConfig) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in requested.split(' ').filter(|s| !s.is_empty()) {
         let supported = SUPPORTED_SCOPES.contains(&s);
-        let allowed = client.scopes.as_ref().is_none_or(|list| list.iter().any(|a| a == s));
+        let allowed = client
+            .scopes
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|a| a == s));
         if supported && allowed && !out.iter().any(|o| o == s) {
             out.push(s.to_string());
         }
@@ -54,7 +73,10 @@ pub fn profile_claims(user: &User, scope: &str, all: bool) -> Map<String, Value>
         m.insert("email_verified".into(), Value::Bool(user.email_verified));
     }
     if all || has_scope(scope, "groups") {
-        m.insert("groups".into(), Value::Array(user.groups.iter().cloned().map(Value::String).collect()));
+        m.insert(
+            "groups".into(),
+            Value::Array(user.groups.iter().cloned().map(Value::String).collect()),
+        );
     }
     m
 }
@@ -132,6 +154,9 @@ mod tests {
     #[test]
     fn at_hash_matches_spec_example() {
         // OIDC Core A.3 example access token and its at_hash.
-        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
     }
 }

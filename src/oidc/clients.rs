@@ -25,7 +25,9 @@ pub struct ClientCredentials {
 
 impl Clients {
     pub fn new(clients: &[ClientConfig]) -> Clients {
-        Clients { by_id: clients.iter().map(|c| (c.id.clone(), c.clone())).collect() }
+        Clients {
+            by_id: clients.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<&ClientConfig> {
@@ -40,31 +42,57 @@ impl Clients {
     /// more than needed.
     pub fn authenticate(&self, creds: &ClientCredentials) -> Result<&ClientConfig, OAuthError> {
         if let Some(basic) = &creds.basic {
-            let (id_variants, secret_variants) = decode_basic(basic).ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+            let (id_variants, secret_variants) = decode_basic(basic)
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
             if creds.form_client_secret.is_some() {
-                return Err(OAuthError::invalid_request("use one client authentication method, not two"));
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not two",
+                ));
             }
             let client = id_variants
                 .iter()
                 .find_map(|id| self.get(id))
                 .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
-            if creds.form_client_id.as_deref().is_some_and(|f| f != client.id) {
-                return Err(OAuthError::invalid_client("client_id does not match the credentials"));
+            if creds
+                .form_client_id
+                .as_deref()
+                .is_some_and(|f| f != client.id)
+            {
+                return Err(OAuthError::invalid_client(
+                    "client_id does not match the credentials",
+                ));
             }
-            if client.token_endpoint_auth_method.is_some_and(|m| m != AuthMethod::ClientSecretBasic) {
-                return Err(OAuthError::invalid_client("this client is not registered for client_secret_basic"));
+            if client
+                .token_endpoint_auth_method
+                .is_some_and(|m| m != AuthMethod::ClientSecretBasic)
+            {
+                return Err(OAuthError::invalid_client(
+                    "this client is not registered for client_secret_basic",
+                ));
             }
             return check_secret(client, &secret_variants);
         }
-        let id = creds.form_client_id.as_deref().ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
-        let client = self.get(id).ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
+        let id = creds
+            .form_client_id
+            .as_deref()
+            .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
+        let client = self
+            .get(id)
+            .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
         match (&creds.form_client_secret, client.public) {
             (None, true) => Ok(client),
             (Some(_), true) => Err(OAuthError::invalid_client("a public client has no secret")),
-            (None, false) => Err(OAuthError::invalid_client("client authentication is required")),
+            (None, false) => Err(OAuthError::invalid_client(
+                "client authentication is required",
+            )),
             (Some(secret), false) => {
-                if client.token_endpoint_auth_method.is_some_and(|m| m != AuthMethod::ClientSecretPost) {
-                    return Err(OAuthError::invalid_client("this client is not registered for client_secret_post"));
+                if client
+                    .token_endpoint_auth_method
+                    .is_some_and(|m| m != AuthMethod::ClientSecretPost)
+                {
+                    return Err(OAuthError::invalid_client(
+                        "this client is not registered for client_secret_post",
+                    ));
                 }
                 check_secret(client, std::slice::from_ref(secret))
             }
@@ -72,7 +100,10 @@ impl Clients {
     }
 }
 
-fn check_secret<'a>(client: &'a ClientConfig, candidates: &[String]) -> Result<&'a ClientConfig, OAuthError> {
+fn check_secret<'a>(
+    client: &'a ClientConfig,
+    candidates: &[String],
+) -> Result<&'a ClientConfig, OAuthError> {
     let Some(expected) = &client.secret_hash else {
         return Err(OAuthError::invalid_client("client authentication failed"));
     };
@@ -96,7 +127,10 @@ fn decode_basic(value: &str) -> Option<(Vec<String>, Vec<String>)> {
     let (id, secret) = raw.split_once(':')?;
     let variants = |s: &str| {
         let mut v = vec![s.to_string()];
-        let decoded: String = url::form_urlencoded::parse(format!("x={s}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default();
+        let decoded: String = url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .next()
+            .unwrap_or_default();
         if decoded != s {
             v.push(decoded);
         }
@@ -127,7 +161,12 @@ mod tests {
             id_token_claims: IdTokenClaims::Scoped,
             allowed_origins: vec![],
             token_endpoint_auth_method: method,
-            lifetimes: Lifetimes { access_token: d, id_token: d, refresh_token_idle: d, refresh_token_max: d },
+            lifetimes: Lifetimes {
+                access_token: d,
+                id_token: d,
+                refresh_token_idle: d,
+                refresh_token_max: d,
+            },
         }
     }
 
@@ -141,28 +180,58 @@ mod tests {
         let clients = Clients::new(&[client("rp", Some(secret), None)]);
         let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         for offered in [encoded.as_str(), secret] {
-            let creds = ClientCredentials { basic: basic("rp", offered), ..Default::default() };
+            let creds = ClientCredentials {
+                basic: basic("rp", offered),
+                ..Default::default()
+            };
             assert!(clients.authenticate(&creds).is_ok(), "{offered}");
         }
-        let bad = ClientCredentials { basic: basic("rp", "wrong-secret-0123456789"), ..Default::default() };
-        assert_eq!(clients.authenticate(&bad).unwrap_err().code, "invalid_client");
+        let bad = ClientCredentials {
+            basic: basic("rp", "wrong-secret-0123456789"),
+            ..Default::default()
+        };
+        assert_eq!(
+            clients.authenticate(&bad).unwrap_err().code,
+            "invalid_client"
+        );
     }
 
     #[test]
     fn post_and_method_restrictions() {
         let clients = Clients::new(&[
             client("any", Some("secret-secret-123"), None),
-            client("basic-only", Some("secret-secret-123"), Some(AuthMethod::ClientSecretBasic)),
+            client(
+                "basic-only",
+                Some("secret-secret-123"),
+                Some(AuthMethod::ClientSecretBasic),
+            ),
             client("spa", None, Some(AuthMethod::None)),
         ]);
-        let post = |id: &str, s: Option<&str>| ClientCredentials { basic: None, form_client_id: Some(id.into()), form_client_secret: s.map(Into::into) };
-        assert!(clients.authenticate(&post("any", Some("secret-secret-123"))).is_ok());
-        assert!(clients.authenticate(&post("basic-only", Some("secret-secret-123"))).is_err());
-        assert!(clients.authenticate(&post("any", None)).is_err(), "confidential client without a secret");
+        let post = |id: &str, s: Option<&str>| ClientCredentials {
+            basic: None,
+            form_client_id: Some(id.into()),
+            form_client_secret: s.map(Into::into),
+        };
+        assert!(clients
+            .authenticate(&post("any", Some("secret-secret-123")))
+            .is_ok());
+        assert!(clients
+            .authenticate(&post("basic-only", Some("secret-secret-123")))
+            .is_err());
+        assert!(
+            clients.authenticate(&post("any", None)).is_err(),
+            "confidential client without a secret"
+        );
         assert!(clients.authenticate(&post("spa", None)).is_ok());
         assert!(clients.authenticate(&post("spa", Some("x"))).is_err());
-        assert!(clients.authenticate(&post("nobody", Some("secret-secret-123"))).is_err());
-        let mismatch = ClientCredentials { basic: basic("any", "secret-secret-123"), form_client_id: Some("spa".into()), form_client_secret: None };
+        assert!(clients
+            .authenticate(&post("nobody", Some("secret-secret-123")))
+            .is_err());
+        let mismatch = ClientCredentials {
+            basic: basic("any", "secret-secret-123"),
+            form_client_id: Some("spa".into()),
+            form_client_secret: None,
+        };
         assert!(clients.authenticate(&mismatch).is_err());
     }
 }

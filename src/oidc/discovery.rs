@@ -49,6 +49,9 @@ mod tests {
         assert_eq!(d["token_endpoint"], "https://example.com/auth/token");
         assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
         assert_eq!(d["id_token_signing_alg_values_supported"][0], "RS256");
-        assert_eq!(d["token_endpoint_auth_methods_supported"][0], "client_secret_basic");
+        assert_eq!(
+            d["token_endpoint_auth_methods_supported"][0],
+            "client_secret_basic"
+        );
     }
 }

@@ -49,7 +49,11 @@ pub struct HintClaims {
 
 impl Provider {
     /// Claims for a Bearer access token (OIDC Core §5.3), or `invalid_token`.
-    pub async fn userinfo(&self, access_token: &str, now: Timestamp) -> Result<Map<String, Value>, OAuthError> {
+    pub async fn userinfo(
+        &self,
+        access_token: &str,
+        now: Timestamp,
+    ) -> Result<Map<String, Value>, OAuthError> {
         let token = self
             .store
             .get_access_token(&digest(access_token), now)
@@ -57,7 +61,11 @@ impl Provider {
             .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or expired"))?;
         let user = match self.store.get_user(&token.user_id).await? {
             Some(u) if !u.disabled => u,
-            _ => return Err(OAuthError::invalid_token("the user no longer exists or is disabled")),
+            _ => {
+                return Err(OAuthError::invalid_token(
+                    "the user no longer exists or is disabled",
+                ))
+            }
         };
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::String(user.id.clone()));
@@ -67,7 +75,12 @@ impl Provider {
     }
 
     /// RFC 7009: revokes a token the client owns. Unknown tokens are not an error (§2.2).
-    pub async fn revoke(&self, client_id: &str, token: &str, now: Timestamp) -> Result<(), OAuthError> {
+    pub async fn revoke(
+        &self,
+        client_id: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(), OAuthError> {
         let hash = digest(token);
         if let Some(rt) = self.store.get_refresh_token(&hash, now).await? {
             if rt.client_id == client_id {
@@ -89,13 +102,28 @@ impl Provider {
     /// RFC 7662 for an authenticated client: `{"active": false}` for anything not live.
     pub async fn introspect(&self, token: &str, now: Timestamp) -> Result<Value, OAuthError> {
         let hash = digest(token);
-        let (kind, client_id, user_id, scope, iat, exp) = if let Some(at) = self.store.get_access_token(&hash, now).await? {
-            ("access_token", at.client_id, at.user_id, at.scope, at.created_at, at.expires_at)
-        } else if let Some(rt) = self.store.get_refresh_token(&hash, now).await? {
-            ("refresh_token", rt.client_id, rt.user_id, rt.scope, rt.created_at, rt.expires_at)
-        } else {
-            return Ok(json!({"active": false}));
-        };
+        let (kind, client_id, user_id, scope, iat, exp) =
+            if let Some(at) = self.store.get_access_token(&hash, now).await? {
+                (
+                    "access_token",
+                    at.client_id,
+                    at.user_id,
+                    at.scope,
+                    at.created_at,
+                    at.expires_at,
+                )
+            } else if let Some(rt) = self.store.get_refresh_token(&hash, now).await? {
+                (
+                    "refresh_token",
+                    rt.client_id,
+                    rt.user_id,
+                    rt.scope,
+                    rt.created_at,
+                    rt.expires_at,
+                )
+            } else {
+                return Ok(json!({"active": false}));
+            };
         let user = match self.store.get_user(&user_id).await? {
             Some(u) if !u.disabled => u,
             _ => return Ok(json!({"active": false})),
@@ -120,7 +148,8 @@ impl Provider {
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.validate_exp = false;
         v.validate_aud = false;
-        v.required_spec_claims = HashSet::from(["sub".to_string(), "iss".to_string(), "aud".to_string()]);
+        v.required_spec_claims =
+            HashSet::from(["sub".to_string(), "iss".to_string(), "aud".to_string()]);
         v.set_issuer(&[self.issuer.as_str()]);
         self.keys.verify::<HintClaims>(token, &v)
     }

@@ -27,7 +27,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         if state.cors_origins.is_empty() {
             return router;
         }
-        let origins: Vec<HeaderValue> = state.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        let origins: Vec<HeaderValue> = state
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
         router.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
@@ -49,7 +53,13 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 
 fn json_bytes(body: std::sync::Arc<str>, cache: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, HeaderValue::from_static(cache))],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -69,12 +79,21 @@ fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
     serde_urlencoded::from_bytes(raw).map_err(|e| format!("malformed parameters: {e}"))
 }
 
-async fn authorize_get(State(state): State<AppState>, cookies: Cookies, RawQuery(q): RawQuery) -> Result<Response, WebError> {
-    let params = parse_form::<AuthorizeParams>(q.unwrap_or_default().as_bytes()).map_err(WebError::bad_request)?;
+async fn authorize_get(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    RawQuery(q): RawQuery,
+) -> Result<Response, WebError> {
+    let params = parse_form::<AuthorizeParams>(q.unwrap_or_default().as_bytes())
+        .map_err(WebError::bad_request)?;
     authorize(state, cookies, params).await
 }
 
-async fn authorize_post(State(state): State<AppState>, cookies: Cookies, body: Bytes) -> Result<Response, WebError> {
+async fn authorize_post(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    body: Bytes,
+) -> Result<Response, WebError> {
     let params = parse_form::<AuthorizeParams>(&body).map_err(WebError::bad_request)?;
     authorize(state, cookies, params).await
 }
@@ -87,15 +106,32 @@ fn found(url: &str) -> Response {
 }
 
 /// GET|POST /authorize (see `oidc::authorize` for the order of checks).
-async fn authorize(state: AppState, cookies: Cookies, params: AuthorizeParams) -> Result<Response, WebError> {
+async fn authorize(
+    state: AppState,
+    cookies: Cookies,
+    params: AuthorizeParams,
+) -> Result<Response, WebError> {
     let req = match authorize::validate(&params, &state.clients) {
         Ok(req) => req,
         Err(AuthorizeReject::Page(message)) => {
             tracing::warn!(target: "audit", event = "authorize", outcome = "rejected", reason = %message);
-            return Err(WebError::page(StatusCode::BAD_REQUEST, "This sign-in link is not valid", message));
+            return Err(WebError::page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link is not valid",
+                message,
+            ));
         }
-        Err(AuthorizeReject::Redirect { redirect_uri, state: st, error }) => {
-            return Ok(found(&error_redirect(&redirect_uri, st.as_deref(), &error, state.issuer())));
+        Err(AuthorizeReject::Redirect {
+            redirect_uri,
+            state: st,
+            error,
+        }) => {
+            return Ok(found(&error_redirect(
+                &redirect_uri,
+                st.as_deref(),
+                &error,
+                state.issuer(),
+            )));
         }
     };
     let now = state.now();
@@ -106,12 +142,19 @@ async fn authorize(state: AppState, cookies: Cookies, params: AuthorizeParams) -
     if let Some((session, user)) = &live {
         if authorize::session_satisfies(&req, session, now) {
             // SSO: straight back to the client, no page at all.
-            return Ok(found(&login::authorize_redirect(&state, &req, session, user).await?));
+            return Ok(found(
+                &login::authorize_redirect(&state, &req, session, user).await?,
+            ));
         }
     }
     if req.prompt_none {
         let e = OAuthError::login_required("the user must sign in");
-        return Ok(found(&error_redirect(&req.redirect_uri, req.state.as_deref(), &e, state.issuer())));
+        return Ok(found(&error_redirect(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &e,
+            state.issuer(),
+        )));
     }
     login::begin(&state, &cookies, FlowPurpose::Authorize(req)).await
 }
@@ -126,42 +169,71 @@ fn credentials(headers: &HeaderMap, form: ClientForm) -> ClientCredentials {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
         .map(str::to_string);
-    ClientCredentials { basic, form_client_id: form.client_id.filter(|s| !s.is_empty()), form_client_secret: form.client_secret.filter(|s| !s.is_empty()) }
+    ClientCredentials {
+        basic,
+        form_client_id: form.client_id.filter(|s| !s.is_empty()),
+        form_client_secret: form.client_secret.filter(|s| !s.is_empty()),
+    }
 }
 
 fn no_store_json(value: serde_json::Value) -> Response {
     let mut resp = Json(value).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
 
 /// POST /token.
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
     let req: TokenRequest = parse_form(&body).map_err(OAuthError::invalid_request)?;
-    let creds = credentials(&headers, parse_form(&body).map_err(OAuthError::invalid_request)?);
+    let creds = credentials(
+        &headers,
+        parse_form(&body).map_err(OAuthError::invalid_request)?,
+    );
     let client = state.clients.authenticate(&creds).inspect_err(|e| {
         tracing::warn!(target: "audit", event = "client_auth", endpoint = "token", outcome = "failure", reason = %e.description);
     })?;
     let resp = state.provider.exchange(client, &req, state.now()).await?;
-    Ok(no_store_json(serde_json::to_value(resp).map_err(|e| WebError::Internal(e.to_string()))?))
+    Ok(no_store_json(
+        serde_json::to_value(resp).map_err(|e| WebError::Internal(e.to_string()))?,
+    ))
 }
 
 /// GET|POST /userinfo with a Bearer token (header, or form body per RFC 6750 §2.2).
-async fn userinfo(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+async fn userinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
     let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|s| s.trim().to_string());
     #[derive(Deserialize)]
     struct BodyToken {
         access_token: Option<String>,
     }
-    let from_body = parse_form::<BodyToken>(&body).ok().and_then(|b| b.access_token);
-    let token = from_header.or(from_body).ok_or_else(|| OAuthError::invalid_token("a Bearer access token is required"))?;
+    let from_body = parse_form::<BodyToken>(&body)
+        .ok()
+        .and_then(|b| b.access_token);
+    let token = from_header
+        .or(from_body)
+        .ok_or_else(|| OAuthError::invalid_token("a Bearer access token is required"))?;
     let claims = state.provider.userinfo(&token, state.now()).await?;
     Ok(no_store_json(serde_json::Value::Object(claims)))
 }
@@ -172,25 +244,48 @@ struct TokenParam {
 }
 
 /// POST /revoke (RFC 7009).
-async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
-    let creds = credentials(&headers, parse_form(&body).map_err(OAuthError::invalid_request)?);
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let creds = credentials(
+        &headers,
+        parse_form(&body).map_err(OAuthError::invalid_request)?,
+    );
     let client = state.clients.authenticate(&creds)?;
     let p: TokenParam = parse_form(&body).map_err(OAuthError::invalid_request)?;
-    let token = p.token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    state.provider.revoke(&client.id, &token, state.now()).await?;
+    let token = p
+        .token
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    state
+        .provider
+        .revoke(&client.id, &token, state.now())
+        .await?;
     Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response())
 }
 
 /// POST /introspect (RFC 7662), for confidential clients.
-async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
-    let creds = credentials(&headers, parse_form(&body).map_err(OAuthError::invalid_request)?);
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let creds = credentials(
+        &headers,
+        parse_form(&body).map_err(OAuthError::invalid_request)?,
+    );
     let client = state.clients.authenticate(&creds)?;
     if client.public {
         return Err(OAuthError::invalid_client("public clients cannot introspect tokens").into());
     }
     let p: TokenParam = parse_form(&body).map_err(OAuthError::invalid_request)?;
-    let token = p.token.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    Ok(no_store_json(state.provider.introspect(&token, state.now()).await?))
+    let token = p
+        .token
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    Ok(no_store_json(
+        state.provider.introspect(&token, state.now()).await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,13 +298,31 @@ struct LogoutParams {
     confirm: Option<String>,
 }
 
-async fn logout_get(State(state): State<AppState>, cookies: Cookies, RawQuery(q): RawQuery) -> Result<Response, WebError> {
-    let params = parse_form::<LogoutParams>(q.unwrap_or_default().as_bytes()).map_err(WebError::bad_request)?;
+async fn logout_get(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    RawQuery(q): RawQuery,
+) -> Result<Response, WebError> {
+    let params = parse_form::<LogoutParams>(q.unwrap_or_default().as_bytes())
+        .map_err(WebError::bad_request)?;
     // A GET can never carry the confirmation: only the CSRF-protected form can.
-    logout(state, cookies, LogoutParams { csrf: None, confirm: None, ..params }).await
+    logout(
+        state,
+        cookies,
+        LogoutParams {
+            csrf: None,
+            confirm: None,
+            ..params
+        },
+    )
+    .await
 }
 
-async fn logout_post(State(state): State<AppState>, cookies: Cookies, body: Bytes) -> Result<Response, WebError> {
+async fn logout_post(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    body: Bytes,
+) -> Result<Response, WebError> {
     let params = parse_form::<LogoutParams>(&body).map_err(WebError::bad_request)?;
     logout(state, cookies, params).await
 }
@@ -221,9 +334,16 @@ const LOGOUT_PURPOSE: &str = "logout";
 /// people out. post_logout_redirect_uri is honoured only when registered for that client.
 async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Response, WebError> {
     let now = state.now();
-    let hint = p.id_token_hint.as_deref().and_then(|t| state.provider.read_id_token_hint(t));
+    let hint = p
+        .id_token_hint
+        .as_deref()
+        .and_then(|t| state.provider.read_id_token_hint(t));
     let client_id = match (&hint, p.client_id.as_deref()) {
-        (Some(h), Some(c)) if h.aud != c => return Err(WebError::bad_request("client_id does not match the id_token_hint.")),
+        (Some(h), Some(c)) if h.aud != c => {
+            return Err(WebError::bad_request(
+                "client_id does not match the id_token_hint.",
+            ))
+        }
         (Some(h), _) => Some(h.aud.clone()),
         (None, c) => c.map(str::to_string),
     };
@@ -252,10 +372,16 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
             _ => false,
         };
         if !valid {
-            return Err(WebError::page(StatusCode::FORBIDDEN, "This form could not be verified", "The sign-out form did not come from doorman's page in this browser."));
+            return Err(WebError::page(
+                StatusCode::FORBIDDEN,
+                "This form could not be verified",
+                "The sign-out form did not come from doorman's page in this browser.",
+            ));
         }
     }
-    let hint_matches = hint.as_ref().is_some_and(|h| live.as_ref().is_none_or(|(_, u)| u.id == h.sub));
+    let hint_matches = hint
+        .as_ref()
+        .is_some_and(|h| live.as_ref().is_none_or(|(_, u)| u.id == h.sub));
     if let (Some((_, user)), false, false) = (&live, hint_matches, confirmed_by_form) {
         // Ask first.
         let (browser, new_browser) = match browser {
@@ -276,7 +402,10 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
         );
         let mut resp = crate::web::html(StatusCode::OK, html);
         if new_browser {
-            append_cookie(&mut resp, &session::cookie(&state.config, BROWSER_COOKIE, &browser, None));
+            append_cookie(
+                &mut resp,
+                &session::cookie(&state.config, BROWSER_COOKIE, &browser, None),
+            );
         }
         return Ok(resp);
     }
@@ -296,6 +425,9 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
             state.templates.render("message.html", serde_json::json!({"base": state.issuer(), "title": "You are signed out", "message": "You can close this window."})),
         ),
     };
-    append_cookie(&mut resp, &session::clear_cookie(&state.config, SESSION_COOKIE));
+    append_cookie(
+        &mut resp,
+        &session::clear_cookie(&state.config, SESSION_COOKIE),
+    );
     Ok(resp)
 }

@@ -10,7 +10,10 @@ use super::error::OAuthError;
 use super::{pkce, Provider};
 use crate::config::{ClientConfig, IdTokenClaims as ClaimsMode};
 use crate::secrets::{digest, random_id, random_token};
-use crate::store::{AccessToken, AuthCode, CodeRedemption, Grant, RefreshRotation, RefreshToken, Session, Timestamp, User};
+use crate::store::{
+    AccessToken, AuthCode, CodeRedemption, Grant, RefreshRotation, RefreshToken, Session,
+    Timestamp, User,
+};
 
 pub const CODE_LIFETIME: i64 = 60;
 
@@ -43,7 +46,13 @@ fn secs(d: std::time::Duration) -> i64 {
 
 impl Provider {
     /// Issues a code for a signed-in user; returns the URL to send the browser to.
-    pub async fn issue_code(&self, req: &AuthorizeRequest, client: &ClientConfig, session: &Session, now: Timestamp) -> Result<String, OAuthError> {
+    pub async fn issue_code(
+        &self,
+        req: &AuthorizeRequest,
+        client: &ClientConfig,
+        session: &Session,
+        now: Timestamp,
+    ) -> Result<String, OAuthError> {
         let grant = Grant {
             id: random_id(16),
             client_id: client.id.clone(),
@@ -77,43 +86,72 @@ impl Provider {
     }
 
     /// POST /token for an authenticated client.
-    pub async fn exchange(&self, client: &ClientConfig, req: &TokenRequest, now: Timestamp) -> Result<TokenResponse, OAuthError> {
+    pub async fn exchange(
+        &self,
+        client: &ClientConfig,
+        req: &TokenRequest,
+        now: Timestamp,
+    ) -> Result<TokenResponse, OAuthError> {
         match req.grant_type.as_deref() {
             Some("authorization_code") => self.redeem_code(client, req, now).await,
             Some("refresh_token") => self.refresh(client, req, now).await,
             None => Err(OAuthError::invalid_request("grant_type is required")),
-            Some(_) => Err(OAuthError::unsupported_grant_type("supported grant types: authorization_code, refresh_token")),
+            Some(_) => Err(OAuthError::unsupported_grant_type(
+                "supported grant types: authorization_code, refresh_token",
+            )),
         }
     }
 
-    async fn redeem_code(&self, client: &ClientConfig, req: &TokenRequest, now: Timestamp) -> Result<TokenResponse, OAuthError> {
-        let code = req.code.as_deref().ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    async fn redeem_code(
+        &self,
+        client: &ClientConfig,
+        req: &TokenRequest,
+        now: Timestamp,
+    ) -> Result<TokenResponse, OAuthError> {
+        let code = req
+            .code
+            .as_deref()
+            .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
         let (row, grant) = match self.store.redeem_code(&digest(code), now).await? {
             CodeRedemption::Fresh(row, grant) => (row, grant),
             CodeRedemption::Replayed(row) => {
                 tracing::warn!(target: "audit", event = "code_replay", client = %row.client_id, grant = %row.grant_id, "authorization code used twice: every token it produced is revoked");
                 return Err(OAuthError::invalid_grant("the code was already used"));
             }
-            CodeRedemption::NotFound => return Err(OAuthError::invalid_grant("unknown or expired code")),
+            CodeRedemption::NotFound => {
+                return Err(OAuthError::invalid_grant("unknown or expired code"))
+            }
         };
         if row.client_id != client.id {
             // A code stolen by another client: it is burnt now, so the rightful client cannot
             // redeem it either; revoke the grant to be safe.
             self.store.revoke_grant(&grant.id, now).await?;
-            return Err(OAuthError::invalid_grant("the code was issued to another client"));
+            return Err(OAuthError::invalid_grant(
+                "the code was issued to another client",
+            ));
         }
         if now >= row.expires_at || grant.revoked_at.is_some() {
             return Err(OAuthError::invalid_grant("the code has expired"));
         }
         if req.redirect_uri.as_deref() != Some(row.redirect_uri.as_str()) {
-            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
         }
         match (&row.code_challenge, &req.code_verifier) {
             (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
-            (Some(_), Some(_)) => return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge")),
+            (Some(_), Some(_)) => {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ))
+            }
             (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
             // RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt.
-            (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier sent but the authorization used no PKCE")),
+            (None, Some(_)) => {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier sent but the authorization used no PKCE",
+                ))
+            }
             (None, None) => {}
         }
         let user = self.active_user(&grant.user_id).await?;
@@ -123,19 +161,32 @@ impl Provider {
         Ok(resp)
     }
 
-    async fn refresh(&self, client: &ClientConfig, req: &TokenRequest, now: Timestamp) -> Result<TokenResponse, OAuthError> {
-        let presented = req.refresh_token.as_deref().ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    async fn refresh(
+        &self,
+        client: &ClientConfig,
+        req: &TokenRequest,
+        now: Timestamp,
+    ) -> Result<TokenResponse, OAuthError> {
+        let presented = req
+            .refresh_token
+            .as_deref()
+            .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
         let hash = digest(presented);
         let live = self.store.get_refresh_token(&hash, now).await?;
         if let Some(old) = &live {
             if old.client_id != client.id {
-                return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was issued to another client",
+                ));
             }
         }
         let new_secret = random_token();
         let new = RefreshToken {
             hash: digest(&new_secret),
-            grant_id: live.as_ref().map(|t| t.grant_id.clone()).unwrap_or_default(),
+            grant_id: live
+                .as_ref()
+                .map(|t| t.grant_id.clone())
+                .unwrap_or_default(),
             client_id: client.id.clone(),
             user_id: live.as_ref().map(|t| t.user_id.clone()).unwrap_or_default(),
             scope: live.as_ref().map(|t| t.scope.clone()).unwrap_or_default(),
@@ -149,9 +200,15 @@ impl Provider {
             RefreshRotation::Rotated(old, grant) => (old, grant),
             RefreshRotation::Reused(old) => {
                 tracing::warn!(target: "audit", event = "refresh_reuse", client = %old.client_id, grant = %old.grant_id, "rotated refresh token used again: the whole family is revoked");
-                return Err(OAuthError::invalid_grant("the refresh token was already used"));
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was already used",
+                ));
             }
-            RefreshRotation::Invalid => return Err(OAuthError::invalid_grant("unknown, expired or revoked refresh token")),
+            RefreshRotation::Invalid => {
+                return Err(OAuthError::invalid_grant(
+                    "unknown, expired or revoked refresh token",
+                ))
+            }
         };
         let user = match self.active_user(&old.user_id).await {
             Ok(u) => u,
@@ -169,12 +226,22 @@ impl Provider {
     async fn active_user(&self, user_id: &str) -> Result<User, OAuthError> {
         match self.store.get_user(user_id).await? {
             Some(u) if !u.disabled => Ok(u),
-            _ => Err(OAuthError::invalid_grant("the user no longer exists or is disabled")),
+            _ => Err(OAuthError::invalid_grant(
+                "the user no longer exists or is disabled",
+            )),
         }
     }
 
     /// Access token (opaque, stored hashed), id_token (RS256), and a refresh token if asked.
-    async fn mint(&self, client: &ClientConfig, grant: &Grant, user: &User, with_refresh: bool, with_nonce: bool, now: Timestamp) -> Result<TokenResponse, OAuthError> {
+    async fn mint(
+        &self,
+        client: &ClientConfig,
+        grant: &Grant,
+        user: &User,
+        with_refresh: bool,
+        with_nonce: bool,
+        now: Timestamp,
+    ) -> Result<TokenResponse, OAuthError> {
         let access = random_token();
         let access_ttl = secs(client.lifetimes.access_token);
         self.store
@@ -198,7 +265,8 @@ impl Provider {
                     user_id: user.id.clone(),
                     scope: grant.scope.clone(),
                     created_at: now,
-                    expires_at: (now + secs(client.lifetimes.refresh_token_idle)).min(grant.expires_at),
+                    expires_at: (now + secs(client.lifetimes.refresh_token_idle))
+                        .min(grant.expires_at),
                     used_at: None,
                 })
                 .await?;
@@ -214,13 +282,28 @@ impl Provider {
             exp: now + secs(client.lifetimes.id_token),
             iat: now,
             auth_time: grant.auth_time,
-            nonce: if with_nonce { grant.nonce.clone() } else { None },
+            nonce: if with_nonce {
+                grant.nonce.clone()
+            } else {
+                None
+            },
             at_hash: Some(at_hash(&access)),
             amr: grant.amr.clone(),
             acr: acr_for(&grant.amr).to_string(),
-            profile: profile_claims(user, &grant.scope, client.id_token_claims == ClaimsMode::All),
+            profile: profile_claims(
+                user,
+                &grant.scope,
+                client.id_token_claims == ClaimsMode::All,
+            ),
         };
         let id_token = self.keys.sign(None, claims).await?;
-        Ok(TokenResponse { access_token: access, token_type: "Bearer", expires_in: access_ttl, id_token: Some(id_token), refresh_token, scope: grant.scope.clone() })
+        Ok(TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: access_ttl,
+            id_token: Some(id_token),
+            refresh_token,
+            scope: grant.scope.clone(),
+        })
     }
 }

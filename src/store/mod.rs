@@ -232,16 +232,29 @@ pub trait Store: Send + Sync + 'static {
 
     async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()>;
     /// Returns the token only while unexpired and its grant is not revoked.
-    async fn get_access_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<AccessToken>>;
+    async fn get_access_token(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<AccessToken>>;
     async fn delete_access_token(&self, hash: &Hash) -> StoreResult<()>;
 
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Returns the token only while unexpired, unused, and its grant is live (not revoked, not
     /// past its absolute expiry).
-    async fn get_refresh_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<RefreshToken>>;
+    async fn get_refresh_token(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<RefreshToken>>;
     /// In one transaction: check `old_hash` is live (as get_refresh_token), mark it used, store
     /// `new`. A token already used revokes its grant and answers Reused.
-    async fn rotate_refresh_token(&self, old_hash: &Hash, new: &RefreshToken, now: Timestamp) -> StoreResult<RefreshRotation>;
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &Hash,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<RefreshRotation>;
 
     // ---- signing keys ----
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
