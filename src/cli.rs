@@ -22,7 +22,7 @@ use crate::server;
 )]
 pub struct Cli {
     /// Configuration file (default: ./doorman.toml if present, else built-in defaults).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "DOORMAN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(set.by_kid.len(), 2);
         let later = KeySet::build(&[old, new.clone()], 600).unwrap();
         assert_eq!(later.by_kid.len(), 1);
-        assert!(rotation_due(&[new.clone()], 100 + 3600, 3600));
+        assert!(rotation_due(std::slice::from_ref(&new), 100 + 3600, 3600));
         assert!(!rotation_due(&[new], 100 + 10, 3600));
     }
 }
