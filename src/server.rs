@@ -126,12 +126,17 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+async fn not_found() -> crate::error::WebError {
+    crate::error::WebError::page(StatusCode::NOT_FOUND, "Not found", "There is nothing at this address.")
+}
+
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(crate::oidc::routes::routes(&state))
         .merge(crate::login::routes())
         .route(HEALTHZ, get(healthz))
-        .route("/static/{*path}", get(crate::web::static_file));
+        .route("/static/{*path}", get(crate::web::static_file))
+        .fallback(not_found);
     // Every endpoint lives under the issuer's path (e.g. https://example.com/auth).
     let path = state.config.issuer.path().trim_end_matches('/').to_string();
     let app = if path.is_empty() {
