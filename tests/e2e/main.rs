@@ -1,0 +1,6 @@
+//! End-to-end tests of doorman: real servers on local ports, driven like a browser and a
+//! relying party would drive them, plus the binary's command line.
+
+mod common;
+
+mod health;
