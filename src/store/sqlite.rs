@@ -574,11 +574,19 @@ fn refresh_with_grant(
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        // Through the writer: a writer stuck behind a long transaction or a broken file is what
-        // makes the service unusable, and this waits on exactly that mutex.
+        // A real write through the writer: a full disk, a lock held by another process or a
+        // broken file is what makes the service unusable, and a read would not notice them.
+        // The wait for the lock is kept short so a health check answers within its timeout.
         self.write(|conn| {
-            conn.prepare_cached("PRAGMA user_version")?
-                .query_row([], |row| row.get::<_, i64>(0))
+            conn.busy_timeout(std::time::Duration::from_millis(1500))?;
+            let result = conn
+                .prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES ('health_check', 'ok') \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .and_then(|mut stmt| stmt.execute([]));
+            conn.busy_timeout(std::time::Duration::from_millis(5000))?;
+            result
         })
         .await
         .map(|_| ())
