@@ -3,5 +3,7 @@
 
 mod common;
 
+mod discovery;
 mod health;
 mod rp;
+mod sso;

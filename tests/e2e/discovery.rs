@@ -1,0 +1,149 @@
+//! Discovery and JWKS: what an RP reads before anything else, at the root and under an issuer
+//! path.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const ENDPOINTS: [(&str, &str); 8] = [
+    ("authorization_endpoint", "/authorize"),
+    ("token_endpoint", "/token"),
+    ("userinfo_endpoint", "/userinfo"),
+    ("jwks_uri", "/jwks.json"),
+    ("revocation_endpoint", "/revoke"),
+    ("introspection_endpoint", "/introspect"),
+    ("end_session_endpoint", "/logout"),
+    ("issuer", ""),
+];
+
+fn check_document(doc: &Value, issuer: &str) {
+    for (field, path) in ENDPOINTS {
+        assert_eq!(doc[field], format!("{issuer}{path}"), "{field}");
+    }
+    assert_eq!(doc["response_types_supported"], json!(["code"]));
+    assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+    let algs = doc["id_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    assert_eq!(algs[0], "RS256");
+    assert!(!algs.contains(&json!("none")), "alg none is never offered");
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"][0], "client_secret_basic",
+        "Basic first (mod_auth_openidc takes the first)"
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    assert!(doc["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("openid")));
+}
+
+async fn check_jwks(browser: &Browser, jwks_uri: &str) -> Vec<String> {
+    let page = browser.get(jwks_uri).await;
+    page.assert_status(200);
+    assert!(page.content_type().starts_with("application/json"));
+    let jwks = page.json();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert!(!keys.is_empty());
+    let mut kids = Vec::new();
+    for k in keys {
+        let kid = k["kid"].as_str().expect("every key has a kid");
+        assert!(!kid.is_empty());
+        assert_eq!(k["alg"], "RS256");
+        assert_eq!(k["use"], "sig");
+        assert_eq!(k["kty"], "RSA");
+        assert!(k["n"].is_string() && k["e"].is_string());
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(k.get(private).is_none(), "private part {private} published");
+        }
+        kids.push(kid.to_string());
+    }
+    kids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_document_and_jwks() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let page = browser
+        .get(&server.url("/.well-known/openid-configuration"))
+        .await;
+    page.assert_status(200);
+    assert!(page.content_type().starts_with("application/json"));
+    let doc = page.json();
+    check_document(&doc, &server.base);
+    assert_eq!(server.base, format!("http://127.0.0.1:{}", server.port));
+    check_jwks(&browser, doc["jwks_uri"].as_str().unwrap()).await;
+
+    // The id_token is signed with a published key.
+    let tokens = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let header = jwt_header(&tokens.id_token);
+    assert_eq!(header["alg"], "RS256");
+    let kids = check_jwks(&browser, &server.url("/jwks.json")).await;
+    assert!(kids.contains(&header["kid"].as_str().unwrap().to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_with_a_path_serves_everything_under_it() {
+    let server = TestServer::start_with(Options {
+        issuer_path: Some("/auth".into()),
+        ..Default::default()
+    })
+    .await;
+    let issuer = format!("http://127.0.0.1:{}/auth", server.port);
+    assert_eq!(server.base, issuer);
+    let browser = Browser::new();
+
+    let page = browser
+        .get(&format!("{issuer}/.well-known/openid-configuration"))
+        .await;
+    page.assert_status(200);
+    let doc = page.json();
+    check_document(&doc, &issuer);
+    check_jwks(&browser, &format!("{issuer}/jwks.json")).await;
+    browser
+        .get(&format!("{issuer}/healthz"))
+        .await
+        .assert_status(200);
+
+    // Nothing at the root.
+    for path in [
+        "/.well-known/openid-configuration",
+        "/jwks.json",
+        "/healthz",
+    ] {
+        let root = browser
+            .get(&format!("http://127.0.0.1:{}{path}", server.port))
+            .await;
+        assert_eq!(root.status, 404, "{path} at the root");
+    }
+
+    // A whole sign-in under the path: the login form posts under /auth and the code redeems.
+    let req = server.auth_request(RP, "openid email");
+    let login_page = browser.get(&req.url).await;
+    login_page.assert_status(200);
+    let form = login_page.login_form().unwrap();
+    assert_eq!(form.action, format!("{issuer}/login/password"));
+    let tokens = server
+        .code_flow(&browser, RP, "openid email", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_eq!(tokens.id_claims()["iss"], issuer);
+    let info = server.userinfo(&tokens.access_token).await;
+    info.assert_status(200);
+    assert_eq!(info.json()["email"], ALICE_EMAIL);
+    // The session cookie is scoped to the issuer's path.
+    assert!(browser
+        .cookie(&format!("{issuer}/authorize"), "doorman_session")
+        .is_some());
+    assert!(
+        browser
+            .cookie(
+                &format!("http://127.0.0.1:{}/", server.port),
+                "doorman_session"
+            )
+            .is_none(),
+        "cookie Path is the issuer path"
+    );
+}
