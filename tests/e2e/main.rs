@@ -7,3 +7,4 @@ mod discovery;
 mod health;
 mod rp;
 mod sso;
+mod tokens;

@@ -1,0 +1,298 @@
+//! Refresh tokens (rotation, reuse detection), single-use codes, revocation (RFC 7009) and
+//! introspection (RFC 7662).
+
+use serde_json::json;
+
+use crate::common::*;
+
+const ALWAYS_REFRESH: &str = r#"
+[[clients]]
+id = "rt-always"
+secret = "rt-always-secret-0123"
+redirect_uris = ["http://127.0.0.1:1/rt"]
+refresh_tokens = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let tokens = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    let rt1 = tokens
+        .refresh_token
+        .clone()
+        .expect("offline_access gives a refresh token");
+    let sub = tokens.id_claims()["sub"].clone();
+
+    // Rotation.
+    let page = server.refresh(RP, &rt1).await;
+    page.assert_status(200);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let json = page.json();
+    let rt2 = json["refresh_token"]
+        .as_str()
+        .expect("a new refresh token")
+        .to_string();
+    let at2 = json["access_token"].as_str().unwrap().to_string();
+    assert_ne!(rt2, rt1, "the refresh token rotates");
+    assert_ne!(at2, tokens.access_token);
+    assert_eq!(json["token_type"], "Bearer");
+    let id = jwt_claims(json["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], sub);
+    assert_eq!(id["aud"], RP);
+    server.userinfo(&at2).await.assert_status(200);
+    server
+        .userinfo(&tokens.access_token)
+        .await
+        .assert_status(200);
+
+    // The old one is spent: using it again is reuse, which kills the whole family.
+    let reuse = server.refresh(RP, &rt1).await;
+    reuse.assert_status(400);
+    assert_eq!(reuse.oauth_error(), "invalid_grant");
+    let next = server.refresh(RP, &rt2).await;
+    next.assert_status(400);
+    assert_eq!(
+        next.oauth_error(),
+        "invalid_grant",
+        "the new refresh token dies with its family"
+    );
+    for at in [&at2, &tokens.access_token] {
+        let info = server.userinfo(at).await;
+        info.assert_status(401);
+        assert!(info
+            .header("www-authenticate")
+            .is_some_and(|h| h.starts_with("Bearer")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_only_when_asked_for_or_configured() {
+    let server = TestServer::start(ALWAYS_REFRESH).await;
+    let browser = Browser::new();
+    let tokens = server
+        .code_flow(&browser, RP, "openid email", ALICE, ALICE_PASSWORD)
+        .await;
+    assert!(
+        tokens.json.get("refresh_token").is_none(),
+        "rp has refresh_tokens = false and did not ask for offline_access: {}",
+        tokens.json
+    );
+
+    // refresh_tokens = true issues one without offline_access.
+    let (verifier, challenge) = pkce_pair();
+    let url = server.authorize_url(
+        "rt-always",
+        "http://127.0.0.1:1/rt",
+        "openid",
+        "s",
+        None,
+        Some(&challenge),
+        &[],
+    );
+    let page = browser.get(&url).await;
+    page.assert_status(302);
+    let code = query(&page.redirect())["code"].clone();
+    let page = server
+        .token_basic(
+            "rt-always",
+            "rt-always-secret-0123",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "http://127.0.0.1:1/rt"),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    page.assert_status(200);
+    assert!(page.json()["refresh_token"].is_string(), "{}", page.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_code_fails_and_revokes_its_tokens() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let req = server.auth_request(RP, "openid offline_access");
+    let code = req.code(&server, &browser, ALICE, ALICE_PASSWORD).await;
+    let first = server
+        .redeem(RP, &code, RP_REDIRECT, Some(&req.verifier))
+        .await;
+    first.assert_status(200);
+    let tokens = Tokens::from_json(first.json(), code.clone());
+    server
+        .userinfo(&tokens.access_token)
+        .await
+        .assert_status(200);
+
+    let second = server
+        .redeem(RP, &code, RP_REDIRECT, Some(&req.verifier))
+        .await;
+    second.assert_status(400);
+    assert_eq!(second.oauth_error(), "invalid_grant");
+    assert!(second.json().get("access_token").is_none());
+
+    server
+        .userinfo(&tokens.access_token)
+        .await
+        .assert_status(401);
+    let refresh = server
+        .refresh(RP, tokens.refresh_token.as_deref().unwrap())
+        .await;
+    assert_eq!(refresh.oauth_error(), "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let revoke = |client: &'static str, token: String| {
+        let (secret, _) = client_info(client);
+        let server = &server;
+        async move {
+            server
+                .post_with_auth(
+                    "/revoke",
+                    Some(basic_auth(client, secret.unwrap())),
+                    &[("token", &token)],
+                )
+                .await
+        }
+    };
+
+    // An access token.
+    let a = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    server.userinfo(&a.access_token).await.assert_status(200);
+    revoke(RP, a.access_token.clone()).await.assert_status(200);
+    let info = server.userinfo(&a.access_token).await;
+    info.assert_status(401);
+    assert_eq!(info.oauth_error(), "invalid_token");
+
+    // A refresh token: refreshing fails afterwards, and its grant's access token goes too.
+    let b = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    let rt = b.refresh_token.clone().unwrap();
+    revoke(RP, rt.clone()).await.assert_status(200);
+    let page = server.refresh(RP, &rt).await;
+    page.assert_status(400);
+    assert_eq!(page.oauth_error(), "invalid_grant");
+    server.userinfo(&b.access_token).await.assert_status(401);
+
+    // Unknown tokens are fine (RFC 7009 §2.2).
+    let page = revoke(RP, "no-such-token".into()).await;
+    page.assert_status(200);
+
+    // Another client cannot revoke rp's tokens.
+    let c = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    revoke(NC, c.access_token.clone()).await.assert_status(200);
+    revoke(NC, c.refresh_token.clone().unwrap())
+        .await
+        .assert_status(200);
+    server.userinfo(&c.access_token).await.assert_status(200);
+    server
+        .refresh(RP, c.refresh_token.as_deref().unwrap())
+        .await
+        .assert_status(200);
+
+    // Client authentication is required.
+    let page = server
+        .post_with_auth("/revoke", None, &[("token", &c.access_token)])
+        .await;
+    page.assert_status(401);
+    assert_eq!(page.oauth_error(), "invalid_client");
+    let page = server
+        .post_with_auth(
+            "/revoke",
+            Some(basic_auth(RP, "wrong-secret-0123456789")),
+            &[("token", &c.access_token)],
+        )
+        .await;
+    page.assert_status(401);
+    server.userinfo(&c.access_token).await.assert_status(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let t = server
+        .code_flow(
+            &browser,
+            RP,
+            "openid email offline_access",
+            ALICE,
+            ALICE_PASSWORD,
+        )
+        .await;
+    let sub = t.id_claims()["sub"].as_str().unwrap().to_string();
+    let introspect = |auth: Option<String>, token: String| {
+        let server = &server;
+        async move {
+            server
+                .post_with_auth("/introspect", auth, &[("token", &token)])
+                .await
+        }
+    };
+    let rp = || Some(basic_auth(RP, RP_SECRET));
+
+    let page = introspect(rp(), t.access_token.clone()).await;
+    page.assert_status(200);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let j = page.json();
+    assert_eq!(j["active"], true);
+    assert_eq!(j["sub"], sub.as_str());
+    assert_eq!(j["client_id"], RP);
+    assert_eq!(j["scope"], "openid email offline_access");
+    let exp = j["exp"].as_i64().expect("exp");
+    assert!(exp > server.now() && exp <= server.now() + 600 + 5, "{exp}");
+
+    let page = introspect(rp(), t.refresh_token.clone().unwrap()).await;
+    assert_eq!(page.json()["active"], true);
+
+    // Unknown and revoked tokens are inactive, and say nothing more.
+    let page = introspect(rp(), "nope".into()).await;
+    page.assert_status(200);
+    assert_eq!(page.json(), json!({"active": false}));
+    server
+        .post_with_auth("/revoke", rp(), &[("token", &t.access_token)])
+        .await
+        .assert_status(200);
+    let page = introspect(rp(), t.access_token.clone()).await;
+    assert_eq!(page.json(), json!({"active": false}));
+
+    // Expired tokens too.
+    let u = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    server.clock.advance(601);
+    let page = introspect(rp(), u.access_token.clone()).await;
+    assert_eq!(page.json(), json!({"active": false}));
+    server.userinfo(&u.access_token).await.assert_status(401);
+
+    // Without client authentication, or as a public client: invalid_client.
+    let page = introspect(None, t.refresh_token.clone().unwrap()).await;
+    page.assert_status(401);
+    assert_eq!(page.oauth_error(), "invalid_client");
+    assert!(page.header("www-authenticate").is_some());
+    assert!(page.json().get("active").is_none());
+    let page = server
+        .post_with_auth(
+            "/introspect",
+            None,
+            &[
+                ("token", t.refresh_token.as_deref().unwrap()),
+                ("client_id", SPA),
+            ],
+        )
+        .await;
+    page.assert_status(401);
+    assert_eq!(page.oauth_error(), "invalid_client");
+    assert!(page.json().get("active").is_none());
+}
