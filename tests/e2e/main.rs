@@ -5,6 +5,7 @@ mod common;
 
 mod discovery;
 mod health;
+mod logout;
 mod rp;
 mod sso;
 mod tokens;

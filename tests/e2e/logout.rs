@@ -1,0 +1,177 @@
+//! RP-initiated logout: with a valid id_token_hint straight back to a registered address;
+//! otherwise a confirmation form protected against CSRF.
+
+use crate::common::*;
+
+/// Whether `cookie` (a session cookie value) still gives SSO, tried from a fresh browser so
+/// that only the server's memory of the session counts, not the browser's cookie jar.
+async fn session_alive(server: &TestServer, cookie: &str) -> bool {
+    let b = Browser::new();
+    b.set_cookie(&server.base, &format!("doorman_session={cookie}; Path=/"));
+    let page = b.get(&server.auth_request(RP, "openid").url).await;
+    match page.status {
+        302 => {
+            assert!(query(&page.redirect()).contains_key("code"));
+            true
+        }
+        200 => {
+            assert!(page.login_form().is_some());
+            false
+        }
+        s => panic!("authorize answered {s}"),
+    }
+}
+
+fn logout_url(server: &TestServer, params: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(&server.url("/logout")).unwrap();
+    url.query_pairs_mut().extend_pairs(params);
+    url.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_with_id_token_hint_returns_to_the_registered_address() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let t = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+    assert!(session_alive(&server, &cookie).await);
+
+    // Unregistered return address: a page, never a redirect, and the session stays.
+    let page = browser
+        .get(&logout_url(
+            &server,
+            &[
+                ("id_token_hint", &t.id_token),
+                ("post_logout_redirect_uri", "http://127.0.0.1:1/evil"),
+                ("state", "s1"),
+            ],
+        ))
+        .await;
+    page.assert_status(400);
+    assert!(page.location().is_none());
+    assert!(page.is_html());
+    assert!(session_alive(&server, &cookie).await);
+    // A prefix of the registered one is not it either.
+    let page = browser
+        .get(&logout_url(
+            &server,
+            &[
+                ("id_token_hint", &t.id_token),
+                ("post_logout_redirect_uri", "http://127.0.0.1:1/bye/x"),
+            ],
+        ))
+        .await;
+    page.assert_status(400);
+    assert!(page.location().is_none());
+
+    // The registered one, with state.
+    let page = browser
+        .get(&logout_url(
+            &server,
+            &[
+                ("id_token_hint", &t.id_token),
+                ("post_logout_redirect_uri", RP_LOGOUT_REDIRECT),
+                ("state", "st-42"),
+            ],
+        ))
+        .await;
+    page.assert_status(302);
+    let back = page.redirect();
+    assert_eq!(back.as_str(), format!("{RP_LOGOUT_REDIRECT}?state=st-42"));
+    assert!(
+        !session_alive(&server, &cookie).await,
+        "the session is ended on the server, not just forgotten by the browser"
+    );
+    let page = browser.get(&server.auth_request(RP, "openid").url).await;
+    page.assert_status(200);
+    assert!(page.login_form().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_without_hint_asks_and_needs_the_csrf_token() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+
+    let page = browser.get(&server.url("/logout")).await;
+    page.assert_status(200);
+    assert!(page.is_html());
+    assert_eq!(form_action(&page.text).unwrap(), server.url("/logout"));
+    let csrf = input_value(&page.text, "csrf").expect("a csrf field");
+    assert_eq!(input_value(&page.text, "confirm").as_deref(), Some("yes"));
+    assert!(session_alive(&server, &cookie).await, "asking ends nothing");
+
+    // Without the csrf field: refused, still signed in.
+    let page = browser
+        .post_form(&server.url("/logout"), &[("confirm", "yes")])
+        .await;
+    page.assert_status(403);
+    assert!(session_alive(&server, &cookie).await);
+    // A token made for another browser: refused too.
+    let other = Browser::new();
+    server
+        .code_flow(&other, RP, "openid", BOB, BOB_PASSWORD)
+        .await;
+    let other_page = other.get(&server.url("/logout")).await;
+    let other_csrf = input_value(&other_page.text, "csrf").unwrap();
+    let page = browser
+        .post_form(
+            &server.url("/logout"),
+            &[("confirm", "yes"), ("csrf", &other_csrf)],
+        )
+        .await;
+    page.assert_status(403);
+    assert!(session_alive(&server, &cookie).await);
+    // A GET cannot confirm, whatever it carries.
+    let page = browser
+        .get(&logout_url(&server, &[("confirm", "yes"), ("csrf", &csrf)]))
+        .await;
+    page.assert_status(200);
+    assert!(session_alive(&server, &cookie).await);
+
+    // The real form: signed out.
+    let page = browser
+        .post_form(
+            &server.url("/logout"),
+            &[("confirm", "yes"), ("csrf", &csrf)],
+        )
+        .await;
+    page.assert_status(200);
+    assert!(page.text.contains("signed out"), "{}", page.text);
+    assert!(!session_alive(&server, &cookie).await);
+    let page = browser.get(&server.auth_request(RP, "openid").url).await;
+    page.assert_status(200);
+    assert!(page.login_form().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_for_another_user_does_not_sign_out_silently() {
+    let server = TestServer::start("").await;
+    let alice = Browser::new();
+    server
+        .code_flow(&alice, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let bob = Browser::new();
+    let bob_tokens = server
+        .code_flow(&bob, RP, "openid", BOB, BOB_PASSWORD)
+        .await;
+    let cookie = alice.cookie(&server.base, "doorman_session").unwrap();
+    let page = alice
+        .get(&logout_url(
+            &server,
+            &[
+                ("id_token_hint", &bob_tokens.id_token),
+                ("post_logout_redirect_uri", RP_LOGOUT_REDIRECT),
+            ],
+        ))
+        .await;
+    page.assert_status(200);
+    assert!(page.location().is_none());
+    assert!(input_value(&page.text, "csrf").is_some(), "asks to confirm");
+    assert!(session_alive(&server, &cookie).await);
+}
