@@ -3,6 +3,7 @@
 
 mod common;
 
+mod authorize_rules;
 mod discovery;
 mod health;
 mod logout;
