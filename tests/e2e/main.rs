@@ -9,4 +9,5 @@ mod health;
 mod logout;
 mod rp;
 mod sso;
+mod token_rules;
 mod tokens;
