@@ -6,6 +6,7 @@ mod common;
 mod authorize_rules;
 mod discovery;
 mod health;
+mod login_rules;
 mod logout;
 mod rp;
 mod sso;
