@@ -9,6 +9,7 @@ mod discovery;
 mod health;
 mod login_rules;
 mod logout;
+mod restart;
 mod rp;
 mod sso;
 mod token_rules;
