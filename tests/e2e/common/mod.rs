@@ -451,9 +451,18 @@ pub struct Options {
     pub issuer_path: Option<String>,
 }
 
-pub struct TestServer {
+/// A provider reached over HTTP: its issuer and the helpers a relying party needs. Works for
+/// the in-process `TestServer` (through Deref) and for the binary alike.
+#[derive(Clone)]
+pub struct Idp {
     /// The issuer: `http://127.0.0.1:PORT` plus the optional path; every endpoint is under it.
     pub base: String,
+    /// Back-channel HTTP client (token, userinfo, ...): no cookies, no redirects.
+    pub http: reqwest::Client,
+}
+
+pub struct TestServer {
+    pub idp: Idp,
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
     pub port: u16,
@@ -462,8 +471,13 @@ pub struct TestServer {
     pub dir: Arc<tempfile::TempDir>,
     config_text: String,
     running: Option<Running>,
-    /// Shared HTTP client for back-channel calls (token, userinfo, ...): no cookies.
-    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Idp;
+    fn deref(&self) -> &Idp {
+        &self.idp
+    }
 }
 
 pub fn config_text(port: u16, data_dir: &Path, opts: &Options) -> String {
@@ -519,7 +533,7 @@ impl TestServer {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let running = server::start(state.clone(), addr).await?;
         Ok(TestServer {
-            base: issuer,
+            idp: Idp::new(issuer),
             origin: format!("http://127.0.0.1:{port}"),
             port,
             clock,
@@ -527,10 +541,6 @@ impl TestServer {
             dir,
             config_text: text,
             running: Some(running),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
         })
     }
 
@@ -612,6 +622,18 @@ impl TestServer {
             }
         }
         panic!("restart could not bind port {}: {last:?}", self.port);
+    }
+}
+
+impl Idp {
+    pub fn new(base: String) -> Idp {
+        Idp {
+            base,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -798,7 +820,7 @@ impl AuthRequest {
     /// The code, after signing in if the browser has no session; checks state and iss.
     pub async fn code(
         &self,
-        server: &TestServer,
+        server: &Idp,
         browser: &Browser,
         user: &str,
         pass: &str,
