@@ -4,6 +4,7 @@
 mod common;
 
 mod authorize_rules;
+mod binary;
 mod claims;
 mod discovery;
 mod health;

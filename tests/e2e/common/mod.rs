@@ -818,13 +818,7 @@ pub struct AuthRequest {
 
 impl AuthRequest {
     /// The code, after signing in if the browser has no session; checks state and iss.
-    pub async fn code(
-        &self,
-        server: &Idp,
-        browser: &Browser,
-        user: &str,
-        pass: &str,
-    ) -> String {
+    pub async fn code(&self, server: &Idp, browser: &Browser, user: &str, pass: &str) -> String {
         let first = browser.get(&self.url).await;
         let back = match first.status {
             302 => first.redirect(),

@@ -1,0 +1,577 @@
+//! The `doorman` binary: its command line, and `serve` as a separate process (key rotation
+//! picked up while running, no secrets in the logs, durability across `kill -9`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+
+/// The binary with an empty environment (PATH only), so nothing leaks in from the host.
+fn doorman() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_doorman"));
+    c.env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        c.env("PATH", path);
+    }
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    doorman().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = doorman()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A directory with a config file for the binary, on a port of its own.
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let s = Setup {
+            dir: tempfile::tempdir().unwrap(),
+            port: 0,
+        };
+        s.with_new_port()
+    }
+
+    fn with_new_port(mut self) -> Setup {
+        self.port = free_port();
+        let config = config_text(
+            self.port,
+            &self.dir.path().join("data"),
+            &Options::default(),
+        );
+        std::fs::write(self.config(), config).unwrap();
+        self
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("doorman.toml")
+    }
+
+    fn config_str(&self) -> String {
+        self.config().display().to_string()
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `doorman ARGS --config <this config>`.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let config = self.config_str();
+        all.extend(["--config", &config]);
+        run(&all)
+    }
+
+    fn add_user(&self, name: &str, password: &str, extra: &[&str]) -> Output {
+        let config = self.config_str();
+        let mut args = vec!["user", "add", name, "--password-stdin", "--config", &config];
+        args.extend(extra);
+        run_with_stdin(&args, &format!("{password}\n"))
+    }
+
+    fn add_alice(&self) {
+        let out = self.add_user(
+            ALICE,
+            ALICE_PASSWORD,
+            &["--email", ALICE_EMAIL, "--groups", "admins"],
+        );
+        assert_ok(&out, "user add alice");
+    }
+}
+
+/// `doorman serve` as a child process; killed if the test ends early.
+struct Serve {
+    child: Option<Child>,
+    idp: Idp,
+}
+
+impl Serve {
+    /// Starts `serve` and waits until /healthz answers (a port collision moves to another port).
+    async fn start(setup: Setup, extra_args: &[&str]) -> (Setup, Serve) {
+        let mut setup = setup;
+        for _ in 0..5 {
+            let config = setup.config_str();
+            let mut args = vec!["serve", "--config", config.as_str()];
+            args.extend(extra_args);
+            let child = doorman()
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut serve = Serve {
+                child: Some(child),
+                idp: Idp::new(setup.base()),
+            };
+            if serve.wait_healthy().await {
+                return (setup, serve);
+            }
+            let out = serve.child.take().unwrap().wait_with_output().unwrap();
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains("cannot listen"),
+                "serve exited:\nstdout:\n{}\nstderr:\n{stderr}",
+                text(&out.stdout)
+            );
+            setup = setup.with_new_port();
+        }
+        panic!("serve never started");
+    }
+
+    /// Polls /healthz for up to 20 s; false if the process exited.
+    async fn wait_healthy(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = self.idp.url("/healthz");
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let _ = status;
+                return false;
+            }
+            if let Ok(r) = self.idp.http.get(&url).send().await {
+                if r.status() == 200 {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("serve did not become healthy within 20 s");
+    }
+
+    fn pid(&self) -> String {
+        self.child.as_ref().unwrap().id().to_string()
+    }
+
+    /// Sends a signal with the `kill` command and collects the process's output.
+    fn signal_and_wait(mut self, signal: &str) -> Output {
+        let status = Command::new("kill")
+            .args([signal, &self.pid()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let child = self.child.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("serve did not exit within 20 s of the signal")
+            .unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn version() {
+    let out = run(&["--version"]);
+    assert_ok(&out, "--version");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("doorman"), "{stdout}");
+    assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "{stdout}");
+}
+
+#[test]
+fn example_config_checks_in_an_empty_environment() {
+    let out = run(&["check-config", "--config", "config/doorman.example.toml"]);
+    assert_ok(&out, "check-config of the example");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("valid"), "{stdout}");
+}
+
+#[test]
+fn invalid_configs_fail_and_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unknown key",
+            "[session]\nidle_timout = \"1h\"\n",
+            vec!["session.idle_timout", "idle_timeout"],
+        ),
+        (
+            "duration without a unit",
+            "[session]\nidle_timeout = \"12\"\n",
+            vec!["session.idle_timeout"],
+        ),
+        (
+            "short client secret",
+            "[[clients]]\nid = \"app\"\nsecret = \"too-short\"\nredirect_uris = [\"https://app.example/cb\"]\n",
+            vec!["clients[0].secret", "16"],
+        ),
+        (
+            "all three at once",
+            "[session]\nidle_timout = \"1h\"\n[tokens]\naccess_token_lifetime = \"ten minutes\"\n[[clients]]\nid = \"app\"\nsecret = \"too-short\"\nredirect_uris = [\"https://app.example/cb\"]\n",
+            vec!["session.idle_timout", "tokens.access_token_lifetime", "clients[0].secret"],
+        ),
+    ];
+    for (what, toml, needles) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, toml).unwrap();
+        let out = run(&["check-config", "--config", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{what}: accepted");
+        let stderr = text(&out.stderr);
+        for n in needles {
+            assert!(stderr.contains(n), "{what}: {n:?} not in stderr:\n{stderr}");
+        }
+    }
+    // The hint for the typo.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[session]\nidle_timout = \"1h\"\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "check-config",
+        "--config",
+        dir.path().join("bad.toml").to_str().unwrap(),
+    ]);
+    assert!(text(&out.stderr).contains("did you mean `idle_timeout`?"));
+    // A missing file.
+    let out = run(&["check-config", "--config", "/nonexistent/doorman.toml"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("/nonexistent/doorman.toml"));
+}
+
+#[test]
+fn user_add_list_and_taken_names() {
+    let setup = Setup::new();
+    let out = setup.add_user(
+        "carol",
+        "carol-password-1",
+        &["--email", "carol@example.com", "--groups", "staff,ops"],
+    );
+    assert_ok(&out, "user add carol");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("created user carol"), "{stdout}");
+    assert!(
+        !stdout.contains("carol-password-1") && !text(&out.stderr).contains("carol-password-1"),
+        "the password is never echoed"
+    );
+
+    let out = setup.run(&["user", "list"]);
+    assert_ok(&out, "user list");
+    let list = text(&out.stdout);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("carol "))
+        .unwrap_or_else(|| panic!("carol not listed:\n{list}"));
+    assert!(
+        line.contains("carol@example.com") && line.contains("staff,ops"),
+        "{line}"
+    );
+    assert!(line.contains("active"), "{line}");
+
+    // Taken, whatever the case.
+    for name in ["carol", "Carol"] {
+        let out = setup.add_user(name, "another-password", &[]);
+        assert!(!out.status.success(), "{name} added twice");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("already taken"), "{stderr}");
+    }
+    // Too short a password.
+    let out = setup.add_user("dave", "short", &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("at least 8 characters"));
+    let list = text(&setup.run(&["user", "list"]).stdout);
+    assert!(!list.contains("dave"), "{list}");
+}
+
+#[test]
+fn client_secret_prints_a_secret_and_its_hash() {
+    let out = run(&["client", "secret"]);
+    assert_ok(&out, "client secret");
+    let stdout = text(&out.stdout);
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in:\n{stdout}"))
+    };
+    let secret = field("secret:");
+    let hash = field("secret_hash:");
+    assert!(secret.len() >= 32, "{secret}");
+    let expected: String = Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hash, expected, "secret_hash is the SHA-256 of the secret");
+    assert_ne!(
+        text(&run(&["client", "secret"]).stdout),
+        stdout,
+        "a new secret every time"
+    );
+
+    // The hash is accepted as a client's secret_hash.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!("[[clients]]\nid = \"app\"\nsecret_hash = \"{hash}\"\nredirect_uris = [\"https://app.example/cb\"]\n"),
+    )
+    .unwrap();
+    assert_ok(
+        &run(&["check-config", "--config", path.to_str().unwrap()]),
+        "check-config with secret_hash",
+    );
+}
+
+#[test]
+fn backup_writes_a_usable_copy() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let backup = setup.dir.path().join("backups").join("copy.db");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    let out = setup.run(&["backup", backup.to_str().unwrap()]);
+    assert_ok(&out, "backup");
+    let bytes = std::fs::read(&backup).unwrap();
+    assert!(bytes.starts_with(b"SQLite format 3\0"), "an SQLite file");
+
+    // Restoring it: a data dir holding the copy lists the same user.
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(restored.path().join("data")).unwrap();
+    std::fs::copy(&backup, restored.path().join("data").join("doorman.db")).unwrap();
+    let config = restored.path().join("doorman.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = '{}'\n", restored.path().join("data").display()),
+    )
+    .unwrap();
+    let out = run(&["user", "list", "--config", config.to_str().unwrap()]);
+    assert_ok(&out, "user list on the restored copy");
+    assert!(text(&out.stdout).contains(ALICE_EMAIL));
+}
+
+async fn jwks_kids(idp: &Idp) -> Vec<String> {
+    let jwks = Browser::new().get(&idp.url("/jwks.json")).await.json();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_reaches_a_running_server() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let (setup, serve) = Serve::start(setup, &[]).await;
+    let idp = serve.idp.clone();
+    let before = jwks_kids(&idp).await;
+    assert_eq!(before.len(), 1);
+    let browser = Browser::new();
+    let t = idp
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_eq!(jwt_header(&t.id_token)["kid"], before[0].as_str());
+
+    let out = setup.run(&["keys", "rotate"]);
+    assert_ok(&out, "keys rotate");
+    let stdout = text(&out.stdout);
+    let new_kid = stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "key")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no kid in: {stdout}"))
+        .to_string();
+    assert_ne!(new_kid, before[0]);
+
+    // The server reloads keys every 5 s: poll for up to ~8 s.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut kids = jwks_kids(&idp).await;
+    while kids.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        kids = jwks_kids(&idp).await;
+    }
+    assert_eq!(kids.len(), 2, "JWKS after rotation: {kids:?}");
+    assert!(kids.contains(&new_kid) && kids.contains(&before[0]));
+
+    // New id_tokens use the new key (SSO, so no password this time).
+    let t2 = idp
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_eq!(jwt_header(&t2.id_token)["kid"], new_kid.as_str());
+    // The old id_token is still a valid logout hint (its key is still published).
+    let mut url = url::Url::parse(&idp.url("/logout")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", &t.id_token)
+        .append_pair("post_logout_redirect_uri", RP_LOGOUT_REDIRECT);
+    let page = browser.get(url.as_str()).await;
+    page.assert_status(302);
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secrets_in_the_logs() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let (_setup, serve) = Serve::start(setup, &["--log-format", "json"]).await;
+    let idp = serve.idp.clone();
+    let browser = Browser::new();
+
+    // A failed sign-in first, then the right password.
+    let req = idp.auth_request(RP, "openid email offline_access");
+    let page = browser.get(&req.url).await;
+    let failed = browser
+        .submit_login(&page, ALICE, "wrong-password-in-the-log")
+        .await;
+    failed.assert_status(401);
+    let done = browser.submit_login(&failed, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let session = browser.cookie(&idp.base, "doorman_session").unwrap();
+    let browser_cookie = browser.cookie(&idp.base, "doorman_csrf").unwrap();
+    let code = query(&done.redirect())["code"].clone();
+    let page = idp
+        .redeem(RP, &code, RP_REDIRECT, Some(&req.verifier))
+        .await;
+    page.assert_status(200);
+    let t = Tokens::from_json(page.json(), code.clone());
+    let page = idp.refresh(RP, t.refresh_token.as_deref().unwrap()).await;
+    page.assert_status(200);
+    let t2 = Tokens::from_json(page.json(), String::new());
+    idp.userinfo(&t2.access_token).await.assert_status(200);
+    // A bad client secret and a replayed code are logged too; their values must not be.
+    idp.token_basic(
+        RP,
+        "a-wrong-client-secret-123",
+        &[("grant_type", "authorization_code")],
+    )
+    .await
+    .assert_status(401);
+    idp.redeem(RP, &code, RP_REDIRECT, Some(&req.verifier))
+        .await
+        .assert_status(400);
+
+    let out = serve.signal_and_wait("-TERM");
+    let log = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "serve exits cleanly on SIGTERM: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        log.contains("\"event\":\"sign_in\""),
+        "no sign-in audit line:\n{log}"
+    );
+    assert!(
+        log.contains("\"outcome\":\"failure\""),
+        "no failed sign-in line:\n{log}"
+    );
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+    let secrets = [
+        ("alice's password", ALICE_PASSWORD.to_string()),
+        (
+            "the wrong password",
+            "wrong-password-in-the-log".to_string(),
+        ),
+        ("the code", code.clone()),
+        ("the access token", t.access_token.clone()),
+        ("the refresh token", t.refresh_token.clone().unwrap()),
+        ("the id_token", t.id_token.clone()),
+        ("the refreshed access token", t2.access_token.clone()),
+        (
+            "the refreshed refresh token",
+            t2.refresh_token.clone().unwrap(),
+        ),
+        ("the refreshed id_token", t2.id_token.clone()),
+        ("the client secret", RP_SECRET.to_string()),
+        (
+            "the wrong client secret",
+            "a-wrong-client-secret-123".to_string(),
+        ),
+        ("the session cookie", session.clone()),
+        ("the browser cookie", browser_cookie.clone()),
+        ("the PKCE verifier", req.verifier.clone()),
+    ];
+    for (what, secret) in secrets {
+        assert!(!secret.is_empty(), "{what}");
+        assert!(!log.contains(&secret), "{what} is in the log:\n{log}");
+        assert!(!stderr.contains(&secret), "{what} is on stderr:\n{stderr}");
+    }
+    // Nor the id_token's signature-less parts (a log of claims would show the payload).
+    let payload = t.id_token.split('.').nth(1).unwrap();
+    assert!(!log.contains(payload));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_kill_9() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let (setup, serve) = Serve::start(setup, &[]).await;
+    let idp = serve.idp.clone();
+    let browser = Browser::new();
+    let req = idp.auth_request(RP, "openid offline_access");
+    let code = req.code(&idp, &browser, ALICE, ALICE_PASSWORD).await;
+    let page = idp
+        .redeem(RP, &code, RP_REDIRECT, Some(&req.verifier))
+        .await;
+    page.assert_status(200);
+    let rt = page.json()["refresh_token"].as_str().unwrap().to_string();
+
+    let out = serve.signal_and_wait("-KILL");
+    assert!(!out.status.success());
+
+    // Same port (the issuer is in the config): a new process on the same data dir.
+    let (_setup, serve) = Serve::start(setup, &[]).await;
+    let idp = serve.idp.clone();
+    let req = idp.auth_request(RP, "openid");
+    let page = browser.get(&req.url).await;
+    assert_eq!(page.status, 302, "SSO after kill -9: {}", page.text);
+    let q = query(&page.redirect());
+    assert!(q.contains_key("code"), "{q:?}");
+    idp.refresh(RP, &rt).await.assert_status(200);
+}
