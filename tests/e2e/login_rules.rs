@@ -288,3 +288,161 @@ async fn disabling_a_user_ends_sso_and_refresh() {
     let ok = browser.submit_login(&denied, ALICE, ALICE_PASSWORD).await;
     assert_eq!(ok.status, 303);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "BUG: the per-account limit counts the typed name, so failures as `alice` do not limit sign-in as alice@example.com (and vice versa)"]
+async fn the_account_limit_covers_username_and_email_alike() {
+    let server = TestServer::start("[login]\nmax_failures_per_account = 3\n").await;
+    for attempt in 0..4 {
+        let browser = Browser::new();
+        let mut page = browser.get(&server.auth_request(RP, "openid").url).await;
+        for _ in 0..2 {
+            page = browser.submit_login(&page, ALICE, "wrong-password").await;
+            page.assert_status(401);
+        }
+        let before = server.now();
+        page = browser.submit_login(&page, ALICE, "wrong-password").await;
+        page.assert_status(401);
+        // Same account, named by its email address.
+        let limited = browser
+            .submit_login(&page, ALICE_EMAIL, ALICE_PASSWORD)
+            .await;
+        let after = server.now();
+        if limited.status != 429 && after != before && attempt < 3 {
+            server.clock.advance(301);
+            continue;
+        }
+        assert_eq!(
+            limited.status, 429,
+            "3 failures for alice must throttle alice@example.com too; got {}",
+            limited.status
+        );
+        return;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_page_expires() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let page = browser.get(&server.auth_request(RP, "openid").url).await;
+    server.clock.advance(31 * 60);
+    let late = browser.submit_login(&page, ALICE, ALICE_PASSWORD).await;
+    late.assert_status(400);
+    assert!(late.location().is_none());
+    assert!(!late.sets_cookie("doorman_session"));
+    // A finished sign-in page cannot be replayed either.
+    let page = browser.get(&server.auth_request(RP, "openid").url).await;
+    let done = browser.submit_login(&page, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303);
+    let again = browser.submit_login(&page, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(again.status, 400, "{}", again.text);
+    assert!(again.location().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_escape_what_they_echo() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let evil = "\"><script>alert(1)</script>";
+    let (_, challenge) = pkce_pair();
+    let page = browser
+        .get(&server.authorize_url(
+            RP,
+            RP_REDIRECT,
+            "openid",
+            "s",
+            None,
+            Some(&challenge),
+            &[("login_hint", evil)],
+        ))
+        .await;
+    page.assert_status(200);
+    assert!(!page.text.contains("<script>"), "{}", page.text);
+    assert_eq!(input_value(&page.text, "username").as_deref(), Some(evil));
+    let page = browser
+        .get(&server.authorize_url(
+            RP,
+            &format!("http://127.0.0.1:1/{evil}"),
+            "openid",
+            "s",
+            None,
+            None,
+            &[],
+        ))
+        .await;
+    page.assert_status(400);
+    assert!(!page.text.contains("<script>"), "{}", page.text);
+    let failed = browser
+        .submit_login(
+            &browser.get(&server.auth_request(RP, "openid").url).await,
+            evil,
+            "x",
+        )
+        .await;
+    failed.assert_status(401);
+    assert!(!failed.text.contains("<script>"), "{}", failed.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_sign_in_returns_only_to_doorman_itself() {
+    let server = TestServer::start("").await;
+    let login = |rd: &str| {
+        let mut url = url::Url::parse(&server.url("/login")).unwrap();
+        url.query_pairs_mut().append_pair("rd", rd);
+        url.to_string()
+    };
+    let own = server.url("/.well-known/openid-configuration");
+    for evil in [
+        "http://evil.example/",
+        "//evil.example/",
+        "http://127.0.0.1:1/cb",
+        &format!("http://127.0.0.1:{}@evil.example/", server.port),
+        "javascript:alert(1)",
+    ] {
+        let browser = Browser::new();
+        let page = browser.get(&login(evil)).await;
+        page.assert_status(200);
+        let done = browser.submit_login(&page, ALICE, ALICE_PASSWORD).await;
+        assert!(
+            done.location().is_none(),
+            "{evil}: sent to {:?}",
+            done.location()
+        );
+        done.assert_status(200);
+        // Signed in: the same request answers without redirecting too.
+        let again = browser.get(&login(evil)).await;
+        assert!(again.location().is_none(), "{evil}");
+    }
+    let browser = Browser::new();
+    let page = browser.get(&login(&own)).await;
+    let done = browser.submit_login(&page, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303);
+    assert_eq!(done.redirect().as_str(), own);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_issuer_marks_cookies_secure_and_sends_hsts() {
+    let port = free_port();
+    let server = TestServer::start_with(Options {
+        issuer_override: Some(format!("https://127.0.0.1:{port}")),
+        port: Some(port),
+        ..Default::default()
+    })
+    .await;
+    // Talk plain HTTP to the listener, as a TLS-terminating proxy would.
+    let browser = Browser::new();
+    let mut url = url::Url::parse(&server.auth_request(RP, "openid").url).unwrap();
+    url.set_scheme("http").unwrap();
+    let page = browser.get(url.as_str()).await;
+    page.assert_status(200);
+    let cookie = page
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("doorman_csrf="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(page
+        .header("strict-transport-security")
+        .is_some_and(|h| h.contains("max-age=")));
+}

@@ -449,6 +449,11 @@ pub struct Options {
     pub extra_toml: String,
     /// A path for the issuer, e.g. "/auth".
     pub issuer_path: Option<String>,
+    /// The whole issuer, instead of `http://127.0.0.1:PORT` + path (e.g. an https one, as
+    /// behind a TLS-terminating proxy); use with `port`.
+    pub issuer_override: Option<String>,
+    /// A fixed port instead of a free one.
+    pub port: Option<u16>,
 }
 
 /// A provider reached over HTTP: its issuer and the helpers a relying party needs. Works for
@@ -481,9 +486,14 @@ impl std::ops::Deref for TestServer {
 }
 
 pub fn config_text(port: u16, data_dir: &Path, opts: &Options) -> String {
+    let issuer = opts.issuer_override.clone().unwrap_or_else(|| {
+        format!(
+            "http://127.0.0.1:{port}{}",
+            opts.issuer_path.as_deref().unwrap_or("")
+        )
+    });
     format!(
-        "issuer = \"http://127.0.0.1:{port}{path}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = '{dir}'\n{extra}\n{clients}",
-        path = opts.issuer_path.as_deref().unwrap_or(""),
+        "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = '{dir}'\n{extra}\n{clients}",
         dir = data_dir.display(),
         extra = opts.extra_toml,
         clients = CLIENTS_TOML,
@@ -503,7 +513,7 @@ impl TestServer {
     pub async fn start_with(opts: Options) -> TestServer {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         for attempt in 0.. {
-            let port = free_port();
+            let port = opts.port.unwrap_or_else(free_port);
             let text = config_text(port, dir.path(), &opts);
             match TestServer::boot(dir.clone(), port, text, Arc::new(ManualClock::default())).await
             {
