@@ -165,3 +165,112 @@ async fn max_age_forces_a_fresh_sign_in() {
     page.assert_status(200);
     assert!(page.login_form().is_some());
 }
+
+/// Whether a session cookie value still gives SSO (from a fresh browser, so only the server's
+/// memory counts).
+async fn gives_sso(server: &TestServer, cookie: &str) -> bool {
+    let b = Browser::new();
+    b.set_cookie(&server.base, &format!("doorman_session={cookie}; Path=/"));
+    let page = b.get(&server.auth_request(RP, "openid").url).await;
+    match page.status {
+        302 => query(&page.redirect()).contains_key("code"),
+        200 => false,
+        s => panic!("authorize answered {s}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sign_in_gets_a_new_session_id() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    // A session id planted before sign-in is not adopted (fixation).
+    browser.set_cookie(
+        &server.base,
+        "doorman_session=planted-by-an-attacker-0123456789abcdef; Path=/",
+    );
+    server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let first = browser.cookie(&server.base, "doorman_session").unwrap();
+    assert_ne!(first, "planted-by-an-attacker-0123456789abcdef");
+    assert!(!gives_sso(&server, "planted-by-an-attacker-0123456789abcdef").await);
+    assert!(gives_sso(&server, &first).await);
+
+    // Signing in again (prompt=login) replaces the session; the old id is dead.
+    let req = server.auth_request(RP, "openid");
+    let page = browser.get(&format!("{}&prompt=login", req.url)).await;
+    let done = browser.submit_login(&page, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303);
+    let second = browser.cookie(&server.base, "doorman_session").unwrap();
+    assert_ne!(second, first);
+    assert!(gives_sso(&server, &second).await);
+    assert!(
+        !gives_sso(&server, &first).await,
+        "the old session id still works"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_idle_or_too_old() {
+    let server =
+        TestServer::start("[session]\nidle_timeout = \"1h\"\nmax_lifetime = \"3h\"\n").await;
+    let browser = Browser::new();
+    server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+
+    // Used every 50 minutes, it lives on past the idle timeout...
+    for _ in 0..3 {
+        server.clock.advance(50 * 60);
+        assert!(gives_sso(&server, &cookie).await, "active session ended");
+    }
+    // ...but not past max_lifetime (3 h after the password), however active.
+    server.clock.advance(40 * 60);
+    assert!(
+        !gives_sso(&server, &cookie).await,
+        "session outlived max_lifetime"
+    );
+
+    // Idle for longer than idle_timeout: over.
+    let browser = Browser::new();
+    server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+    server.clock.advance(30 * 60);
+    assert!(gives_sso(&server, &cookie).await);
+    server.clock.advance(61 * 60);
+    assert!(
+        !gives_sso(&server, &cookie).await,
+        "idle session still alive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_by_post_works_like_get() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let req = server.auth_request(RP, "openid");
+    let url = url::Url::parse(&req.url).unwrap();
+    let fields: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let page = browser.post_form(&server.url("/authorize"), &fields).await;
+    page.assert_status(302);
+    let q = query(&page.redirect());
+    assert_eq!(q.get("state"), Some(&req.state));
+    let code = q["code"].clone();
+    server
+        .redeem(RP, &code, RP_REDIRECT, Some(&req.verifier))
+        .await
+        .assert_status(200);
+}
