@@ -250,9 +250,9 @@ async fn disabling_a_user_ends_sso_and_refresh() {
     let t = server
         .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
         .await;
-    // SSO works before.
-    let page = browser.get(&server.auth_request(RP, "openid").url).await;
-    page.assert_status(302);
+    // SSO works before; this code is not redeemed yet when she is disabled.
+    let pending = server.auth_request(RP, "openid");
+    let code = pending.code(&server, &browser, ALICE, ALICE_PASSWORD).await;
 
     users::set_disabled(&*server.state.store, ALICE, true, server.now())
         .await
@@ -267,6 +267,11 @@ async fn disabling_a_user_ends_sso_and_refresh() {
     refresh.assert_status(400);
     assert_eq!(refresh.oauth_error(), "invalid_grant");
     server.userinfo(&t.access_token).await.assert_status(401);
+    let late = server
+        .redeem(RP, &code, RP_REDIRECT, Some(&pending.verifier))
+        .await;
+    late.assert_status(400);
+    assert_eq!(late.oauth_error(), "invalid_grant");
     // The password no longer signs in, with the generic message.
     let denied = browser.submit_login(&page, ALICE, ALICE_PASSWORD).await;
     denied.assert_status(401);

@@ -175,3 +175,56 @@ async fn a_hint_for_another_user_does_not_sign_out_silently() {
     assert!(input_value(&page.text, "csrf").is_some(), "asks to confirm");
     assert!(session_alive(&server, &cookie).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_hint_is_no_hint() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let t = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+    let claims = URL_SAFE_NO_PAD.encode(t.id_claims().to_string());
+    let parts: Vec<&str> = t.id_token.split('.').collect();
+    let forgeries = [
+        // alg none, same claims.
+        format!(
+            "{}.{claims}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+        ),
+        // The real header and claims with another token's signature... of different claims.
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(
+                t.id_claims()
+                    .as_object()
+                    .map(|o| {
+                        let mut o = o.clone();
+                        o.insert("aud".into(), serde_json::json!("nc"));
+                        serde_json::Value::Object(o)
+                    })
+                    .unwrap()
+                    .to_string()
+            ),
+            parts[2]
+        ),
+        "not-a-jwt".to_string(),
+    ];
+    for hint in &forgeries {
+        let page = browser
+            .get(&logout_url(
+                &server,
+                &[
+                    ("id_token_hint", hint),
+                    ("post_logout_redirect_uri", RP_LOGOUT_REDIRECT),
+                ],
+            ))
+            .await;
+        // Either refused, or asked: never signed out silently or redirected.
+        assert!(page.location().is_none(), "{hint}: {:?}", page.location());
+        assert!(session_alive(&server, &cookie).await, "{hint}");
+    }
+}

@@ -30,6 +30,10 @@ async fn users_keys_sessions_and_refresh_tokens_survive_a_restart() {
     assert!(kids_before.contains(&kid));
     let sub = before.id_claims()["sub"].clone();
     let base = server.base.clone();
+    // A sign-in page opened before the restart (its CSRF key lives in the database).
+    let other = Browser::new();
+    let open_page = other.get(&server.auth_request(NC, "openid").url).await;
+    open_page.assert_status(200);
 
     server.restart().await;
     assert_eq!(server.base, base);
@@ -66,6 +70,11 @@ async fn users_keys_sessions_and_refresh_tokens_survive_a_restart() {
         .code_flow(&Browser::new(), RP, "openid", ALICE, ALICE_PASSWORD)
         .await;
     assert_eq!(fresh.id_claims()["sub"], sub);
+
+    // The sign-in page opened before the restart still works.
+    let done = other.submit_login(&open_page, BOB, BOB_PASSWORD).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert!(query(&done.redirect()).contains_key("code"));
 
     // An id_token from before the restart is still a valid logout hint.
     let mut url = url::Url::parse(&server.url("/logout")).unwrap();

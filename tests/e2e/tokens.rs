@@ -296,3 +296,88 @@ async fn introspection() {
     assert_eq!(page.oauth_error(), "invalid_client");
     assert!(page.json().get("active").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_expire_when_idle_and_at_the_chain_maximum() {
+    let server = TestServer::start(
+        "[tokens]\nrefresh_token_idle_timeout = \"1d\"\nrefresh_token_max_lifetime = \"3d\"\n",
+    )
+    .await;
+    let browser = Browser::new();
+    let t = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    let auth_time = t.id_claims()["auth_time"].clone();
+    let hours = |h: i64| h * 3600;
+
+    // Refreshed every 20 hours, the chain lives...
+    let mut rt = t.refresh_token.clone().unwrap();
+    for _ in 0..3 {
+        server.clock.advance(hours(20));
+        let page = server.refresh(RP, &rt).await;
+        page.assert_status(200);
+        let json = page.json();
+        assert_eq!(
+            jwt_claims(json["id_token"].as_str().unwrap())["auth_time"],
+            auth_time,
+            "auth_time stays the time of the sign-in"
+        );
+        rt = json["refresh_token"].as_str().unwrap().to_string();
+    }
+    // ...until 3 days after the sign-in, however active (60 h + 20 h = 80 h > 72 h).
+    server.clock.advance(hours(20));
+    let page = server.refresh(RP, &rt).await;
+    page.assert_status(400);
+    assert_eq!(page.oauth_error(), "invalid_grant");
+
+    // Unused for more than a day: expired.
+    let t = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    server.clock.advance(hours(24) + 1);
+    let page = server
+        .refresh(RP, t.refresh_token.as_deref().unwrap())
+        .await;
+    assert_eq!(page.oauth_error(), "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_is_bound_to_its_client() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let t = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    let rt = t.refresh_token.clone().unwrap();
+    let page = server.refresh(NC, &rt).await;
+    page.assert_status(400);
+    assert_eq!(page.oauth_error(), "invalid_grant");
+    assert!(page.json().get("access_token").is_none());
+    // The rightful client is not hurt by the attempt.
+    server.refresh(RP, &rt).await.assert_status(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redemptions_of_one_code_give_one_token() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    for _ in 0..3 {
+        let req = server.auth_request(RP, "openid");
+        let code = req.code(&server, &browser, ALICE, ALICE_PASSWORD).await;
+        let redeem = || server.redeem(RP, &code, RP_REDIRECT, Some(&req.verifier));
+        let (a, b, c) = tokio::join!(redeem(), redeem(), redeem());
+        let ok: Vec<&Page> = [&a, &b, &c]
+            .into_iter()
+            .filter(|p| p.status == 200)
+            .collect();
+        assert_eq!(ok.len(), 1, "exactly one redemption wins");
+        for p in [&a, &b, &c].into_iter().filter(|p| p.status != 200) {
+            assert_eq!(p.oauth_error(), "invalid_grant");
+        }
+        // Whatever won, the replay revoked it.
+        for p in ok {
+            let at = p.json()["access_token"].as_str().unwrap().to_string();
+            server.userinfo(&at).await.assert_status(401);
+        }
+    }
+}
