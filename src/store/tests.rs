@@ -868,6 +868,7 @@ async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
             refresh_tokens: 1,
             grants: 2,
             keys: 1,
+            plex_pins: 0,
         }
     );
     assert!(store.get_session(&h(11), later).await.unwrap().is_some());
