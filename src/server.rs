@@ -181,7 +181,7 @@ async fn not_found() -> crate::error::WebError {
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(crate::oidc::routes::routes(&state))
-        .merge(crate::login::routes())
+        .merge(crate::login::routes(&state))
         .route(HEALTHZ, get(healthz))
         .route("/static/{*path}", get(crate::web::static_file))
         .fallback(not_found);

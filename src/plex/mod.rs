@@ -17,6 +17,11 @@ use crate::store::{Identity, Store, StoreError, Timestamp, User};
 pub use client::{PlexClient, PlexError, PlexUser, Resource};
 
 pub const PROVIDER: &str = "plex";
+
+/// The Plex Auth App address for a PIN of this deployment.
+pub fn auth_app_url_for(plex: &PlexService, code: &str, forward_url: &str) -> String {
+    client::auth_app_url(&plex.config.auth_app_url, plex.client.client_identifier(), code, &plex.config.product, forward_url)
+}
 /// The `amr` value of a Plex sign-in.
 pub const AMR: &str = "plex";
 
