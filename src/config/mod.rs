@@ -66,6 +66,14 @@ pub enum PlexTokenClaim {
     Account,
 }
 
+impl PlexConfig {
+    /// https://plex.tv (a constant that parses; a test checks it).
+    pub fn default_api_base() -> Url {
+        #[allow(clippy::expect_used)]
+        Url::parse("https://plex.tv").expect("constant URL")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PlexConfig {
     pub servers: Vec<String>,

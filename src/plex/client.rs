@@ -96,6 +96,23 @@ impl Resource {
     }
 }
 
+/// plex.tv's public addresses, for when no [plex] table is configured (the CLI).
+pub struct Defaults {
+    pub api_base: Url,
+    pub product: String,
+    pub client_identifier: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults {
+            api_base: crate::config::PlexConfig::default_api_base(),
+            product: "doorman".into(),
+            client_identifier: "doorman-cli".into(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct PlexClient {
     http: reqwest::Client,
