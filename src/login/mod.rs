@@ -183,7 +183,15 @@ async fn password(
     if username.is_empty() || username.len() > 254 || form.password.len() > 1024 {
         return Ok(view("", Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
     }
-    if let Verdict::Limited(wait) = state.limiter.check(&ip, &username, now) {
+    let user = if username.contains('@') {
+        state.store.find_user_by_email(&username).await?
+    } else {
+        state.store.find_user_by_username(&username).await?
+    };
+    // The per-account counter is keyed on the account, so its username and its email share
+    // one budget; unknown names are counted as typed.
+    let account = user.as_ref().map(|u| u.id.clone()).unwrap_or_else(|| username.to_lowercase());
+    if let Verdict::Limited(wait) = state.limiter.check(&ip, &account, now) {
         tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, outcome = "rate_limited");
         let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
         let mut resp = view(&username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
@@ -192,11 +200,6 @@ async fn password(
         }
         return Ok(resp);
     }
-    let user = if username.contains('@') {
-        state.store.find_user_by_email(&username).await?
-    } else {
-        state.store.find_user_by_username(&username).await?
-    };
     let hash = user
         .as_ref()
         .filter(|u| !u.disabled)
@@ -206,12 +209,12 @@ async fn password(
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
-            state.limiter.record_failure(&ip, &username, now);
+            state.limiter.record_failure(&ip, &account, now);
             tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, client = %client_of(&purpose), outcome = "failure");
             return Ok(view(&username, Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
         }
     };
-    state.limiter.record_success(&username);
+    state.limiter.record_success(&account);
     tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client_of(&purpose), outcome = "success");
     let (cookie, url) = signed_in(&state, &cookies, &flow, &purpose, &user, "pwd").await?;
     let mut resp = Redirect::to(&url).into_response();
