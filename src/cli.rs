@@ -54,6 +54,19 @@ pub enum Command {
     Client(ClientCommand),
     /// Write a consistent copy of the live database to PATH.
     Backup { path: PathBuf },
+    /// Plex helpers.
+    #[command(subcommand)]
+    Plex(PlexCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlexCommand {
+    /// List the Plex servers an account can reach, with the machineIdentifier for [plex] servers.
+    Servers {
+        /// A Plex token of the account (the server owner's, typically).
+        #[arg(long)]
+        token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +106,8 @@ pub enum UserCommand {
     Enable { name: String },
     /// Delete a user with their sessions and tokens.
     Delete { name: String },
+    /// Link a user to a Plex account: signing in with that Plex account then signs in as NAME.
+    LinkPlex { name: String, plex_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +215,21 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 "wrote a consistent copy of the database to {}",
                 path.display()
             );
+            Ok(())
+        }
+        Command::Plex(PlexCommand::Servers { token }) => {
+            let config = load_config(&cli)?;
+            let defaults = crate::plex::client::Defaults::default();
+            let (base, product, id) = match &config.plex {
+                Some(p) => (p.api_base.clone(), p.product.clone(), p.client_identifier.clone().unwrap_or_else(|| defaults.client_identifier.clone())),
+                None => (defaults.api_base.clone(), defaults.product.clone(), defaults.client_identifier.clone()),
+            };
+            let client = crate::plex::PlexClient::new(base, id, product).map_err(|e| e.to_string())?;
+            let resources = client.resources(token).await.map_err(|e| format!("cannot list servers: {e}"))?;
+            println!("{:<32} {:<44} OWNED", "NAME", "MACHINE IDENTIFIER (for [plex] servers)");
+            for r in resources.iter().filter(|r| r.is_server()) {
+                println!("{:<32} {:<44} {}", r.name.clone().unwrap_or_default(), r.client_identifier.clone().unwrap_or_default(), if r.owned == Some(true) { "yes" } else { "no" });
+            }
             Ok(())
         }
         Command::User(cmd) => {
@@ -321,6 +351,36 @@ async fn user_command(
                 .await
                 .map_err(e)?;
             println!("enabled {name}");
+        }
+        UserCommand::LinkPlex { name, plex_id } => {
+            let user = users::find(store, name).await.map_err(e)?;
+            if plex_id.is_empty() || !plex_id.chars().all(|c| c.is_ascii_digit()) {
+                return Err(format!("{plex_id:?} is not a Plex account id (digits; the log line about the email clash names it)"));
+            }
+            if let Some(existing) = store.get_identity(crate::plex::PROVIDER, plex_id).await.map_err(|e| e.to_string())? {
+                if existing.user_id != user.id {
+                    let other = store.get_user(&existing.user_id).await.map_err(|e| e.to_string())?.map(|u| u.username).unwrap_or_default();
+                    return Err(format!("Plex account {plex_id} is already linked to {other}; delete or relink that user first"));
+                }
+                println!("{name} is already linked to Plex account {plex_id}");
+                return Ok(());
+            }
+            store
+                .put_identity(&crate::store::Identity {
+                    provider: crate::plex::PROVIDER.into(),
+                    subject: plex_id.clone(),
+                    user_id: user.id.clone(),
+                    token: None,
+                    server_token: None,
+                    owner: false,
+                    allowed: true,
+                    checked_at: None,
+                    created_at: now,
+                    updated_at: now,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("linked {name} to Plex account {plex_id}: signing in with Plex now signs in as {name}");
         }
         UserCommand::Delete { name } => {
             users::delete(store, name).await.map_err(e)?;

@@ -9,6 +9,10 @@ use crate::store::Timestamp;
 pub trait Clock: Send + Sync + 'static {
     /// Unix seconds.
     fn now(&self) -> Timestamp;
+    /// Unix milliseconds (for sub-second pacing, e.g. Plex polls).
+    fn now_ms(&self) -> i64 {
+        self.now() * 1000
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -19,6 +23,11 @@ impl Clock for SystemClock {
         #[allow(clippy::disallowed_methods)]
         let since = SystemTime::now().duration_since(UNIX_EPOCH);
         since.map(|d| d.as_secs() as Timestamp).unwrap_or(0)
+    }
+    fn now_ms(&self) -> i64 {
+        #[allow(clippy::disallowed_methods)]
+        let since = SystemTime::now().duration_since(UNIX_EPOCH);
+        since.map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 }
 
@@ -37,5 +46,8 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         SystemClock.now() + self.offset.load(Ordering::SeqCst)
+    }
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.offset.load(Ordering::SeqCst) * 1000
     }
 }

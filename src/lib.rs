@@ -23,6 +23,7 @@ pub mod error;
 pub mod keys;
 pub mod login;
 pub mod oidc;
+pub mod plex;
 pub mod secrets;
 pub mod server;
 pub mod session;

@@ -77,3 +77,59 @@ mod tests {
         assert!(!digest_eq(&d, &digest("s3cret!")));
     }
 }
+
+/// Encrypts small secrets at rest (Plex tokens) with AES-256-GCM under a key derived from the
+/// server's `secret_key`. Sealed form: 12-byte random nonce || ciphertext || tag.
+pub struct SecretBox {
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+impl SecretBox {
+    pub fn new(secret_key: &str) -> Option<SecretBox> {
+        let mut h = Sha256::new();
+        h.update(b"doorman secret box v1\0");
+        h.update(secret_key.as_bytes());
+        let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &h.finalize()).ok()?;
+        Some(SecretBox { key: aws_lc_rs::aead::LessSafeKey::new(key) })
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; aws_lc_rs::aead::NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut buf = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce), aws_lc_rs::aead::Aad::empty(), &mut buf)
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Some(out)
+    }
+
+    /// None when the data was sealed under another key or tampered with.
+    pub fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, ciphertext) = sealed.split_at_checked(aws_lc_rs::aead::NONCE_LEN)?;
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self.key.open_in_place(nonce, aws_lc_rs::aead::Aad::empty(), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod box_tests {
+    use super::SecretBox;
+
+    #[test]
+    fn seals_and_opens_only_with_the_same_key() {
+        let b = SecretBox::new("0123456789abcdef0123456789abcdef").unwrap();
+        let sealed = b.seal(b"plex-token").unwrap();
+        assert_ne!(&sealed[12..], b"plex-token");
+        assert_eq!(b.open(&sealed).unwrap(), b"plex-token");
+        let other = SecretBox::new("another key another key another key").unwrap();
+        assert!(other.open(&sealed).is_none());
+        let mut tampered = sealed.clone();
+        tampered[20] ^= 1;
+        assert!(b.open(&tampered).is_none());
+        assert!(b.open(b"short").is_none());
+    }
+}

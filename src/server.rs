@@ -91,6 +91,8 @@ pub async fn build_state(
     cors_origins.sort();
     cors_origins.dedup();
     let discovery_json = discovery::document(&issuer).to_string().into();
+    let plex = build_plex(&config, store.clone()).await?;
+    let policy = plex.clone().map(|p| p as Arc<dyn crate::oidc::UserPolicy>);
     let config = Arc::new(config);
     Ok(AppState(Arc::new(Inner {
         clients: Clients::new(&config.clients),
@@ -98,7 +100,9 @@ pub async fn build_state(
             store: store.clone(),
             keys: keys.clone(),
             issuer,
+            policy,
         },
+        plex,
         limiter: LoginLimiter::new(
             config.login.max_failures_per_ip,
             config.login.max_failures_per_account,
@@ -114,6 +118,50 @@ pub async fn build_state(
         discovery_json,
         cors_origins,
     })))
+}
+
+/// The key that encrypts stored Plex tokens: `secret_key` from the config, else one generated
+/// once in `data_dir/secret_key` (mode 0600), with a warning that it then sits beside the data.
+pub fn secret_key(config: &Config) -> Result<String, StartError> {
+    if let Some(k) = &config.secret_key {
+        return Ok(k.clone());
+    }
+    let path = config.data_dir.join("secret_key");
+    let fail = |e: std::io::Error| StartError::Other(format!("secret key file {}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(k) if k.trim().len() >= 32 => {
+            tracing::warn!(path = %path.display(), "secret_key is not configured: using the generated key beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens. Set secret_key (or secret_key_file) to keep them apart");
+            Ok(k.trim().to_string())
+        }
+        Ok(_) => Err(StartError::Other(format!("secret key file {} is too short; delete it to generate a new one, or set secret_key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::create_dir_all(&config.data_dir).map_err(fail)?;
+            let key = crate::secrets::to_hex(&crate::secrets::digest(&crate::secrets::random_token()));
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(fail)?;
+            f.write_all(key.as_bytes()).map_err(fail)?;
+            tracing::warn!(path = %path.display(), "secret_key is not configured: generated one beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens. Set secret_key (or secret_key_file) to keep them apart");
+            Ok(key)
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+async fn build_plex(config: &Config, store: Arc<dyn Store>) -> Result<Option<Arc<crate::plex::PlexService>>, StartError> {
+    let Some(plex) = &config.plex else { return Ok(None) };
+    let cipher = crate::secrets::SecretBox::new(&secret_key(config)?).ok_or_else(|| StartError::Other("cannot set up token encryption".into()))?;
+    // One identifier for every call, kept across restarts and shared by replicas: plex.tv
+    // refuses to answer a PIN poll made under another one.
+    let client_identifier = match &plex.client_identifier {
+        Some(id) => id.clone(),
+        None => store
+            .init_setting("plex_client_identifier", &format!("doorman-{}", crate::secrets::random_id(12)))
+            .await
+            .map_err(|e| StartError::Other(format!("store: {e}")))?,
+    };
+    let client = crate::plex::PlexClient::new(plex.api_base.clone(), client_identifier, plex.product.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+    Ok(Some(Arc::new(crate::plex::PlexService::new(client, plex.clone(), store, cipher))))
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
@@ -133,7 +181,7 @@ async fn not_found() -> crate::error::WebError {
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(crate::oidc::routes::routes(&state))
-        .merge(crate::login::routes())
+        .merge(crate::login::routes(&state))
         .route(HEALTHZ, get(healthz))
         .route("/static/{*path}", get(crate::web::static_file))
         .fallback(not_found);

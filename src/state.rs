@@ -22,6 +22,8 @@ pub struct Inner {
     pub keys: Arc<Keys>,
     pub clients: Clients,
     pub provider: Provider,
+    /// Sign in with Plex, when configured.
+    pub plex: Option<Arc<crate::plex::PlexService>>,
     pub templates: Templates,
     pub hasher: PasswordHasher,
     pub limiter: LoginLimiter,
@@ -43,6 +45,10 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn issuer(&self) -> &str {

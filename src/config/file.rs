@@ -31,6 +31,35 @@ pub(super) struct File {
     pub login: Login,
     #[serde(default)]
     pub clients: Vec<Client>,
+    /// Key that encrypts stored Plex tokens (or `secret_key_file`); generated in data_dir if unset.
+    pub secret_key: Option<String>,
+    /// Sign in with Plex; its presence enables it.
+    pub plex: Option<Plex>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Plex {
+    /// machineIdentifiers of the Plex servers whose access grants entry.
+    pub servers: Option<Vec<String>>,
+    /// Shown in the user's Plex devices.
+    pub product: Option<String>,
+    /// X-Plex-Client-Identifier; generated once and kept in the store when unset.
+    pub client_identifier: Option<String>,
+    /// Groups every Plex user gets.
+    pub groups: Option<Vec<String>>,
+    /// Extra groups for the owners of a listed server.
+    pub owner_groups: Option<Vec<String>>,
+    /// Re-ask plex.tv about access when the last check is older than this.
+    pub recheck_after: Option<String>,
+    /// If plex.tv cannot be reached, the previous decision holds this long.
+    pub recheck_grace: Option<String>,
+    /// plex.tv API base URL.
+    pub api_base: Option<String>,
+    /// Plex Auth App URL.
+    pub auth_app_url: Option<String>,
+    /// "popup" or "redirect".
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +103,8 @@ pub(super) struct Login {
     pub max_failures_per_ip: Option<i64>,
     /// The window the two counters above cover.
     pub failure_window: Option<String>,
+    /// What the landing page offers: "password", "plex".
+    pub methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +138,8 @@ pub(super) struct Client {
     pub allowed_origins: Option<Vec<String>>,
     /// `client_secret_basic`, `client_secret_post` or `none`.
     pub token_endpoint_auth_method: Option<String>,
+    /// `"server"` or `"account"`: put the user's Plex token in the id_token as `plex_token`.
+    pub plex_token_claim: Option<String>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -154,6 +187,21 @@ pub(super) const ROOT: Fields = &[
     ("tokens", Table(TOKENS)),
     ("login", Table(LOGIN)),
     ("clients", Tables(CLIENT)),
+    ("secret_key", Str),
+    ("plex", Table(PLEX)),
+];
+
+pub(super) const PLEX: Fields = &[
+    ("servers", StrList),
+    ("product", Str),
+    ("client_identifier", Str),
+    ("groups", StrList),
+    ("owner_groups", StrList),
+    ("recheck_after", Duration),
+    ("recheck_grace", Duration),
+    ("api_base", Str),
+    ("auth_app_url", Str),
+    ("mode", Str),
 ];
 
 pub(super) const SESSION: Fields = &[
@@ -175,6 +223,7 @@ pub(super) const LOGIN: Fields = &[
     ("max_failures_per_account", Int),
     ("max_failures_per_ip", Int),
     ("failure_window", Duration),
+    ("methods", StrList),
 ];
 
 pub(super) const CLIENT: Fields = &[
@@ -192,6 +241,7 @@ pub(super) const CLIENT: Fields = &[
     ("id_token_claims", Str),
     ("allowed_origins", StrList),
     ("token_endpoint_auth_method", Str),
+    ("plex_token_claim", Str),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),
@@ -235,5 +285,6 @@ mod tests {
         agree::<Lifetimes>(TOKENS);
         agree::<Login>(LOGIN);
         agree::<Client>(CLIENT);
+        agree::<Plex>(PLEX);
     }
 }

@@ -38,6 +38,55 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// Things worth logging at start-up that are not errors, e.g. ignored `DOORMAN_*` variables.
     pub warnings: Vec<String>,
+    /// Encrypts stored Plex tokens; None: a key generated in `data_dir` is used.
+    pub secret_key: Option<String>,
+    /// Sign in with Plex, when configured.
+    pub plex: Option<PlexConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    Password,
+    Plex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlexMode {
+    /// The landing page opens Plex in a popup and polls.
+    Popup,
+    /// /authorize sends the browser straight to Plex (Plex-only sites).
+    Redirect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlexTokenClaim {
+    /// The per-server `accessToken`: opens only the configured Plex server.
+    Server,
+    /// The full plex.tv account token.
+    Account,
+}
+
+impl PlexConfig {
+    /// https://plex.tv (a constant that parses; a test checks it).
+    pub fn default_api_base() -> Url {
+        #[allow(clippy::expect_used)]
+        Url::parse("https://plex.tv").expect("constant URL")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlexConfig {
+    pub servers: Vec<String>,
+    pub product: String,
+    pub client_identifier: Option<String>,
+    pub groups: Vec<String>,
+    pub owner_groups: Vec<String>,
+    pub recheck_after: Duration,
+    pub recheck_grace: Duration,
+    /// Without a trailing slash.
+    pub api_base: Url,
+    pub auth_app_url: Url,
+    pub mode: PlexMode,
 }
 
 impl Config {
@@ -78,6 +127,8 @@ pub struct LoginConfig {
     /// Failed attempts allowed per client IP within `failure_window`.
     pub max_failures_per_ip: u32,
     pub failure_window: Duration,
+    /// What the landing page offers, in order.
+    pub methods: Vec<LoginMethod>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +171,8 @@ pub struct ClientConfig {
     /// clients.
     pub token_endpoint_auth_method: Option<AuthMethod>,
     pub lifetimes: Lifetimes,
+    /// Put the user's Plex token in the id_token as `plex_token`.
+    pub plex_token_claim: Option<PlexTokenClaim>,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -161,7 +214,7 @@ pub enum Source {
 }
 
 /// Keys that may be given as `K_file = "/path"` instead, to keep the secret out of the file.
-pub const SECRET_KEYS: &[&str] = &["secret"];
+pub const SECRET_KEYS: &[&str] = &["secret", "secret_key"];
 
 /// Scopes doorman can grant; a client's `scopes` must be drawn from these.
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
@@ -197,9 +250,12 @@ pub fn defaults() -> Config {
             max_failures_per_account: 10,
             max_failures_per_ip: 50,
             failure_window: Duration::from_secs(300),
+            methods: vec![LoginMethod::Password],
         },
         clients: Vec::new(),
         warnings: Vec::new(),
+        secret_key: None,
+        plex: None,
     }
 }
 

@@ -127,16 +127,36 @@ pub(super) fn validate(
             d.login.failure_window,
         )
         .unwrap_or(d.login.failure_window),
+        methods: Vec::new(),
     };
+    let plex = f.plex.map(|p| plex(errors, p));
+    let mut login = login;
+    login.methods = login_methods(errors, f.login.methods, plex.is_some());
+    let secret_key = f.secret_key.filter(|k| {
+        let long = k.chars().count() >= 32;
+        if !long {
+            push(errors, "secret_key", "must be at least 32 random characters (e.g. `openssl rand -hex 32`); or remove it to let doorman generate one in data_dir");
+        }
+        long
+    });
 
     let mut seen = HashMap::new();
-    let clients = f
+    let clients: Vec<ClientConfig> = f
         .clients
         .into_iter()
         .enumerate()
         .map(|(i, c)| client(errors, i, c, tokens, &mut seen))
         .collect();
 
+    for (i, c) in clients.iter().enumerate() {
+        match c.plex_token_claim {
+            Some(_) if plex.is_none() => push(errors, &format!("clients[{i}].plex_token_claim"), "needs a [plex] table; add one or remove the key"),
+            Some(PlexTokenClaim::Account) => warnings.push(format!(
+                "clients[{i}] ({}) gets the user's full plex.tv account token in its id_tokens (plex_token_claim = \"account\"): \
+                 anyone who sees those tokens can act as the user on plex.tv; prefer \"server\"", c.id)),
+            _ => {}
+        }
+    }
     Config {
         issuer,
         listen,
@@ -153,7 +173,118 @@ pub(super) fn validate(
         login,
         clients,
         warnings,
+        secret_key,
+        plex,
     }
+}
+
+const PLEX_SERVERS_HELP: &str = "list the machineIdentifier of each Plex server whose users may \
+    sign in, e.g. servers = [\"0123abcd...\"]; find it at http://<your-server>:32400/identity \
+    (machineIdentifier) or with `doorman plex servers --token <your Plex token>`";
+
+fn plex(errors: &mut Vec<ConfigError>, p: file::Plex) -> PlexConfig {
+    let servers: Vec<String> = p.servers.unwrap_or_default().into_iter().map(|s| s.trim().to_string()).collect();
+    if servers.is_empty() && !reported(errors, "plex.servers") {
+        push(errors, "plex.servers", PLEX_SERVERS_HELP);
+    }
+    for (i, s) in servers.iter().enumerate() {
+        if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            push(errors, &format!("plex.servers[{i}]"), format!("\"{s}\" is not a machineIdentifier (letters, digits and '-'); {PLEX_SERVERS_HELP}"));
+        }
+    }
+    let url = |errors: &mut Vec<ConfigError>, key: &str, v: Option<String>, default: &str| {
+        let text = v.unwrap_or_else(|| default.to_string());
+        match Url::parse(text.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.fragment().is_none() => {
+                let mut u = u;
+                if let Some(path) = u.path().strip_suffix('/').filter(|p| !p.is_empty()) {
+                    let path = path.to_string();
+                    u.set_path(&path);
+                }
+                u
+            }
+            _ => {
+                push(errors, key, format!("\"{text}\" is not an absolute http(s) URL without query; the default is \"{default}\""));
+                // The value is never used: the error stops the start.
+                Url::parse(default).unwrap_or_else(|_| unreachable_url())
+            }
+        }
+    };
+    let api_base = url(errors, "plex.api_base", p.api_base, "https://plex.tv");
+    let auth_app_url = url(errors, "plex.auth_app_url", p.auth_app_url, "https://app.plex.tv/auth");
+    let mode = match p.mode.as_deref() {
+        None | Some("popup") => PlexMode::Popup,
+        Some("redirect") => PlexMode::Redirect,
+        Some(other) => {
+            push(errors, "plex.mode", format!("unknown mode \"{other}\"; use \"popup\" (the default) or \"redirect\""));
+            PlexMode::Popup
+        }
+    };
+    let product = p.product.unwrap_or_else(|| "doorman".to_string());
+    if product.trim().is_empty() {
+        push(errors, "plex.product", "must not be empty; it is shown in the user's Plex devices");
+    }
+    if let Some(id) = &p.client_identifier {
+        if id.trim().is_empty() || id.len() > 128 {
+            push(errors, "plex.client_identifier", "must be 1-128 characters; remove it to let doorman generate and keep one");
+        }
+    }
+    let recheck_after = dur(errors, "plex.recheck_after", p.recheck_after.as_deref(), Duration::from_secs(3600)).unwrap_or(Duration::from_secs(3600));
+    let recheck_grace = dur(errors, "plex.recheck_grace", p.recheck_grace.as_deref(), Duration::from_secs(6 * 3600)).unwrap_or(Duration::from_secs(6 * 3600));
+    let groups = p.groups.unwrap_or_else(|| vec!["plex".to_string()]);
+    let owner_groups = p.owner_groups.unwrap_or_default();
+    for (key, list) in [("plex.groups", &groups), ("plex.owner_groups", &owner_groups)] {
+        for (i, g) in list.iter().enumerate() {
+            if g.trim().is_empty() || g.contains(',') || g.chars().any(char::is_whitespace) {
+                push(errors, &format!("{key}[{i}]"), format!("\"{g}\" is not a group name (no spaces or commas)"));
+            }
+        }
+    }
+    PlexConfig {
+        servers,
+        product,
+        client_identifier: p.client_identifier,
+        groups,
+        owner_groups,
+        recheck_after,
+        recheck_grace,
+        api_base,
+        auth_app_url,
+        mode,
+    }
+}
+
+/// Never reached: parsing a constant URL. Kept out of line so `plex()` has no panic path.
+fn unreachable_url() -> Url {
+    super::defaults().issuer
+}
+
+fn login_methods(errors: &mut Vec<ConfigError>, methods: Option<Vec<String>>, plex: bool) -> Vec<LoginMethod> {
+    let Some(list) = methods else {
+        return if plex { vec![LoginMethod::Password, LoginMethod::Plex] } else { vec![LoginMethod::Password] };
+    };
+    let mut out = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let method = match m.as_str() {
+            "password" => LoginMethod::Password,
+            "plex" if plex => LoginMethod::Plex,
+            "plex" => {
+                push(errors, &format!("login.methods[{i}]"), "\"plex\" needs a [plex] table with your server ids; add one or remove \"plex\"");
+                continue;
+            }
+            other => {
+                push(errors, &format!("login.methods[{i}]"), format!("unknown method \"{other}\"; use \"password\" and/or \"plex\""));
+                continue;
+            }
+        };
+        if !out.contains(&method) {
+            out.push(method);
+        }
+    }
+    if list.is_empty() {
+        push(errors, "login.methods", "an empty list lets nobody sign in; use [\"password\"], [\"plex\"] or both");
+    }
+    out
 }
 
 fn parse_issuer(s: &str) -> Result<Url, String> {
@@ -510,6 +641,16 @@ fn client(
         }
     }
 
+    let plex_token_claim = match c.plex_token_claim.as_deref() {
+        None => None,
+        Some("server") => Some(PlexTokenClaim::Server),
+        Some("account") => Some(PlexTokenClaim::Account),
+        Some(other) => {
+            let m = format!("unknown value \"{other}\"; use \"server\" (a token that opens only your Plex server) or \"account\" (the full plex.tv token)");
+            push(errors, &key("plex_token_claim"), m);
+            None
+        }
+    };
     let lifetimes = lifetimes(errors, &key(""), &c.lifetimes(), tokens);
     ClientConfig {
         id,
@@ -531,6 +672,7 @@ fn client(
             method
         },
         lifetimes,
+        plex_token_claim,
     }
 }
 

@@ -4,6 +4,7 @@
 //! the flow. A second factor will slot in between `verify` and `complete`.
 
 pub mod csrf;
+pub mod plex;
 pub mod ratelimit;
 
 use axum::extract::{Query, State};
@@ -21,6 +22,7 @@ use crate::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
 use crate::state::AppState;
 use crate::store::{Flow, Session, User};
 use crate::web::{ClientIp, Cookies};
+use crate::config::LoginMethod;
 use ratelimit::Verdict;
 
 pub mod paths {
@@ -41,8 +43,9 @@ pub enum FlowPurpose {
     SignIn { rd: Option<String> },
 }
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
+        .merge(plex::routes(state))
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }
@@ -55,6 +58,8 @@ struct LoginPage<'a> {
     username: &'a str,
     error: Option<&'a str>,
     client_name: Option<&'a str>,
+    password: bool,
+    plex: bool,
 }
 
 fn flow_purpose_key(flow_id: &str) -> String {
@@ -78,25 +83,21 @@ pub async fn begin(
         FlowPurpose::SignIn { .. } => None,
     };
     let payload = serde_json::to_string(&purpose).map_err(|e| WebError::Internal(e.to_string()))?;
-    state
-        .store
-        .put_flow(&Flow {
-            id_hash: digest(&flow_id),
-            browser_hash: digest(&browser),
-            payload,
-            created_at: now,
-            expires_at: now + FLOW_LIFETIME,
-        })
-        .await?;
-    let mut resp = render_login(
-        state,
-        &purpose,
-        &flow_id,
-        &browser,
-        login_hint.as_deref().unwrap_or(""),
-        None,
-        StatusCode::OK,
-    );
+    let flow = Flow {
+        id_hash: digest(&flow_id),
+        browser_hash: digest(&browser),
+        payload,
+        created_at: now,
+        expires_at: now + FLOW_LIFETIME,
+    };
+    state.store.put_flow(&flow).await?;
+    // A Plex-only site in redirect mode shows no doorman page at all: straight to Plex.
+    let mut resp = if plex::redirect_mode(state) {
+        plex::redirect_to_plex(state, &flow, &flow_id).await?
+    } else {
+        let page = LoginView { purpose: &purpose, flow_id: &flow_id, browser: &browser, username: login_hint.as_deref().unwrap_or(""), error: None };
+        render_login(state, &page, StatusCode::OK)
+    };
     if new_browser {
         append_cookie(
             &mut resp,
@@ -106,32 +107,36 @@ pub async fn begin(
     Ok(resp)
 }
 
-fn render_login(
-    state: &AppState,
-    purpose: &FlowPurpose,
-    flow_id: &str,
-    browser: &str,
-    username: &str,
-    error: Option<&str>,
-    status: StatusCode,
-) -> Response {
-    let client_name = match purpose {
+/// What the landing page shows for one pending flow.
+pub(crate) struct LoginView<'a> {
+    pub purpose: &'a FlowPurpose,
+    pub flow_id: &'a str,
+    pub browser: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: StatusCode) -> Response {
+    let client_name = match view.purpose {
         FlowPurpose::Authorize(r) => state
             .clients
             .get(&r.client_id)
             .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
         FlowPurpose::SignIn { .. } => None,
     };
-    let csrf = state.csrf.token(&flow_purpose_key(flow_id), browser);
+    let csrf = state.csrf.token(&flow_purpose_key(view.flow_id), view.browser);
+    let methods = &state.config.login.methods;
     let html = state.templates.render(
         "login.html",
         LoginPage {
             base: state.issuer(),
-            flow: flow_id,
+            flow: view.flow_id,
             csrf: &csrf,
-            username,
-            error,
+            username: view.username,
+            error: view.error,
             client_name: client_name.as_deref(),
+            password: methods.contains(&LoginMethod::Password),
+            plex: methods.contains(&LoginMethod::Plex) && state.plex.is_some(),
         },
     );
     crate::web::html(status, html)
@@ -165,42 +170,36 @@ async fn password(
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
     let now = state.now();
+    if !state.config.login.methods.contains(&LoginMethod::Password) {
+        return Err(WebError::page(StatusCode::FORBIDDEN, "Password sign-in is turned off", "Use the other sign-in option on the previous page."));
+    }
     let (flow, purpose, browser) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
     let ip = ip.to_string();
     let username = form.username.trim().to_string();
+    let view = |username: &str, error: Option<&str>, status| {
+        let v = LoginView { purpose: &purpose, flow_id: &form.flow, browser: &browser, username, error };
+        render_login(&state, &v, status)
+    };
     if username.is_empty() || username.len() > 254 || form.password.len() > 1024 {
-        return Ok(render_login(
-            &state,
-            &purpose,
-            &form.flow,
-            &browser,
-            "",
-            Some(GENERIC_FAILURE),
-            StatusCode::UNAUTHORIZED,
-        ));
-    }
-    if let Verdict::Limited(wait) = state.limiter.check(&ip, &username, now) {
-        tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, outcome = "rate_limited");
-        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
-        let mut resp = render_login(
-            &state,
-            &purpose,
-            &form.flow,
-            &browser,
-            &username,
-            Some(&msg),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(resp);
+        return Ok(view("", Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
     }
     let user = if username.contains('@') {
         state.store.find_user_by_email(&username).await?
     } else {
         state.store.find_user_by_username(&username).await?
     };
+    // The per-account counter is keyed on the account, so its username and its email share
+    // one budget; unknown names are counted as typed.
+    let account = user.as_ref().map(|u| u.id.clone()).unwrap_or_else(|| username.to_lowercase());
+    if let Verdict::Limited(wait) = state.limiter.check(&ip, &account, now) {
+        tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, outcome = "rate_limited");
+        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
+        let mut resp = view(&username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
     let hash = user
         .as_ref()
         .filter(|u| !u.disabled)
@@ -210,37 +209,40 @@ async fn password(
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
-            state.limiter.record_failure(&ip, &username, now);
+            state.limiter.record_failure(&ip, &account, now);
             tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, client = %client_of(&purpose), outcome = "failure");
-            return Ok(render_login(
-                &state,
-                &purpose,
-                &form.flow,
-                &browser,
-                &username,
-                Some(GENERIC_FAILURE),
-                StatusCode::UNAUTHORIZED,
-            ));
+            return Ok(view(&username, Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
         }
     };
-    state.limiter.record_success(&username);
+    state.limiter.record_success(&account);
     tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client_of(&purpose), outcome = "success");
-    // A new session id at every sign-in (no session fixation); the old one ends.
-    if let Some(old) = cookies.get(SESSION_COOKIE) {
-        session::end(&*state.store, old).await?;
-    }
-    let (cookie_value, session) =
-        session::start(&*state.store, &state.config, &user, vec!["pwd".into()], now).await?;
-    state.store.delete_flow(&flow.id_hash).await?;
-    let mut resp = complete(&state, &purpose, &session, &user).await?;
-    append_cookie(
-        &mut resp,
-        &session::session_cookie(&state.config, &cookie_value),
-    );
+    let (cookie, url) = signed_in(&state, &cookies, &flow, &purpose, &user, "pwd").await?;
+    let mut resp = Redirect::to(&url).into_response();
+    append_cookie(&mut resp, &cookie);
     Ok(resp)
 }
 
-fn client_of(purpose: &FlowPurpose) -> &str {
+/// The user proved who they are with `method`: a new SSO session (a fresh id at every sign-in,
+/// so no session fixation; the old one ends), the flow is used up, and the answer is the
+/// session cookie to set and where the browser goes next.
+pub(crate) async fn signed_in(
+    state: &AppState,
+    cookies: &Cookies,
+    flow: &Flow,
+    purpose: &FlowPurpose,
+    user: &User,
+    method: &str,
+) -> Result<(String, String), WebError> {
+    if let Some(old) = cookies.get(SESSION_COOKIE) {
+        session::end(&*state.store, old).await?;
+    }
+    let (cookie_value, session) = session::start(&*state.store, &state.config, user, vec![method.to_string()], state.now()).await?;
+    state.store.delete_flow(&flow.id_hash).await?;
+    let url = completion_url(state, purpose, &session, user).await?;
+    Ok((session::session_cookie(&state.config, &cookie_value), url))
+}
+
+pub(crate) fn client_of(purpose: &FlowPurpose) -> &str {
     match purpose {
         FlowPurpose::Authorize(r) => &r.client_id,
         FlowPurpose::SignIn { .. } => "-",
@@ -248,15 +250,12 @@ fn client_of(purpose: &FlowPurpose) -> &str {
 }
 
 /// Loads the pending flow named by a form and checks it belongs to this browser (CSRF).
-async fn load_flow(
+pub(crate) async fn load_flow(
     state: &AppState,
     cookies: &Cookies,
     flow_id: &str,
     csrf: &str,
 ) -> Result<(Flow, FlowPurpose, String), WebError> {
-    let forged = || {
-        WebError::page(StatusCode::FORBIDDEN, "This form could not be verified", "The sign-in form did not come from this browser's sign-in page. Go back to the application and start again.")
-    };
     let browser = cookies.get(BROWSER_COOKIE).ok_or_else(forged)?.to_string();
     if flow_id.is_empty()
         || !state
@@ -265,6 +264,16 @@ async fn load_flow(
     {
         return Err(forged());
     }
+    let (flow, purpose) = load_browser_flow(state, &browser, flow_id).await?;
+    Ok((flow, purpose, browser))
+}
+
+fn forged() -> WebError {
+    WebError::page(StatusCode::FORBIDDEN, "This form could not be verified", "The sign-in form did not come from this browser's sign-in page. Go back to the application and start again.")
+}
+
+/// The pending flow `flow_id`, only if it was started by this browser (cookie `browser`).
+pub(crate) async fn load_browser_flow(state: &AppState, browser: &str, flow_id: &str) -> Result<(Flow, FlowPurpose), WebError> {
     let expired = || {
         WebError::page(
             StatusCode::BAD_REQUEST,
@@ -277,11 +286,11 @@ async fn load_flow(
         .get_flow(&digest(flow_id), state.now())
         .await?
         .ok_or_else(expired)?;
-    if !crate::secrets::digest_eq(&flow.browser_hash, &digest(&browser)) {
+    if !crate::secrets::digest_eq(&flow.browser_hash, &digest(browser)) {
         return Err(forged());
     }
     let purpose: FlowPurpose = serde_json::from_str(&flow.payload).map_err(|_| expired())?;
-    Ok((flow, purpose, browser))
+    Ok((flow, purpose))
 }
 
 /// The user is signed in: finish what the flow was for.
@@ -291,15 +300,37 @@ pub async fn complete(
     session: &Session,
     user: &User,
 ) -> Result<Response, WebError> {
+    Ok(Redirect::to(&completion_url(state, purpose, session, user).await?).into_response())
+}
+
+/// Where the browser goes once signed in: the client with a code, the `rd` of a plain sign-in
+/// when it is safe, else doorman's own signed-in page.
+pub async fn completion_url(
+    state: &AppState,
+    purpose: &FlowPurpose,
+    session: &Session,
+    user: &User,
+) -> Result<String, WebError> {
     match purpose {
-        FlowPurpose::Authorize(req) => {
-            Ok(Redirect::to(&authorize_redirect(state, req, session, user).await?).into_response())
-        }
-        FlowPurpose::SignIn { rd } => match rd.as_deref().filter(|rd| safe_return(state, rd)) {
-            Some(rd) => Ok(Redirect::to(rd).into_response()),
-            None => Ok(signed_in_page(state, user)),
-        },
+        FlowPurpose::Authorize(req) => authorize_redirect(state, req, session, user).await,
+        FlowPurpose::SignIn { rd } => Ok(match rd.as_deref().filter(|rd| safe_return(state, rd)) {
+            Some(rd) => rd.to_string(),
+            None => state.url(paths::LOGIN),
+        }),
     }
+}
+
+/// The SSO session behind this browser's cookie, if it is live and its user still allowed (a
+/// federation may have withdrawn access since: Plex re-checks). A withdrawn session ends here.
+pub async fn live_session(state: &AppState, cookies: &Cookies) -> Result<Option<(Session, User)>, WebError> {
+    let Some(cookie) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
+    let now = state.now();
+    let Some((session, user)) = session::lookup(&*state.store, &state.config, cookie, now).await? else { return Ok(None) };
+    if !state.provider.still_allowed(&user, &session.amr, now).await {
+        session::end(&*state.store, cookie).await?;
+        return Ok(None);
+    }
+    Ok(Some((session, user)))
 }
 
 /// Where the browser goes for an authorization request with a signed-in user: the code, or
@@ -368,15 +399,11 @@ async fn login_page(
     cookies: Cookies,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
-    if let Some(cookie) = cookies.get(SESSION_COOKIE) {
-        if let Some((_, user)) =
-            session::lookup(&*state.store, &state.config, cookie, state.now()).await?
-        {
-            return match q.rd.as_deref().filter(|rd| safe_return(&state, rd)) {
-                Some(rd) => Ok(Redirect::to(rd).into_response()),
-                None => Ok(signed_in_page(&state, &user)),
-            };
-        }
+    if let Some((_, user)) = live_session(&state, &cookies).await? {
+        return match q.rd.as_deref().filter(|rd| safe_return(&state, rd)) {
+            Some(rd) => Ok(Redirect::to(rd).into_response()),
+            None => Ok(signed_in_page(&state, &user)),
+        };
     }
     begin(&state, &cookies, FlowPurpose::SignIn { rd: q.rd }).await
 }

@@ -167,6 +167,7 @@ mod tests {
                 refresh_token_idle: d,
                 refresh_token_max: d,
             },
+            plex_token_claim: None,
         }
     }
 

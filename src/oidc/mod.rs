@@ -18,7 +18,8 @@ use serde_json::{json, Map, Value};
 
 use crate::keys::Keys;
 use crate::secrets::digest;
-use crate::store::{Store, Timestamp};
+use crate::config::ClientConfig;
+use crate::store::{Store, Timestamp, User};
 use error::OAuthError;
 
 /// Endpoint paths, relative to the issuer. Used by the router and the discovery document alike.
@@ -33,11 +34,31 @@ pub mod paths {
     pub const LOGOUT: &str = "/logout";
 }
 
-/// What the provider's rules need: the store, the keys, and the issuer string.
+/// What the provider's rules need: the store, the keys, the issuer string, and the policy of
+/// federated sign-ins (re-checks and extra claims; Plex implements it).
 pub struct Provider {
     pub store: Arc<dyn Store>,
     pub keys: Arc<Keys>,
     pub issuer: String,
+    pub policy: Option<Arc<dyn UserPolicy>>,
+}
+
+/// Rules a federation adds to the provider without the provider knowing the federation.
+#[async_trait::async_trait]
+pub trait UserPolicy: Send + Sync {
+    /// Whether a user signed in with `amr` may still use SSO and refresh tokens.
+    async fn still_allowed(&self, user: &User, amr: &[String], now: Timestamp) -> bool;
+    /// Extra id_token claims for this client (e.g. `plex_token`).
+    async fn extra_claims(&self, client: &ClientConfig, user: &User) -> Map<String, Value>;
+}
+
+impl Provider {
+    pub async fn still_allowed(&self, user: &User, amr: &[String], now: Timestamp) -> bool {
+        match &self.policy {
+            Some(p) => p.still_allowed(user, amr, now).await,
+            None => true,
+        }
+    }
 }
 
 /// The parts of an id_token we read back (`id_token_hint` at logout).

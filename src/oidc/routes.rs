@@ -135,10 +135,7 @@ async fn authorize(
         }
     };
     let now = state.now();
-    let live = match cookies.get(SESSION_COOKIE) {
-        Some(c) => session::lookup(&*state.store, &state.config, c, now).await?,
-        None => None,
-    };
+    let live = login::live_session(&state, &cookies).await?;
     if let Some((session, user)) = &live {
         if authorize::session_satisfies(&req, session, now) {
             // SSO: straight back to the client, no page at all.

@@ -217,6 +217,10 @@ impl Provider {
                 return Err(e);
             }
         };
+        if !self.still_allowed(&user, &grant.amr, now).await {
+            self.store.revoke_grant(&grant.id, now).await?;
+            return Err(OAuthError::invalid_grant("the user's access has been withdrawn"));
+        }
         let mut resp = self.mint(client, &grant, &user, false, false, now).await?;
         resp.refresh_token = Some(new_secret);
         tracing::info!(target: "audit", event = "token_issued", grant_type = "refresh_token", client = %client.id, user = %user.username);
@@ -296,6 +300,10 @@ impl Provider {
                 client.id_token_claims == ClaimsMode::All,
             ),
         };
+        let mut claims = claims;
+        if let Some(policy) = &self.policy {
+            claims.profile.extend(policy.extra_claims(client, user).await);
+        }
         let id_token = self.keys.sign(None, claims).await?;
         Ok(TokenResponse {
             access_token: access,

@@ -170,6 +170,41 @@ pub struct SigningKey {
     pub retire_at: Option<Timestamp>,
 }
 
+/// A user's account at an external provider (Plex), keyed by the provider's account id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// "plex".
+    pub provider: String,
+    /// The provider's stable account id (Plex `id`, as a string).
+    pub subject: String,
+    pub user_id: String,
+    /// The account token, encrypted (`secrets::SecretBox`).
+    pub token: Option<Vec<u8>>,
+    /// A narrower per-server token, encrypted.
+    pub server_token: Option<Vec<u8>>,
+    /// Owns one of the configured servers.
+    pub owner: bool,
+    /// The last access decision.
+    pub allowed: bool,
+    /// When access was last confirmed with the provider.
+    pub checked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The plex.tv PIN of a pending sign-in, bound to its flow and browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlexPin {
+    pub flow_hash: Hash,
+    pub browser_hash: Hash,
+    pub pin_id: i64,
+    pub code: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Milliseconds: plex.tv is not asked about this PIN again before then.
+    pub next_poll_ms: i64,
+}
+
 /// Counts of rows removed by a sweep, for the log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -180,6 +215,7 @@ pub struct Swept {
     pub refresh_tokens: u64,
     pub grants: u64,
     pub keys: u64,
+    pub plex_pins: u64,
 }
 
 #[async_trait]
@@ -260,6 +296,21 @@ pub trait Store: Send + Sync + 'static {
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
     async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
     async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()>;
+
+    // ---- external identities (Plex) ----
+    /// Inserts or replaces the identity (provider, subject).
+    async fn put_identity(&self, identity: &Identity) -> StoreResult<()>;
+    async fn get_identity(&self, provider: &str, subject: &str) -> StoreResult<Option<Identity>>;
+    async fn user_identity(&self, user_id: &str, provider: &str) -> StoreResult<Option<Identity>>;
+
+    // ---- Plex PINs ----
+    /// Inserts or replaces the PIN of a flow.
+    async fn put_plex_pin(&self, pin: &PlexPin) -> StoreResult<()>;
+    async fn get_plex_pin(&self, flow_hash: &Hash) -> StoreResult<Option<PlexPin>>;
+    /// Atomically takes the right to ask plex.tv about this PIN now: true (and the next right
+    /// moves to `next_ms`) only when `next_poll_ms <= now_ms`. Every replica agrees.
+    async fn claim_plex_poll(&self, flow_hash: &Hash, now_ms: i64, next_ms: i64) -> StoreResult<bool>;
+    async fn delete_plex_pin(&self, flow_hash: &Hash) -> StoreResult<()>;
 
     // ---- housekeeping ----
     /// Deletes what has expired: sessions, flows, codes, tokens, grants (revoked or past their

@@ -33,13 +33,16 @@ use rusqlite::types::Type;
 use rusqlite::{ffi, params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::{
-    AccessToken, AuthCode, CodeRedemption, Flow, Grant, Hash, RefreshRotation, RefreshToken,
-    Session, SigningKey, Store, StoreError, StoreResult, Swept, Timestamp, User,
+    AccessToken, AuthCode, CodeRedemption, Flow, Grant, Hash, Identity, PlexPin, RefreshRotation,
+    RefreshToken, Session, SigningKey, Store, StoreError, StoreResult, Swept, Timestamp, User,
 };
 
 /// Schema migrations, in order. Migration `i` (0-based) brings `PRAGMA user_version` from
 /// `i` to `i + 1`. An applied migration is never edited; changes go in a new file.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_plex.sql"),
+];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
 const READERS: usize = 4;
@@ -361,6 +364,46 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at: row.get(11)?,
         updated_at: row.get(12)?,
         last_login_at: row.get(13)?,
+    })
+}
+
+macro_rules! identity_cols {
+    () => {
+        "provider, subject, user_id, token, server_token, owner, allowed, checked_at, created_at, \
+         updated_at"
+    };
+}
+
+fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<Identity> {
+    Ok(Identity {
+        provider: row.get(0)?,
+        subject: row.get(1)?,
+        user_id: row.get(2)?,
+        token: row.get(3)?,
+        server_token: row.get(4)?,
+        owner: row.get(5)?,
+        allowed: row.get(6)?,
+        checked_at: row.get(7)?,
+        created_at: row.get(8)?,
+        updated_at: row.get(9)?,
+    })
+}
+
+macro_rules! pin_cols {
+    () => {
+        "flow_hash, browser_hash, pin_id, code, created_at, expires_at, next_poll_ms"
+    };
+}
+
+fn pin_from_row(row: &Row<'_>) -> rusqlite::Result<PlexPin> {
+    Ok(PlexPin {
+        flow_hash: row.get(0)?,
+        browser_hash: row.get(1)?,
+        pin_id: row.get(2)?,
+        code: row.get(3)?,
+        created_at: row.get(4)?,
+        expires_at: row.get(5)?,
+        next_poll_ms: row.get(6)?,
     })
 }
 
@@ -1193,6 +1236,9 @@ impl Store for SqliteStore {
                     "DELETE FROM signing_keys WHERE retire_at IS NOT NULL AND retire_at < ?1",
                 )?
                 .execute([now])? as u64;
+            let plex_pins = tx
+                .prepare_cached("DELETE FROM plex_pins WHERE expires_at <= ?1")?
+                .execute([now])? as u64;
             tx.commit()?;
             Ok(Swept {
                 sessions,
@@ -1202,7 +1248,120 @@ impl Store for SqliteStore {
                 refresh_tokens,
                 grants,
                 keys,
+                plex_pins,
             })
+        })
+        .await
+    }
+
+    async fn put_identity(&self, identity: &Identity) -> StoreResult<()> {
+        let i = identity.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT OR REPLACE INTO identities (",
+                identity_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                i.provider,
+                i.subject,
+                i.user_id,
+                i.token,
+                i.server_token,
+                i.owner,
+                i.allowed,
+                i.checked_at,
+                i.created_at,
+                i.updated_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_identity(&self, provider: &str, subject: &str) -> StoreResult<Option<Identity>> {
+        let (provider, subject) = (provider.to_owned(), subject.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                identity_cols!(),
+                " FROM identities WHERE provider = ?1 AND subject = ?2"
+            ))?
+            .query_row(params![provider, subject], identity_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn user_identity(&self, user_id: &str, provider: &str) -> StoreResult<Option<Identity>> {
+        let (user_id, provider) = (user_id.to_owned(), provider.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                identity_cols!(),
+                " FROM identities WHERE user_id = ?1 AND provider = ?2 \
+                  ORDER BY updated_at DESC LIMIT 1"
+            ))?
+            .query_row(params![user_id, provider], identity_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_plex_pin(&self, pin: &PlexPin) -> StoreResult<()> {
+        let p = pin.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT OR REPLACE INTO plex_pins (",
+                pin_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?
+            .execute(params![
+                p.flow_hash,
+                p.browser_hash,
+                p.pin_id,
+                p.code,
+                p.created_at,
+                p.expires_at,
+                p.next_poll_ms
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_plex_pin(&self, flow_hash: &Hash) -> StoreResult<Option<PlexPin>> {
+        let flow_hash = *flow_hash;
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                pin_cols!(),
+                " FROM plex_pins WHERE flow_hash = ?1"
+            ))?
+            .query_row([flow_hash], pin_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn claim_plex_poll(&self, flow_hash: &Hash, now_ms: i64, next_ms: i64) -> StoreResult<bool> {
+        let flow_hash = *flow_hash;
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE plex_pins SET next_poll_ms = ?3 WHERE flow_hash = ?1 AND next_poll_ms <= ?2",
+            )?
+            .execute(params![flow_hash, now_ms, next_ms])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn delete_plex_pin(&self, flow_hash: &Hash) -> StoreResult<()> {
+        let flow_hash = *flow_hash;
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM plex_pins WHERE flow_hash = ?1")?
+                .execute([flow_hash])
+                .map(|_| ())
         })
         .await
     }

@@ -868,6 +868,7 @@ async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
             refresh_tokens: 1,
             grants: 2,
             keys: 1,
+            plex_pins: 0,
         }
     );
     assert!(store.get_session(&h(11), later).await.unwrap().is_some());
@@ -970,4 +971,65 @@ async fn backup_writes_a_private_copy_that_opens() {
             .id,
         "u1"
     );
+}
+
+#[tokio::test]
+async fn identities_are_keyed_by_provider_id_and_follow_their_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    let id = Identity {
+        provider: "plex".into(),
+        subject: "12345".into(),
+        user_id: "u1".into(),
+        token: Some(vec![1, 2, 3]),
+        server_token: None,
+        owner: false,
+        allowed: true,
+        checked_at: Some(NOW),
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    store.put_identity(&id).await.unwrap();
+    assert_eq!(store.get_identity("plex", "12345").await.unwrap(), Some(id.clone()));
+    assert_eq!(store.user_identity("u1", "plex").await.unwrap(), Some(id.clone()));
+    assert_eq!(store.get_identity("plex", "999").await.unwrap(), None);
+    let updated = Identity { allowed: false, checked_at: Some(NOW + 60), ..id };
+    store.put_identity(&updated).await.unwrap();
+    assert_eq!(store.get_identity("plex", "12345").await.unwrap(), Some(updated));
+    store.delete_user("u1").await.unwrap();
+    assert_eq!(store.get_identity("plex", "12345").await.unwrap(), None, "cascade");
+}
+
+#[tokio::test]
+async fn plex_polls_are_claimed_at_most_once_per_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let pin = PlexPin {
+        flow_hash: h(1),
+        browser_hash: h(2),
+        pin_id: 3_000_000_000,
+        code: "abcdefghijklmnopqrstuvwxy".into(),
+        created_at: NOW,
+        expires_at: NOW + 1800,
+        next_poll_ms: 0,
+    };
+    store.put_plex_pin(&pin).await.unwrap();
+    assert_eq!(store.get_plex_pin(&h(1)).await.unwrap(), Some(pin.clone()));
+    let now_ms = NOW * 1000;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move { s.claim_plex_poll(&h(1), now_ms, now_ms + 1000).await.unwrap() }));
+    }
+    let mut claimed = 0;
+    for t in tasks {
+        claimed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(claimed, 1, "one poll per slot, however many ask");
+    assert!(!store.claim_plex_poll(&h(1), now_ms + 999, now_ms + 1999).await.unwrap());
+    assert!(store.claim_plex_poll(&h(1), now_ms + 1000, now_ms + 2000).await.unwrap());
+    let swept = store.sweep(NOW + 1800).await.unwrap();
+    assert_eq!(swept.plex_pins, 1);
+    assert_eq!(store.get_plex_pin(&h(1)).await.unwrap(), None);
 }
