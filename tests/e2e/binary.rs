@@ -575,3 +575,66 @@ async fn sessions_survive_kill_9() {
     assert!(q.contains_key("code"), "{q:?}");
     idp.refresh(RP, &rt).await.assert_status(200);
 }
+
+#[test]
+fn environment_overrides_and_doorman_config() {
+    let setup = Setup::new();
+    // DOORMAN_CONFIG names the file; DOORMAN_ISSUER overrides the file's issuer.
+    let out = doorman()
+        .args(["check-config"])
+        .env("DOORMAN_CONFIG", setup.config())
+        .env("DOORMAN_ISSUER", "https://auth.example.org")
+        .output()
+        .unwrap();
+    assert_ok(&out, "check-config from DOORMAN_CONFIG");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("https://auth.example.org"), "{stdout}");
+    assert!(stdout.contains("6 client"), "{stdout}");
+    // A bad value from the environment is named like a bad key.
+    let out = doorman()
+        .args(["check-config", "--config", &setup.config_str()])
+        .env("DOORMAN_SESSION__IDLE_TIMEOUT", "forever")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("session.idle_timeout"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_disable_reaches_a_running_server() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let (setup, serve) = Serve::start(setup, &[]).await;
+    let idp = serve.idp.clone();
+    let browser = Browser::new();
+    let t = idp
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+
+    let out = setup.run(&["user", "disable", ALICE]);
+    assert_ok(&out, "user disable");
+    let page = browser.get(&idp.auth_request(RP, "openid").url).await;
+    page.assert_status(200);
+    assert!(page.login_form().is_some(), "SSO for a disabled user");
+    let refresh = idp.refresh(RP, t.refresh_token.as_deref().unwrap()).await;
+    assert_eq!(refresh.oauth_error(), "invalid_grant");
+    idp.userinfo(&t.access_token).await.assert_status(401);
+    let list = text(&setup.run(&["user", "list"]).stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("alice ") && l.contains("disabled")),
+        "{list}"
+    );
+
+    let out = setup.run(&["user", "enable", ALICE]);
+    assert_ok(&out, "user enable");
+    let back = browser
+        .login(&idp.auth_request(RP, "openid").url, ALICE, ALICE_PASSWORD)
+        .await;
+    assert!(query(&back).contains_key("code"));
+    drop(serve);
+}

@@ -375,3 +375,59 @@ async fn token_endpoint_errors_are_json_even_for_oversized_bodies() {
     );
     assert!(page.json()["error"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_only_for_registered_origins() {
+    let server = TestServer::start(
+        r#"
+[[clients]]
+id = "browser-app"
+public = true
+redirect_uris = ["https://app.example/cb"]
+allowed_origins = ["https://app.example"]
+"#,
+    )
+    .await;
+    let preflight = |path: &'static str, origin: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .http
+                .request(reqwest::Method::OPTIONS, server.url(path))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let allowed = preflight("/token", "https://app.example").await;
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example")
+    );
+    for (path, origin) in [
+        ("/token", "https://evil.example"),
+        ("/token", "https://app.example.evil.example"),
+        ("/authorize", "https://app.example"),
+        ("/introspect", "https://app.example"),
+    ] {
+        let r = preflight(path, origin).await;
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{path} from {origin}"
+        );
+    }
+    let r = server
+        .http
+        .get(server.url("/userinfo"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
