@@ -264,7 +264,15 @@ async fn token_endpoint_errors_are_json() {
     let browser = Browser::new();
     let (code, verifier) = code_for(&server, &browser, RP, true).await;
     let rp = Some(basic_auth(RP, RP_SECRET));
-    let cases: Vec<(&str, Option<String>, Vec<(&str, &str)>, u16, &str)> = vec![
+    /// (what, Authorization header, form, status, error)
+    type Case<'a> = (
+        &'a str,
+        Option<String>,
+        Vec<(&'a str, &'a str)>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("empty body", rp.clone(), vec![], 400, "invalid_request"),
         (
             "unknown grant type",
