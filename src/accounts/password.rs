@@ -16,10 +16,14 @@ pub enum PasswordError {
 pub struct PasswordHasher {
     params: Params,
     permits: tokio::sync::Semaphore,
-    /// A real hash of a random password: verified against when the user does not exist, so
-    /// the answer takes the same time either way (no user enumeration by timing).
+    /// A real hash with the same parameters: verified against when the user does not exist,
+    /// so the answer takes the same time either way (no user enumeration by timing).
     dummy: Arc<str>,
 }
+
+/// An argon2id hash (OWASP parameters) of a password no one has: verifying against it costs
+/// exactly what a real verification costs. A constant, so start-up computes nothing.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZG9vcm1hbi1kdW1teS1zYQ$Pdqawa5JpY+eV9G0S8JcoFTqaeYUymNs6bt+vgl/39Q";
 
 fn argon(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
@@ -54,7 +58,10 @@ pub fn verify_blocking(params: &Params, phc: &str, password: &str) -> bool {
 impl PasswordHasher {
     /// `concurrency` argon2 computations at once (each ~19 MiB).
     pub fn new(params: Params, concurrency: usize) -> Result<PasswordHasher, PasswordError> {
-        let dummy = hash_blocking(&params, &crate::secrets::random_token())?;
+        // With other parameters (tests), a dummy of those parameters keeps the timing equal.
+        let owasp = owasp_params()?;
+        let same = (params.m_cost(), params.t_cost(), params.p_cost()) == (owasp.m_cost(), owasp.t_cost(), owasp.p_cost());
+        let dummy = if same { DUMMY_HASH.to_string() } else { hash_blocking(&params, &crate::secrets::random_token())? };
         Ok(PasswordHasher {
             params,
             permits: tokio::sync::Semaphore::new(concurrency.max(1)),
@@ -115,6 +122,14 @@ mod tests {
         let dummy = hasher.dummy.to_string();
         assert!(!hasher.verify(None, "anything".into()).await);
         assert!(!hasher.verify(Some(dummy), "anything".into()).await);
+    }
+
+    #[test]
+    fn dummy_hash_has_the_owasp_parameters() {
+        let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
+        let (p, o) = (Params::try_from(&parsed).unwrap(), owasp_params().unwrap());
+        assert_eq!((p.m_cost(), p.t_cost(), p.p_cost()), (o.m_cost(), o.t_cost(), o.p_cost()));
+        assert!(!verify_blocking(&owasp_params().unwrap(), DUMMY_HASH, ""));
     }
 
     #[test]
