@@ -7,6 +7,7 @@ mod authorize_rules;
 mod binary;
 mod claims;
 mod discovery;
+mod harness;
 mod health;
 mod login_rules;
 mod logout;

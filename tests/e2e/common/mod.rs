@@ -205,7 +205,7 @@ pub fn html_unescape(s: &str) -> String {
 /// The (unescaped) value of the `attr` attribute in the first tag that contains `marker`.
 fn attr_in_tag(html: &str, marker: &str, attr: &str) -> Option<String> {
     let at = html.find(marker)?;
-    let start = html[..at].rfind('<')?;
+    let start = html[..=at].rfind('<')?;
     let end = at + html[at..].find('>')?;
     let tag = &html[start..end];
     let needle = format!(" {attr}=\"");
@@ -233,14 +233,16 @@ pub struct LoginForm {
 }
 
 impl LoginForm {
+    /// The password form of a login page (which may have other forms before it).
     pub fn parse(html: &str) -> Option<LoginForm> {
-        if !html.contains("name=\"password\"") {
-            return None;
-        }
+        let password_at = html.find("name=\"password\"")?;
+        let form_at = html[..password_at].rfind("<form")?;
+        let form = &html[form_at..];
+        let form = &form[..form.find("</form>").unwrap_or(form.len())];
         Some(LoginForm {
-            action: form_action(html)?,
-            flow: input_value(html, "flow")?,
-            csrf: input_value(html, "csrf")?,
+            action: form_action(form)?,
+            flow: input_value(form, "flow")?,
+            csrf: input_value(form, "csrf")?,
         })
     }
 }
