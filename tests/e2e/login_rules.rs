@@ -457,3 +457,96 @@ async fn https_issuer_marks_cookies_secure_and_sends_hsts() {
         .header("strict-transport-security")
         .is_some_and(|h| h.contains("max-age=")));
 }
+
+/// Runs `rounds` of: three failed sign-ins (as `fail_as(i)`, with headers `fail_headers(i)`),
+/// then one more attempt as `user`/`pass` with `last_headers`; returns that last answer,
+/// which the caller expects to be 429.
+/// The limiter counts whole seconds of the (wall-clock based) server clock: a round that
+/// straddles a second boundary may see the 1-second block over, so it is retried after moving
+/// past the window.
+async fn after_three_failures(
+    server: &TestServer,
+    fail_as: &[&str; 3],
+    fail_headers: &[&[(&str, &str)]; 3],
+    user: &str,
+    pass: &str,
+    last_headers: &[(&str, &str)],
+) -> Page {
+    for attempt in 0..4 {
+        let browser = Browser::new();
+        let mut page = browser.get(&server.auth_request(RP, "openid").url).await;
+        let before = server.now();
+        for i in 0..3 {
+            page = browser
+                .submit_login_with(&page, fail_as[i], "wrong-password", fail_headers[i])
+                .await;
+            page.assert_status(401);
+        }
+        let last = browser
+            .submit_login_with(&page, user, pass, last_headers)
+            .await;
+        let after = server.now();
+        if last.status != 429 && after != before && attempt < 3 {
+            server.clock.advance(301);
+            continue;
+        }
+        return last;
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_throttled_per_ip_and_forwarded_for_is_not_believed() {
+    let server = TestServer::start("[login]\nmax_failures_per_ip = 3\n").await;
+    // Three different (unknown) accounts from one address, each claiming another origin.
+    let last = after_three_failures(
+        &server,
+        &["mallory1", "mallory2", "mallory3"],
+        &[
+            &[("x-forwarded-for", "203.0.113.1")],
+            &[("x-forwarded-for", "203.0.113.2")],
+            &[("x-forwarded-for", "203.0.113.3")],
+        ],
+        BOB,
+        BOB_PASSWORD,
+        &[("x-forwarded-for", "203.0.113.4")],
+    )
+    .await;
+    assert_eq!(
+        last.status, 429,
+        "X-Forwarded-For from an untrusted peer must not spread the failures: {}",
+        last.text
+    );
+    assert!(last.header("retry-after").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_throttled() {
+    let server =
+        TestServer::start("trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_ip = 3\n")
+            .await;
+    let attacker: &[(&str, &str)] = &[("x-forwarded-for", "203.0.113.9")];
+    // The attacker's address is blocked...
+    let last = after_three_failures(
+        &server,
+        &["mallory1", "mallory2", "mallory3"],
+        &[attacker, attacker, attacker],
+        BOB,
+        BOB_PASSWORD,
+        attacker,
+    )
+    .await;
+    assert_eq!(last.status, 429, "{}", last.text);
+    // ...other users behind the same proxy are not.
+    let browser = Browser::new();
+    let page = browser.get(&server.auth_request(RP, "openid").url).await;
+    let done = browser
+        .submit_login_with(
+            &page,
+            BOB,
+            BOB_PASSWORD,
+            &[("x-forwarded-for", "198.51.100.7")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+}

@@ -11,6 +11,7 @@ mod harness;
 mod health;
 mod login_rules;
 mod logout;
+mod plex;
 mod restart;
 mod rp;
 mod sso;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_plex;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -385,6 +387,47 @@ impl Browser {
 
     pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Page {
         Page::read(self.http.post(url).form(fields).send().await.unwrap()).await
+    }
+
+    /// A form POST with extra request headers (e.g. X-Forwarded-For).
+    pub async fn post_form_with(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut req = self.http.post(url).form(fields);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Page::read(req.send().await.unwrap()).await
+    }
+
+    /// Submits the login form of `page` with these credentials and extra headers.
+    pub async fn submit_login_with(
+        &self,
+        page: &Page,
+        user: &str,
+        pass: &str,
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let form = page.login_form().unwrap_or_else(|| {
+            panic!(
+                "expected a login page, got {} with body:\n{}",
+                page.status, page.text
+            )
+        });
+        self.post_form_with(
+            &form.action,
+            &[
+                ("flow", &form.flow),
+                ("csrf", &form.csrf),
+                ("username", user),
+                ("password", pass),
+            ],
+            headers,
+        )
+        .await
     }
 
     /// The value of a cookie this browser would send to `url`.
