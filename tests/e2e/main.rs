@@ -11,7 +11,6 @@ mod harness;
 mod health;
 mod login_rules;
 mod logout;
-mod plex;
 mod restart;
 mod rp;
 mod sso;
