@@ -11,6 +11,8 @@ mod harness;
 mod health;
 mod login_rules;
 mod logout;
+mod plex;
+mod plex_browser;
 mod restart;
 mod rp;
 mod sso;

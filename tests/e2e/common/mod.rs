@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_plex;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
