@@ -1,7 +1,9 @@
 // Signs in with Plex in a real Chromium, against doorman and the fake plex.tv that a Rust test
 // (tests/e2e/plex_browser.rs) started. One JSON argument:
 //   {"authorize_url": "...", "rp_prefix": "http://127.0.0.1:P/cb", "screenshot": "path.png",
-//    "mode": "popup" | "same-tab" | "redirect", "timeout_ms": 30000}
+//    "mode": "popup" | "same-tab" | "redirect", "timeout_ms": 30000, "expect_error": false}
+// With "expect_error" (popup mode), the sign-in is expected to fail: the script waits for the
+// landing page's error message instead of the RP, and reports it as "status".
 // The fake's Auth App page approves as the "next user" the test chose. Prints one JSON line:
 //   {"code", "url", "popupOpened", "popupClosed", "landingTitle", "steps"}
 // and exits non-zero (with {"error": ...}) when anything fails.
@@ -15,6 +17,7 @@ const CHROMIUM = process.env.DOORMAN_CHROMIUM || '/usr/bin/chromium';
 const args = JSON.parse(process.argv[2] || '{}');
 const { authorize_url: authorizeUrl, rp_prefix: rpPrefix, screenshot, mode = 'popup' } = args;
 const timeout = args.timeout_ms || 30000;
+const expectError = Boolean(args.expect_error);
 if (!authorizeUrl || !rpPrefix || !['popup', 'same-tab', 'redirect'].includes(mode)) {
   console.log(JSON.stringify({ error: 'usage: plex-login.mjs \'{"authorize_url":..,"rp_prefix":..,"screenshot":..,"mode":"popup|same-tab|redirect"}\'' }));
   process.exit(2);
@@ -76,8 +79,16 @@ try {
     step('popup opened');
     const closed = popup.isClosed() ? Promise.resolve() : popup.waitForEvent('close', { timeout });
     closed.then(() => { result.popupClosed = true; step('popup closed'); }, () => {});
-    await page.waitForURL((u) => onRp(u.href), { timeout });
-    step('main page on the RP');
+    if (expectError) {
+      await page.waitForSelector('#status.error:not([hidden])', { timeout });
+      result.status = await page.textContent('#status');
+      result.buttonText = await page.textContent('#plex-button');
+      step('error shown');
+      if (screenshot) await page.screenshot({ path: screenshot.replace(/\.png$/, '') + '-error.png', fullPage: true });
+    } else {
+      await page.waitForURL((u) => onRp(u.href), { timeout });
+      step('main page on the RP');
+    }
     // The popup closes itself on /login/plex/done; give it a moment if it has not yet.
     await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]).catch(() => {});
     result.popupClosed = popup.isClosed();
@@ -104,7 +115,7 @@ try {
   console.log(JSON.stringify(result));
   await context.close();
   rmSync(profile, { recursive: true, force: true });
-  process.exit(result.code ? 0 : 1);
+  process.exit(result.code || (expectError && result.status) ? 0 : 1);
 } catch (e) {
   result.error = String(e && e.stack ? e.stack : e);
   try {

@@ -159,11 +159,22 @@ impl Mode {
     }
 }
 
-async fn sign_in_in_chromium(mode: Mode) {
-    let t0 = Instant::now();
+/// doorman (with the fake and the RP stub), an authorization request, and where the landing
+/// page's screenshot goes.
+struct Setup {
+    fake: FakePlex,
+    rp: RpStub,
+    server: TestServer,
+    url: String,
+    state: String,
+    verifier: String,
+    shot: PathBuf,
+}
+
+async fn setup(mode: Mode, next_user: &str, shot_name: &str) -> Setup {
     require_tools();
     let fake = FakePlex::start().await;
-    fake.set_next_user(P_ALICE);
+    fake.set_next_user(next_user);
     let rp = rp_stub().await;
     let client = format!(
         "[[clients]]\nid = \"{CLIENT_ID}\"\nname = \"Browser RP\"\nsecret = \"{CLIENT_SECRET}\"\nredirect_uris = [\"{}\"]\n",
@@ -177,7 +188,6 @@ async fn sign_in_in_chromium(mode: Mode) {
         _ => ("", client),
     };
     let server = start_doorman(&fake, "", plex_keys, &tables).await;
-
     let (verifier, challenge) = pkce_pair();
     let state = random_string();
     let url = server.authorize_url(
@@ -189,27 +199,56 @@ async fn sign_in_in_chromium(mode: Mode) {
         Some(&challenge),
         &[],
     );
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    let shot = match mode {
-        Mode::Popup => shots.join("plex-landing.png"),
-        other => shots.join(format!("plex-landing-{}.png", other.name())),
-    };
-    let args = serde_json::json!({
-        "authorize_url": url,
-        "rp_prefix": rp.redirect,
-        "screenshot": shot,
-        "mode": mode.name(),
-        "timeout_ms": 30000,
-    });
-    let (report, _stderr) =
-        tokio::task::spawn_blocking(move || run_node(&args, Duration::from_secs(120)))
-            .await
-            .unwrap();
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots")
+        .join(shot_name);
+    Setup {
+        fake,
+        rp,
+        server,
+        url,
+        state,
+        verifier,
+        shot,
+    }
+}
 
+impl Setup {
+    async fn run(&self, mode: Mode, expect_error: bool) -> Value {
+        let args = serde_json::json!({
+            "authorize_url": self.url,
+            "rp_prefix": self.rp.redirect,
+            "screenshot": self.shot,
+            "mode": mode.name(),
+            "timeout_ms": 30000,
+            "expect_error": expect_error,
+        });
+        let (report, _stderr) =
+            tokio::task::spawn_blocking(move || run_node(&args, Duration::from_secs(120)))
+                .await
+                .unwrap();
+        assert_eq!(
+            report["scriptErrors"],
+            serde_json::json!([]),
+            "no script errors: {report:#}"
+        );
+        report
+    }
+}
+
+async fn sign_in_in_chromium(mode: Mode) {
+    let t0 = Instant::now();
+    let shot_name = match mode {
+        Mode::Popup => "plex-landing.png".to_string(),
+        other => format!("plex-landing-{}.png", other.name()),
+    };
+    let s = setup(mode, P_ALICE, &shot_name).await;
+    let report = s.run(mode, false).await;
+    let (fake, rp, server, shot) = (&s.fake, &s.rp, &s.server, &s.shot);
     let landed = report["url"].as_str().unwrap_or_default();
     assert!(landed.starts_with(&rp.redirect), "{report:#}");
     let q = query(&url::Url::parse(landed).unwrap());
-    assert_eq!(q.get("state"), Some(&state), "{report:#}");
+    assert_eq!(q.get("state"), Some(&s.state), "{report:#}");
     assert_eq!(q.get("iss"), Some(&server.base), "{report:#}");
     let code = report["code"].as_str().expect("a code").to_string();
     assert_eq!(q.get("code"), Some(&code));
@@ -240,11 +279,6 @@ async fn sign_in_in_chromium(mode: Mode) {
         Mode::SameTab => assert_eq!(report["popupOpened"], false),
         Mode::Redirect => {}
     }
-    assert_eq!(
-        report["scriptErrors"],
-        serde_json::json!([]),
-        "no script errors: {report:#}"
-    );
     let http_errors: Vec<&Value> = report["httpErrors"]
         .as_array()
         .expect("httpErrors")
@@ -267,7 +301,7 @@ async fn sign_in_in_chromium(mode: Mode) {
                 ("grant_type", "authorization_code"),
                 ("code", &code),
                 ("redirect_uri", &rp.redirect),
-                ("code_verifier", &verifier),
+                ("code_verifier", &s.verifier),
             ],
         )
         .await;
@@ -303,4 +337,24 @@ async fn plex_redirect_mode_sign_in_in_chromium() {
     if enabled("plex_redirect_mode_sign_in_in_chromium") {
         sign_in_in_chromium(Mode::Redirect).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plex_popup_denial_is_shown_on_the_landing_page_in_chromium() {
+    if !enabled("plex_popup_denial_is_shown_on_the_landing_page_in_chromium") {
+        return;
+    }
+    let t0 = Instant::now();
+    let s = setup(Mode::Popup, P_BOB, "plex-denied.png").await;
+    let report = s.run(Mode::Popup, true).await;
+    assert_eq!(report["popupOpened"], true, "{report:#}");
+    assert!(report["code"].is_null(), "{report:#}");
+    let status = report["status"].as_str().unwrap_or_default();
+    assert!(status.contains("access to this server"), "{report:#}");
+    assert_eq!(report["buttonText"], "Try again with Plex", "{report:#}");
+    assert!(s.rp.hits.lock().unwrap().is_empty(), "never sent to the RP");
+    eprintln!(
+        "browser denial (popup) took {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 }

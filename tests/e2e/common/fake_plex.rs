@@ -56,6 +56,8 @@ pub struct Account {
     pub title: String,
     pub friendly_name: Option<String>,
     pub email: Option<String>,
+    /// The email is confirmed.
+    pub confirmed: bool,
     pub restricted: bool,
     pub home: bool,
     /// Owns SRV1.
@@ -83,6 +85,7 @@ fn seed_accounts() -> Vec<Account> {
         title: name.into(),
         friendly_name: Some(format!("{}{} Plex", &name[..1].to_uppercase(), &name[1..])),
         email: Some(format!("{name}@plex.example")),
+        confirmed: true,
         restricted: false,
         home: owner,
         owner,
@@ -96,6 +99,7 @@ fn seed_accounts() -> Vec<Account> {
     kid.title = "Kid".into();
     kid.friendly_name = None;
     kid.email = None;
+    kid.confirmed = false;
     kid.restricted = true;
     kid.home = true;
     vec![
@@ -312,6 +316,17 @@ impl FakePlex {
         }
     }
 
+    /// Changes an account at plex.tv (its username, email, ...).
+    pub fn update(&self, name: &str, change: impl FnOnce(&mut Account)) {
+        let mut s = self.lock();
+        let a = s
+            .accounts
+            .iter_mut()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no account {name} at the fake"));
+        change(a);
+    }
+
     /// Shares SRV1 with `user`, or stops sharing it.
     pub fn share(&self, user: &str, on: bool) {
         for a in self.lock().accounts.iter_mut() {
@@ -426,7 +441,7 @@ fn user_json(a: &Account) -> Value {
         "email": a.email,
         "thumb": a.thumb(),
         "authToken": a.token,
-        "confirmed": a.email.is_some(),
+        "confirmed": a.confirmed,
         "restricted": a.restricted,
         "home": a.home,
         "homeAdmin": a.owner,
