@@ -462,6 +462,7 @@ async fn no_secrets_in_the_logs() {
     // A failed sign-in first, then the right password.
     let req = idp.auth_request(RP, "openid email offline_access");
     let page = browser.get(&req.url).await;
+    let form = page.login_form().unwrap();
     let failed = browser
         .submit_login(&page, ALICE, "wrong-password-in-the-log")
         .await;
@@ -536,6 +537,8 @@ async fn no_secrets_in_the_logs() {
         ("the session cookie", session.clone()),
         ("the browser cookie", browser_cookie.clone()),
         ("the PKCE verifier", req.verifier.clone()),
+        ("the sign-in flow id", form.flow.clone()),
+        ("the sign-in CSRF token", form.csrf.clone()),
     ];
     for (what, secret) in secrets {
         assert!(!secret.is_empty(), "{what}");
