@@ -200,3 +200,74 @@ async fn openidconnect_crate_signs_in_verifies_and_reads_userinfo() {
     );
     assert!(userinfo2.email().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openidconnect_crate_refreshes_and_works_as_a_public_client() {
+    let server = TestServer::start("").await;
+    let http = http_client();
+    let browser = Browser::new();
+
+    // A public client: no secret, PKCE, the client_id in the body.
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(server.base.clone()).unwrap(), &http)
+            .await
+            .unwrap();
+    let spa = RpClient::from_provider_metadata(metadata, ClientId::new(SPA.into()), None)
+        .set_redirect_uri(RedirectUrl::new(SPA_REDIRECT.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, nonce) = spa
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let back = browser.login(url.as_str(), ALICE, ALICE_PASSWORD).await;
+    let q = query(&back);
+    assert_eq!(q.get("state"), Some(csrf.secret()));
+    let tokens = spa
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("a public client redeems with PKCE and no secret");
+    let verifier = spa.id_token_verifier();
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&verifier, &nonce)
+        .unwrap()
+        .clone();
+    let refresh = tokens.refresh_token().expect("offline_access").clone();
+
+    // Refresh through the library; the new id_token verifies and keeps sub and auth_time.
+    let refreshed = spa
+        .exchange_refresh_token(&refresh)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .expect("refresh with the library");
+    let new_claims = refreshed
+        .id_token()
+        .expect("an id_token on refresh")
+        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+        .expect("the refreshed id_token verifies")
+        .clone();
+    assert_eq!(new_claims.subject(), claims.subject());
+    assert_eq!(new_claims.auth_time(), claims.auth_time());
+    assert_ne!(
+        refreshed.refresh_token().unwrap().secret(),
+        refresh.secret(),
+        "rotated"
+    );
+    // The spent refresh token is refused through the library too.
+    let err = spa
+        .exchange_refresh_token(&refresh)
+        .unwrap()
+        .request_async(&http)
+        .await;
+    assert!(err.is_err());
+}
