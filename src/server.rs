@@ -55,7 +55,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(crate::store::cached::CachedStore::new(Arc::new(store))))
 }
 
 /// Everything the handlers need, from a validated config.

@@ -5,6 +5,7 @@
 //! Secrets never reach the store in the clear: codes, tokens, session ids and flow ids arrive
 //! as SHA-256 digests (`Hash`), computed by the caller with [`crate::secrets::digest`].
 
+pub mod cached;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,284 @@
+//! Short-lived caches in front of the store's hottest reads: users and SSO sessions, read on
+//! every authorize, token and userinfo call. Writes made through this process invalidate their
+//! entries at once; writes from another process (the CLI, another replica) show within the TTL
+//! (5 s), which is the promise the CLI makes. Everything else passes straight through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moka::sync::Cache;
+
+use super::{
+    AccessToken, AuthCode, CodeRedemption, Flow, Grant, Hash, Identity, PlexPin, RefreshRotation,
+    RefreshToken, Session, SigningKey, Store, StoreResult, Swept, Timestamp, User,
+};
+
+/// How long a cached read may be stale when another process wrote.
+pub const TTL: Duration = Duration::from_secs(5);
+
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    users: Cache<String, User>,
+    sessions: Cache<Hash, Session>,
+}
+
+impl CachedStore {
+    pub fn new(inner: Arc<dyn Store>) -> CachedStore {
+        CachedStore {
+            inner,
+            users: Cache::builder().max_capacity(10_000).time_to_live(TTL).build(),
+            sessions: Cache::builder().max_capacity(10_000).time_to_live(TTL).build(),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+        if let Some(u) = self.users.get(id) {
+            return Ok(Some(u));
+        }
+        let user = self.inner.get_user(id).await?;
+        if let Some(u) = &user {
+            self.users.insert(id.to_string(), u.clone());
+        }
+        Ok(user)
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        self.users.invalidate(&user.id);
+        let result = self.inner.update_user(user).await;
+        self.users.invalidate(&user.id);
+        result
+    }
+
+    async fn record_login(&self, user_id: &str, now: Timestamp) -> StoreResult<()> {
+        self.users.invalidate(user_id);
+        self.inner.record_login(user_id, now).await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let result = self.inner.delete_user(id).await;
+        self.users.invalidate(id);
+        // Their sessions went with them (cascade); session entries do not say whose they are
+        // cheaply, and deleting a user is rare.
+        self.sessions.invalidate_all();
+        result
+    }
+
+    async fn get_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Session>> {
+        if let Some(s) = self.sessions.get(id_hash) {
+            // The store answers only live sessions; so does the cache.
+            return Ok((now < s.expires_at).then_some(s));
+        }
+        let session = self.inner.get_session(id_hash, now).await?;
+        if let Some(s) = &session {
+            self.sessions.insert(*id_hash, s.clone());
+        }
+        Ok(session)
+    }
+
+    async fn touch_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<()> {
+        self.sessions.invalidate(id_hash);
+        self.inner.touch_session(id_hash, now).await
+    }
+
+    async fn delete_session(&self, id_hash: &Hash) -> StoreResult<()> {
+        self.sessions.invalidate(id_hash);
+        self.inner.delete_session(id_hash).await
+    }
+
+    async fn delete_user_sessions(&self, user_id: &str) -> StoreResult<u64> {
+        let result = self.inner.delete_user_sessions(user_id).await;
+        self.sessions.invalidate_all();
+        result
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        self.inner.get_setting(key).await
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> StoreResult<String> {
+        self.inner.init_setting(key, value).await
+    }
+
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        self.inner.create_user(user).await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        self.inner.find_user_by_username(username).await
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        self.inner.find_user_by_email(email).await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.inner.list_users().await
+    }
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        self.inner.create_session(session).await
+    }
+
+    async fn put_flow(&self, flow: &Flow) -> StoreResult<()> {
+        self.inner.put_flow(flow).await
+    }
+
+    async fn get_flow(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Flow>> {
+        self.inner.get_flow(id_hash, now).await
+    }
+
+    async fn delete_flow(&self, id_hash: &Hash) -> StoreResult<()> {
+        self.inner.delete_flow(id_hash).await
+    }
+
+    async fn create_grant_with_code(&self, grant: &Grant, code: &AuthCode) -> StoreResult<()> {
+        self.inner.create_grant_with_code(grant, code).await
+    }
+
+    async fn redeem_code(&self, hash: &Hash, now: Timestamp) -> StoreResult<CodeRedemption> {
+        self.inner.redeem_code(hash, now).await
+    }
+
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
+        self.inner.get_grant(id).await
+    }
+
+    async fn revoke_grant(&self, id: &str, now: Timestamp) -> StoreResult<()> {
+        self.inner.revoke_grant(id, now).await
+    }
+
+    async fn revoke_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<u64> {
+        self.inner.revoke_user_grants(user_id, now).await
+    }
+
+    async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()> {
+        self.inner.put_access_token(token).await
+    }
+
+    async fn get_access_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<AccessToken>> {
+        self.inner.get_access_token(hash, now).await
+    }
+
+    async fn delete_access_token(&self, hash: &Hash) -> StoreResult<()> {
+        self.inner.delete_access_token(hash).await
+    }
+
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        self.inner.put_refresh_token(token).await
+    }
+
+    async fn get_refresh_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<RefreshToken>> {
+        self.inner.get_refresh_token(hash, now).await
+    }
+
+    async fn rotate_refresh_token(&self, old_hash: &Hash, new: &RefreshToken, now: Timestamp) -> StoreResult<RefreshRotation> {
+        self.inner.rotate_refresh_token(old_hash, new, now).await
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        self.inner.list_signing_keys().await
+    }
+
+    async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        self.inner.add_signing_key(key).await
+    }
+
+    async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()> {
+        self.inner.set_key_retire_at(kid, retire_at).await
+    }
+
+    async fn put_identity(&self, identity: &Identity) -> StoreResult<()> {
+        self.inner.put_identity(identity).await
+    }
+
+    async fn get_identity(&self, provider: &str, subject: &str) -> StoreResult<Option<Identity>> {
+        self.inner.get_identity(provider, subject).await
+    }
+
+    async fn user_identity(&self, user_id: &str, provider: &str) -> StoreResult<Option<Identity>> {
+        self.inner.user_identity(user_id, provider).await
+    }
+
+    async fn put_plex_pin(&self, pin: &PlexPin) -> StoreResult<()> {
+        self.inner.put_plex_pin(pin).await
+    }
+
+    async fn get_plex_pin(&self, flow_hash: &Hash) -> StoreResult<Option<PlexPin>> {
+        self.inner.get_plex_pin(flow_hash).await
+    }
+
+    async fn claim_plex_poll(&self, flow_hash: &Hash, now_ms: i64, next_ms: i64) -> StoreResult<bool> {
+        self.inner.claim_plex_poll(flow_hash, now_ms, next_ms).await
+    }
+
+    async fn delete_plex_pin(&self, flow_hash: &Hash) -> StoreResult<()> {
+        self.inner.delete_plex_pin(flow_hash).await
+    }
+
+    async fn sweep(&self, now: Timestamp) -> StoreResult<Swept> {
+        self.inner.sweep(now).await
+    }
+
+    async fn backup(&self, path: &std::path::Path) -> StoreResult<()> {
+        self.inner.backup(path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn user() -> User {
+        User {
+            id: "u1".into(),
+            username: "alice".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            groups: vec![],
+            password_hash: None,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_through_the_cache_are_seen_at_once_and_others_within_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doorman.db");
+        let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        let cached = CachedStore::new(inner);
+        cached.create_user(&user()).await.unwrap();
+        assert!(!cached.get_user("u1").await.unwrap().unwrap().disabled);
+        // Through the cache: seen at once.
+        cached.update_user(&User { disabled: true, ..user() }).await.unwrap();
+        assert!(cached.get_user("u1").await.unwrap().unwrap().disabled);
+        // Another process (a second store on the same file): stale until the TTL passes.
+        let other = SqliteStore::open(&path).unwrap();
+        other.update_user(&User { disabled: false, ..user() }).await.unwrap();
+        assert!(cached.get_user("u1").await.unwrap().unwrap().disabled);
+        cached.users.invalidate_all();
+        assert!(!cached.get_user("u1").await.unwrap().unwrap().disabled);
+
+        let session = Session { id_hash: [1; 32], user_id: "u1".into(), auth_time: 0, amr: vec![], created_at: 0, last_seen_at: 0, expires_at: 100 };
+        cached.create_session(&session).await.unwrap();
+        assert!(cached.get_session(&[1; 32], 50).await.unwrap().is_some());
+        assert!(cached.get_session(&[1; 32], 100).await.unwrap().is_none(), "expiry holds in the cache too");
+        cached.delete_session(&[1; 32]).await.unwrap();
+        assert!(cached.get_session(&[1; 32], 50).await.unwrap().is_none());
+    }
+}
