@@ -1512,3 +1512,141 @@ async fn the_fake_plex_tv_keeps_to_the_contract() {
         "not logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_groups_open_group_restricted_clients_to_owners_only() {
+    let (fake, server) = setup("owner_groups = [\"admins\"]\n").await;
+    let admins_only = Rp {
+        id: ADMINS_ONLY,
+        secret: ADMINS_ONLY_SECRET,
+        redirect: ADMINS_ONLY_REDIRECT,
+    };
+    let browser = Browser::new();
+    let landing = PlexLanding::open(&server, &browser, admins_only, "openid").await;
+    landing.sign_in(&server, &fake, &browser, OWNER).await;
+
+    let browser = Browser::new();
+    let landing = PlexLanding::open(&server, &browser, admins_only, "openid").await;
+    let app = landing.start(&server, &browser).await;
+    fake.approve(&app.code, P_ALICE);
+    let page = landing.poll_until_settled(&server, &browser).await;
+    let j = page.json();
+    assert_eq!(
+        j["status"], "done",
+        "signed in, but this client says no: {j}"
+    );
+    let back = url::Url::parse(j["redirect"].as_str().unwrap()).unwrap();
+    let q = query(&back);
+    assert_eq!(
+        q.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{back}"
+    );
+    assert!(!q.contains_key("code"), "{back}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_none_never_goes_to_plex_and_respects_a_lost_share() {
+    let fake = FakePlex::start().await;
+    let server = start_doorman(
+        &fake,
+        "",
+        "mode = \"redirect\"\n",
+        "[login]\nmethods = [\"plex\"]\n",
+    )
+    .await;
+    let browser = Browser::new();
+    let silent = |browser: Browser| {
+        let (_, challenge) = pkce_pair();
+        let url = server.authorize_url(
+            RP,
+            RP_REDIRECT,
+            "openid",
+            "st",
+            None,
+            Some(&challenge),
+            &[("prompt", "none")],
+        );
+        async move { browser.get(&url).await }
+    };
+    let page = silent(browser.clone()).await;
+    page.assert_status(302);
+    let back = page.redirect();
+    assert!(
+        back.as_str().starts_with(RP_REDIRECT),
+        "not to Plex: {back}"
+    );
+    assert_eq!(
+        query(&back).get("error").map(String::as_str),
+        Some("login_required")
+    );
+    assert!(fake.pins().is_empty(), "no PIN for prompt=none");
+
+    // Signed in, prompt=none answers with a code; once the share is gone (and re-checked),
+    // with login_required.
+    let (landing, page) = PlexLanding::authorize(&server, &browser, RP_CLIENT, "openid").await;
+    let app = AuthApp::parse(page.header("location").unwrap());
+    fake.approve(&app.code, P_ALICE);
+    server.clock.advance(1);
+    let page = browser.get(&app.forward_url()).await;
+    landing.code_from(&server, &page.redirect());
+    let page = silent(browser.clone()).await;
+    assert!(
+        query(&page.redirect()).contains_key("code"),
+        "{:?}",
+        page.location()
+    );
+    fake.share(P_ALICE, false);
+    server.clock.advance(3601);
+    let page = silent(browser.clone()).await;
+    assert_eq!(
+        query(&page.redirect()).get("error").map(String::as_str),
+        Some("login_required"),
+        "{:?}",
+        page.location()
+    );
+}
+
+/// A slow poll of an old PIN must not clobber the PIN a retry just made: the user approves the
+/// code they see (the new one), so that is the one that has to count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "BUG: a poll still waiting on plex.tv for the flow's old PIN deletes (404) or writes back (429) the PIN row after a new start replaced it, so approving the new PIN never signs in"]
+async fn a_retry_during_a_slow_poll_keeps_the_new_pin() {
+    let (fake, server) = setup("").await;
+    let browser = Browser::new();
+    let landing = PlexLanding::open(&server, &browser, RP_CLIENT, "openid").await;
+    landing.start(&server, &browser).await;
+    // plex.tv answers the poll of the first PIN late, with 404 (gone at Plex).
+    fake.fault_delayed("/api/v2/pins/", 404, 1, None, 600);
+    server.clock.advance(1);
+    let slow = {
+        let (url, browser, flow, csrf) = (
+            server.url("/login/plex/poll"),
+            browser.clone(),
+            landing.flow.clone(),
+            landing.csrf.clone(),
+        );
+        tokio::spawn(async move {
+            browser
+                .post_form(&url, &[("flow", &flow), ("csrf", &csrf)])
+                .await
+        })
+    };
+    // Once plex.tv has the slow poll in hand...
+    let first = fake.pins()[0].id;
+    for _ in 0..200 {
+        if !pin_polls(&fake, first).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pin_polls(&fake, first).len(), 1);
+    // ...the user starts again ("continue in this tab", or "Try again").
+    let second = landing.start(&server, &browser).await;
+    let old = slow.await.unwrap();
+    assert_eq!(old.json()["status"], "expired", "{}", old.text);
+
+    fake.approve(&second.code, P_ALICE);
+    let back = landing.poll_until_done(&server, &browser).await;
+    landing.code_from(&server, &back);
+}

@@ -158,7 +158,12 @@ struct Fault {
     status: u16,
     times: u32,
     retry_after: Option<u64>,
+    delay_ms: u64,
 }
+
+/// How long the fake waits before sending a faulty answer (set on the response by `route`).
+#[derive(Debug, Clone, Copy)]
+struct FaultDelay(u64);
 
 #[derive(Debug)]
 struct Inner {
@@ -339,11 +344,24 @@ impl FakePlex {
     /// The next `times` requests whose path starts with `path_prefix` answer `status` (with
     /// `Retry-After` when given). Later faults for the same prefix queue behind earlier ones.
     pub fn fault(&self, path_prefix: &str, status: u16, times: u32, retry_after: Option<u64>) {
+        self.fault_delayed(path_prefix, status, times, retry_after, 0);
+    }
+
+    /// Like `fault`, and each faulty answer comes `delay_ms` late (a slow plex.tv).
+    pub fn fault_delayed(
+        &self,
+        path_prefix: &str,
+        status: u16,
+        times: u32,
+        retry_after: Option<u64>,
+        delay_ms: u64,
+    ) {
         self.lock().faults.push(Fault {
             path_prefix: path_prefix.to_string(),
             status,
             times,
             retry_after,
+            delay_ms,
         });
     }
 
@@ -674,6 +692,10 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         status: resp.status().as_u16(),
         at: Instant::now(),
     });
+    // A slow answer: logged when it arrived, sent late.
+    if let Some(FaultDelay(ms)) = resp.extensions().get::<FaultDelay>().copied() {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     resp
 }
 
@@ -719,6 +741,7 @@ fn route(
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(after));
         }
+        resp.extensions_mut().insert(FaultDelay(f.delay_ms));
         return resp;
     }
     if !path.starts_with("/api/") {
