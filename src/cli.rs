@@ -221,14 +221,36 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let config = load_config(&cli)?;
             let defaults = crate::plex::client::Defaults::default();
             let (base, product, id) = match &config.plex {
-                Some(p) => (p.api_base.clone(), p.product.clone(), p.client_identifier.clone().unwrap_or_else(|| defaults.client_identifier.clone())),
-                None => (defaults.api_base.clone(), defaults.product.clone(), defaults.client_identifier.clone()),
+                Some(p) => (
+                    p.api_base.clone(),
+                    p.product.clone(),
+                    p.client_identifier
+                        .clone()
+                        .unwrap_or_else(|| defaults.client_identifier.clone()),
+                ),
+                None => (
+                    defaults.api_base.clone(),
+                    defaults.product.clone(),
+                    defaults.client_identifier.clone(),
+                ),
             };
-            let client = crate::plex::PlexClient::new(base, id, product).map_err(|e| e.to_string())?;
-            let resources = client.resources(token).await.map_err(|e| format!("cannot list servers: {e}"))?;
-            println!("{:<32} {:<44} OWNED", "NAME", "MACHINE IDENTIFIER (for [plex] servers)");
+            let client =
+                crate::plex::PlexClient::new(base, id, product).map_err(|e| e.to_string())?;
+            let resources = client
+                .resources(token)
+                .await
+                .map_err(|e| format!("cannot list servers: {e}"))?;
+            println!(
+                "{:<32} {:<44} OWNED",
+                "NAME", "MACHINE IDENTIFIER (for [plex] servers)"
+            );
             for r in resources.iter().filter(|r| r.is_server()) {
-                println!("{:<32} {:<44} {}", r.name.clone().unwrap_or_default(), r.client_identifier.clone().unwrap_or_default(), if r.owned == Some(true) { "yes" } else { "no" });
+                println!(
+                    "{:<32} {:<44} {}",
+                    r.name.clone().unwrap_or_default(),
+                    r.client_identifier.clone().unwrap_or_default(),
+                    if r.owned == Some(true) { "yes" } else { "no" }
+                );
             }
             Ok(())
         }
@@ -357,9 +379,18 @@ async fn user_command(
             if plex_id.is_empty() || !plex_id.chars().all(|c| c.is_ascii_digit()) {
                 return Err(format!("{plex_id:?} is not a Plex account id (digits; the log line about the email clash names it)"));
             }
-            if let Some(existing) = store.get_identity(crate::plex::PROVIDER, plex_id).await.map_err(|e| e.to_string())? {
+            if let Some(existing) = store
+                .get_identity(crate::plex::PROVIDER, plex_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 if existing.user_id != user.id {
-                    let other = store.get_user(&existing.user_id).await.map_err(|e| e.to_string())?.map(|u| u.username).unwrap_or_default();
+                    let other = store
+                        .get_user(&existing.user_id)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(|u| u.username)
+                        .unwrap_or_default();
                     return Err(format!("Plex account {plex_id} is already linked to {other}; delete or relink that user first"));
                 }
                 println!("{name} is already linked to Plex account {plex_id}");

@@ -119,7 +119,11 @@ fn load_key(key: &SigningKey) -> Result<LoadedKey, KeyError> {
 
 /// The DER inside a PEM block.
 fn pem_body(pem: &str) -> Option<Vec<u8>> {
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
     STANDARD.decode(b64).ok()
 }
 
@@ -272,7 +276,12 @@ fn sign_with<T: Serialize>(
     jws.push_str(&b64_json(claims)?);
     let mut signature = vec![0u8; key.pair.public_modulus_len()];
     key.pair
-        .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), jws.as_bytes(), &mut signature)
+        .sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            jws.as_bytes(),
+            &mut signature,
+        )
         .map_err(|e| KeyError::Sign(e.to_string()))?;
     jws.push('.');
     jws.push_str(&URL_SAFE_NO_PAD.encode(signature));
@@ -349,7 +358,12 @@ mod tests {
         let key = generate(1000).unwrap();
         let set = KeySet::build(std::slice::from_ref(&key), 1000).unwrap();
         let loaded = set.active.clone().unwrap();
-        let token = sign_with(&loaded, Some("JWT"), &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64})).unwrap();
+        let token = sign_with(
+            &loaded,
+            Some("JWT"),
+            &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
+        )
+        .unwrap();
         let jwks: JwkSet = serde_json::from_str(&set.jwks_json).unwrap();
         let decoding = DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
         let mut v = Validation::new(Algorithm::RS256);

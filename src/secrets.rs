@@ -89,8 +89,11 @@ impl SecretBox {
         let mut h = Sha256::new();
         h.update(b"doorman secret box v1\0");
         h.update(secret_key.as_bytes());
-        let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &h.finalize()).ok()?;
-        Some(SecretBox { key: aws_lc_rs::aead::LessSafeKey::new(key) })
+        let key =
+            aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &h.finalize()).ok()?;
+        Some(SecretBox {
+            key: aws_lc_rs::aead::LessSafeKey::new(key),
+        })
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Option<Vec<u8>> {
@@ -98,7 +101,11 @@ impl SecretBox {
         rand::rng().fill_bytes(&mut nonce);
         let mut buf = plaintext.to_vec();
         self.key
-            .seal_in_place_append_tag(aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce), aws_lc_rs::aead::Aad::empty(), &mut buf)
+            .seal_in_place_append_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::empty(),
+                &mut buf,
+            )
             .ok()?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -110,7 +117,10 @@ impl SecretBox {
         let (nonce, ciphertext) = sealed.split_at_checked(aws_lc_rs::aead::NONCE_LEN)?;
         let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = ciphertext.to_vec();
-        let plain = self.key.open_in_place(nonce, aws_lc_rs::aead::Aad::empty(), &mut buf).ok()?;
+        let plain = self
+            .key
+            .open_in_place(nonce, aws_lc_rs::aead::Aad::empty(), &mut buf)
+            .ok()?;
         Some(plain.to_vec())
     }
 }

@@ -55,7 +55,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    Ok(Arc::new(crate::store::cached::CachedStore::new(Arc::new(store))))
+    Ok(Arc::new(crate::store::cached::CachedStore::new(Arc::new(
+        store,
+    ))))
 }
 
 /// Everything the handlers need, from a validated config.
@@ -127,19 +129,29 @@ pub fn secret_key(config: &Config) -> Result<String, StartError> {
         return Ok(k.clone());
     }
     let path = config.data_dir.join("secret_key");
-    let fail = |e: std::io::Error| StartError::Other(format!("secret key file {}: {e}", path.display()));
+    let fail =
+        |e: std::io::Error| StartError::Other(format!("secret key file {}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
         Ok(k) if k.trim().len() >= 32 => {
             tracing::warn!(path = %path.display(), "secret_key is not configured: using the generated key beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens. Set secret_key (or secret_key_file) to keep them apart");
             Ok(k.trim().to_string())
         }
-        Ok(_) => Err(StartError::Other(format!("secret key file {} is too short; delete it to generate a new one, or set secret_key", path.display()))),
+        Ok(_) => Err(StartError::Other(format!(
+            "secret key file {} is too short; delete it to generate a new one, or set secret_key",
+            path.display()
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::create_dir_all(&config.data_dir).map_err(fail)?;
-            let key = crate::secrets::to_hex(&crate::secrets::digest(&crate::secrets::random_token()));
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(fail)?;
+            let key =
+                crate::secrets::to_hex(&crate::secrets::digest(&crate::secrets::random_token()));
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(fail)?;
             f.write_all(key.as_bytes()).map_err(fail)?;
             tracing::warn!(path = %path.display(), "secret_key is not configured: generated one beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens. Set secret_key (or secret_key_file) to keep them apart");
             Ok(key)
@@ -148,20 +160,39 @@ pub fn secret_key(config: &Config) -> Result<String, StartError> {
     }
 }
 
-async fn build_plex(config: &Config, store: Arc<dyn Store>) -> Result<Option<Arc<crate::plex::PlexService>>, StartError> {
-    let Some(plex) = &config.plex else { return Ok(None) };
-    let cipher = crate::secrets::SecretBox::new(&secret_key(config)?).ok_or_else(|| StartError::Other("cannot set up token encryption".into()))?;
+async fn build_plex(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> Result<Option<Arc<crate::plex::PlexService>>, StartError> {
+    let Some(plex) = &config.plex else {
+        return Ok(None);
+    };
+    let cipher = crate::secrets::SecretBox::new(&secret_key(config)?)
+        .ok_or_else(|| StartError::Other("cannot set up token encryption".into()))?;
     // One identifier for every call, kept across restarts and shared by replicas: plex.tv
     // refuses to answer a PIN poll made under another one.
     let client_identifier = match &plex.client_identifier {
         Some(id) => id.clone(),
         None => store
-            .init_setting("plex_client_identifier", &format!("doorman-{}", crate::secrets::random_id(12)))
+            .init_setting(
+                "plex_client_identifier",
+                &format!("doorman-{}", crate::secrets::random_id(12)),
+            )
             .await
             .map_err(|e| StartError::Other(format!("store: {e}")))?,
     };
-    let client = crate::plex::PlexClient::new(plex.api_base.clone(), client_identifier, plex.product.clone()).map_err(|e| StartError::Other(e.to_string()))?;
-    Ok(Some(Arc::new(crate::plex::PlexService::new(client, plex.clone(), store, cipher))))
+    let client = crate::plex::PlexClient::new(
+        plex.api_base.clone(),
+        client_identifier,
+        plex.product.clone(),
+    )
+    .map_err(|e| StartError::Other(e.to_string()))?;
+    Ok(Some(Arc::new(crate::plex::PlexService::new(
+        client,
+        plex.clone(),
+        store,
+        cipher,
+    ))))
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
@@ -175,7 +206,11 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn not_found() -> crate::error::WebError {
-    crate::error::WebError::page(StatusCode::NOT_FOUND, "Not found", "There is nothing at this address.")
+    crate::error::WebError::page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is nothing at this address.",
+    )
 }
 
 pub fn router(state: AppState) -> Router {

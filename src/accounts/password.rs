@@ -60,8 +60,13 @@ impl PasswordHasher {
     pub fn new(params: Params, concurrency: usize) -> Result<PasswordHasher, PasswordError> {
         // With other parameters (tests), a dummy of those parameters keeps the timing equal.
         let owasp = owasp_params()?;
-        let same = (params.m_cost(), params.t_cost(), params.p_cost()) == (owasp.m_cost(), owasp.t_cost(), owasp.p_cost());
-        let dummy = if same { DUMMY_HASH.to_string() } else { hash_blocking(&params, &crate::secrets::random_token())? };
+        let same = (params.m_cost(), params.t_cost(), params.p_cost())
+            == (owasp.m_cost(), owasp.t_cost(), owasp.p_cost());
+        let dummy = if same {
+            DUMMY_HASH.to_string()
+        } else {
+            hash_blocking(&params, &crate::secrets::random_token())?
+        };
         Ok(PasswordHasher {
             params,
             permits: tokio::sync::Semaphore::new(concurrency.max(1)),
@@ -128,7 +133,10 @@ mod tests {
     fn dummy_hash_has_the_owasp_parameters() {
         let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
         let (p, o) = (Params::try_from(&parsed).unwrap(), owasp_params().unwrap());
-        assert_eq!((p.m_cost(), p.t_cost(), p.p_cost()), (o.m_cost(), o.t_cost(), o.p_cost()));
+        assert_eq!(
+            (p.m_cost(), p.t_cost(), p.p_cost()),
+            (o.m_cost(), o.t_cost(), o.p_cost())
+        );
         assert!(!verify_blocking(&owasp_params().unwrap(), DUMMY_HASH, ""));
     }
 

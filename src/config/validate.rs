@@ -183,7 +183,12 @@ const PLEX_SERVERS_HELP: &str = "list the machineIdentifier of each Plex server 
     (machineIdentifier) or with `doorman plex servers --token <your Plex token>`";
 
 fn plex(errors: &mut Vec<ConfigError>, p: file::Plex) -> PlexConfig {
-    let servers: Vec<String> = p.servers.unwrap_or_default().into_iter().map(|s| s.trim().to_string()).collect();
+    let servers: Vec<String> = p
+        .servers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .collect();
     if servers.is_empty() && !reported(errors, "plex.servers") {
         push(errors, "plex.servers", PLEX_SERVERS_HELP);
     }
@@ -195,7 +200,11 @@ fn plex(errors: &mut Vec<ConfigError>, p: file::Plex) -> PlexConfig {
     let url = |errors: &mut Vec<ConfigError>, key: &str, v: Option<String>, default: &str| {
         let text = v.unwrap_or_else(|| default.to_string());
         match Url::parse(text.trim()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.fragment().is_none() => {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.query().is_none()
+                    && u.fragment().is_none() =>
+            {
                 let mut u = u;
                 if let Some(path) = u.path().strip_suffix('/').filter(|p| !p.is_empty()) {
                     let path = path.to_string();
@@ -211,32 +220,68 @@ fn plex(errors: &mut Vec<ConfigError>, p: file::Plex) -> PlexConfig {
         }
     };
     let api_base = url(errors, "plex.api_base", p.api_base, "https://plex.tv");
-    let auth_app_url = url(errors, "plex.auth_app_url", p.auth_app_url, "https://app.plex.tv/auth");
+    let auth_app_url = url(
+        errors,
+        "plex.auth_app_url",
+        p.auth_app_url,
+        "https://app.plex.tv/auth",
+    );
     let mode = match p.mode.as_deref() {
         None | Some("popup") => PlexMode::Popup,
         Some("redirect") => PlexMode::Redirect,
         Some(other) => {
-            push(errors, "plex.mode", format!("unknown mode \"{other}\"; use \"popup\" (the default) or \"redirect\""));
+            push(
+                errors,
+                "plex.mode",
+                format!("unknown mode \"{other}\"; use \"popup\" (the default) or \"redirect\""),
+            );
             PlexMode::Popup
         }
     };
     let product = p.product.unwrap_or_else(|| "doorman".to_string());
     if product.trim().is_empty() {
-        push(errors, "plex.product", "must not be empty; it is shown in the user's Plex devices");
+        push(
+            errors,
+            "plex.product",
+            "must not be empty; it is shown in the user's Plex devices",
+        );
     }
     if let Some(id) = &p.client_identifier {
         if id.trim().is_empty() || id.len() > 128 {
-            push(errors, "plex.client_identifier", "must be 1-128 characters; remove it to let doorman generate and keep one");
+            push(
+                errors,
+                "plex.client_identifier",
+                "must be 1-128 characters; remove it to let doorman generate and keep one",
+            );
         }
     }
-    let recheck_after = dur(errors, "plex.recheck_after", p.recheck_after.as_deref(), Duration::from_secs(3600)).unwrap_or(Duration::from_secs(3600));
-    let recheck_grace = dur(errors, "plex.recheck_grace", p.recheck_grace.as_deref(), Duration::from_secs(6 * 3600)).unwrap_or(Duration::from_secs(6 * 3600));
+    let recheck_after = dur(
+        errors,
+        "plex.recheck_after",
+        p.recheck_after.as_deref(),
+        Duration::from_secs(3600),
+    )
+    .unwrap_or(Duration::from_secs(3600));
+    let recheck_grace = dur(
+        errors,
+        "plex.recheck_grace",
+        p.recheck_grace.as_deref(),
+        Duration::from_secs(6 * 3600),
+    )
+    .unwrap_or(Duration::from_secs(6 * 3600));
     let groups = p.groups.unwrap_or_else(|| vec!["plex".to_string()]);
     let owner_groups = p.owner_groups.unwrap_or_default();
-    for (key, list) in [("plex.groups", &groups), ("plex.owner_groups", &owner_groups)] {
+    for (key, list) in [
+        ("plex.groups", &groups),
+        ("plex.owner_groups", &owner_groups),
+    ] {
         for (i, g) in list.iter().enumerate() {
             if g.trim().is_empty() || g.contains(',') || g.chars().any(char::is_whitespace) {
-                push(errors, &format!("{key}[{i}]"), format!("\"{g}\" is not a group name (no spaces or commas)"));
+                push(
+                    errors,
+                    &format!("{key}[{i}]"),
+                    format!("\"{g}\" is not a group name (no spaces or commas)"),
+                );
             }
         }
     }
@@ -259,9 +304,17 @@ fn unreachable_url() -> Url {
     super::defaults().issuer
 }
 
-fn login_methods(errors: &mut Vec<ConfigError>, methods: Option<Vec<String>>, plex: bool) -> Vec<LoginMethod> {
+fn login_methods(
+    errors: &mut Vec<ConfigError>,
+    methods: Option<Vec<String>>,
+    plex: bool,
+) -> Vec<LoginMethod> {
     let Some(list) = methods else {
-        return if plex { vec![LoginMethod::Password, LoginMethod::Plex] } else { vec![LoginMethod::Password] };
+        return if plex {
+            vec![LoginMethod::Password, LoginMethod::Plex]
+        } else {
+            vec![LoginMethod::Password]
+        };
     };
     let mut out = Vec::new();
     for (i, m) in list.iter().enumerate() {
@@ -273,7 +326,11 @@ fn login_methods(errors: &mut Vec<ConfigError>, methods: Option<Vec<String>>, pl
                 continue;
             }
             other => {
-                push(errors, &format!("login.methods[{i}]"), format!("unknown method \"{other}\"; use \"password\" and/or \"plex\""));
+                push(
+                    errors,
+                    &format!("login.methods[{i}]"),
+                    format!("unknown method \"{other}\"; use \"password\" and/or \"plex\""),
+                );
                 continue;
             }
         };
@@ -282,7 +339,11 @@ fn login_methods(errors: &mut Vec<ConfigError>, methods: Option<Vec<String>>, pl
         }
     }
     if list.is_empty() {
-        push(errors, "login.methods", "an empty list lets nobody sign in; use [\"password\"], [\"plex\"] or both");
+        push(
+            errors,
+            "login.methods",
+            "an empty list lets nobody sign in; use [\"password\"], [\"plex\"] or both",
+        );
     }
     out
 }

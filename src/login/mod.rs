@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::config::LoginMethod;
 use crate::error::WebError;
 use crate::oidc::authorize::{error_redirect, user_allowed, AuthorizeRequest};
 use crate::oidc::error::OAuthError;
@@ -22,7 +23,6 @@ use crate::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
 use crate::state::AppState;
 use crate::store::{Flow, Session, User};
 use crate::web::{ClientIp, Cookies};
-use crate::config::LoginMethod;
 use ratelimit::Verdict;
 
 pub mod paths {
@@ -95,7 +95,13 @@ pub async fn begin(
     let mut resp = if plex::redirect_mode(state) {
         plex::redirect_to_plex(state, &flow, &flow_id).await?
     } else {
-        let page = LoginView { purpose: &purpose, flow_id: &flow_id, browser: &browser, username: login_hint.as_deref().unwrap_or(""), error: None };
+        let page = LoginView {
+            purpose: &purpose,
+            flow_id: &flow_id,
+            browser: &browser,
+            username: login_hint.as_deref().unwrap_or(""),
+            error: None,
+        };
         render_login(state, &page, StatusCode::OK)
     };
     if new_browser {
@@ -124,7 +130,9 @@ pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: Statu
             .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
         FlowPurpose::SignIn { .. } => None,
     };
-    let csrf = state.csrf.token(&flow_purpose_key(view.flow_id), view.browser);
+    let csrf = state
+        .csrf
+        .token(&flow_purpose_key(view.flow_id), view.browser);
     let methods = &state.config.login.methods;
     let html = state.templates.render(
         "login.html",
@@ -171,13 +179,23 @@ async fn password(
 ) -> Result<Response, WebError> {
     let now = state.now();
     if !state.config.login.methods.contains(&LoginMethod::Password) {
-        return Err(WebError::page(StatusCode::FORBIDDEN, "Password sign-in is turned off", "Use the other sign-in option on the previous page."));
+        return Err(WebError::page(
+            StatusCode::FORBIDDEN,
+            "Password sign-in is turned off",
+            "Use the other sign-in option on the previous page.",
+        ));
     }
     let (flow, purpose, browser) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
     let ip = ip.to_string();
     let username = form.username.trim().to_string();
     let view = |username: &str, error: Option<&str>, status| {
-        let v = LoginView { purpose: &purpose, flow_id: &form.flow, browser: &browser, username, error };
+        let v = LoginView {
+            purpose: &purpose,
+            flow_id: &form.flow,
+            browser: &browser,
+            username,
+            error,
+        };
         render_login(&state, &v, status)
     };
     if username.is_empty() || username.len() > 254 || form.password.len() > 1024 {
@@ -190,7 +208,10 @@ async fn password(
     };
     // The per-account counter is keyed on the account, so its username and its email share
     // one budget; unknown names are counted as typed.
-    let account = user.as_ref().map(|u| u.id.clone()).unwrap_or_else(|| username.to_lowercase());
+    let account = user
+        .as_ref()
+        .map(|u| u.id.clone())
+        .unwrap_or_else(|| username.to_lowercase());
     if let Verdict::Limited(wait) = state.limiter.check(&ip, &account, now) {
         tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, outcome = "rate_limited");
         let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
@@ -211,7 +232,11 @@ async fn password(
         _ => {
             state.limiter.record_failure(&ip, &account, now);
             tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, client = %client_of(&purpose), outcome = "failure");
-            return Ok(view(&username, Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
+            return Ok(view(
+                &username,
+                Some(GENERIC_FAILURE),
+                StatusCode::UNAUTHORIZED,
+            ));
         }
     };
     state.limiter.record_success(&account);
@@ -236,7 +261,14 @@ pub(crate) async fn signed_in(
     if let Some(old) = cookies.get(SESSION_COOKIE) {
         session::end(&*state.store, old).await?;
     }
-    let (cookie_value, session) = session::start(&*state.store, &state.config, user, vec![method.to_string()], state.now()).await?;
+    let (cookie_value, session) = session::start(
+        &*state.store,
+        &state.config,
+        user,
+        vec![method.to_string()],
+        state.now(),
+    )
+    .await?;
     state.store.delete_flow(&flow.id_hash).await?;
     let url = completion_url(state, purpose, &session, user).await?;
     Ok((session::session_cookie(&state.config, &cookie_value), url))
@@ -273,7 +305,11 @@ fn forged() -> WebError {
 }
 
 /// The pending flow `flow_id`, only if it was started by this browser (cookie `browser`).
-pub(crate) async fn load_browser_flow(state: &AppState, browser: &str, flow_id: &str) -> Result<(Flow, FlowPurpose), WebError> {
+pub(crate) async fn load_browser_flow(
+    state: &AppState,
+    browser: &str,
+    flow_id: &str,
+) -> Result<(Flow, FlowPurpose), WebError> {
     let expired = || {
         WebError::page(
             StatusCode::BAD_REQUEST,
@@ -322,10 +358,18 @@ pub async fn completion_url(
 
 /// The SSO session behind this browser's cookie, if it is live and its user still allowed (a
 /// federation may have withdrawn access since: Plex re-checks). A withdrawn session ends here.
-pub async fn live_session(state: &AppState, cookies: &Cookies) -> Result<Option<(Session, User)>, WebError> {
-    let Some(cookie) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
+pub async fn live_session(
+    state: &AppState,
+    cookies: &Cookies,
+) -> Result<Option<(Session, User)>, WebError> {
+    let Some(cookie) = cookies.get(SESSION_COOKIE) else {
+        return Ok(None);
+    };
     let now = state.now();
-    let Some((session, user)) = session::lookup(&*state.store, &state.config, cookie, now).await? else { return Ok(None) };
+    let Some((session, user)) = session::lookup(&*state.store, &state.config, cookie, now).await?
+    else {
+        return Ok(None);
+    };
     if !state.provider.still_allowed(&user, &session.amr, now).await {
         session::end(&*state.store, cookie).await?;
         return Ok(None);

@@ -21,7 +21,9 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 use tower_governor::{GovernorError, GovernorLayer};
 
-use super::{append_cookie, load_browser_flow, load_flow, render_login, signed_in, FlowPurpose, LoginView};
+use super::{
+    append_cookie, load_browser_flow, load_flow, render_login, signed_in, FlowPurpose, LoginView,
+};
 use crate::config::{LoginMethod, PlexMode};
 use crate::error::WebError;
 use crate::plex::{auth_app_url_for, PlexError, SignInError};
@@ -64,7 +66,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         })
         .finish();
     if let Some(config) = config {
-        router = router.merge(limited.layer(GovernorLayer { config: Arc::new(config) }));
+        router = router.merge(limited.layer(GovernorLayer {
+            config: Arc::new(config),
+        }));
     } else {
         router = router.merge(limited);
     }
@@ -81,26 +85,40 @@ struct ClientIpKey {
 impl KeyExtractor for ClientIpKey {
     type Key = IpAddr;
     fn extract<T>(&self, req: &Request<T>) -> Result<IpAddr, GovernorError> {
-        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         Ok(crate::web::client_ip(peer, req.headers(), &self.trusted))
     }
 }
 
 /// Plex-only sites in redirect mode send the browser to Plex from /authorize.
 pub fn redirect_mode(state: &AppState) -> bool {
-    state.plex.as_ref().is_some_and(|p| p.config.mode == PlexMode::Redirect)
+    state
+        .plex
+        .as_ref()
+        .is_some_and(|p| p.config.mode == PlexMode::Redirect)
         && state.config.login.methods == [LoginMethod::Plex]
 }
 
 fn plex_enabled(state: &AppState) -> Result<&crate::plex::PlexService, WebError> {
     match &state.plex {
         Some(p) if state.config.login.methods.contains(&LoginMethod::Plex) => Ok(p),
-        _ => Err(WebError::page(StatusCode::NOT_FOUND, "Sign in with Plex is not enabled", "Use the other sign-in option on the previous page.")),
+        _ => Err(WebError::page(
+            StatusCode::NOT_FOUND,
+            "Sign in with Plex is not enabled",
+            "Use the other sign-in option on the previous page.",
+        )),
     }
 }
 
 /// Creates a PIN for the flow (replacing an earlier one) and answers the Auth App URL.
-async fn new_pin(state: &AppState, flow: &Flow, forward_url: &str) -> Result<Result<String, &'static str>, WebError> {
+async fn new_pin(
+    state: &AppState,
+    flow: &Flow,
+    forward_url: &str,
+) -> Result<Result<String, &'static str>, WebError> {
     let plex = plex_enabled(state)?;
     let pin = match plex.client.create_pin().await {
         Ok(pin) => pin,
@@ -137,31 +155,52 @@ struct FlowForm {
 
 fn json_status(status: StatusCode, body: serde_json::Value) -> Response {
     let mut resp = (status, Json(body)).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 /// A page error as the JSON the landing page's script reads.
 fn json_error(e: WebError) -> Response {
     match e {
-        WebError::Page { status, title, message } => json_status(status, json!({"status": "error", "message": format!("{title}. {message}")})),
+        WebError::Page {
+            status,
+            title,
+            message,
+        } => json_status(
+            status,
+            json!({"status": "error", "message": format!("{title}. {message}")}),
+        ),
         other => {
             let resp = other.into_response();
-            json_status(resp.status(), json!({"status": "error", "message": "Something went wrong. Please try again."}))
+            json_status(
+                resp.status(),
+                json!({"status": "error", "message": "Something went wrong. Please try again."}),
+            )
         }
     }
 }
 
 /// POST /login/plex/start: a PIN for this flow and browser; answers the Plex URL for the popup.
-async fn start(State(state): State<AppState>, cookies: Cookies, Form(form): Form<FlowForm>) -> Response {
+async fn start(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    Form(form): Form<FlowForm>,
+) -> Response {
     let result = async {
         let (flow, _, _) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
         new_pin(&state, &flow, &state.url(paths::DONE)).await
     }
     .await;
     match result {
-        Ok(Ok(url)) => json_status(StatusCode::OK, json!({"status": "started", "auth_url": url})),
-        Ok(Err(message)) => json_status(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable", "message": message})),
+        Ok(Ok(url)) => json_status(
+            StatusCode::OK,
+            json!({"status": "started", "auth_url": url}),
+        ),
+        Ok(Err(message)) => json_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "message": message}),
+        ),
         Err(e) => json_error(e),
     }
 }
@@ -170,7 +209,10 @@ async fn start(State(state): State<AppState>, cookies: Cookies, Form(form): Form
 enum Poll {
     Pending(Option<&'static str>),
     /// Signed in: the session cookie to set and where to go.
-    Done { cookie: String, redirect: String },
+    Done {
+        cookie: String,
+        redirect: String,
+    },
     Expired,
     Denied,
     Failed(&'static str),
@@ -178,13 +220,22 @@ enum Poll {
 
 /// Asks plex.tv about the flow's PIN if this is the moment to (at most once a second per PIN,
 /// across every page poll and replica), and finishes the sign-in once Plex says yes.
-async fn poll_once(state: &AppState, cookies: &Cookies, flow: &Flow, purpose: &FlowPurpose) -> Result<Poll, WebError> {
+async fn poll_once(
+    state: &AppState,
+    cookies: &Cookies,
+    flow: &Flow,
+    purpose: &FlowPurpose,
+) -> Result<Poll, WebError> {
     let plex = plex_enabled(state)?;
     let Some(pin) = state.store.get_plex_pin(&flow.id_hash).await? else {
-        return Ok(Poll::Failed("No Plex sign-in is in progress here. Start again."));
+        return Ok(Poll::Failed(
+            "No Plex sign-in is in progress here. Start again.",
+        ));
     };
     if !crate::secrets::digest_eq(&pin.browser_hash, &flow.browser_hash) {
-        return Ok(Poll::Failed("No Plex sign-in is in progress here. Start again."));
+        return Ok(Poll::Failed(
+            "No Plex sign-in is in progress here. Start again.",
+        ));
     }
     let now = state.now();
     if now >= pin.expires_at {
@@ -192,7 +243,11 @@ async fn poll_once(state: &AppState, cookies: &Cookies, flow: &Flow, purpose: &F
         return Ok(Poll::Expired);
     }
     let now_ms = state.now_ms();
-    if !state.store.claim_plex_poll(&flow.id_hash, now_ms, now_ms + POLL_EVERY_MS).await? {
+    if !state
+        .store
+        .claim_plex_poll(&flow.id_hash, now_ms, now_ms + POLL_EVERY_MS)
+        .await?
+    {
         return Ok(Poll::Pending(None));
     }
     let token = match plex.client.check_pin(pin.pin_id).await {
@@ -203,8 +258,13 @@ async fn poll_once(state: &AppState, cookies: &Cookies, flow: &Flow, purpose: &F
             return Ok(Poll::Expired);
         }
         Err(PlexError::RateLimited(after)) => {
-            let wait_ms = i64::try_from(after.unwrap_or(2).max(2)).unwrap_or(2).saturating_mul(1000);
-            let later = PlexPin { next_poll_ms: now_ms + wait_ms, ..pin };
+            let wait_ms = i64::try_from(after.unwrap_or(2).max(2))
+                .unwrap_or(2)
+                .saturating_mul(1000);
+            let later = PlexPin {
+                next_poll_ms: now_ms + wait_ms,
+                ..pin
+            };
             state.store.put_plex_pin(&later).await?;
             tracing::warn!(wait_ms, "plex.tv rate-limited a PIN poll; backing off");
             return Ok(Poll::Pending(Some("Plex is busy; still waiting…")));
@@ -228,7 +288,9 @@ async fn poll_once(state: &AppState, cookies: &Cookies, flow: &Flow, purpose: &F
         }
         Err(SignInError::Revoked) => {
             state.store.delete_plex_pin(&flow.id_hash).await?;
-            return Ok(Poll::Failed("Plex did not accept this sign-in. Please try again."));
+            return Ok(Poll::Failed(
+                "Plex did not accept this sign-in. Please try again.",
+            ));
         }
         Err(SignInError::Disabled) => {
             state.store.delete_plex_pin(&flow.id_hash).await?;
@@ -239,56 +301,98 @@ async fn poll_once(state: &AppState, cookies: &Cookies, flow: &Flow, purpose: &F
     };
     state.store.delete_plex_pin(&flow.id_hash).await?;
     tracing::info!(target: "audit", event = "sign_in", method = "plex", user = %user.username, client = %super::client_of(purpose), outcome = "success");
-    let (cookie, redirect) = signed_in(state, cookies, flow, purpose, &user, crate::plex::AMR).await?;
+    let (cookie, redirect) =
+        signed_in(state, cookies, flow, purpose, &user, crate::plex::AMR).await?;
     Ok(Poll::Done { cookie, redirect })
 }
 
 /// POST /login/plex/poll: the landing page asks about once a second.
-async fn poll(State(state): State<AppState>, cookies: Cookies, Form(form): Form<FlowForm>) -> Response {
+async fn poll(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    Form(form): Form<FlowForm>,
+) -> Response {
     let result = async {
         let (flow, purpose, _) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
         poll_once(&state, &cookies, &flow, &purpose).await
     }
     .await;
     match result {
-        Ok(Poll::Pending(notice)) => json_status(StatusCode::OK, json!({"status": "pending", "message": notice})),
+        Ok(Poll::Pending(notice)) => json_status(
+            StatusCode::OK,
+            json!({"status": "pending", "message": notice}),
+        ),
         Ok(Poll::Done { cookie, redirect }) => {
-            let mut resp = json_status(StatusCode::OK, json!({"status": "done", "redirect": redirect}));
+            let mut resp = json_status(
+                StatusCode::OK,
+                json!({"status": "done", "redirect": redirect}),
+            );
             append_cookie(&mut resp, &cookie);
             resp
         }
-        Ok(Poll::Expired) => json_status(StatusCode::OK, json!({"status": "expired", "message": EXPIRED})),
-        Ok(Poll::Denied) => json_status(StatusCode::FORBIDDEN, json!({"status": "denied", "message": DENIED})),
-        Ok(Poll::Failed(message)) => json_status(StatusCode::OK, json!({"status": "error", "message": message})),
+        Ok(Poll::Expired) => json_status(
+            StatusCode::OK,
+            json!({"status": "expired", "message": EXPIRED}),
+        ),
+        Ok(Poll::Denied) => json_status(
+            StatusCode::FORBIDDEN,
+            json!({"status": "denied", "message": DENIED}),
+        ),
+        Ok(Poll::Failed(message)) => json_status(
+            StatusCode::OK,
+            json!({"status": "error", "message": message}),
+        ),
         Err(e) => json_error(e),
     }
 }
 
 /// POST /login/plex/redirect: "continue in this tab" (popups blocked, phones).
-async fn same_tab(State(state): State<AppState>, cookies: Cookies, Form(form): Form<FlowForm>) -> Result<Response, WebError> {
+async fn same_tab(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    Form(form): Form<FlowForm>,
+) -> Result<Response, WebError> {
     let (flow, purpose, browser) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
     match new_pin(&state, &flow, &return_url(&state, &form.flow)).await? {
         Ok(url) => Ok(Redirect::to(&url).into_response()),
         Err(message) => {
-            let view = LoginView { purpose: &purpose, flow_id: &form.flow, browser: &browser, username: "", error: Some(message) };
+            let view = LoginView {
+                purpose: &purpose,
+                flow_id: &form.flow,
+                browser: &browser,
+                username: "",
+                error: Some(message),
+            };
             Ok(render_login(&state, &view, StatusCode::SERVICE_UNAVAILABLE))
         }
     }
 }
 
 fn return_url(state: &AppState, flow_id: &str) -> String {
-    let query: String = url::form_urlencoded::Serializer::new(String::new()).append_pair("flow", flow_id).finish();
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("flow", flow_id)
+        .finish();
     format!("{}?{query}", state.url(paths::RETURN))
 }
 
 /// `plex.mode = "redirect"`: /authorize answers with Plex itself (zero doorman pages).
-pub async fn redirect_to_plex(state: &AppState, flow: &Flow, flow_id: &str) -> Result<Response, WebError> {
+pub async fn redirect_to_plex(
+    state: &AppState,
+    flow: &Flow,
+    flow_id: &str,
+) -> Result<Response, WebError> {
     match new_pin(state, flow, &return_url(state, flow_id)).await? {
         Ok(url) => match HeaderValue::from_str(&url) {
             Ok(v) => Ok((StatusCode::FOUND, [(header::LOCATION, v)]).into_response()),
-            Err(_) => Err(WebError::Internal("the Plex URL is not a valid header".into())),
+            Err(_) => Err(WebError::Internal(
+                "the Plex URL is not a valid header".into(),
+            )),
         },
-        Err(message) => Err(WebError::page(StatusCode::SERVICE_UNAVAILABLE, "Plex is not responding", message)),
+        Err(message) => Err(WebError::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Plex is not responding",
+            message,
+        )),
     }
 }
 
@@ -300,9 +404,19 @@ struct ReturnQuery {
 /// GET /login/plex/return?flow=: back from Plex in the same tab. The flow must be this
 /// browser's; its PIN is looked up server-side. Plex may send the browser back a moment before
 /// the PIN reads as approved, so look a few times, a second apart.
-async fn plex_return(State(state): State<AppState>, cookies: Cookies, Query(q): Query<ReturnQuery>) -> Result<Response, WebError> {
+async fn plex_return(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    Query(q): Query<ReturnQuery>,
+) -> Result<Response, WebError> {
     let flow_id = q.flow.unwrap_or_default();
-    let forged = || WebError::page(StatusCode::FORBIDDEN, "This sign-in did not start in this browser", "Go back to the application and sign in again.");
+    let forged = || {
+        WebError::page(
+            StatusCode::FORBIDDEN,
+            "This sign-in did not start in this browser",
+            "Go back to the application and sign in again.",
+        )
+    };
     let browser = cookies.get(BROWSER_COOKIE).ok_or_else(forged)?.to_string();
     let (flow, purpose) = load_browser_flow(&state, &browser, &flow_id).await?;
     let mut outcome = Poll::Pending(None);
@@ -316,7 +430,13 @@ async fn plex_return(State(state): State<AppState>, cookies: Cookies, Query(q): 
         }
     }
     let page = |message: &str, status| {
-        let view = LoginView { purpose: &purpose, flow_id: &flow_id, browser: &browser, username: "", error: Some(message) };
+        let view = LoginView {
+            purpose: &purpose,
+            flow_id: &flow_id,
+            browser: &browser,
+            username: "",
+            error: Some(message),
+        };
         render_login(&state, &view, status)
     };
     Ok(match outcome {
@@ -325,7 +445,10 @@ async fn plex_return(State(state): State<AppState>, cookies: Cookies, Query(q): 
             append_cookie(&mut resp, &cookie);
             resp
         }
-        Poll::Pending(notice) => page(notice.unwrap_or("Plex has not confirmed the sign-in yet. Try again."), StatusCode::OK),
+        Poll::Pending(notice) => page(
+            notice.unwrap_or("Plex has not confirmed the sign-in yet. Try again."),
+            StatusCode::OK,
+        ),
         Poll::Expired => page(EXPIRED, StatusCode::OK),
         Poll::Denied => page(DENIED, StatusCode::FORBIDDEN),
         Poll::Failed(message) => page(message, StatusCode::OK),
@@ -344,6 +467,8 @@ async fn popup_page(State(state): State<AppState>) -> Response {
 
 /// GET /login/plex/done: Plex's forwardUrl in the popup; the page closes itself.
 async fn done_page(State(state): State<AppState>) -> Response {
-    let html = state.templates.render("plex_done.html", json!({"base": state.issuer()}));
+    let html = state
+        .templates
+        .render("plex_done.html", json!({"base": state.issuer()}));
     crate::web::html(StatusCode::OK, html)
 }

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::config::ClientConfig;
 use crate::keys::Keys;
 use crate::secrets::digest;
-use crate::config::ClientConfig;
 use crate::store::{Store, Timestamp, User};
 use error::OAuthError;
 

@@ -219,7 +219,9 @@ impl Provider {
         };
         if !self.still_allowed(&user, &grant.amr, now).await {
             self.store.revoke_grant(&grant.id, now).await?;
-            return Err(OAuthError::invalid_grant("the user's access has been withdrawn"));
+            return Err(OAuthError::invalid_grant(
+                "the user's access has been withdrawn",
+            ));
         }
         let mut resp = self.mint(client, &grant, &user, false, false, now).await?;
         resp.refresh_token = Some(new_secret);
@@ -302,7 +304,9 @@ impl Provider {
         };
         let mut claims = claims;
         if let Some(policy) = &self.policy {
-            claims.profile.extend(policy.extra_claims(client, user).await);
+            claims
+                .profile
+                .extend(policy.extra_claims(client, user).await);
         }
         let id_token = self.keys.sign(None, claims).await?;
         Ok(TokenResponse {

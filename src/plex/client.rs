@@ -92,7 +92,11 @@ pub struct Resource {
 
 impl Resource {
     pub fn is_server(&self) -> bool {
-        self.provides.as_deref().unwrap_or("").split(',').any(|p| p.trim() == "server")
+        self.provides
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .any(|p| p.trim() == "server")
     }
 }
 
@@ -122,7 +126,11 @@ pub struct PlexClient {
 }
 
 impl PlexClient {
-    pub fn new(api_base: Url, client_identifier: String, product: String) -> Result<PlexClient, PlexError> {
+    pub fn new(
+        api_base: Url,
+        client_identifier: String,
+        product: String,
+    ) -> Result<PlexClient, PlexError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
@@ -130,7 +138,12 @@ impl PlexClient {
             .user_agent(concat!("doorman/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| PlexError::Protocol(e.to_string()))?;
-        Ok(PlexClient { http, api_base, client_identifier, product })
+        Ok(PlexClient {
+            http,
+            api_base,
+            client_identifier,
+            product,
+        })
     }
 
     pub fn client_identifier(&self) -> &str {
@@ -143,11 +156,17 @@ impl PlexClient {
 
     fn headers(&self, token: Option<&str>) -> Result<HeaderMap, PlexError> {
         let mut h = HeaderMap::new();
-        let value = |v: &str| HeaderValue::from_str(v).map_err(|_| PlexError::Protocol("a header value is not valid".into()));
+        let value = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| PlexError::Protocol("a header value is not valid".into()))
+        };
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
         h.insert("X-Plex-Client-Identifier", value(&self.client_identifier)?);
         h.insert("X-Plex-Product", value(&self.product)?);
-        h.insert("X-Plex-Version", HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+        h.insert(
+            "X-Plex-Version",
+            HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+        );
         h.insert("X-Plex-Device-Name", value(&self.product)?);
         if let Some(t) = token {
             h.insert("X-Plex-Token", value(t)?);
@@ -155,7 +174,12 @@ impl PlexClient {
         Ok(h)
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, token: Option<&str>) -> Result<T, PlexError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<T, PlexError> {
         let retries = if method == Method::GET { 1 } else { 0 };
         let mut attempt = 0;
         loop {
@@ -171,7 +195,12 @@ impl PlexClient {
         }
     }
 
-    async fn once<T: DeserializeOwned>(&self, method: Method, path: &str, token: Option<&str>) -> Result<T, PlexError> {
+    async fn once<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<T, PlexError> {
         let resp = self
             .http
             .request(method, self.url(path))
@@ -180,27 +209,42 @@ impl PlexClient {
             .await
             .map_err(|e| PlexError::Unavailable(without_url(e)))?;
         let status = resp.status();
-        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let body = read_capped(resp).await?;
         match status {
-            s if s.is_success() => serde_json::from_slice(&body).map_err(|e| PlexError::Protocol(e.to_string())),
+            s if s.is_success() => {
+                serde_json::from_slice(&body).map_err(|e| PlexError::Protocol(e.to_string()))
+            }
             StatusCode::UNAUTHORIZED => Err(PlexError::Unauthorized),
-            StatusCode::UNPROCESSABLE_ENTITY if String::from_utf8_lossy(&body).contains("Invalid token") => Err(PlexError::Unauthorized),
+            StatusCode::UNPROCESSABLE_ENTITY
+                if String::from_utf8_lossy(&body).contains("Invalid token") =>
+            {
+                Err(PlexError::Unauthorized)
+            }
             StatusCode::NOT_FOUND => Err(PlexError::NotFound),
             StatusCode::TOO_MANY_REQUESTS => Err(PlexError::RateLimited(retry_after)),
-            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => Err(PlexError::Unavailable(format!("HTTP {s}"))),
+            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                Err(PlexError::Unavailable(format!("HTTP {s}")))
+            }
             s => Err(PlexError::Protocol(format!("HTTP {s}"))),
         }
     }
 
     /// `POST /api/v2/pins?strong=true`: a long code for a user who never types it.
     pub async fn create_pin(&self) -> Result<Pin, PlexError> {
-        self.call(Method::POST, "/api/v2/pins?strong=true", None).await
+        self.call(Method::POST, "/api/v2/pins?strong=true", None)
+            .await
     }
 
     /// `GET /api/v2/pins/{id}`: `Some(token)` once the user approved; `NotFound` once expired.
     pub async fn check_pin(&self, id: i64) -> Result<Option<String>, PlexError> {
-        let pin: Pin = self.call(Method::GET, &format!("/api/v2/pins/{id}"), None).await?;
+        let pin: Pin = self
+            .call(Method::GET, &format!("/api/v2/pins/{id}"), None)
+            .await?;
         Ok(pin.auth_token.filter(|t| !t.is_empty()))
     }
 
@@ -209,13 +253,22 @@ impl PlexClient {
     }
 
     pub async fn resources(&self, token: &str) -> Result<Vec<Resource>, PlexError> {
-        self.call(Method::GET, "/api/v2/resources?includeHttps=1&includeRelay=1", Some(token)).await
+        self.call(
+            Method::GET,
+            "/api/v2/resources?includeHttps=1&includeRelay=1",
+            Some(token),
+        )
+        .await
     }
 }
 
 async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, PlexError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| PlexError::Unavailable(without_url(e)))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| PlexError::Unavailable(without_url(e)))?
+    {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(PlexError::Protocol("the answer is too large".into()));
         }
@@ -236,7 +289,13 @@ fn without_url(e: reqwest::Error) -> String {
 }
 
 /// The Plex Auth App address for a PIN (`#?` form; the fragment never reaches a server).
-pub fn auth_app_url(auth_app: &Url, client_identifier: &str, code: &str, product: &str, forward_url: &str) -> String {
+pub fn auth_app_url(
+    auth_app: &Url,
+    client_identifier: &str,
+    code: &str,
+    product: &str,
+    forward_url: &str,
+) -> String {
     let pairs: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("clientID", client_identifier)
         .append_pair("code", code)
@@ -265,7 +324,13 @@ mod tests {
 
     #[test]
     fn auth_url_has_the_fragment_form() {
-        let u = auth_app_url(&Url::parse("https://app.plex.tv/auth").unwrap(), "cid", "abc", "doorman", "https://id.example/login/plex/done");
+        let u = auth_app_url(
+            &Url::parse("https://app.plex.tv/auth").unwrap(),
+            "cid",
+            "abc",
+            "doorman",
+            "https://id.example/login/plex/done",
+        );
         assert!(u.starts_with("https://app.plex.tv/auth#?clientID=cid&code=abc&context%5Bdevice%5D%5Bproduct%5D=doorman&forwardUrl=https%3A%2F%2Fid.example"));
     }
 }

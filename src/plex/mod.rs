@@ -20,7 +20,13 @@ pub const PROVIDER: &str = "plex";
 
 /// The Plex Auth App address for a PIN of this deployment.
 pub fn auth_app_url_for(plex: &PlexService, code: &str, forward_url: &str) -> String {
-    client::auth_app_url(&plex.config.auth_app_url, plex.client.client_identifier(), code, &plex.config.product, forward_url)
+    client::auth_app_url(
+        &plex.config.auth_app_url,
+        plex.client.client_identifier(),
+        code,
+        &plex.config.product,
+        forward_url,
+    )
 }
 /// The `amr` value of a Plex sign-in.
 pub const AMR: &str = "plex";
@@ -39,7 +45,10 @@ pub struct Access {
 pub fn decide(resources: &[Resource], servers: &[String]) -> Access {
     let mut access = Access::default();
     for r in resources {
-        let listed = r.client_identifier.as_ref().is_some_and(|id| servers.iter().any(|s| s == id));
+        let listed = r
+            .client_identifier
+            .as_ref()
+            .is_some_and(|id| servers.iter().any(|s| s == id));
         if listed && r.is_server() {
             access.allowed = true;
             access.owner |= r.owned == Some(true);
@@ -69,9 +78,27 @@ pub enum SignInError {
 
 /// A Plex username made into a doorman username: letters, digits, `.`, `_`, `-`.
 pub fn username_from(plex: &PlexUser) -> String {
-    let raw = plex.username.as_deref().filter(|s| !s.trim().is_empty()).or(plex.title.as_deref()).unwrap_or("");
-    let mut name: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
-    name = name.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(56).collect();
+    let raw = plex
+        .username
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .or(plex.title.as_deref())
+        .unwrap_or("");
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(56)
+        .collect();
     if name.is_empty() {
         name = format!("plex-{}", plex.id);
     }
@@ -86,8 +113,18 @@ pub struct PlexService {
 }
 
 impl PlexService {
-    pub fn new(client: PlexClient, config: PlexConfig, store: Arc<dyn Store>, cipher: SecretBox) -> PlexService {
-        PlexService { client, config, store, cipher }
+    pub fn new(
+        client: PlexClient,
+        config: PlexConfig,
+        store: Arc<dyn Store>,
+        cipher: SecretBox,
+    ) -> PlexService {
+        PlexService {
+            client,
+            config,
+            store,
+            cipher,
+        }
     }
 
     fn seal(&self, token: &str) -> Option<Vec<u8>> {
@@ -95,7 +132,9 @@ impl PlexService {
     }
 
     fn open(&self, sealed: Option<&Vec<u8>>) -> Option<String> {
-        sealed.and_then(|s| self.cipher.open(s)).and_then(|b| String::from_utf8(b).ok())
+        sealed
+            .and_then(|s| self.cipher.open(s))
+            .and_then(|b| String::from_utf8(b).ok())
     }
 
     /// A PIN was approved with `token`: identify the account, decide access, and create or
@@ -112,21 +151,35 @@ impl PlexService {
             Err(e) => return Err(SignInError::Plex(e)),
         };
         let access = decide(&resources, &self.config.servers);
-        let plex_name = plex.username.clone().filter(|s| !s.is_empty()).or(plex.title.clone()).unwrap_or_default();
+        let plex_name = plex
+            .username
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or(plex.title.clone())
+            .unwrap_or_default();
         if !access.allowed {
-            if let Some(mut ident) = self.store.get_identity(PROVIDER, &plex.id.to_string()).await? {
+            if let Some(mut ident) = self
+                .store
+                .get_identity(PROVIDER, &plex.id.to_string())
+                .await?
+            {
                 ident.allowed = false;
                 ident.checked_at = Some(now);
                 ident.updated_at = now;
                 self.store.put_identity(&ident).await?;
             }
-            return Err(SignInError::Denied { username: format!("{plex_name} (Plex id {})", plex.id) });
+            return Err(SignInError::Denied {
+                username: format!("{plex_name} (Plex id {})", plex.id),
+            });
         }
         let user = self.provision(&plex, &access, now).await?;
         if user.disabled {
             return Err(SignInError::Disabled);
         }
-        let existing = self.store.get_identity(PROVIDER, &plex.id.to_string()).await?;
+        let existing = self
+            .store
+            .get_identity(PROVIDER, &plex.id.to_string())
+            .await?;
         self.store
             .put_identity(&Identity {
                 provider: PROVIDER.into(),
@@ -147,15 +200,28 @@ impl PlexService {
     /// Creates the user on first sign-in (username from Plex, made unique, fixed from then
     /// on) or refreshes name, email, picture and groups. Keyed on the Plex id, never on email;
     /// an email owned by another user is left out, never merged.
-    async fn provision(&self, plex: &PlexUser, access: &Access, now: Timestamp) -> Result<User, SignInError> {
+    async fn provision(
+        &self,
+        plex: &PlexUser,
+        access: &Access,
+        now: Timestamp,
+    ) -> Result<User, SignInError> {
         let email = plex.email.clone().filter(|e| !e.trim().is_empty());
-        let name = plex.friendly_name.clone().filter(|s| !s.trim().is_empty()).or(plex.title.clone());
+        let name = plex
+            .friendly_name
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .or(plex.title.clone());
         let picture = plex.thumb.clone().filter(|s| !s.is_empty());
         let mut groups = self.config.groups.clone();
         if access.owner {
             groups.extend(self.config.owner_groups.iter().cloned());
         }
-        let linked = match self.store.get_identity(PROVIDER, &plex.id.to_string()).await? {
+        let linked = match self
+            .store
+            .get_identity(PROVIDER, &plex.id.to_string())
+            .await?
+        {
             Some(ident) => self.store.get_user(&ident.user_id).await?,
             None => None,
         };
@@ -190,7 +256,11 @@ impl PlexService {
         }
         let base = username_from(plex);
         for n in 1..=50u32 {
-            let candidate = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+            let candidate = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
             if validate_username(&candidate).is_err() {
                 continue;
             }
@@ -219,13 +289,17 @@ impl PlexService {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(SignInError::Store(StoreError::Unavailable("no free username for this Plex account".into())))
+        Err(SignInError::Store(StoreError::Unavailable(
+            "no free username for this Plex account".into(),
+        )))
     }
 
     /// Asks plex.tv again when the last check is older than `recheck_after`. If plex.tv cannot
     /// be reached, the previous decision holds for `recheck_grace` more.
     pub async fn still_allowed(&self, user: &User, now: Timestamp) -> Result<bool, StoreError> {
-        let Some(mut ident) = self.store.user_identity(&user.id, PROVIDER).await? else { return Ok(true) };
+        let Some(mut ident) = self.store.user_identity(&user.id, PROVIDER).await? else {
+            return Ok(true);
+        };
         if !ident.allowed {
             return Ok(false);
         }
@@ -234,7 +308,9 @@ impl PlexService {
         if now - checked < after {
             return Ok(true);
         }
-        let Some(token) = self.open(ident.token.as_ref()) else { return Ok(true) };
+        let Some(token) = self.open(ident.token.as_ref()) else {
+            return Ok(true);
+        };
         let verdict = match self.client.resources(&token).await {
             Ok(resources) => {
                 let access = decide(&resources, &self.config.servers);
@@ -280,10 +356,12 @@ impl UserPolicy for PlexService {
         if !amr.iter().any(|m| m == AMR) {
             return true;
         }
-        PlexService::still_allowed(self, user, now).await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "store error during the Plex re-check");
-            false
-        })
+        PlexService::still_allowed(self, user, now)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "store error during the Plex re-check");
+                false
+            })
     }
 
     async fn extra_claims(&self, client: &ClientConfig, user: &User) -> Map<String, Value> {
@@ -315,17 +393,41 @@ mod tests {
     fn access_needs_a_listed_server_that_provides_server() {
         let servers = vec!["SRV1".to_string()];
         let owner = decide(&[res("SRV1", "server", true, Some("t"))], &servers);
-        assert_eq!(owner, Access { allowed: true, owner: true, server_token: Some("t".into()) });
-        let friend = decide(&[res("P", "client,player", true, None), res("SRV1", "server,sync-target", false, Some("s"))], &servers);
+        assert_eq!(
+            owner,
+            Access {
+                allowed: true,
+                owner: true,
+                server_token: Some("t".into())
+            }
+        );
+        let friend = decide(
+            &[
+                res("P", "client,player", true, None),
+                res("SRV1", "server,sync-target", false, Some("s")),
+            ],
+            &servers,
+        );
         assert!(friend.allowed && !friend.owner);
-        assert!(!decide(&[res("SRV2", "server", true, None)], &servers).allowed, "another server");
-        assert!(!decide(&[res("SRV1", "client,player", true, None)], &servers).allowed, "a player with the same id");
+        assert!(
+            !decide(&[res("SRV2", "server", true, None)], &servers).allowed,
+            "another server"
+        );
+        assert!(
+            !decide(&[res("SRV1", "client,player", true, None)], &servers).allowed,
+            "a player with the same id"
+        );
         assert!(!decide(&[], &servers).allowed);
     }
 
     #[test]
     fn usernames_from_plex() {
-        let u = |username: Option<&str>, title: Option<&str>| PlexUser { id: 42, username: username.map(Into::into), title: title.map(Into::into), ..Default::default() };
+        let u = |username: Option<&str>, title: Option<&str>| PlexUser {
+            id: 42,
+            username: username.map(Into::into),
+            title: title.map(Into::into),
+            ..Default::default()
+        };
         assert_eq!(username_from(&u(Some("Alice"), None)), "Alice");
         assert_eq!(username_from(&u(Some("al ice!"), None)), "al-ice-");
         assert_eq!(username_from(&u(Some(""), Some("Kid"))), "Kid");

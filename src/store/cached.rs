@@ -1,5 +1,5 @@
-//! Short-lived caches in front of the store's hottest reads: users and SSO sessions, read on
-//! every authorize, token and userinfo call. Writes made through this process invalidate their
+//! Short-lived caches in front of the store's hottest reads: users, SSO sessions and access
+//! tokens, read on every authorize, token and userinfo call. Writes made through this process invalidate their
 //! entries at once; writes from another process (the CLI, another replica) show within the TTL
 //! (5 s), which is the promise the CLI makes. Everything else passes straight through.
 
@@ -21,14 +21,42 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     users: Cache<String, User>,
     sessions: Cache<Hash, Session>,
+    /// Written through at issue, so userinfo right after /token needs no database read.
+    access_tokens: Cache<Hash, AccessToken>,
+    /// Grants and users whose tokens this process revoked. A cached token is believed only if
+    /// neither is listed, checked at read time: a token cached just after its grant was
+    /// revoked (a racing code replay) is still refused.
+    revoked_grants: Cache<String, ()>,
+    revoked_users: Cache<String, ()>,
 }
+
+/// How long a revocation is remembered: far longer than any cached token lives.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(3600);
 
 impl CachedStore {
     pub fn new(inner: Arc<dyn Store>) -> CachedStore {
         CachedStore {
             inner,
-            users: Cache::builder().max_capacity(10_000).time_to_live(TTL).build(),
-            sessions: Cache::builder().max_capacity(10_000).time_to_live(TTL).build(),
+            users: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(TTL)
+                .build(),
+            sessions: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(TTL)
+                .build(),
+            access_tokens: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(TTL)
+                .build(),
+            revoked_grants: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REVOCATION_MEMORY)
+                .build(),
+            revoked_users: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REVOCATION_MEMORY)
+                .build(),
         }
     }
 }
@@ -61,9 +89,10 @@ impl Store for CachedStore {
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
         let result = self.inner.delete_user(id).await;
         self.users.invalidate(id);
-        // Their sessions went with them (cascade); session entries do not say whose they are
-        // cheaply, and deleting a user is rare.
+        // Their sessions and tokens went with them (cascade); entries do not say whose they
+        // are cheaply, and deleting a user is rare.
         self.sessions.invalidate_all();
+        self.revoked_users.insert(id.to_string(), ());
         result
     }
 
@@ -144,7 +173,12 @@ impl Store for CachedStore {
     }
 
     async fn redeem_code(&self, hash: &Hash, now: Timestamp) -> StoreResult<CodeRedemption> {
-        self.inner.redeem_code(hash, now).await
+        let result = self.inner.redeem_code(hash, now).await?;
+        if let CodeRedemption::Replayed(code) = &result {
+            // The store revoked the code's grant: its access tokens must stop here too.
+            self.revoked_grants.insert(code.grant_id.clone(), ());
+        }
+        Ok(result)
     }
 
     async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -152,22 +186,40 @@ impl Store for CachedStore {
     }
 
     async fn revoke_grant(&self, id: &str, now: Timestamp) -> StoreResult<()> {
-        self.inner.revoke_grant(id, now).await
+        let result = self.inner.revoke_grant(id, now).await;
+        self.revoked_grants.insert(id.to_string(), ());
+        result
     }
 
     async fn revoke_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<u64> {
-        self.inner.revoke_user_grants(user_id, now).await
+        let result = self.inner.revoke_user_grants(user_id, now).await;
+        self.revoked_users.insert(user_id.to_string(), ());
+        result
     }
 
     async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()> {
-        self.inner.put_access_token(token).await
+        self.inner.put_access_token(token).await?;
+        self.access_tokens.insert(token.hash, token.clone());
+        Ok(())
     }
 
-    async fn get_access_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<AccessToken>> {
+    async fn get_access_token(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<AccessToken>> {
+        if let Some(t) = self.access_tokens.get(hash) {
+            if !self.revoked_grants.contains_key(&t.grant_id)
+                && !self.revoked_users.contains_key(&t.user_id)
+            {
+                return Ok((now < t.expires_at).then_some(t));
+            }
+        }
         self.inner.get_access_token(hash, now).await
     }
 
     async fn delete_access_token(&self, hash: &Hash) -> StoreResult<()> {
+        self.access_tokens.invalidate(hash);
         self.inner.delete_access_token(hash).await
     }
 
@@ -175,12 +227,26 @@ impl Store for CachedStore {
         self.inner.put_refresh_token(token).await
     }
 
-    async fn get_refresh_token(&self, hash: &Hash, now: Timestamp) -> StoreResult<Option<RefreshToken>> {
+    async fn get_refresh_token(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<RefreshToken>> {
         self.inner.get_refresh_token(hash, now).await
     }
 
-    async fn rotate_refresh_token(&self, old_hash: &Hash, new: &RefreshToken, now: Timestamp) -> StoreResult<RefreshRotation> {
-        self.inner.rotate_refresh_token(old_hash, new, now).await
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &Hash,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<RefreshRotation> {
+        let result = self.inner.rotate_refresh_token(old_hash, new, now).await?;
+        if let RefreshRotation::Reused(old) = &result {
+            // The whole family was revoked.
+            self.revoked_grants.insert(old.grant_id.clone(), ());
+        }
+        Ok(result)
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
@@ -215,7 +281,12 @@ impl Store for CachedStore {
         self.inner.get_plex_pin(flow_hash).await
     }
 
-    async fn claim_plex_poll(&self, flow_hash: &Hash, now_ms: i64, next_ms: i64) -> StoreResult<bool> {
+    async fn claim_plex_poll(
+        &self,
+        flow_hash: &Hash,
+        now_ms: i64,
+        next_ms: i64,
+    ) -> StoreResult<bool> {
         self.inner.claim_plex_poll(flow_hash, now_ms, next_ms).await
     }
 
@@ -265,19 +336,42 @@ mod tests {
         cached.create_user(&user()).await.unwrap();
         assert!(!cached.get_user("u1").await.unwrap().unwrap().disabled);
         // Through the cache: seen at once.
-        cached.update_user(&User { disabled: true, ..user() }).await.unwrap();
+        cached
+            .update_user(&User {
+                disabled: true,
+                ..user()
+            })
+            .await
+            .unwrap();
         assert!(cached.get_user("u1").await.unwrap().unwrap().disabled);
         // Another process (a second store on the same file): stale until the TTL passes.
         let other = SqliteStore::open(&path).unwrap();
-        other.update_user(&User { disabled: false, ..user() }).await.unwrap();
+        other
+            .update_user(&User {
+                disabled: false,
+                ..user()
+            })
+            .await
+            .unwrap();
         assert!(cached.get_user("u1").await.unwrap().unwrap().disabled);
         cached.users.invalidate_all();
         assert!(!cached.get_user("u1").await.unwrap().unwrap().disabled);
 
-        let session = Session { id_hash: [1; 32], user_id: "u1".into(), auth_time: 0, amr: vec![], created_at: 0, last_seen_at: 0, expires_at: 100 };
+        let session = Session {
+            id_hash: [1; 32],
+            user_id: "u1".into(),
+            auth_time: 0,
+            amr: vec![],
+            created_at: 0,
+            last_seen_at: 0,
+            expires_at: 100,
+        };
         cached.create_session(&session).await.unwrap();
         assert!(cached.get_session(&[1; 32], 50).await.unwrap().is_some());
-        assert!(cached.get_session(&[1; 32], 100).await.unwrap().is_none(), "expiry holds in the cache too");
+        assert!(
+            cached.get_session(&[1; 32], 100).await.unwrap().is_none(),
+            "expiry holds in the cache too"
+        );
         cached.delete_session(&[1; 32]).await.unwrap();
         assert!(cached.get_session(&[1; 32], 50).await.unwrap().is_none());
     }

@@ -310,7 +310,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_plex_pin(&self, flow_hash: &Hash) -> StoreResult<Option<PlexPin>>;
     /// Atomically takes the right to ask plex.tv about this PIN now: true (and the next right
     /// moves to `next_ms`) only when `next_poll_ms <= now_ms`. Every replica agrees.
-    async fn claim_plex_poll(&self, flow_hash: &Hash, now_ms: i64, next_ms: i64) -> StoreResult<bool>;
+    async fn claim_plex_poll(
+        &self,
+        flow_hash: &Hash,
+        now_ms: i64,
+        next_ms: i64,
+    ) -> StoreResult<bool>;
     async fn delete_plex_pin(&self, flow_hash: &Hash) -> StoreResult<()>;
 
     // ---- housekeeping ----

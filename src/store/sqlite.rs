@@ -1348,7 +1348,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_plex_poll(&self, flow_hash: &Hash, now_ms: i64, next_ms: i64) -> StoreResult<bool> {
+    async fn claim_plex_poll(
+        &self,
+        flow_hash: &Hash,
+        now_ms: i64,
+        next_ms: i64,
+    ) -> StoreResult<bool> {
         let flow_hash = *flow_hash;
         self.write(move |conn| {
             conn.prepare_cached(

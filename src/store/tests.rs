@@ -991,14 +991,31 @@ async fn identities_are_keyed_by_provider_id_and_follow_their_user() {
         updated_at: NOW,
     };
     store.put_identity(&id).await.unwrap();
-    assert_eq!(store.get_identity("plex", "12345").await.unwrap(), Some(id.clone()));
-    assert_eq!(store.user_identity("u1", "plex").await.unwrap(), Some(id.clone()));
+    assert_eq!(
+        store.get_identity("plex", "12345").await.unwrap(),
+        Some(id.clone())
+    );
+    assert_eq!(
+        store.user_identity("u1", "plex").await.unwrap(),
+        Some(id.clone())
+    );
     assert_eq!(store.get_identity("plex", "999").await.unwrap(), None);
-    let updated = Identity { allowed: false, checked_at: Some(NOW + 60), ..id };
+    let updated = Identity {
+        allowed: false,
+        checked_at: Some(NOW + 60),
+        ..id
+    };
     store.put_identity(&updated).await.unwrap();
-    assert_eq!(store.get_identity("plex", "12345").await.unwrap(), Some(updated));
+    assert_eq!(
+        store.get_identity("plex", "12345").await.unwrap(),
+        Some(updated)
+    );
     store.delete_user("u1").await.unwrap();
-    assert_eq!(store.get_identity("plex", "12345").await.unwrap(), None, "cascade");
+    assert_eq!(
+        store.get_identity("plex", "12345").await.unwrap(),
+        None,
+        "cascade"
+    );
 }
 
 #[tokio::test]
@@ -1020,15 +1037,25 @@ async fn plex_polls_are_claimed_at_most_once_per_slot() {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let s = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move { s.claim_plex_poll(&h(1), now_ms, now_ms + 1000).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            s.claim_plex_poll(&h(1), now_ms, now_ms + 1000)
+                .await
+                .unwrap()
+        }));
     }
     let mut claimed = 0;
     for t in tasks {
         claimed += usize::from(t.await.unwrap());
     }
     assert_eq!(claimed, 1, "one poll per slot, however many ask");
-    assert!(!store.claim_plex_poll(&h(1), now_ms + 999, now_ms + 1999).await.unwrap());
-    assert!(store.claim_plex_poll(&h(1), now_ms + 1000, now_ms + 2000).await.unwrap());
+    assert!(!store
+        .claim_plex_poll(&h(1), now_ms + 999, now_ms + 1999)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_plex_poll(&h(1), now_ms + 1000, now_ms + 2000)
+        .await
+        .unwrap());
     let swept = store.sweep(NOW + 1800).await.unwrap();
     assert_eq!(swept.plex_pins, 1);
     assert_eq!(store.get_plex_pin(&h(1)).await.unwrap(), None);

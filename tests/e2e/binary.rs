@@ -620,6 +620,9 @@ async fn user_disable_reaches_a_running_server() {
 
     let out = setup.run(&["user", "disable", ALICE]);
     assert_ok(&out, "user disable");
+    // The promise is "within 5 seconds": the server's caches of users, sessions and access
+    // tokens live that long. Wait that out, then everything must have taken effect.
+    tokio::time::sleep(doorman::store::cached::TTL + std::time::Duration::from_millis(500)).await;
     let page = browser.get(&idp.auth_request(RP, "openid").url).await;
     page.assert_status(200);
     assert!(page.login_form().is_some(), "SSO for a disabled user");
