@@ -379,21 +379,33 @@ async fn user_command(
             if plex_id.is_empty() || !plex_id.chars().all(|c| c.is_ascii_digit()) {
                 return Err(format!("{plex_id:?} is not a Plex account id (digits; the log line about the email clash names it)"));
             }
-            if let Some(existing) = store
+            let existing = store
                 .get_identity(crate::plex::PROVIDER, plex_id)
                 .await
-                .map_err(|e| e.to_string())?
-            {
-                if existing.user_id != user.id {
-                    let other = store
-                        .get_user(&existing.user_id)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map(|u| u.username)
-                        .unwrap_or_default();
-                    return Err(format!("Plex account {plex_id} is already linked to {other}; delete or relink that user first"));
+                .map_err(|e| e.to_string())?;
+            if let Some(mut ident) = existing {
+                if ident.user_id == user.id {
+                    println!("{name} is already linked to Plex account {plex_id}");
+                    return Ok(());
                 }
-                println!("{name} is already linked to Plex account {plex_id}");
+                // Typically the account a Plex sign-in created when its email clashed with
+                // NAME's: the link moves to NAME; the old account stays until deleted.
+                let previous = store
+                    .get_user(&ident.user_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|u| u.username)
+                    .unwrap_or_default();
+                ident.user_id = user.id.clone();
+                ident.updated_at = now;
+                store
+                    .put_identity(&ident)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "linked {name} to Plex account {plex_id} (it was linked to {previous}; \
+                     `doorman user delete {previous}` removes that account if nobody needs it)"
+                );
                 return Ok(());
             }
             store

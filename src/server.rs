@@ -12,7 +12,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::accounts::PasswordHasher;
@@ -105,6 +104,8 @@ pub async fn build_state(
             policy,
         },
         plex,
+        pin_limiter: crate::login::plex::pin_limiter(&config.trusted_proxies)
+            .map_err(StartError::Other)?,
         limiter: LoginLimiter::new(
             config.login.max_failures_per_ip,
             config.login.max_failures_per_account,
@@ -235,7 +236,7 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         crate::web::security_headers,
     ))
-    .layer(RequestBodyLimitLayer::new(64 * 1024))
+    .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
     .layer(
         TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // The path only: query strings carry codes and tokens.

@@ -70,6 +70,7 @@ fn flow_purpose_key(flow_id: &str) -> String {
 pub async fn begin(
     state: &AppState,
     cookies: &Cookies,
+    ip: std::net::IpAddr,
     purpose: FlowPurpose,
 ) -> Result<Response, WebError> {
     let now = state.now();
@@ -93,7 +94,7 @@ pub async fn begin(
     state.store.put_flow(&flow).await?;
     // A Plex-only site in redirect mode shows no doorman page at all: straight to Plex.
     let mut resp = if plex::redirect_mode(state) {
-        plex::redirect_to_plex(state, &flow, &flow_id).await?
+        plex::redirect_to_plex(state, ip, &flow, &flow_id).await?
     } else {
         let page = LoginView {
             purpose: &purpose,
@@ -440,6 +441,7 @@ struct LoginQuery {
 /// GET /login: the landing page without an application (forward-auth's sign-in, `?rd=`).
 async fn login_page(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     cookies: Cookies,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
@@ -449,5 +451,5 @@ async fn login_page(
             None => Ok(signed_in_page(&state, &user)),
         };
     }
-    begin(&state, &cookies, FlowPurpose::SignIn { rd: q.rd }).await
+    begin(&state, &cookies, ip, FlowPurpose::SignIn { rd: q.rd }).await
 }

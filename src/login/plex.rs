@@ -48,37 +48,49 @@ const EXPIRED: &str = "Your Plex sign-in timed out. Try again to get a new one."
 const DENIED: &str = "Your Plex account doesn't have access to this server. Ask the owner to share it with you, or use another Plex account.";
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let mut router = Router::new()
-        .route(paths::POLL, post(poll))
+    // Creating PINs costs a plex.tv call: limited per client IP, wherever a PIN is made.
+    let limited = Router::new()
+        .route(paths::START, post(start))
         .route(paths::REDIRECT, post(same_tab))
+        .layer(GovernorLayer {
+            config: state.pin_limiter.clone(),
+        });
+    Router::new()
+        .route(paths::POLL, post(poll))
         .route(paths::RETURN, get(plex_return))
         .route(paths::POPUP, get(popup_page))
-        .route(paths::DONE, get(done_page));
-    // Creating PINs costs a plex.tv call: limited per client IP (burst 10, then one per 2 s).
-    let limited = Router::new().route(paths::START, post(start));
-    let config = GovernorConfigBuilder::default()
-        .key_extractor(ClientIpKey { trusted: Arc::new(state.config.trusted_proxies.clone()) })
+        .route(paths::DONE, get(done_page))
+        .merge(limited)
+}
+
+/// The per-IP limit on creating Plex PINs: a burst of 10, then one every 2 s.
+pub type PinLimiter = Arc<
+    tower_governor::governor::GovernorConfig<ClientIpKey, governor::middleware::NoOpMiddleware>,
+>;
+
+pub fn pin_limiter(trusted: &[IpNet]) -> Result<PinLimiter, String> {
+    let mut builder = GovernorConfigBuilder::default().key_extractor(ClientIpKey {
+        trusted: Arc::new(trusted.to_vec()),
+    });
+    builder
         .period(Duration::from_secs(2))
         .burst_size(10)
         .error_handler(|_| {
-            let body = json!({"status": "error", "message": "Too many sign-in attempts from this address. Wait a minute and try again."});
+            let body = json!({"status": "error", "message": TOO_MANY});
             (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
-        })
-        .finish();
-    if let Some(config) = config {
-        router = router.merge(limited.layer(GovernorLayer {
-            config: Arc::new(config),
-        }));
-    } else {
-        router = router.merge(limited);
-    }
-    router
+        });
+    builder
+        .finish()
+        .map(Arc::new)
+        .ok_or_else(|| "invalid rate limit for Plex PINs".to_string())
 }
+
+const TOO_MANY: &str = "Too many sign-in attempts from this address. Wait a minute and try again.";
 
 /// tower_governor key: the client IP as the rest of doorman sees it (X-Forwarded-For only from
 /// trusted proxies; never a 500 when the peer address is missing).
 #[derive(Clone)]
-struct ClientIpKey {
+pub struct ClientIpKey {
     trusted: Arc<Vec<IpNet>>,
 }
 
@@ -239,7 +251,10 @@ async fn poll_once(
     }
     let now = state.now();
     if now >= pin.expires_at {
-        state.store.delete_plex_pin(&flow.id_hash).await?;
+        state
+            .store
+            .delete_plex_pin(&flow.id_hash, pin.pin_id)
+            .await?;
         return Ok(Poll::Expired);
     }
     let now_ms = state.now_ms();
@@ -254,7 +269,10 @@ async fn poll_once(
         Ok(None) => return Ok(Poll::Pending(None)),
         Ok(Some(token)) => token,
         Err(PlexError::NotFound) => {
-            state.store.delete_plex_pin(&flow.id_hash).await?;
+            state
+                .store
+                .delete_plex_pin(&flow.id_hash, pin.pin_id)
+                .await?;
             return Ok(Poll::Expired);
         }
         Err(PlexError::RateLimited(after)) => {
@@ -277,7 +295,10 @@ async fn poll_once(
     let user = match plex.sign_in(&token, now).await {
         Ok(user) => user,
         Err(SignInError::Denied { username }) => {
-            state.store.delete_plex_pin(&flow.id_hash).await?;
+            state
+                .store
+                .delete_plex_pin(&flow.id_hash, pin.pin_id)
+                .await?;
             tracing::warn!(target: "audit", event = "sign_in", method = "plex", plex_user = %username, client = %super::client_of(purpose), outcome = "denied");
             return Ok(Poll::Denied);
         }
@@ -287,19 +308,28 @@ async fn poll_once(
             return Ok(Poll::Pending(Some(UNAVAILABLE)));
         }
         Err(SignInError::Revoked) => {
-            state.store.delete_plex_pin(&flow.id_hash).await?;
+            state
+                .store
+                .delete_plex_pin(&flow.id_hash, pin.pin_id)
+                .await?;
             return Ok(Poll::Failed(
                 "Plex did not accept this sign-in. Please try again.",
             ));
         }
         Err(SignInError::Disabled) => {
-            state.store.delete_plex_pin(&flow.id_hash).await?;
+            state
+                .store
+                .delete_plex_pin(&flow.id_hash, pin.pin_id)
+                .await?;
             tracing::warn!(target: "audit", event = "sign_in", method = "plex", outcome = "disabled");
             return Ok(Poll::Failed("This account is disabled. Ask the operator."));
         }
         Err(SignInError::Store(e)) => return Err(e.into()),
     };
-    state.store.delete_plex_pin(&flow.id_hash).await?;
+    state
+        .store
+        .delete_plex_pin(&flow.id_hash, pin.pin_id)
+        .await?;
     tracing::info!(target: "audit", event = "sign_in", method = "plex", user = %user.username, client = %super::client_of(purpose), outcome = "success");
     let (cookie, redirect) =
         signed_in(state, cookies, flow, purpose, &user, crate::plex::AMR).await?;
@@ -378,9 +408,17 @@ fn return_url(state: &AppState, flow_id: &str) -> String {
 /// `plex.mode = "redirect"`: /authorize answers with Plex itself (zero doorman pages).
 pub async fn redirect_to_plex(
     state: &AppState,
+    ip: IpAddr,
     flow: &Flow,
     flow_id: &str,
 ) -> Result<Response, WebError> {
+    if state.pin_limiter.limiter().check_key(&ip).is_err() {
+        return Err(WebError::page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            TOO_MANY,
+        ));
+    }
     match new_pin(state, flow, &return_url(state, flow_id)).await? {
         Ok(url) => match HeaderValue::from_str(&url) {
             Ok(v) => Ok((StatusCode::FOUND, [(header::LOCATION, v)]).into_response()),

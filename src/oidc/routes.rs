@@ -1,6 +1,7 @@
 //! HTTP handlers of the provider: each extracts, calls one rule in `oidc::*`, and answers.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use crate::login::{self, append_cookie, FlowPurpose};
 use crate::secrets::random_token;
 use crate::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
 use crate::state::AppState;
-use crate::web::Cookies;
+use crate::web::{ClientIp, Cookies};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     // CORS for browser-based clients, from every client's `allowed_origins`.
@@ -81,21 +82,23 @@ fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
 
 async fn authorize_get(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     cookies: Cookies,
     RawQuery(q): RawQuery,
 ) -> Result<Response, WebError> {
     let params = parse_form::<AuthorizeParams>(q.unwrap_or_default().as_bytes())
         .map_err(WebError::bad_request)?;
-    authorize(state, cookies, params).await
+    authorize(state, cookies, ip, params).await
 }
 
 async fn authorize_post(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     cookies: Cookies,
     body: Bytes,
 ) -> Result<Response, WebError> {
     let params = parse_form::<AuthorizeParams>(&body).map_err(WebError::bad_request)?;
-    authorize(state, cookies, params).await
+    authorize(state, cookies, ip, params).await
 }
 
 fn found(url: &str) -> Response {
@@ -109,6 +112,7 @@ fn found(url: &str) -> Response {
 async fn authorize(
     state: AppState,
     cookies: Cookies,
+    ip: std::net::IpAddr,
     params: AuthorizeParams,
 ) -> Result<Response, WebError> {
     let req = match authorize::validate(&params, &state.clients) {
@@ -153,7 +157,7 @@ async fn authorize(
             state.issuer(),
         )));
     }
-    login::begin(&state, &cookies, FlowPurpose::Authorize(req)).await
+    login::begin(&state, &cookies, ip, FlowPurpose::Authorize(req)).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +182,16 @@ fn credentials(headers: &HeaderMap, form: ClientForm) -> ClientCredentials {
     }
 }
 
+/// A body the server will not read (too large, broken) still gets a JSON OAuth error: these
+/// endpoints never answer with plain text or HTML.
+fn too_large(e: BytesRejection) -> WebError {
+    OAuthError::invalid_request(format!(
+        "the request body could not be read: {}",
+        e.body_text()
+    ))
+    .into()
+}
+
 fn no_store_json(value: serde_json::Value) -> Response {
     let mut resp = Json(value).into_response();
     resp.headers_mut()
@@ -191,8 +205,9 @@ fn no_store_json(value: serde_json::Value) -> Response {
 async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
+    let body = body.map_err(too_large)?;
     let req: TokenRequest = parse_form(&body).map_err(OAuthError::invalid_request)?;
     let creds = credentials(
         &headers,
@@ -244,8 +259,9 @@ struct TokenParam {
 async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
+    let body = body.map_err(too_large)?;
     let creds = credentials(
         &headers,
         parse_form(&body).map_err(OAuthError::invalid_request)?,
@@ -266,8 +282,9 @@ async fn revoke(
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
+    let body = body.map_err(too_large)?;
     let creds = credentials(
         &headers,
         parse_form(&body).map_err(OAuthError::invalid_request)?,

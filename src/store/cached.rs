@@ -290,8 +290,17 @@ impl Store for CachedStore {
         self.inner.claim_plex_poll(flow_hash, now_ms, next_ms).await
     }
 
-    async fn delete_plex_pin(&self, flow_hash: &Hash) -> StoreResult<()> {
-        self.inner.delete_plex_pin(flow_hash).await
+    async fn delete_plex_pin(&self, flow_hash: &Hash, pin_id: i64) -> StoreResult<()> {
+        self.inner.delete_plex_pin(flow_hash, pin_id).await
+    }
+
+    async fn defer_plex_poll(
+        &self,
+        flow_hash: &Hash,
+        pin_id: i64,
+        next_ms: i64,
+    ) -> StoreResult<()> {
+        self.inner.defer_plex_poll(flow_hash, pin_id, next_ms).await
     }
 
     async fn sweep(&self, now: Timestamp) -> StoreResult<Swept> {

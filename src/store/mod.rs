@@ -316,7 +316,11 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         next_ms: i64,
     ) -> StoreResult<bool>;
-    async fn delete_plex_pin(&self, flow_hash: &Hash) -> StoreResult<()>;
+    /// Deletes the flow's PIN if it is still `pin_id` (a newer PIN of the flow stays).
+    async fn delete_plex_pin(&self, flow_hash: &Hash, pin_id: i64) -> StoreResult<()>;
+    /// Moves the next poll of the flow's PIN to `next_ms`, if the PIN is still `pin_id`.
+    async fn defer_plex_poll(&self, flow_hash: &Hash, pin_id: i64, next_ms: i64)
+        -> StoreResult<()>;
 
     // ---- housekeeping ----
     /// Deletes what has expired: sessions, flows, codes, tokens, grants (revoked or past their

@@ -1365,12 +1365,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_plex_pin(&self, flow_hash: &Hash) -> StoreResult<()> {
+    async fn delete_plex_pin(&self, flow_hash: &Hash, pin_id: i64) -> StoreResult<()> {
         let flow_hash = *flow_hash;
         self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM plex_pins WHERE flow_hash = ?1")?
-                .execute([flow_hash])
+            conn.prepare_cached("DELETE FROM plex_pins WHERE flow_hash = ?1 AND pin_id = ?2")?
+                .execute(params![flow_hash, pin_id])
                 .map(|_| ())
+        })
+        .await
+    }
+
+    async fn defer_plex_poll(
+        &self,
+        flow_hash: &Hash,
+        pin_id: i64,
+        next_ms: i64,
+    ) -> StoreResult<()> {
+        let flow_hash = *flow_hash;
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE plex_pins SET next_poll_ms = ?3 WHERE flow_hash = ?1 AND pin_id = ?2",
+            )?
+            .execute(params![flow_hash, pin_id, next_ms])
+            .map(|_| ())
         })
         .await
     }

@@ -362,7 +362,6 @@ async fn token_endpoint_errors_are_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: an oversized /token body gets axum's text/plain 413, not a JSON error"]
 async fn token_endpoint_errors_are_json_even_for_oversized_bodies() {
     let server = TestServer::start("").await;
     let big = "x".repeat(70_000);
