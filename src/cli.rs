@@ -173,7 +173,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let config = load_config(&cli)?;
             println!(
                 "configuration is valid: issuer {}, {} client(s)",
-                config.issuer,
+                config.issuer_str(),
                 config.clients.len()
             );
             Ok(())

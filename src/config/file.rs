@@ -277,6 +277,34 @@ mod tests {
         assert_eq!(serde_names, schema_names);
     }
 
+    /// config/doorman.example.toml is the commented reference: every key appears in it, set or
+    /// commented out (`key =` or `# key =`).
+    #[test]
+    fn example_documents_every_key() {
+        let example = include_str!("../../config/doorman.example.toml");
+        fn walk(fields: Fields, out: &mut Vec<&'static str>) {
+            for (name, kind) in fields {
+                match kind {
+                    Table(sub) | Tables(sub) => walk(sub, out),
+                    _ => out.push(name),
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk(ROOT, &mut keys);
+        for key in keys {
+            let documented = example.lines().any(|l| {
+                let l = l.trim_start_matches('#').trim();
+                l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+            assert!(
+                documented,
+                "config/doorman.example.toml does not document `{key}`"
+            );
+        }
+    }
+
     #[test]
     fn schema_matches_serde_structs() {
         agree::<File>(ROOT);

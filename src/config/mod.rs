@@ -386,6 +386,45 @@ mod tests {
     }
 
     #[test]
+    fn plex_table_and_login_methods() {
+        let c = parse(
+            "[plex]\nservers = [\"SRV1\"]\nowner_groups = [\"admins\"]\nmode = \"redirect\"\n\
+             api_base = \"http://127.0.0.1:9/\"\n[login]\nmethods = [\"plex\"]",
+        )
+        .unwrap();
+        let plex = c.plex.unwrap();
+        assert_eq!(plex.servers, ["SRV1"]);
+        assert_eq!(plex.groups, ["plex"], "default groups");
+        assert_eq!(plex.mode, PlexMode::Redirect);
+        assert_eq!(plex.api_base.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(plex.recheck_after, Duration::from_secs(3600));
+        assert_eq!(c.login.methods, [LoginMethod::Plex]);
+        let both = parse("[plex]\nservers = [\"SRV1\"]").unwrap();
+        assert_eq!(
+            both.login.methods,
+            [LoginMethod::Password, LoginMethod::Plex]
+        );
+        assert_eq!(parse("").unwrap().login.methods, [LoginMethod::Password]);
+        error_at("[plex]\nservers = []", "plex.servers", "/identity");
+        error_at(
+            "[plex]\nproduct = \"x\"",
+            "plex.servers",
+            "doorman plex servers",
+        );
+        error_at(
+            "[login]\nmethods = [\"plex\"]",
+            "login.methods[0]",
+            "[plex]",
+        );
+        error_at(
+            "[plex]\nservers = [\"SRV1\"]\nmode = \"tab\"",
+            "plex.mode",
+            "redirect",
+        );
+        error_at("secret_key = \"short\"", "secret_key", "32");
+    }
+
+    #[test]
     fn example_file_loads_in_an_empty_environment() {
         let c = parse(include_str!("../../config/doorman.example.toml")).unwrap();
         assert_eq!(c.clients.len(), 2);
