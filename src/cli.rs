@@ -57,6 +57,11 @@ pub enum Command {
     /// Plex helpers.
     #[command(subcommand)]
     Plex(PlexCommand),
+    /// Print the configuration the other side needs (jitsi), from this instance's config.
+    Integrate {
+        /// The app: jitsi.
+        app: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +220,11 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 "wrote a consistent copy of the database to {}",
                 path.display()
             );
+            Ok(())
+        }
+        Command::Integrate { app } => {
+            let config = load_config(&cli)?;
+            print!("{}", crate::integrate::render(app, &config)?);
             Ok(())
         }
         Command::Plex(PlexCommand::Servers { token }) => {

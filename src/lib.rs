@@ -20,6 +20,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod integrate;
+pub mod jitsi;
 pub mod keys;
 pub mod login;
 pub mod oidc;

@@ -218,6 +218,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(crate::oidc::routes::routes(&state))
         .merge(crate::login::routes(&state))
+        .merge(crate::jitsi::routes())
         .route(HEALTHZ, get(healthz))
         .route("/static/{*path}", get(crate::web::static_file))
         .fallback(not_found);

@@ -35,6 +35,41 @@ pub(super) struct File {
     pub secret_key: Option<String>,
     /// Sign in with Plex; its presence enables it.
     pub plex: Option<Plex>,
+    /// The Jitsi Meet bridge; its presence enables it.
+    pub jitsi: Option<Jitsi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Jitsi {
+    /// The Jitsi Meet site, e.g. https://meet.example.com.
+    pub meet_url: Option<String>,
+    /// Prosody's app_id (JWT_APP_ID).
+    pub app_id: Option<String>,
+    /// Prosody's app_secret (JWT_APP_SECRET), or `app_secret_file`.
+    pub app_secret: Option<String>,
+    /// `iss` of the tokens (default app_id).
+    pub issuer: Option<String>,
+    /// `aud` of the tokens (default app_id).
+    pub audience: Option<String>,
+    /// `sub` of the tokens (default "*").
+    pub subject: Option<String>,
+    /// "exact" (the room's name) or "wildcard" ("*").
+    pub room_claim: Option<String>,
+    /// How long a token is valid (default 3h, at most 24h).
+    pub token_lifetime: Option<String>,
+    /// `nbf` is this long before now (default 60s).
+    pub clock_skew: Option<String>,
+    /// Only these groups may join; unset: every signed-in user.
+    pub allowed_groups: Option<Vec<String>>,
+    /// Members of these groups are moderators (affiliation owner).
+    pub moderator_groups: Option<Vec<String>>,
+    /// Members of these groups skip the lobby.
+    pub lobby_bypass_groups: Option<Vec<String>>,
+    /// Skip Jitsi's pre-join page.
+    pub skip_prejoin: Option<bool>,
+    /// Hand the token over in the URL fragment (needs a recent jitsi-meet).
+    pub token_in_fragment: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +175,10 @@ pub(super) struct Client {
     pub token_endpoint_auth_method: Option<String>,
     /// `"server"` or `"account"`: put the user's Plex token in the id_token as `plex_token`.
     pub plex_token_claim: Option<String>,
+    /// `"opaque"` (default) or `"jwt"`: RS256 access tokens (Jitsi's native OIDC mode).
+    pub access_token_format: Option<String>,
+    /// `aud` of JWT access tokens (never the client id).
+    pub access_token_audience: Option<String>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -189,6 +228,24 @@ pub(super) const ROOT: Fields = &[
     ("clients", Tables(CLIENT)),
     ("secret_key", Str),
     ("plex", Table(PLEX)),
+    ("jitsi", Table(JITSI)),
+];
+
+pub(super) const JITSI: Fields = &[
+    ("meet_url", Str),
+    ("app_id", Str),
+    ("app_secret", Str),
+    ("issuer", Str),
+    ("audience", Str),
+    ("subject", Str),
+    ("room_claim", Str),
+    ("token_lifetime", Duration),
+    ("clock_skew", Duration),
+    ("allowed_groups", StrList),
+    ("moderator_groups", StrList),
+    ("lobby_bypass_groups", StrList),
+    ("skip_prejoin", Bool),
+    ("token_in_fragment", Bool),
 ];
 
 pub(super) const PLEX: Fields = &[
@@ -242,6 +299,8 @@ pub(super) const CLIENT: Fields = &[
     ("allowed_origins", StrList),
     ("token_endpoint_auth_method", Str),
     ("plex_token_claim", Str),
+    ("access_token_format", Str),
+    ("access_token_audience", Str),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),
@@ -314,5 +373,6 @@ mod tests {
         agree::<Login>(LOGIN);
         agree::<Client>(CLIENT);
         agree::<Plex>(PLEX);
+        agree::<Jitsi>(JITSI);
     }
 }

@@ -42,6 +42,44 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Sign in with Plex, when configured.
     pub plex: Option<PlexConfig>,
+    /// The Jitsi Meet bridge, when configured.
+    pub jitsi: Option<JitsiConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomClaim {
+    /// The room's normalised name.
+    Exact,
+    /// `*`: any room.
+    Wildcard,
+}
+
+#[derive(Debug, Clone)]
+pub struct JitsiConfig {
+    /// Without a trailing slash.
+    pub meet_url: Url,
+    pub app_id: String,
+    pub app_secret: String,
+    pub issuer: String,
+    pub audience: String,
+    pub subject: String,
+    pub room_claim: RoomClaim,
+    pub token_lifetime: Duration,
+    pub clock_skew: Duration,
+    pub allowed_groups: Option<Vec<String>>,
+    pub moderator_groups: Vec<String>,
+    pub lobby_bypass_groups: Vec<String>,
+    pub skip_prejoin: bool,
+    pub token_in_fragment: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessTokenFormat {
+    Opaque,
+    /// RS256 JWT (header typ "JWT") with this audience.
+    Jwt {
+        audience: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +211,7 @@ pub struct ClientConfig {
     pub lifetimes: Lifetimes,
     /// Put the user's Plex token in the id_token as `plex_token`.
     pub plex_token_claim: Option<PlexTokenClaim>,
+    pub access_token_format: AccessTokenFormat,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -214,7 +253,7 @@ pub enum Source {
 }
 
 /// Keys that may be given as `K_file = "/path"` instead, to keep the secret out of the file.
-pub const SECRET_KEYS: &[&str] = &["secret", "secret_key"];
+pub const SECRET_KEYS: &[&str] = &["secret", "secret_key", "app_secret"];
 
 /// Scopes doorman can grant; a client's `scopes` must be drawn from these.
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
@@ -256,6 +295,7 @@ pub fn defaults() -> Config {
         warnings: Vec::new(),
         secret_key: None,
         plex: None,
+        jitsi: None,
     }
 }
 

@@ -175,6 +175,115 @@ pub(super) fn validate(
         warnings,
         secret_key,
         plex,
+        jitsi: f.jitsi.map(|j| jitsi(errors, j)),
+    }
+}
+
+const DAY_SECS: u64 = 86_400;
+
+fn jitsi(errors: &mut Vec<ConfigError>, j: file::Jitsi) -> JitsiConfig {
+    let meet_url = match j.meet_url.as_deref().map(str::trim) {
+        None => {
+            push(errors, "jitsi.meet_url", "the address of your Jitsi Meet site is required, e.g. meet_url = \"https://meet.example.com\"");
+            None
+        }
+        Some(text) => match Url::parse(text) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.host_str().is_some() =>
+            {
+                Some(u)
+            }
+            _ => {
+                push(errors, "jitsi.meet_url", format!("\"{text}\" is not an http(s) URL without query or fragment; write e.g. \"https://meet.example.com\""));
+                None
+            }
+        },
+    };
+    // The room is appended with a `/`: keep one form, without a trailing slash (a missing slash
+    // is how other bridges produced https://meet.hostroom?jwt=).
+    let meet_url = meet_url.map(|mut u| {
+        let path = u.path().trim_end_matches('/').to_string();
+        u.set_path(&path);
+        u
+    });
+    let app_id = j.app_id.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| {
+        if !reported(errors, "jitsi.app_id") {
+            push(errors, "jitsi.app_id", "required: Prosody's app_id (JWT_APP_ID in docker-jitsi-meet), e.g. app_id = \"jitsi\"");
+        }
+        String::new()
+    });
+    let app_secret = j.app_secret.clone().unwrap_or_default();
+    if app_secret.chars().count() < 32 && !reported(errors, "jitsi.app_secret") {
+        push(errors, "jitsi.app_secret", "must be at least 32 characters (JWT_APP_SECRET in docker-jitsi-meet; e.g. `openssl rand -hex 32`), set inline, as ${VAR}, or with app_secret_file");
+    }
+    let room_claim = match j.room_claim.as_deref() {
+        None | Some("exact") => RoomClaim::Exact,
+        Some("wildcard") => RoomClaim::Wildcard,
+        Some(other) => {
+            push(errors, "jitsi.room_claim", format!("unknown value \"{other}\"; use \"exact\" (the default: a token opens one room) or \"wildcard\""));
+            RoomClaim::Exact
+        }
+    };
+    let lifetime = dur(
+        errors,
+        "jitsi.token_lifetime",
+        j.token_lifetime.as_deref(),
+        Duration::from_secs(3 * 3600),
+    )
+    .unwrap_or(Duration::from_secs(3 * 3600));
+    if lifetime > Duration::from_secs(DAY_SECS) {
+        push(errors, "jitsi.token_lifetime", "must be at most 24h: Prosody checks exp only when a client (re)connects, so a longer token outlives its purpose");
+    }
+    let skew = match j.clock_skew.as_deref() {
+        None => Duration::from_secs(60),
+        Some(s) => match parse_duration(s) {
+            Ok(d) if d <= Duration::from_secs(3600) => d,
+            Ok(_) => {
+                push(
+                    errors,
+                    "jitsi.clock_skew",
+                    "must be at most 1h, e.g. \"60s\"",
+                );
+                Duration::from_secs(60)
+            }
+            Err(m) => {
+                push(errors, "jitsi.clock_skew", m);
+                Duration::from_secs(60)
+            }
+        },
+    };
+    if let Some(groups) = &j.allowed_groups {
+        if groups.is_empty() {
+            push(errors, "jitsi.allowed_groups", "an empty list lets nobody in; list groups, or remove the key to let every signed-in user in");
+        }
+    }
+    JitsiConfig {
+        meet_url: meet_url.unwrap_or_else(unreachable_url),
+        issuer: j
+            .issuer
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| app_id.clone()),
+        audience: j
+            .audience
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| app_id.clone()),
+        subject: j
+            .subject
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "*".to_string()),
+        app_id,
+        app_secret,
+        room_claim,
+        token_lifetime: lifetime,
+        clock_skew: skew,
+        allowed_groups: j.allowed_groups,
+        moderator_groups: j.moderator_groups.unwrap_or_default(),
+        lobby_bypass_groups: j.lobby_bypass_groups.unwrap_or_default(),
+        skip_prejoin: j.skip_prejoin.unwrap_or(false),
+        token_in_fragment: j.token_in_fragment.unwrap_or(false),
     }
 }
 
@@ -712,6 +821,36 @@ fn client(
             None
         }
     };
+    let access_token_format = match (
+        c.access_token_format.as_deref(),
+        c.access_token_audience.clone(),
+    ) {
+        (None | Some("opaque"), None) => AccessTokenFormat::Opaque,
+        (None | Some("opaque"), Some(_)) => {
+            push(
+                errors,
+                &key("access_token_audience"),
+                "only for access_token_format = \"jwt\"; remove it or set the format",
+            );
+            AccessTokenFormat::Opaque
+        }
+        (Some("jwt"), audience) => {
+            // Jitsi's Prosody accepts "account" by default (asap_accepted_audiences).
+            let audience = audience.unwrap_or_else(|| "account".to_string());
+            if audience == id {
+                push(errors, &key("access_token_audience"), "must not be the client id: an access token must never pass for an id_token; use e.g. \"account\" or your API's name");
+            }
+            AccessTokenFormat::Jwt { audience }
+        }
+        (Some(other), _) => {
+            push(
+                errors,
+                &key("access_token_format"),
+                format!("unknown value \"{other}\"; use \"opaque\" (the default) or \"jwt\""),
+            );
+            AccessTokenFormat::Opaque
+        }
+    };
     let lifetimes = lifetimes(errors, &key(""), &c.lifetimes(), tokens);
     ClientConfig {
         id,
@@ -734,6 +873,7 @@ fn client(
         },
         lifetimes,
         plex_token_claim,
+        access_token_format,
     }
 }
 

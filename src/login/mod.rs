@@ -41,6 +41,11 @@ pub enum FlowPurpose {
     Authorize(AuthorizeRequest),
     /// A plain sign-in (`/login?rd=`): return to `rd` if it is allowed.
     SignIn { rd: Option<String> },
+    /// Jitsi's TOKEN_AUTH_URL: mint a token for the room and send the browser to the meeting.
+    Jitsi {
+        room: String,
+        hash: Vec<(String, bool)>,
+    },
 }
 
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -81,7 +86,7 @@ pub async fn begin(
     let flow_id = random_token();
     let login_hint = match &purpose {
         FlowPurpose::Authorize(r) => r.login_hint.clone(),
-        FlowPurpose::SignIn { .. } => None,
+        FlowPurpose::SignIn { .. } | FlowPurpose::Jitsi { .. } => None,
     };
     let payload = serde_json::to_string(&purpose).map_err(|e| WebError::Internal(e.to_string()))?;
     let flow = Flow {
@@ -129,7 +134,7 @@ pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: Statu
             .clients
             .get(&r.client_id)
             .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
-        FlowPurpose::SignIn { .. } => None,
+        FlowPurpose::SignIn { .. } | FlowPurpose::Jitsi { .. } => None,
     };
     let csrf = state
         .csrf
@@ -279,6 +284,7 @@ pub(crate) fn client_of(purpose: &FlowPurpose) -> &str {
     match purpose {
         FlowPurpose::Authorize(r) => &r.client_id,
         FlowPurpose::SignIn { .. } => "-",
+        FlowPurpose::Jitsi { .. } => "jitsi",
     }
 }
 
@@ -354,6 +360,7 @@ pub async fn completion_url(
             Some(rd) => rd.to_string(),
             None => state.url(paths::LOGIN),
         }),
+        FlowPurpose::Jitsi { room, hash } => crate::jitsi::destination(state, room, hash, user),
     }
 }
 

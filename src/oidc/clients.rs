@@ -168,6 +168,7 @@ mod tests {
                 refresh_token_max: d,
             },
             plex_token_claim: None,
+            access_token_format: crate::config::AccessTokenFormat::Opaque,
         }
     }
 

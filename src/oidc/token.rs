@@ -8,7 +8,7 @@ use super::authorize::{wants_refresh, AuthorizeRequest};
 use super::claims::{acr_for, at_hash, profile_claims, IdTokenClaims};
 use super::error::OAuthError;
 use super::{pkce, Provider};
-use crate::config::{ClientConfig, IdTokenClaims as ClaimsMode};
+use crate::config::{AccessTokenFormat, ClientConfig, IdTokenClaims as ClaimsMode};
 use crate::secrets::{digest, random_id, random_token};
 use crate::store::{
     AccessToken, AuthCode, CodeRedemption, Grant, RefreshRotation, RefreshToken, Session,
@@ -248,8 +248,26 @@ impl Provider {
         with_nonce: bool,
         now: Timestamp,
     ) -> Result<TokenResponse, OAuthError> {
-        let access = random_token();
         let access_ttl = secs(client.lifetimes.access_token);
+        let access = match &client.access_token_format {
+            AccessTokenFormat::Opaque => random_token(),
+            AccessTokenFormat::Jwt { audience } => {
+                self.keys
+                    .sign(
+                        Some("JWT"),
+                        jwt_access_claims(
+                            &self.issuer,
+                            client,
+                            grant,
+                            user,
+                            audience,
+                            now,
+                            access_ttl,
+                        ),
+                    )
+                    .await?
+            }
+        };
         self.store
             .put_access_token(&AccessToken {
                 hash: digest(&access),
@@ -318,4 +336,49 @@ impl Provider {
             scope: grant.scope.clone(),
         })
     }
+}
+
+/// Claims of a JWT access token (`access_token_format = "jwt"`, for Jitsi's native OIDC mode).
+/// Header `typ` is "JWT" because Prosody demands it (RFC 9068 would say `at+jwt`); `aud` is the
+/// configured audience, never the client id, so it can never pass for an id_token, and doorman
+/// itself still only accepts it by its stored hash. `room` and `context.user` are what Jitsi
+/// reads from its token.
+pub fn jwt_access_claims(
+    issuer: &str,
+    client: &ClientConfig,
+    grant: &Grant,
+    user: &User,
+    audience: &str,
+    now: Timestamp,
+    ttl: i64,
+) -> serde_json::Value {
+    let mut context_user = serde_json::Map::new();
+    context_user.insert("id".into(), user.id.clone().into());
+    context_user.insert(
+        "name".into(),
+        user.name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| user.username.clone())
+            .into(),
+    );
+    if let Some(e) = &user.email {
+        context_user.insert("email".into(), e.clone().into());
+    }
+    if let Some(p) = &user.picture {
+        context_user.insert("avatar".into(), p.clone().into());
+    }
+    serde_json::json!({
+        "iss": issuer,
+        "sub": user.id,
+        "aud": audience,
+        "client_id": client.id,
+        "scope": grant.scope,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": random_id(16),
+        "room": "*",
+        "context": {"user": context_user},
+    })
 }

@@ -1,0 +1,112 @@
+//! Jitsi Meet: docker-jitsi-meet `.env` lines, the Prosody lines of a Debian install, and the
+//! config.js lines of Jitsi's native OIDC mode.
+
+use std::fmt::Write;
+
+use crate::config::{AccessTokenFormat, Config};
+
+pub fn render(config: &Config) -> Result<String, String> {
+    let j = config.jitsi.as_ref().ok_or("no [jitsi] table in the configuration: add meet_url, app_id and app_secret first (see config/doorman.example.toml)")?;
+    let issuer = config.issuer_str();
+    let host = j.meet_url.host_str().unwrap_or("meet.example.com");
+    let mut out = String::new();
+    let w = &mut out;
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        w,
+        "# 1. docker-jitsi-meet: add to .env (it holds the app secret: keep it private), then"
+    );
+    let _ = writeln!(
+        w,
+        "#    recreate the config directory (the .env is read on first start only)."
+    );
+    let _ = writeln!(w, "ENABLE_AUTH=1");
+    let _ = writeln!(w, "AUTH_TYPE=jwt");
+    let _ = writeln!(w, "ENABLE_GUESTS=1");
+    let _ = writeln!(w, "JWT_APP_ID={}", j.app_id);
+    let _ = writeln!(w, "JWT_APP_SECRET={}", j.app_secret);
+    let _ = writeln!(w, "JWT_ACCEPTED_ISSUERS={}", j.issuer);
+    let _ = writeln!(w, "JWT_ACCEPTED_AUDIENCES={}", j.audience);
+    let _ = writeln!(w, "TOKEN_AUTH_URL={issuer}/jitsi/{{room}}");
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "# Moderators chosen by doorman's moderator_groups (affiliation \"owner\" in the token)"
+    );
+    let _ = writeln!(w, "# instead of every signed-in user: also set");
+    let _ = writeln!(w, "JICOFO_ENABLE_AUTH=0");
+    let _ = writeln!(w, "ENABLE_AUTO_OWNER=0");
+    let _ = writeln!(w, "XMPP_MUC_MODULES=token_affiliation");
+    let _ = writeln!(w);
+    let _ = writeln!(w, "# 2. Prosody without docker (jitsi-meet-tokens installed), /etc/prosody/conf.d/{host}.cfg.lua:");
+    let _ = writeln!(w, "VirtualHost \"{host}\"");
+    let _ = writeln!(w, "    authentication = \"token\"");
+    let _ = writeln!(w, "    app_id = \"{}\"", j.app_id);
+    let _ = writeln!(w, "    app_secret = \"{}\"", j.app_secret);
+    let _ = writeln!(w, "    asap_accepted_issuers = {{ \"{}\" }}", j.issuer);
+    let _ = writeln!(w, "    asap_accepted_audiences = {{ \"{}\" }}", j.audience);
+    let _ = writeln!(w, "    allow_empty_token = false");
+    let _ = writeln!(w, "Component \"conference.{host}\" \"muc\"");
+    let _ = writeln!(
+        w,
+        "    modules_enabled = {{ \"token_verification\"; \"token_affiliation\" }}"
+    );
+    let _ = writeln!(
+        w,
+        "# and in /etc/jitsi/meet/{host}-config.js: tokenAuthUrl: '{issuer}/jitsi/{{room}}',"
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "# 3. Or Jitsi's native OIDC mode (no bridge): a public client in doorman.toml"
+    );
+    let native = config
+        .clients
+        .iter()
+        .find(|c| matches!(c.access_token_format, AccessTokenFormat::Jwt { .. }));
+    let (client_id, audience) = match native {
+        Some(c) => (
+            c.id.clone(),
+            match &c.access_token_format {
+                AccessTokenFormat::Jwt { audience } => audience.clone(),
+                AccessTokenFormat::Opaque => "account".into(),
+            },
+        ),
+        None => ("jitsi".to_string(), "account".to_string()),
+    };
+    let meet = j.meet_url.as_str().trim_end_matches('/');
+    let origin = j.meet_url.origin().ascii_serialization();
+    let _ = writeln!(w, "#   [[clients]]");
+    let _ = writeln!(w, "#   id = \"{client_id}\"");
+    let _ = writeln!(w, "#   public = true");
+    let _ = writeln!(w, "#   redirect_uris = [\"{meet}/static/sso.html\"]");
+    let _ = writeln!(
+        w,
+        "#   post_logout_redirect_uris = [\"{meet}/static/logout.html\"]"
+    );
+    let _ = writeln!(w, "#   allowed_origins = [\"{origin}\"]");
+    let _ = writeln!(w, "#   access_token_format = \"jwt\"");
+    let _ = writeln!(w, "#   access_token_audience = \"{audience}\"");
+    let _ = writeln!(
+        w,
+        "# with Prosody verifying RS256 tokens against doorman's keys:"
+    );
+    let _ = writeln!(
+        w,
+        "#   JWT_ASAP_KEYSERVER= (unset)   cache_keys_url = \"{issuer}/jwks.json\""
+    );
+    let _ = writeln!(w, "#   asap_accepted_issuers = {{ \"{issuer}\" }}  asap_accepted_audiences = {{ \"{audience}\" }}  asap_require_room_claim = false");
+    let token_service = issuer
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(issuer);
+    let _ = writeln!(w, "# and in config.js:");
+    let _ = writeln!(w, "#   tokenAuthUrl: '{issuer}/authorize?client_id={client_id}&response_type=code&scope=openid%20profile%20email&state={{state}}&redirect_uri={meet}/static/sso.html&code_challenge={{code_challenge}}&code_challenge_method=S256',");
+    let _ = writeln!(
+        w,
+        "#   tokenAuthInline: true, tokenAuthUrlAutoRedirect: true,"
+    );
+    let _ = writeln!(w, "#   tokenLogoutUrl: '{issuer}/logout?client_id={client_id}&post_logout_redirect_uri={meet}/static/logout.html',");
+    let _ = writeln!(w, "#   sso: {{ ssoService: '{token_service}', tokenService: '{token_service}', clientId: '{client_id}' }},");
+    Ok(out)
+}

@@ -1,0 +1,689 @@
+//! The Jitsi Meet bridge: Jitsi's `TOKEN_AUTH_URL` points at `/jitsi/{room}`; doorman signs the
+//! user in (or reuses the SSO session) and sends them back to the room with an HS256 token that
+//! Prosody's token verifier accepts (../shared/reference/jitsi.md §3). The redirect is always
+//! built from the configured `meet_url`, never from the request. Guests get signed links for one
+//! room. The rules are plain functions below; the handlers at the end only translate.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::config::{JitsiConfig, RoomClaim};
+use crate::error::WebError;
+use crate::login::{self, FlowPurpose};
+use crate::session::BROWSER_COOKIE;
+use crate::state::AppState;
+use crate::store::{Timestamp, User};
+use crate::web::{ClientIp, Cookies};
+
+pub mod paths {
+    pub const ROOM: &str = "/jitsi/{room}";
+    pub const INVITE: &str = "/jitsi/invite/{room}";
+}
+
+/// The longest guest link.
+const MAX_INVITE: i64 = 30 * 86_400;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::ROOM, get(room))
+        .route(paths::INVITE, get(invite_page).post(invite_create))
+}
+
+// ---- rules ----
+
+/// Characters jitsi-meet strips from room names, plus `\`: a name holding one is not a room
+/// Jitsi would open under that name.
+const EXCLUDED: &[char] = &[
+    ':', '?', '#', '[', ']', '@', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', '>', '<',
+    '/', '"', '\\', '%',
+];
+
+/// A room name as Jitsi would accept it (already percent-decoded once).
+pub fn validate_room(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("The room name is empty.");
+    }
+    if name.len() > 200 {
+        return Err("The room name is longer than 200 bytes.");
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("The room name contains spaces or control characters.");
+    }
+    if name.chars().any(|c| EXCLUDED.contains(&c)) {
+        return Err("The room name contains characters Jitsi does not allow in room names.");
+    }
+    if name == "." || name.contains("..") {
+        return Err("The room name is not valid.");
+    }
+    Ok(())
+}
+
+/// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` is percent-encoded.
+pub fn encode_uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// jitsi-meet's backend room name ("roomSafe"): NFKC, lower case, encodeURIComponent, lower
+/// case again (the hex digits), so `Тест` and `тест` are the same MUC room.
+pub fn room_safe(name: &str) -> String {
+    let normalized: String = name.nfkc().collect::<String>().to_lowercase();
+    encode_uri_component(&normalized).to_lowercase()
+}
+
+/// Who the token speaks for.
+pub enum Participant<'a> {
+    User {
+        user: &'a User,
+        moderator: bool,
+        lobby_bypass: bool,
+    },
+    Guest,
+}
+
+/// Whether a signed-in user may join at all (`allowed_groups`).
+pub fn may_join(config: &JitsiConfig, user: &User) -> bool {
+    match &config.allowed_groups {
+        None => true,
+        Some(groups) => user.groups.iter().any(|g| groups.contains(g)),
+    }
+}
+
+fn in_any(user: &User, groups: &[String]) -> bool {
+    user.groups.iter().any(|g| groups.contains(g))
+}
+
+pub fn participant<'a>(config: &JitsiConfig, user: &'a User) -> Participant<'a> {
+    Participant::User {
+        user,
+        moderator: in_any(user, &config.moderator_groups),
+        lobby_bypass: in_any(user, &config.lobby_bypass_groups),
+    }
+}
+
+/// The HS256 token: header exactly `{"alg":"HS256","typ":"JWT"}`, key the raw bytes of
+/// app_secret, integer iat/nbf/exp, no `features` (even an empty one strips moderators'
+/// recording rights), absent profile fields omitted (never null).
+pub fn mint(
+    config: &JitsiConfig,
+    who: &Participant<'_>,
+    room: &str,
+    guest_exact: bool,
+    now: Timestamp,
+) -> String {
+    let room_claim = match (config.room_claim, who, guest_exact) {
+        (RoomClaim::Wildcard, Participant::User { .. }, _) => "*".to_string(),
+        _ => room_safe(room),
+    };
+    let mut user = Map::new();
+    match who {
+        Participant::User {
+            user: u,
+            moderator,
+            lobby_bypass,
+        } => {
+            user.insert("id".into(), Value::String(u.id.clone()));
+            user.insert(
+                "name".into(),
+                Value::String(
+                    u.name
+                        .clone()
+                        .filter(|n| !n.trim().is_empty())
+                        .unwrap_or_else(|| u.username.clone()),
+                ),
+            );
+            if let Some(e) = &u.email {
+                user.insert("email".into(), Value::String(e.clone()));
+            }
+            if let Some(p) = &u.picture {
+                user.insert("avatar".into(), Value::String(p.clone()));
+            }
+            user.insert(
+                "affiliation".into(),
+                Value::String(if *moderator { "owner" } else { "member" }.into()),
+            );
+            user.insert("moderator".into(), Value::Bool(*moderator));
+            if *lobby_bypass {
+                user.insert("lobby_bypass".into(), Value::Bool(true));
+            }
+        }
+        Participant::Guest => {
+            user.insert(
+                "id".into(),
+                Value::String(format!("guest-{}", crate::secrets::random_id(8))),
+            );
+            user.insert("name".into(), Value::String("Guest".into()));
+            user.insert("affiliation".into(), Value::String("member".into()));
+            user.insert("moderator".into(), Value::Bool(false));
+        }
+    }
+    let lifetime = i64::try_from(config.token_lifetime.as_secs()).unwrap_or(3 * 3600);
+    let skew = i64::try_from(config.clock_skew.as_secs()).unwrap_or(60);
+    let claims = json!({
+        "iss": config.issuer,
+        "aud": config.audience,
+        "sub": config.subject,
+        "room": room_claim,
+        "iat": now,
+        "nbf": now - skew,
+        "exp": now + lifetime,
+        "context": {"user": user},
+    });
+    sign_hs256(config.app_secret.as_bytes(), &claims)
+}
+
+const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+fn sign_hs256(secret: &[u8], claims: &Value) -> String {
+    let mut token = URL_SAFE_NO_PAD.encode(HS256_HEADER);
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+    // HMAC takes keys of any length; new_from_slice cannot fail for it.
+    let tag = <Hmac<Sha256> as Mac>::new_from_slice(secret).map(|mut mac| {
+        mac.update(token.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    });
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(tag.unwrap_or_default()));
+    token
+}
+
+/// Hash parameters jitsi-meet's `{state}` may carry that doorman passes on (scalars only; the
+/// room and tenant inside the state are not trusted).
+const STATE_KEYS: &[&str] = &[
+    "config.startWithAudioMuted",
+    "config.startWithVideoMuted",
+    "config.startAudioOnly",
+    "config.prejoinConfig.enabled",
+];
+
+/// The allow-listed `config.*` booleans of jitsi-meet's `state` parameter.
+pub fn hash_from_state(state: Option<&str>) -> Vec<(String, bool)> {
+    let Some(value) = state.and_then(|s| serde_json::from_str::<Value>(s).ok()) else {
+        return Vec::new();
+    };
+    STATE_KEYS
+        .iter()
+        .filter_map(|k| {
+            value
+                .get(*k)
+                .and_then(Value::as_bool)
+                .map(|b| (k.to_string(), b))
+        })
+        .collect()
+}
+
+/// `<meet_url>/<room>?jwt=<token>` (or `#jwt="<token>"`), with hash parameters. Always built
+/// from the configured meet_url: no open redirect.
+pub fn redirect_url(
+    config: &JitsiConfig,
+    room: &str,
+    token: &str,
+    hash: &[(String, bool)],
+) -> String {
+    let mut url = format!(
+        "{}/{}",
+        config.meet_url.as_str().trim_end_matches('/'),
+        encode_uri_component(room)
+    );
+    let mut fragment: Vec<String> = Vec::new();
+    if config.token_in_fragment {
+        fragment.push(format!("jwt=\"{token}\""));
+    } else {
+        url.push_str("?jwt=");
+        url.push_str(token);
+    }
+    let mut hash: Vec<(String, bool)> = hash.to_vec();
+    if config.skip_prejoin
+        && !hash
+            .iter()
+            .any(|(k, _)| k == "config.prejoinConfig.enabled")
+    {
+        hash.push(("config.prejoinConfig.enabled".into(), false));
+    }
+    fragment.extend(hash.iter().map(|(k, v)| format!("{k}={v}")));
+    if !fragment.is_empty() {
+        url.push('#');
+        url.push_str(&fragment.join("&"));
+    }
+    url
+}
+
+/// A guest link's token: the room (roomSafe) and an expiry, MACed with a key derived from
+/// app_secret, so only this deployment makes them and each opens one room until it expires.
+pub fn invite_token(config: &JitsiConfig, room: &str, expires_at: Timestamp) -> String {
+    let body = URL_SAFE_NO_PAD.encode(json!({"r": room_safe(room), "e": expires_at}).to_string());
+    let tag = invite_mac(config, &body);
+    format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag))
+}
+
+fn invite_mac(config: &JitsiConfig, body: &str) -> Vec<u8> {
+    <Hmac<Sha256> as Mac>::new_from_slice(config.app_secret.as_bytes())
+        .map(|mut mac| {
+            mac.update(b"doorman jitsi guest link v1\0");
+            mac.update(body.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a guest link is genuine, unexpired and for this room.
+pub fn invite_valid(config: &JitsiConfig, token: &str, room: &str, now: Timestamp) -> bool {
+    let Some((body, tag)) = token.split_once('.') else {
+        return false;
+    };
+    let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+        return false;
+    };
+    let genuine =
+        <Hmac<Sha256> as Mac>::new_from_slice(config.app_secret.as_bytes()).is_ok_and(|mut mac| {
+            mac.update(b"doorman jitsi guest link v1\0");
+            mac.update(body.as_bytes());
+            mac.verify_slice(&tag).is_ok()
+        });
+    if !genuine {
+        return false;
+    }
+    let Some(claims) = URL_SAFE_NO_PAD
+        .decode(body)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    else {
+        return false;
+    };
+    claims.get("r").and_then(Value::as_str) == Some(room_safe(room).as_str())
+        && claims
+            .get("e")
+            .and_then(Value::as_i64)
+            .is_some_and(|e| now < e)
+}
+
+// ---- handlers ----
+
+fn config(state: &AppState) -> Result<&JitsiConfig, WebError> {
+    state.config.jitsi.as_ref().ok_or_else(|| {
+        WebError::page(
+            StatusCode::NOT_FOUND,
+            "Jitsi is not set up here",
+            "This doorman has no [jitsi] configuration.",
+        )
+    })
+}
+
+fn room_from(path: Result<Path<String>, PathRejection>) -> Result<String, WebError> {
+    let bad = |m: &str| WebError::page(StatusCode::BAD_REQUEST, "This room name is not valid", m);
+    let Path(room) = path.map_err(|_| bad("The room name is not valid text."))?;
+    validate_room(&room).map_err(bad)?;
+    Ok(room)
+}
+
+/// A 302 that is never cached and never leaks the token as a Referer.
+fn to_meet(url: &str) -> Response {
+    match HeaderValue::from_str(url) {
+        Ok(v) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, v),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response(),
+        Err(_) => {
+            WebError::Internal("the meeting URL is not a valid header".into()).into_response()
+        }
+    }
+}
+
+fn denied(user: &User) -> WebError {
+    tracing::warn!(target: "audit", event = "jitsi", user = %user.username, outcome = "denied");
+    WebError::page(
+        StatusCode::FORBIDDEN,
+        "You cannot join this meeting",
+        "Your account is not in a group that may use this Jitsi server. Ask the operator.",
+    )
+}
+
+/// Where a signed-in user goes for a room: the meeting with a fresh token, or (not allowed) the
+/// room's doorman address, which answers with the 403 page.
+pub fn destination(
+    state: &AppState,
+    room: &str,
+    hash: &[(String, bool)],
+    user: &User,
+) -> Result<String, WebError> {
+    let config = config(state)?;
+    if !may_join(config, user) {
+        return Ok(state.url(&format!("/jitsi/{}", encode_uri_component(room))));
+    }
+    let token = mint(config, &participant(config, user), room, false, state.now());
+    tracing::info!(target: "audit", event = "jitsi_token", user = %user.username, room = %room_safe(room));
+    Ok(redirect_url(config, room, &token, hash))
+}
+
+#[derive(Debug, Deserialize)]
+struct RoomQuery {
+    state: Option<String>,
+    invite: Option<String>,
+}
+
+/// GET /jitsi/{room}: SSO → straight to the meeting; no session → the landing page.
+async fn room(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    path: Result<Path<String>, PathRejection>,
+    Query(q): Query<RoomQuery>,
+) -> Result<Response, WebError> {
+    let config = config(&state)?;
+    let room = room_from(path)?;
+    let hash = hash_from_state(q.state.as_deref());
+    if let Some(invite) = q.invite.as_deref() {
+        if !invite_valid(config, invite, &room, state.now()) {
+            return Err(WebError::page(StatusCode::FORBIDDEN, "This guest link is not valid", "It has expired or is for another room. Ask the person who invited you for a new one."));
+        }
+        tracing::info!(target: "audit", event = "jitsi_token", user = "guest", room = %room_safe(&room));
+        let token = mint(config, &Participant::Guest, &room, true, state.now());
+        return Ok(to_meet(&redirect_url(config, &room, &token, &hash)));
+    }
+    if let Some((_, user)) = login::live_session(&state, &cookies).await? {
+        if !may_join(config, &user) {
+            return Err(denied(&user));
+        }
+        return Ok(to_meet(&destination(&state, &room, &hash, &user)?));
+    }
+    login::begin(&state, &cookies, ip, FlowPurpose::Jitsi { room, hash }).await
+}
+
+#[derive(Serialize)]
+struct InvitePage<'a> {
+    base: &'a str,
+    room: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    link: Option<&'a str>,
+    expires: Option<&'a str>,
+}
+
+fn invite_purpose(room: &str) -> String {
+    format!("jitsi-invite:{}", room_safe(room))
+}
+
+/// The signed-in moderator behind this request, or the reason why not.
+async fn moderator(
+    state: &AppState,
+    cookies: &Cookies,
+    ip: std::net::IpAddr,
+    room: &str,
+) -> Result<Result<User, Response>, WebError> {
+    let config = config(state)?;
+    let Some((_, user)) = login::live_session(state, cookies).await? else {
+        // Sign in first, then come back here.
+        let rd = state.url(&format!("/jitsi/invite/{}", encode_uri_component(room)));
+        return Ok(Err(login::begin(
+            state,
+            cookies,
+            ip,
+            FlowPurpose::SignIn { rd: Some(rd) },
+        )
+        .await?));
+    };
+    if !in_any(&user, &config.moderator_groups) {
+        return Err(WebError::page(
+            StatusCode::FORBIDDEN,
+            "Only moderators can invite guests",
+            "Your account is not in a moderator group of this Jitsi server.",
+        ));
+    }
+    Ok(Ok(user))
+}
+
+/// GET /jitsi/invite/{room}: a moderator chooses how long a guest link lasts.
+async fn invite_page(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, WebError> {
+    let room = room_from(path)?;
+    if let Err(resp) = moderator(&state, &cookies, ip, &room).await? {
+        return Ok(resp);
+    }
+    let (browser, new_browser) = match cookies.get(BROWSER_COOKIE) {
+        Some(b) if b.len() >= 32 => (b.to_string(), false),
+        _ => (crate::secrets::random_token(), true),
+    };
+    let action = state.url(&format!("/jitsi/invite/{}", encode_uri_component(&room)));
+    let csrf = state.csrf.token(&invite_purpose(&room), &browser);
+    let html = state.templates.render(
+        "jitsi_invite.html",
+        InvitePage {
+            base: state.issuer(),
+            room: &room,
+            action: &action,
+            csrf: &csrf,
+            link: None,
+            expires: None,
+        },
+    );
+    let mut resp = crate::web::html(StatusCode::OK, html);
+    if new_browser {
+        login::append_cookie(
+            &mut resp,
+            &crate::session::cookie(&state.config, BROWSER_COOKIE, &browser, None),
+        );
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    /// Seconds.
+    #[serde(default)]
+    valid_for: String,
+}
+
+/// POST /jitsi/invite/{room}: makes the link.
+async fn invite_create(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    path: Result<Path<String>, PathRejection>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, WebError> {
+    let config = config(&state)?;
+    let room = room_from(path)?;
+    let user = match moderator(&state, &cookies, ip, &room).await? {
+        Ok(u) => u,
+        Err(resp) => return Ok(resp),
+    };
+    let browser = cookies.get(BROWSER_COOKIE).unwrap_or_default();
+    if !state
+        .csrf
+        .verify(&invite_purpose(&room), browser, &form.csrf)
+    {
+        return Err(WebError::page(
+            StatusCode::FORBIDDEN,
+            "This form could not be verified",
+            "Open the invitation page again and retry.",
+        ));
+    }
+    let valid_for = form
+        .valid_for
+        .parse::<i64>()
+        .ok()
+        .filter(|s| (60..=MAX_INVITE).contains(s))
+        .ok_or_else(|| {
+            WebError::bad_request(
+                "Choose how long the link is valid: between a minute and 30 days.",
+            )
+        })?;
+    let expires_at = state.now() + valid_for;
+    let token = invite_token(config, &room, expires_at);
+    let link = format!(
+        "{}?invite={token}",
+        state.url(&format!("/jitsi/{}", encode_uri_component(&room)))
+    );
+    tracing::info!(target: "audit", event = "jitsi_invite", user = %user.username, room = %room_safe(&room), valid_for);
+    let action = state.url(&format!("/jitsi/invite/{}", encode_uri_component(&room)));
+    let expires = crate::config::format_duration(std::time::Duration::from_secs(
+        u64::try_from(valid_for).unwrap_or(0),
+    ));
+    let html = state.templates.render(
+        "jitsi_invite.html",
+        InvitePage {
+            base: state.issuer(),
+            room: &room,
+            action: &action,
+            csrf: &form.csrf,
+            link: Some(&link),
+            expires: Some(&expires),
+        },
+    );
+    Ok(crate::web::html(StatusCode::OK, html))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config() -> JitsiConfig {
+        JitsiConfig {
+            meet_url: url::Url::parse("https://meet.example.com").unwrap(),
+            app_id: "jitsi".into(),
+            app_secret: "NmjPGpn+NjTe7oQUV9YqfaXiBULcsxYj".into(),
+            issuer: "jitsi".into(),
+            audience: "jitsi".into(),
+            subject: "*".into(),
+            room_claim: RoomClaim::Exact,
+            token_lifetime: Duration::from_secs(3 * 3600),
+            clock_skew: Duration::from_secs(60),
+            allowed_groups: None,
+            moderator_groups: vec!["admins".into()],
+            lobby_bypass_groups: vec![],
+            skip_prejoin: false,
+            token_in_fragment: false,
+        }
+    }
+
+    #[test]
+    fn room_names() {
+        for ok in ["MyRoom", "тест", "a-b_c.d", "invite"] {
+            assert!(validate_room(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "..",
+            ".",
+            "a..b",
+            "x\u{7}",
+            "a?b",
+            "a#b",
+            "a@b",
+            "a\\b",
+            "a\"b",
+            &"a".repeat(201),
+        ] {
+            assert!(validate_room(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn room_safe_matches_jitsi_meet() {
+        assert_eq!(room_safe("MyRoom"), "myroom");
+        assert_eq!(room_safe("Тест"), "%d1%82%d0%b5%d1%81%d1%82");
+        assert_eq!(room_safe("тест"), "%d1%82%d0%b5%d1%81%d1%82");
+        // NFKC: the ligature "ﬁ" is "fi".
+        assert_eq!(room_safe("ﬁle"), "file");
+    }
+
+    #[test]
+    fn header_is_exact_and_claims_have_no_nulls() {
+        let user = User {
+            id: "u1".into(),
+            username: "ann".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            groups: vec!["admins".into()],
+            password_hash: None,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+        };
+        let c = config();
+        let token = mint(&c, &participant(&c, &user), "MyRoom", false, 1_700_000_000);
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts[0], "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims["room"], "myroom");
+        assert_eq!(claims["nbf"], 1_700_000_000 - 60);
+        assert_eq!(claims["exp"], 1_700_000_000 + 3 * 3600);
+        assert_eq!(claims["context"]["user"]["name"], "ann");
+        assert_eq!(claims["context"]["user"]["affiliation"], "owner");
+        assert!(
+            claims["context"]["user"].get("email").is_none(),
+            "absent, not null"
+        );
+        assert!(claims.get("features").is_none() && claims["context"].get("features").is_none());
+        assert!(!token.contains("null") && !claims.to_string().contains("null"));
+    }
+
+    #[test]
+    fn redirects_stay_on_meet_url() {
+        let mut c = config();
+        assert_eq!(
+            redirect_url(&c, "My Room", "T", &[]),
+            "https://meet.example.com/My%20Room?jwt=T"
+        );
+        c.token_in_fragment = true;
+        c.skip_prejoin = true;
+        assert_eq!(
+            redirect_url(&c, "r", "T", &[]),
+            "https://meet.example.com/r#jwt=\"T\"&config.prejoinConfig.enabled=false"
+        );
+        let hash = hash_from_state(Some(
+            r#"{"room":"evil.example/x","config.startWithAudioMuted":true,"config.evil":"x"}"#,
+        ));
+        assert_eq!(hash, vec![("config.startWithAudioMuted".to_string(), true)]);
+    }
+
+    #[test]
+    fn guest_links_open_one_room_until_they_expire() {
+        let c = config();
+        let t = invite_token(&c, "Standup", 1000);
+        assert!(invite_valid(&c, &t, "standup", 999));
+        assert!(!invite_valid(&c, &t, "standup", 1000));
+        assert!(!invite_valid(&c, &t, "other", 999));
+        let mut forged = t.clone();
+        forged.insert(0, 'x');
+        assert!(!invite_valid(&c, &forged, "standup", 999));
+    }
+}
