@@ -9,6 +9,8 @@ use crate::store::{Session, Store, StoreError, Timestamp, User};
 pub const SESSION_COOKIE: &str = "doorman_session";
 /// Binds a pending sign-in (and its CSRF token) to the browser that started it.
 pub const BROWSER_COOKIE: &str = "doorman_csrf";
+/// The forward-auth cookie on `[session] cookie_domain`: answers forward-auth checks only.
+pub const FORWARD_AUTH_COOKIE: &str = "doorman_fa";
 
 /// last_seen_at is written at most this often, so an active session costs no write per request.
 const TOUCH_EVERY: i64 = 60;
@@ -48,7 +50,17 @@ pub async fn lookup(
     cookie: &str,
     now: Timestamp,
 ) -> Result<Option<(Session, User)>, StoreError> {
-    let hash = digest(cookie);
+    lookup_hash(store, config, &digest(cookie), now).await
+}
+
+/// As `lookup`, for the SSO session with this id hash.
+pub async fn lookup_hash(
+    store: &dyn Store,
+    config: &Config,
+    hash: &crate::store::Hash,
+    now: Timestamp,
+) -> Result<Option<(Session, User)>, StoreError> {
+    let hash = *hash;
     let Some(session) = store.get_session(&hash, now).await? else {
         return Ok(None);
     };
@@ -85,6 +97,32 @@ pub fn cookie(config: &Config, name: &str, value: &str, max_age: Option<i64>) ->
         c.push_str(&format!("; Max-Age={age}"));
     }
     c
+}
+
+/// A forward-auth cookie for the SSO session `session`, when `[session] cookie_domain` is set:
+/// its own random id, on the shared domain, so app hosts send it with their proxies' checks.
+pub async fn start_forward_auth(store: &dyn Store, config: &Config, session: &Session, now: Timestamp) -> Result<Option<String>, StoreError> {
+    let Some(domain) = &config.session.cookie_domain else { return Ok(None) };
+    let id = random_token();
+    store.create_forward_auth_session(&digest(&id), &session.id_hash, now).await?;
+    let mut c = format!("{FORWARD_AUTH_COOKIE}={id}; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}", (session.expires_at - now).max(0));
+    if config.issuer.scheme() == "https" {
+        c.push_str("; Secure");
+    }
+    Ok(Some(c))
+}
+
+/// The SSO session (and user) behind a forward-auth cookie, if live.
+pub async fn lookup_forward_auth(store: &dyn Store, config: &Config, cookie: &str, now: Timestamp) -> Result<Option<(Session, User)>, StoreError> {
+    match store.forward_auth_parent(&digest(cookie)).await? {
+        Some(parent) => lookup_hash(store, config, &parent, now).await,
+        None => Ok(None),
+    }
+}
+
+pub fn clear_forward_auth_cookie(config: &Config) -> Option<String> {
+    let domain = config.session.cookie_domain.as_ref()?;
+    Some(format!("{FORWARD_AUTH_COOKIE}=; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"))
 }
 
 pub fn session_cookie(config: &Config, value: &str) -> String {

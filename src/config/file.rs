@@ -37,6 +37,65 @@ pub(super) struct File {
     pub plex: Option<Plex>,
     /// The Jitsi Meet bridge; its presence enables it.
     pub jitsi: Option<Jitsi>,
+    /// The forward-auth hook for reverse proxies.
+    pub forward_auth: Option<ForwardAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ForwardAuth {
+    /// Accept Cloudflare Access tokens.
+    pub cloudflare: Option<Cloudflare>,
+    /// Who may reach what: first match wins, no match means deny.
+    #[serde(default)]
+    pub rules: Vec<FaRule>,
+    /// Extra response headers taken from claims.
+    #[serde(default)]
+    pub headers: Vec<FaHeader>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Cloudflare {
+    /// https://<team>.cloudflareaccess.com
+    pub team_domain: Option<String>,
+    /// Accept Access service tokens (identified by their client id).
+    pub service_tokens: Option<bool>,
+    #[serde(default)]
+    pub apps: Vec<CfApp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CfApp {
+    /// Exact host or `*.example.com`.
+    pub host: Option<String>,
+    /// The Access application's AUD tag.
+    pub aud: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FaRule {
+    /// Exact host or `*.example.com`.
+    pub host: Option<String>,
+    /// Optional path prefix.
+    pub path: Option<String>,
+    /// Members of any of these groups.
+    pub groups: Option<Vec<String>>,
+    /// These usernames (or emails).
+    pub users: Option<Vec<String>>,
+    /// "authenticated" or "public".
+    pub allow: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FaHeader {
+    /// The response header, e.g. "X-Preferred-Username".
+    pub name: Option<String>,
+    /// The claim it carries, e.g. "preferred_username" (or a Cloudflare custom claim).
+    pub claim: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,7 +288,32 @@ pub(super) const ROOT: Fields = &[
     ("secret_key", Str),
     ("plex", Table(PLEX)),
     ("jitsi", Table(JITSI)),
+    ("forward_auth", Table(FORWARD_AUTH)),
 ];
+
+pub(super) const FORWARD_AUTH: Fields = &[
+    ("cloudflare", Table(CLOUDFLARE)),
+    ("rules", Tables(FA_RULE)),
+    ("headers", Tables(FA_HEADER)),
+];
+
+pub(super) const CLOUDFLARE: Fields = &[
+    ("team_domain", Str),
+    ("service_tokens", Bool),
+    ("apps", Tables(CF_APP)),
+];
+
+pub(super) const CF_APP: Fields = &[("host", Str), ("aud", Str)];
+
+pub(super) const FA_RULE: Fields = &[
+    ("host", Str),
+    ("path", Str),
+    ("groups", StrList),
+    ("users", StrList),
+    ("allow", Str),
+];
+
+pub(super) const FA_HEADER: Fields = &[("name", Str), ("claim", Str)];
 
 pub(super) const JITSI: Fields = &[
     ("meet_url", Str),
@@ -374,5 +458,10 @@ mod tests {
         agree::<Client>(CLIENT);
         agree::<Plex>(PLEX);
         agree::<Jitsi>(JITSI);
+        agree::<ForwardAuth>(FORWARD_AUTH);
+        agree::<Cloudflare>(CLOUDFLARE);
+        agree::<CfApp>(CF_APP);
+        agree::<FaRule>(FA_RULE);
+        agree::<FaHeader>(FA_HEADER);
     }
 }

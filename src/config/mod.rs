@@ -44,6 +44,53 @@ pub struct Config {
     pub plex: Option<PlexConfig>,
     /// The Jitsi Meet bridge, when configured.
     pub jitsi: Option<JitsiConfig>,
+    /// The forward-auth hook (rules empty when not configured: everything is denied).
+    pub forward_auth: ForwardAuthConfig,
+}
+
+/// `example.com` (exactly) or `*.example.com` (any subdomain, not the domain itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern(pub String);
+
+impl HostPattern {
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        match self.0.strip_prefix("*.") {
+            Some(suffix) => host.strip_suffix(suffix).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+            None => host == self.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAccess {
+    Public,
+    Authenticated,
+    Groups(Vec<String>),
+    Users(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardAuthRule {
+    pub host: HostPattern,
+    pub path: Option<String>,
+    pub access: RuleAccess,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudflareConfig {
+    /// The team domain, without a trailing slash: the expected `iss`.
+    pub team_domain: String,
+    pub service_tokens: bool,
+    pub apps: Vec<(HostPattern, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ForwardAuthConfig {
+    pub rules: Vec<ForwardAuthRule>,
+    pub cloudflare: Option<CloudflareConfig>,
+    /// (response header, claim) pairs.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +343,7 @@ pub fn defaults() -> Config {
         secret_key: None,
         plex: None,
         jitsi: None,
+        forward_auth: ForwardAuthConfig::default(),
     }
 }
 

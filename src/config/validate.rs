@@ -176,7 +176,101 @@ pub(super) fn validate(
         secret_key,
         plex,
         jitsi: f.jitsi.map(|j| jitsi(errors, j)),
+        forward_auth: f.forward_auth.map(|fa| forward_auth(errors, fa)).unwrap_or_default(),
     }
+}
+
+fn host_pattern(errors: &mut Vec<ConfigError>, key: &str, value: Option<&str>) -> Option<HostPattern> {
+    let Some(raw) = value.map(|v| v.trim().to_ascii_lowercase()) else {
+        push(errors, key, "required: a host like \"app.example.com\" or \"*.example.com\"");
+        return None;
+    };
+    let bare = raw.strip_prefix("*.").unwrap_or(&raw);
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if bare.split('.').all(label_ok) && !bare.is_empty() {
+        Some(HostPattern(raw))
+    } else {
+        push(errors, key, format!("\"{raw}\" is not a host; write \"app.example.com\" or \"*.example.com\" (no scheme, port or path)"));
+        None
+    }
+}
+
+fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> ForwardAuthConfig {
+    let mut rules = Vec::new();
+    for (i, r) in fa.rules.into_iter().enumerate() {
+        let key = |k: &str| format!("forward_auth.rules[{i}].{k}");
+        let host = host_pattern(errors, &key("host"), r.host.as_deref());
+        if let Some(p) = &r.path {
+            if !p.starts_with('/') {
+                push(errors, &key("path"), format!("\"{p}\" must start with /, e.g. \"/admin\""));
+            }
+        }
+        let access = match (r.groups, r.users, r.allow.as_deref()) {
+            (Some(g), None, None) if !g.is_empty() => Some(RuleAccess::Groups(g)),
+            (None, Some(u), None) if !u.is_empty() => Some(RuleAccess::Users(u)),
+            (None, None, Some("authenticated")) => Some(RuleAccess::Authenticated),
+            (None, None, Some("public")) => Some(RuleAccess::Public),
+            (None, None, Some(other)) => {
+                push(errors, &key("allow"), format!("unknown value \"{other}\"; use \"authenticated\" or \"public\" (or groups = [...] / users = [...])"));
+                None
+            }
+            _ => {
+                push(errors, &format!("forward_auth.rules[{i}]"), "give exactly one of groups = [...], users = [...] or allow = \"authenticated\" | \"public\" (non-empty lists)");
+                None
+            }
+        };
+        if let (Some(host), Some(access)) = (host, access) {
+            rules.push(ForwardAuthRule { host, path: r.path, access });
+        }
+    }
+    let cloudflare = fa.cloudflare.map(|cf| {
+        let team_domain = match cf.team_domain.as_deref().map(str::trim) {
+            Some(t) => match Url::parse(t) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && u.query().is_none() => t.trim_end_matches('/').to_string(),
+                _ => {
+                    push(errors, "forward_auth.cloudflare.team_domain", format!("\"{t}\" is not a URL; write \"https://<your-team>.cloudflareaccess.com\""));
+                    String::new()
+                }
+            },
+            None => {
+                push(errors, "forward_auth.cloudflare.team_domain", "required: \"https://<your-team>.cloudflareaccess.com\" (Zero Trust → Settings → Custom Pages shows the team domain)");
+                String::new()
+            }
+        };
+        let mut apps = Vec::new();
+        for (i, a) in cf.apps.into_iter().enumerate() {
+            let host = host_pattern(errors, &format!("forward_auth.cloudflare.apps[{i}].host"), a.host.as_deref());
+            let aud = a.aud.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+            if aud.is_none() {
+                push(errors, &format!("forward_auth.cloudflare.apps[{i}].aud"), "required: the Access application's AUD tag (Access → Applications → Configure → Overview)");
+            }
+            if let (Some(h), Some(a)) = (host, aud) {
+                apps.push((h, a));
+            }
+        }
+        if apps.is_empty() && !errors.iter().any(|e| e.key.starts_with("forward_auth.cloudflare.apps")) {
+            push(errors, "forward_auth.cloudflare.apps", "add at least one [[forward_auth.cloudflare.apps]] with host and aud: tokens are accepted only for the application they were made for");
+        }
+        CloudflareConfig { team_domain, service_tokens: cf.service_tokens.unwrap_or(false), apps }
+    });
+    let mut headers = Vec::new();
+    for (i, h) in fa.headers.into_iter().enumerate() {
+        let name = h.name.unwrap_or_default();
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            push(errors, &format!("forward_auth.headers[{i}].name"), format!("\"{name}\" is not a header name (letters, digits, -)"));
+        }
+        let reserved = ["remote-user", "remote-email", "remote-name", "remote-groups"];
+        if reserved.contains(&name.to_ascii_lowercase().as_str()) {
+            push(errors, &format!("forward_auth.headers[{i}].name"), format!("{name} is always sent; choose another name"));
+        }
+        match h.claim.filter(|c| !c.is_empty()) {
+            Some(claim) if valid => headers.push((name, claim)),
+            Some(_) => {}
+            None => push(errors, &format!("forward_auth.headers[{i}].claim"), "required: the claim whose value the header carries"),
+        }
+    }
+    ForwardAuthConfig { rules, cloudflare, headers }
 }
 
 const DAY_SECS: u64 = 86_400;

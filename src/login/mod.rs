@@ -247,9 +247,11 @@ async fn password(
     };
     state.limiter.record_success(&account);
     tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client_of(&purpose), outcome = "success");
-    let (cookie, url) = signed_in(&state, &cookies, &flow, &purpose, &user, "pwd").await?;
+    let (set, url) = signed_in(&state, &cookies, &flow, &purpose, &user, "pwd").await?;
     let mut resp = Redirect::to(&url).into_response();
-    append_cookie(&mut resp, &cookie);
+    for c in &set {
+        append_cookie(&mut resp, c);
+    }
     Ok(resp)
 }
 
@@ -263,21 +265,17 @@ pub(crate) async fn signed_in(
     purpose: &FlowPurpose,
     user: &User,
     method: &str,
-) -> Result<(String, String), WebError> {
+) -> Result<(Vec<String>, String), WebError> {
     if let Some(old) = cookies.get(SESSION_COOKIE) {
         session::end(&*state.store, old).await?;
     }
-    let (cookie_value, session) = session::start(
-        &*state.store,
-        &state.config,
-        user,
-        vec![method.to_string()],
-        state.now(),
-    )
-    .await?;
+    let now = state.now();
+    let (cookie_value, session) = session::start(&*state.store, &state.config, user, vec![method.to_string()], now).await?;
     state.store.delete_flow(&flow.id_hash).await?;
     let url = completion_url(state, purpose, &session, user).await?;
-    Ok((session::session_cookie(&state.config, &cookie_value), url))
+    let mut set = vec![session::session_cookie(&state.config, &cookie_value)];
+    set.extend(session::start_forward_auth(&*state.store, &state.config, &session, now).await?);
+    Ok((set, url))
 }
 
 pub(crate) fn client_of(purpose: &FlowPurpose) -> &str {
@@ -433,11 +431,23 @@ fn signed_in_page(state: &AppState, user: &User) -> Response {
 
 /// Return addresses after a plain sign-in: only doorman's own origin for now (forward-auth
 /// widens this to the hosts its rules cover).
+/// Return addresses after a plain sign-in or a logout: doorman's own origin, or an http(s) host
+/// that forward-auth protects (its rules or the shared cookie domain). Anything else would make
+/// doorman an open redirector.
 pub fn safe_return(state: &AppState, rd: &str) -> bool {
     let Ok(url) = url::Url::parse(rd) else {
         return false;
     };
-    url.origin() == state.config.issuer.origin()
+    if url.origin() == state.config.issuer.origin() {
+        return true;
+    }
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return false };
+    let by_domain = state.config.session.cookie_domain.as_deref().is_some_and(|d| host == d || host.ends_with(&format!(".{d}")));
+    let by_rule = state.config.forward_auth.rules.iter().any(|r| r.host.matches(&host));
+    by_domain || by_rule
 }
 
 #[derive(Debug, Deserialize)]
@@ -452,11 +462,22 @@ async fn login_page(
     cookies: Cookies,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
-    if let Some((_, user)) = live_session(&state, &cookies).await? {
-        return match q.rd.as_deref().filter(|rd| safe_return(&state, rd)) {
-            Some(rd) => Ok(Redirect::to(rd).into_response()),
-            None => Ok(signed_in_page(&state, &user)),
+    if let Some((session, user)) = live_session(&state, &cookies).await? {
+        let mut resp = match q.rd.as_deref().filter(|rd| safe_return(&state, rd)) {
+            Some(rd) => Redirect::to(rd).into_response(),
+            None => signed_in_page(&state, &user),
         };
+        // Signed in before forward-auth had its cookie (or it was lost): hand one out now.
+        let has_fa = match cookies.get(session::FORWARD_AUTH_COOKIE) {
+            Some(c) => session::lookup_forward_auth(&*state.store, &state.config, c, state.now()).await?.is_some(),
+            None => false,
+        };
+        if !has_fa {
+            if let Some(c) = session::start_forward_auth(&*state.store, &state.config, &session, state.now()).await? {
+                append_cookie(&mut resp, &c);
+            }
+        }
+        return Ok(resp);
     }
     begin(&state, &cookies, ip, FlowPurpose::SignIn { rd: q.rd }).await
 }

@@ -220,9 +220,9 @@ async fn start(
 /// What one look at the PIN found.
 enum Poll {
     Pending(Option<&'static str>),
-    /// Signed in: the session cookie to set and where to go.
+    /// Signed in: the cookies to set and where to go.
     Done {
-        cookie: String,
+        cookies: Vec<String>,
         redirect: String,
     },
     Expired,
@@ -331,9 +331,8 @@ async fn poll_once(
         .delete_plex_pin(&flow.id_hash, pin.pin_id)
         .await?;
     tracing::info!(target: "audit", event = "sign_in", method = "plex", user = %user.username, client = %super::client_of(purpose), outcome = "success");
-    let (cookie, redirect) =
-        signed_in(state, cookies, flow, purpose, &user, crate::plex::AMR).await?;
-    Ok(Poll::Done { cookie, redirect })
+    let (set, redirect) = signed_in(state, cookies, flow, purpose, &user, crate::plex::AMR).await?;
+    Ok(Poll::Done { cookies: set, redirect })
 }
 
 /// POST /login/plex/poll: the landing page asks about once a second.
@@ -352,12 +351,14 @@ async fn poll(
             StatusCode::OK,
             json!({"status": "pending", "message": notice}),
         ),
-        Ok(Poll::Done { cookie, redirect }) => {
+        Ok(Poll::Done { cookies, redirect }) => {
             let mut resp = json_status(
                 StatusCode::OK,
                 json!({"status": "done", "redirect": redirect}),
             );
-            append_cookie(&mut resp, &cookie);
+            for c in &cookies {
+                append_cookie(&mut resp, c);
+            }
             resp
         }
         Ok(Poll::Expired) => json_status(
@@ -478,9 +479,11 @@ async fn plex_return(
         render_login(&state, &view, status)
     };
     Ok(match outcome {
-        Poll::Done { cookie, redirect } => {
+        Poll::Done { cookies, redirect } => {
             let mut resp = Redirect::to(&redirect).into_response();
-            append_cookie(&mut resp, &cookie);
+            for c in &cookies {
+                append_cookie(&mut resp, c);
+            }
             resp
         }
         Poll::Pending(notice) => page(

@@ -28,6 +28,9 @@ pub struct CachedStore {
     /// revoked (a racing code replay) is still refused.
     revoked_grants: Cache<String, ()>,
     revoked_users: Cache<String, ()>,
+    /// Forward-auth cookie → its SSO session: fixed for life, so it can be kept; whether the
+    /// session is still live is asked of the (cached) session itself.
+    forward_auth: Cache<Hash, Hash>,
 }
 
 /// How long a revocation is remembered: far longer than any cached token lives.
@@ -56,6 +59,10 @@ impl CachedStore {
             revoked_users: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(REVOCATION_MEMORY)
+                .build(),
+            forward_auth: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(3600))
                 .build(),
         }
     }
@@ -301,6 +308,23 @@ impl Store for CachedStore {
         next_ms: i64,
     ) -> StoreResult<()> {
         self.inner.defer_plex_poll(flow_hash, pin_id, next_ms).await
+    }
+
+    async fn create_forward_auth_session(&self, id_hash: &Hash, session_hash: &Hash, now: Timestamp) -> StoreResult<()> {
+        self.inner.create_forward_auth_session(id_hash, session_hash, now).await?;
+        self.forward_auth.insert(*id_hash, *session_hash);
+        Ok(())
+    }
+
+    async fn forward_auth_parent(&self, id_hash: &Hash) -> StoreResult<Option<Hash>> {
+        if let Some(parent) = self.forward_auth.get(id_hash) {
+            return Ok(Some(parent));
+        }
+        let parent = self.inner.forward_auth_parent(id_hash).await?;
+        if let Some(p) = parent {
+            self.forward_auth.insert(*id_hash, p);
+        }
+        Ok(parent)
     }
 
     async fn sweep(&self, now: Timestamp) -> StoreResult<Swept> {

@@ -322,6 +322,12 @@ pub trait Store: Send + Sync + 'static {
     async fn defer_plex_poll(&self, flow_hash: &Hash, pin_id: i64, next_ms: i64)
         -> StoreResult<()>;
 
+    // ---- forward-auth sessions ----
+    /// Stores a forward-auth cookie's hash, bound to the SSO session `session_hash`.
+    async fn create_forward_auth_session(&self, id_hash: &Hash, session_hash: &Hash, now: Timestamp) -> StoreResult<()>;
+    /// The hash of the SSO session a forward-auth cookie belongs to.
+    async fn forward_auth_parent(&self, id_hash: &Hash) -> StoreResult<Option<Hash>>;
+
     // ---- housekeeping ----
     /// Deletes what has expired: sessions, flows, codes, tokens, grants (revoked or past their
     /// absolute expiry with no live token), keys past retire_at.

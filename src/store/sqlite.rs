@@ -42,6 +42,7 @@ use super::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_plex.sql"),
+    include_str!("migrations/0003_forward_auth.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -1388,6 +1389,28 @@ impl Store for SqliteStore {
             )?
             .execute(params![flow_hash, pin_id, next_ms])
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn create_forward_auth_session(&self, id_hash: &Hash, session_hash: &Hash, now: Timestamp) -> StoreResult<()> {
+        let (id_hash, session_hash) = (*id_hash, *session_hash);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO forward_auth_sessions (id_hash, session_hash, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![id_hash, session_hash, now])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn forward_auth_parent(&self, id_hash: &Hash) -> StoreResult<Option<Hash>> {
+        let id_hash = *id_hash;
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT session_hash FROM forward_auth_sessions WHERE id_hash = ?1")?
+                .query_row([id_hash], |row| row.get(0))
+                .optional()
         })
         .await
     }
