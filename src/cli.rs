@@ -57,10 +57,13 @@ pub enum Command {
     /// Plex helpers.
     #[command(subcommand)]
     Plex(PlexCommand),
-    /// Print the configuration the other side needs (jitsi), from this instance's config.
+    /// Print the configuration the other side needs, from this instance's config.
     Integrate {
-        /// The app: jitsi.
+        /// traefik, caddy, nginx, apache, cloudflare or jitsi.
         app: String,
+        /// The [[clients]] id to use (apache).
+        #[arg(long)]
+        client: Option<String>,
     },
 }
 
@@ -222,9 +225,12 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Integrate { app } => {
+        Command::Integrate { app, client } => {
             let config = load_config(&cli)?;
-            print!("{}", crate::integrate::render(app, &config)?);
+            print!(
+                "{}",
+                crate::integrate::render(app, &config, client.as_deref())?
+            );
             Ok(())
         }
         Command::Plex(PlexCommand::Servers { token }) => {

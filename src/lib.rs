@@ -20,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod forward_auth;
 pub mod integrate;
 pub mod jitsi;
 pub mod keys;

@@ -104,6 +104,13 @@ pub async fn build_state(
             policy,
         },
         plex,
+        cloudflare: match &config.forward_auth.cloudflare {
+            Some(cf) => Some(
+                crate::forward_auth::cloudflare::CloudflareVerifier::new(cf.clone())
+                    .map_err(StartError::Other)?,
+            ),
+            None => None,
+        },
         pin_limiter: crate::login::plex::pin_limiter(&config.trusted_proxies)
             .map_err(StartError::Other)?,
         limiter: LoginLimiter::new(
@@ -219,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::oidc::routes::routes(&state))
         .merge(crate::login::routes(&state))
         .merge(crate::jitsi::routes())
+        .merge(crate::forward_auth::routes())
         .route(HEALTHZ, get(healthz))
         .route("/static/{*path}", get(crate::web::static_file))
         .fallback(not_found);
@@ -337,6 +345,9 @@ pub async fn start(state: AppState, addr: SocketAddr) -> Result<Running, StartEr
     })?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     spawn_maintenance(state.clone(), rx.clone());
+    if let Some(cf) = &state.cloudflare {
+        cf.spawn_refresher(rx.clone());
+    }
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = rx;
     let task = tokio::spawn(async move {

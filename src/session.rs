@@ -101,11 +101,23 @@ pub fn cookie(config: &Config, name: &str, value: &str, max_age: Option<i64>) ->
 
 /// A forward-auth cookie for the SSO session `session`, when `[session] cookie_domain` is set:
 /// its own random id, on the shared domain, so app hosts send it with their proxies' checks.
-pub async fn start_forward_auth(store: &dyn Store, config: &Config, session: &Session, now: Timestamp) -> Result<Option<String>, StoreError> {
-    let Some(domain) = &config.session.cookie_domain else { return Ok(None) };
+pub async fn start_forward_auth(
+    store: &dyn Store,
+    config: &Config,
+    session: &Session,
+    now: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    let Some(domain) = &config.session.cookie_domain else {
+        return Ok(None);
+    };
     let id = random_token();
-    store.create_forward_auth_session(&digest(&id), &session.id_hash, now).await?;
-    let mut c = format!("{FORWARD_AUTH_COOKIE}={id}; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}", (session.expires_at - now).max(0));
+    store
+        .create_forward_auth_session(&digest(&id), &session.id_hash, now)
+        .await?;
+    let mut c = format!(
+        "{FORWARD_AUTH_COOKIE}={id}; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        (session.expires_at - now).max(0)
+    );
     if config.issuer.scheme() == "https" {
         c.push_str("; Secure");
     }
@@ -113,7 +125,12 @@ pub async fn start_forward_auth(store: &dyn Store, config: &Config, session: &Se
 }
 
 /// The SSO session (and user) behind a forward-auth cookie, if live.
-pub async fn lookup_forward_auth(store: &dyn Store, config: &Config, cookie: &str, now: Timestamp) -> Result<Option<(Session, User)>, StoreError> {
+pub async fn lookup_forward_auth(
+    store: &dyn Store,
+    config: &Config,
+    cookie: &str,
+    now: Timestamp,
+) -> Result<Option<(Session, User)>, StoreError> {
     match store.forward_auth_parent(&digest(cookie)).await? {
         Some(parent) => lookup_hash(store, config, &parent, now).await,
         None => Ok(None),
@@ -122,7 +139,9 @@ pub async fn lookup_forward_auth(store: &dyn Store, config: &Config, cookie: &st
 
 pub fn clear_forward_auth_cookie(config: &Config) -> Option<String> {
     let domain = config.session.cookie_domain.as_ref()?;
-    Some(format!("{FORWARD_AUTH_COOKIE}=; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"))
+    Some(format!(
+        "{FORWARD_AUTH_COOKIE}=; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+    ))
 }
 
 pub fn session_cookie(config: &Config, value: &str) -> String {

@@ -24,6 +24,8 @@ pub struct Inner {
     pub provider: Provider,
     /// Sign in with Plex, when configured.
     pub plex: Option<Arc<crate::plex::PlexService>>,
+    /// Verifies Cloudflare Access tokens for forward-auth, when configured.
+    pub cloudflare: Option<Arc<crate::forward_auth::cloudflare::CloudflareVerifier>>,
     /// Per-IP limit on creating Plex PINs (start, same tab, redirect mode).
     pub pin_limiter: crate::login::plex::PinLimiter,
     pub templates: Templates,

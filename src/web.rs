@@ -229,6 +229,22 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// The socket peer's address, when the server was started with connect info.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<PeerIp, Self::Rejection> {
+        Ok(PeerIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// The request's cookies, read once.
 #[derive(Debug, Clone, Default)]
 pub struct Cookies(pub String);

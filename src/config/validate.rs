@@ -176,17 +176,30 @@ pub(super) fn validate(
         secret_key,
         plex,
         jitsi: f.jitsi.map(|j| jitsi(errors, j)),
-        forward_auth: f.forward_auth.map(|fa| forward_auth(errors, fa)).unwrap_or_default(),
+        forward_auth: f
+            .forward_auth
+            .map(|fa| forward_auth(errors, fa))
+            .unwrap_or_default(),
     }
 }
 
-fn host_pattern(errors: &mut Vec<ConfigError>, key: &str, value: Option<&str>) -> Option<HostPattern> {
+fn host_pattern(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: Option<&str>,
+) -> Option<HostPattern> {
     let Some(raw) = value.map(|v| v.trim().to_ascii_lowercase()) else {
-        push(errors, key, "required: a host like \"app.example.com\" or \"*.example.com\"");
+        push(
+            errors,
+            key,
+            "required: a host like \"app.example.com\" or \"*.example.com\"",
+        );
         return None;
     };
     let bare = raw.strip_prefix("*.").unwrap_or(&raw);
-    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
     if bare.split('.').all(label_ok) && !bare.is_empty() {
         Some(HostPattern(raw))
     } else {
@@ -202,7 +215,11 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
         let host = host_pattern(errors, &key("host"), r.host.as_deref());
         if let Some(p) = &r.path {
             if !p.starts_with('/') {
-                push(errors, &key("path"), format!("\"{p}\" must start with /, e.g. \"/admin\""));
+                push(
+                    errors,
+                    &key("path"),
+                    format!("\"{p}\" must start with /, e.g. \"/admin\""),
+                );
             }
         }
         let access = match (r.groups, r.users, r.allow.as_deref()) {
@@ -220,7 +237,11 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
             }
         };
         if let (Some(host), Some(access)) = (host, access) {
-            rules.push(ForwardAuthRule { host, path: r.path, access });
+            rules.push(ForwardAuthRule {
+                host,
+                path: r.path,
+                access,
+            });
         }
     }
     let cloudflare = fa.cloudflare.map(|cf| {
@@ -258,19 +279,40 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
         let name = h.name.unwrap_or_default();
         let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
-            push(errors, &format!("forward_auth.headers[{i}].name"), format!("\"{name}\" is not a header name (letters, digits, -)"));
+            push(
+                errors,
+                &format!("forward_auth.headers[{i}].name"),
+                format!("\"{name}\" is not a header name (letters, digits, -)"),
+            );
         }
-        let reserved = ["remote-user", "remote-email", "remote-name", "remote-groups"];
+        let reserved = [
+            "remote-user",
+            "remote-email",
+            "remote-name",
+            "remote-groups",
+        ];
         if reserved.contains(&name.to_ascii_lowercase().as_str()) {
-            push(errors, &format!("forward_auth.headers[{i}].name"), format!("{name} is always sent; choose another name"));
+            push(
+                errors,
+                &format!("forward_auth.headers[{i}].name"),
+                format!("{name} is always sent; choose another name"),
+            );
         }
         match h.claim.filter(|c| !c.is_empty()) {
             Some(claim) if valid => headers.push((name, claim)),
             Some(_) => {}
-            None => push(errors, &format!("forward_auth.headers[{i}].claim"), "required: the claim whose value the header carries"),
+            None => push(
+                errors,
+                &format!("forward_auth.headers[{i}].claim"),
+                "required: the claim whose value the header carries",
+            ),
         }
     }
-    ForwardAuthConfig { rules, cloudflare, headers }
+    ForwardAuthConfig {
+        rules,
+        cloudflare,
+        headers,
+    }
 }
 
 const DAY_SECS: u64 = 86_400;

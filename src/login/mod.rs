@@ -270,7 +270,14 @@ pub(crate) async fn signed_in(
         session::end(&*state.store, old).await?;
     }
     let now = state.now();
-    let (cookie_value, session) = session::start(&*state.store, &state.config, user, vec![method.to_string()], now).await?;
+    let (cookie_value, session) = session::start(
+        &*state.store,
+        &state.config,
+        user,
+        vec![method.to_string()],
+        now,
+    )
+    .await?;
     state.store.delete_flow(&flow.id_hash).await?;
     let url = completion_url(state, purpose, &session, user).await?;
     let mut set = vec![session::session_cookie(&state.config, &cookie_value)];
@@ -441,12 +448,27 @@ pub fn safe_return(state: &AppState, rd: &str) -> bool {
     if url.origin() == state.config.issuer.origin() {
         return true;
     }
-    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return false;
     }
-    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return false };
-    let by_domain = state.config.session.cookie_domain.as_deref().is_some_and(|d| host == d || host.ends_with(&format!(".{d}")));
-    let by_rule = state.config.forward_auth.rules.iter().any(|r| r.host.matches(&host));
+    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    let by_domain = state
+        .config
+        .session
+        .cookie_domain
+        .as_deref()
+        .is_some_and(|d| host == d || host.ends_with(&format!(".{d}")));
+    let by_rule = state
+        .config
+        .forward_auth
+        .rules
+        .iter()
+        .any(|r| r.host.matches(&host));
     by_domain || by_rule
 }
 
@@ -469,11 +491,16 @@ async fn login_page(
         };
         // Signed in before forward-auth had its cookie (or it was lost): hand one out now.
         let has_fa = match cookies.get(session::FORWARD_AUTH_COOKIE) {
-            Some(c) => session::lookup_forward_auth(&*state.store, &state.config, c, state.now()).await?.is_some(),
+            Some(c) => session::lookup_forward_auth(&*state.store, &state.config, c, state.now())
+                .await?
+                .is_some(),
             None => false,
         };
         if !has_fa {
-            if let Some(c) = session::start_forward_auth(&*state.store, &state.config, &session, state.now()).await? {
+            if let Some(c) =
+                session::start_forward_auth(&*state.store, &state.config, &session, state.now())
+                    .await?
+            {
                 append_cookie(&mut resp, &c);
             }
         }

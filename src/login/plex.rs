@@ -332,7 +332,10 @@ async fn poll_once(
         .await?;
     tracing::info!(target: "audit", event = "sign_in", method = "plex", user = %user.username, client = %super::client_of(purpose), outcome = "success");
     let (set, redirect) = signed_in(state, cookies, flow, purpose, &user, crate::plex::AMR).await?;
-    Ok(Poll::Done { cookies: set, redirect })
+    Ok(Poll::Done {
+        cookies: set,
+        redirect,
+    })
 }
 
 /// POST /login/plex/poll: the landing page asks about once a second.

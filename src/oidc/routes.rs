@@ -310,6 +310,8 @@ struct LogoutParams {
     client_id: Option<String>,
     csrf: Option<String>,
     confirm: Option<String>,
+    /// Forward-auth sign-out: where to go afterwards (doorman's own origin or a protected host).
+    rd: Option<String>,
 }
 
 async fn logout_get(
@@ -412,6 +414,7 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
                 "client_name": client.map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
                 "post_logout_redirect_uri": redirect,
                 "state": p.state,
+                "rd": p.rd.as_deref().filter(|rd| login::safe_return(&state, rd)),
             }),
         );
         let mut resp = crate::web::html(StatusCode::OK, html);
@@ -429,12 +432,14 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
     if let Some((_, user)) = &live {
         tracing::info!(target: "audit", event = "logout", user = %user.username, client = client_id.as_deref().unwrap_or("-"));
     }
-    let mut resp = match redirect {
-        Some(uri) => {
+    let rd = p.rd.as_deref().filter(|rd| login::safe_return(&state, rd));
+    let mut resp = match (redirect, rd) {
+        (Some(uri), _) => {
             let params: Vec<(&str, &str)> = p.state.as_deref().map(|s| vec![("state", s)]).unwrap_or_default();
             found(&authorize::redirect_with(&uri, &params))
         }
-        None => crate::web::html(
+        (None, Some(rd)) => found(rd),
+        (None, None) => crate::web::html(
             StatusCode::OK,
             state.templates.render("message.html", serde_json::json!({"base": state.issuer(), "title": "You are signed out", "message": "You can close this window."})),
         ),
@@ -443,5 +448,9 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
         &mut resp,
         &session::clear_cookie(&state.config, SESSION_COOKIE),
     );
+    // The forward-auth cookie's session is gone with the SSO session; clear the cookie too.
+    if let Some(c) = session::clear_forward_auth_cookie(&state.config) {
+        append_cookie(&mut resp, &c);
+    }
     Ok(resp)
 }

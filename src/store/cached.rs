@@ -310,8 +310,15 @@ impl Store for CachedStore {
         self.inner.defer_plex_poll(flow_hash, pin_id, next_ms).await
     }
 
-    async fn create_forward_auth_session(&self, id_hash: &Hash, session_hash: &Hash, now: Timestamp) -> StoreResult<()> {
-        self.inner.create_forward_auth_session(id_hash, session_hash, now).await?;
+    async fn create_forward_auth_session(
+        &self,
+        id_hash: &Hash,
+        session_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.inner
+            .create_forward_auth_session(id_hash, session_hash, now)
+            .await?;
         self.forward_auth.insert(*id_hash, *session_hash);
         Ok(())
     }

@@ -324,7 +324,12 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- forward-auth sessions ----
     /// Stores a forward-auth cookie's hash, bound to the SSO session `session_hash`.
-    async fn create_forward_auth_session(&self, id_hash: &Hash, session_hash: &Hash, now: Timestamp) -> StoreResult<()>;
+    async fn create_forward_auth_session(
+        &self,
+        id_hash: &Hash,
+        session_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// The hash of the SSO session a forward-auth cookie belongs to.
     async fn forward_auth_parent(&self, id_hash: &Hash) -> StoreResult<Option<Hash>>;
 

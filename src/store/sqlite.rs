@@ -1393,7 +1393,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_forward_auth_session(&self, id_hash: &Hash, session_hash: &Hash, now: Timestamp) -> StoreResult<()> {
+    async fn create_forward_auth_session(
+        &self,
+        id_hash: &Hash,
+        session_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let (id_hash, session_hash) = (*id_hash, *session_hash);
         self.write(move |conn| {
             conn.prepare_cached(
@@ -1408,9 +1413,11 @@ impl Store for SqliteStore {
     async fn forward_auth_parent(&self, id_hash: &Hash) -> StoreResult<Option<Hash>> {
         let id_hash = *id_hash;
         self.read(move |conn| {
-            conn.prepare_cached("SELECT session_hash FROM forward_auth_sessions WHERE id_hash = ?1")?
-                .query_row([id_hash], |row| row.get(0))
-                .optional()
+            conn.prepare_cached(
+                "SELECT session_hash FROM forward_auth_sessions WHERE id_hash = ?1",
+            )?
+            .query_row([id_hash], |row| row.get(0))
+            .optional()
         })
         .await
     }

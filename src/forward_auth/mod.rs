@@ -1,0 +1,443 @@
+//! Forward-auth: reverse proxies ask "may this request through, and who is it?".
+//! `/forward-auth` speaks Traefik's and Caddy's dialect (X-Forwarded-*; unauthenticated → 302 to
+//! the login page, or 401 for XHR / non-HTML), `/auth-request` nginx's (X-Original-*;
+//! unauthenticated → 401 with Location, for `error_page 401 =302`). Proxy headers are believed
+//! only from `trusted_proxies`. Identity comes from a Cloudflare Access token (header, then
+//! cookie) or doorman's own session (the `doorman_fa` cookie on the shared domain, or the SSO
+//! cookie on doorman's own host). Every answer carries the four Remote-* headers, empty when
+//! unknown, so a client-sent copy can never reach an app through a proxy that copies only what
+//! it gets. No input makes this panic or answer 400/500 (nginx turns those into 500s).
+
+pub mod cloudflare;
+pub mod rules;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use serde_json::{Map, Value};
+
+use crate::session;
+use crate::state::AppState;
+use crate::store::User;
+use crate::web::{Cookies, PeerIp};
+use cloudflare::CfIdentity;
+use rules::{Decision, Principal};
+
+pub mod paths {
+    pub const FORWARD_AUTH: &str = "/forward-auth";
+    pub const AUTH_REQUEST: &str = "/auth-request";
+}
+
+pub const CF_HEADER: &str = "cf-access-jwt-assertion";
+pub const CF_COOKIE: &str = "CF_Authorization";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::FORWARD_AUTH, any(forward_auth))
+        .route(paths::AUTH_REQUEST, any(auth_request))
+}
+
+/// The request the proxy is asking about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub method: String,
+    pub scheme: String,
+    pub host: String,
+    /// Path and query.
+    pub uri: String,
+}
+
+impl Target {
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.uri)
+    }
+    fn host_only(&self) -> String {
+        // Hosts come with ports from some proxies; rules and cookies are about the name.
+        let h = self
+            .host
+            .rsplit_once(':')
+            .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+            .map(|(h, _)| h)
+            .unwrap_or(&self.host);
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    }
+    fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or("/")
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Traefik/Caddy: X-Forwarded-Method/-Proto/-Host/-Uri.
+pub fn target_from_forwarded(h: &HeaderMap) -> Option<Target> {
+    let host = header_str(h, "x-forwarded-host")?.to_string();
+    let scheme = header_str(h, "x-forwarded-proto")
+        .unwrap_or("https")
+        .to_ascii_lowercase();
+    let uri = header_str(h, "x-forwarded-uri").unwrap_or("/").to_string();
+    let method = header_str(h, "x-forwarded-method")
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    valid(Target {
+        method,
+        scheme,
+        host,
+        uri,
+    })
+}
+
+/// nginx: X-Original-URL and X-Original-Method.
+pub fn target_from_original(h: &HeaderMap) -> Option<Target> {
+    let url = url::Url::parse(header_str(h, "x-original-url")?).ok()?;
+    let host = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str()?),
+        None => url.host_str()?.to_string(),
+    };
+    let uri = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let method = header_str(h, "x-original-method")
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    valid(Target {
+        method,
+        scheme: url.scheme().to_string(),
+        host,
+        uri,
+    })
+}
+
+fn valid(t: Target) -> Option<Target> {
+    let host_ok = !t.host.is_empty()
+        && t.host.len() <= 255
+        && t.host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let ok = host_ok
+        && matches!(t.scheme.as_str(), "http" | "https")
+        && t.uri.starts_with('/')
+        && t.uri.len() <= 8192
+        && !t.uri.chars().any(char::is_control);
+    ok.then_some(t)
+}
+
+/// Who the request comes from, once authenticated.
+struct Authenticated {
+    principal: Principal,
+    claims: Map<String, Value>,
+}
+
+fn principal_of_user(user: &User) -> (Principal, Map<String, Value>) {
+    let mut claims = crate::oidc::claims::profile_claims(user, "", true);
+    claims.insert("sub".into(), Value::String(user.id.clone()));
+    let principal = Principal {
+        user: user.username.clone(),
+        email: user.email.clone().unwrap_or_default(),
+        name: user.name.clone().unwrap_or_default(),
+        groups: user.groups.clone(),
+    };
+    (principal, claims)
+}
+
+enum Identify {
+    Known(Box<Authenticated>),
+    Anonymous,
+    /// A token was presented and is invalid: 401, no redirect.
+    Rejected(String),
+}
+
+static UNTRUSTED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    cookies: &Cookies,
+    target: &Target,
+) -> Result<Identify, crate::store::StoreError> {
+    let now = state.now();
+    let cf_token = header_str(headers, CF_HEADER)
+        .map(str::to_string)
+        .or_else(|| cookies.get(CF_COOKIE).map(str::to_string));
+    if let Some(token) = cf_token {
+        let Some(verifier) = &state.cloudflare else {
+            return Ok(Identify::Rejected("a Cloudflare Access token was sent, but [forward_auth.cloudflare] is not configured".into()));
+        };
+        return Ok(
+            match verifier.verify(&token, &target.host_only(), now).await {
+                Ok(id) => Identify::Known(Box::new(from_cloudflare(state, &id).await?)),
+                Err(e) => Identify::Rejected(e.to_string()),
+            },
+        );
+    }
+    let mut live = None;
+    if let Some(c) = cookies.get(session::FORWARD_AUTH_COOKIE) {
+        live = session::lookup_forward_auth(&*state.store, &state.config, c, now).await?;
+    }
+    if live.is_none() {
+        if let Some(c) = cookies.get(session::SESSION_COOKIE) {
+            live = session::lookup(&*state.store, &state.config, c, now).await?;
+        }
+    }
+    if let Some((session, user)) = live {
+        if state.provider.still_allowed(&user, &session.amr, now).await {
+            let (principal, claims) = principal_of_user(&user);
+            return Ok(Identify::Known(Box::new(Authenticated {
+                principal,
+                claims,
+            })));
+        }
+    }
+    Ok(Identify::Anonymous)
+}
+
+/// A Cloudflare identity becomes the local (or Plex) user with that verified email, so group
+/// rules apply; otherwise it carries only its email.
+async fn from_cloudflare(
+    state: &AppState,
+    id: &CfIdentity,
+) -> Result<Authenticated, crate::store::StoreError> {
+    if let Some(client_id) = &id.service_token {
+        let principal = Principal {
+            user: client_id.clone(),
+            ..Principal::default()
+        };
+        return Ok(Authenticated {
+            principal,
+            claims: id.claims.clone(),
+        });
+    }
+    if let Some(user) = state.store.find_user_by_email(&id.email).await? {
+        if user.email_verified && !user.disabled {
+            let (principal, mut claims) = principal_of_user(&user);
+            for (k, v) in &id.claims {
+                claims.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            return Ok(Authenticated { principal, claims });
+        }
+    }
+    let principal = Principal {
+        user: id.email.clone(),
+        email: id.email.clone(),
+        ..Principal::default()
+    };
+    Ok(Authenticated {
+        principal,
+        claims: id.claims.clone(),
+    })
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s)
+        .or_else(|_| HeaderValue::from_bytes(s.as_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The identity headers; all four always present.
+fn identity_headers(state: &AppState, who: Option<&Authenticated>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let p = who.map(|a| a.principal.clone()).unwrap_or_default();
+    h.insert("remote-user", header_value(&p.user));
+    h.insert("remote-email", header_value(&p.email));
+    h.insert("remote-name", header_value(&p.name));
+    h.insert("remote-groups", header_value(&p.groups.join(",")));
+    for (name, claim) in &state.config.forward_auth.headers {
+        let value = who.and_then(|a| a.claims.get(claim)).map(|v| match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| i.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        });
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            h.insert(n, header_value(&value.unwrap_or_default()));
+        }
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// Traefik, Caddy.
+    ForwardAuth,
+    /// nginx auth_request.
+    AuthRequest,
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    let xhr = header_str(headers, "x-requested-with")
+        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    let html = header_str(headers, "accept").is_some_and(|a| a.contains("text/html"));
+    html && !xhr
+}
+
+async fn check(
+    state: AppState,
+    peer: Option<IpAddr>,
+    headers: HeaderMap,
+    cookies: Cookies,
+    dialect: Dialect,
+) -> Response {
+    let trusted =
+        peer.is_some_and(|ip| state.config.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let target = if trusted {
+        match dialect {
+            Dialect::ForwardAuth => target_from_forwarded(&headers),
+            Dialect::AuthRequest => target_from_original(&headers),
+        }
+    } else {
+        if !UNTRUSTED_LOGGED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(peer = ?peer, "forward-auth request from an address outside trusted_proxies: its X-Forwarded-*/X-Original-* headers are ignored (logged once)");
+        }
+        None
+    };
+    let Some(target) = target else {
+        // Without a trustworthy description of the request there is nothing to allow.
+        return (StatusCode::FORBIDDEN, identity_headers(&state, None)).into_response();
+    };
+    let identity = match identify(&state, &headers, &cookies, &target).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "forward-auth: the store did not answer");
+            // 401, never 500: nginx would turn a 500 into an error page for every app.
+            return (StatusCode::UNAUTHORIZED, identity_headers(&state, None)).into_response();
+        }
+    };
+    let who = match identity {
+        Identify::Rejected(reason) => {
+            tracing::warn!(host = %target.host_only(), reason = %reason, "forward-auth: token refused");
+            return (StatusCode::UNAUTHORIZED, identity_headers(&state, None)).into_response();
+        }
+        Identify::Known(a) => Some(a),
+        Identify::Anonymous => None,
+    };
+    let decision = rules::decide(
+        &state.config.forward_auth.rules,
+        &target.host_only(),
+        target.path(),
+        who.as_ref().map(|a| &a.principal),
+    );
+    match decision {
+        Decision::Allow => {
+            (StatusCode::OK, identity_headers(&state, who.as_deref())).into_response()
+        }
+        Decision::Deny => {
+            tracing::info!(target: "audit", event = "forward_auth", host = %target.host_only(), user = who.as_ref().map(|a| a.principal.user.as_str()).unwrap_or("-"), outcome = "denied");
+            (StatusCode::FORBIDDEN, identity_headers(&state, None)).into_response()
+        }
+        Decision::SignIn => sign_in(&state, &headers, &target, dialect),
+    }
+}
+
+fn sign_in(state: &AppState, headers: &HeaderMap, target: &Target, dialect: Dialect) -> Response {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", &target.url())
+        .finish();
+    let login = format!("{}?{query}", state.url(crate::login::paths::LOGIN));
+    let mut h = identity_headers(state, None);
+    let location = header_value(&login);
+    match dialect {
+        Dialect::AuthRequest => {
+            h.insert(header::LOCATION, location);
+            (StatusCode::UNAUTHORIZED, h).into_response()
+        }
+        Dialect::ForwardAuth if !wants_html(headers) => {
+            (StatusCode::UNAUTHORIZED, h).into_response()
+        }
+        Dialect::ForwardAuth => {
+            let status = if matches!(target.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+                StatusCode::FOUND
+            } else {
+                StatusCode::SEE_OTHER
+            };
+            h.insert(header::LOCATION, location);
+            (status, h).into_response()
+        }
+    }
+}
+
+async fn forward_auth(
+    State(state): State<AppState>,
+    PeerIp(peer): PeerIp,
+    headers: HeaderMap,
+    cookies: Cookies,
+) -> Response {
+    check(state, peer, headers, cookies, Dialect::ForwardAuth).await
+}
+
+async fn auth_request(
+    State(state): State<AppState>,
+    PeerIp(peer): PeerIp,
+    headers: HeaderMap,
+    cookies: Cookies,
+) -> Response {
+    check(state, peer, headers, cookies, Dialect::AuthRequest).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn targets_from_each_dialect() {
+        let t = target_from_forwarded(&headers(&[
+            ("x-forwarded-host", "App.example.com:8443"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-uri", "/a?b=1"),
+            ("x-forwarded-method", "post"),
+        ]))
+        .unwrap();
+        assert_eq!(t.url(), "https://App.example.com:8443/a?b=1");
+        assert_eq!(t.host_only(), "app.example.com");
+        assert_eq!(t.method, "POST");
+        let o = target_from_original(&headers(&[
+            ("x-original-url", "http://app.example.com/x/y?z"),
+            ("x-original-method", "DELETE"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (o.host.as_str(), o.uri.as_str(), o.method.as_str()),
+            ("app.example.com", "/x/y?z", "DELETE")
+        );
+        assert!(target_from_forwarded(&headers(&[("x-forwarded-host", "evil host")])).is_none());
+        assert!(target_from_forwarded(&headers(&[
+            ("x-forwarded-host", "a.example.com"),
+            ("x-forwarded-uri", "no-slash")
+        ]))
+        .is_none());
+        assert!(
+            target_from_original(&headers(&[("x-original-url", "javascript:alert(1)")])).is_none()
+        );
+    }
+}
