@@ -10,11 +10,16 @@ fn base(config: &Config) -> &str {
     config.issuer_str()
 }
 
-/// `host:port` of the issuer, for Caddy's upstream syntax.
+/// The issuer's host and port in Caddy's upstream syntax (`https://` for TLS upstreams).
 fn host_port(config: &Config) -> String {
     let u = &config.issuer;
     let port = u.port_or_known_default().unwrap_or(80);
-    format!("{}:{port}", u.host_str().unwrap_or("127.0.0.1"))
+    let host = u.host_str().unwrap_or("127.0.0.1");
+    if u.scheme() == "https" {
+        format!("https://{host}:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 fn issuer_path(config: &Config) -> String {
