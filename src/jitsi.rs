@@ -140,22 +140,7 @@ pub fn mint(
             moderator,
             lobby_bypass,
         } => {
-            user.insert("id".into(), Value::String(u.id.clone()));
-            user.insert(
-                "name".into(),
-                Value::String(
-                    u.name
-                        .clone()
-                        .filter(|n| !n.trim().is_empty())
-                        .unwrap_or_else(|| u.username.clone()),
-                ),
-            );
-            if let Some(e) = &u.email {
-                user.insert("email".into(), Value::String(e.clone()));
-            }
-            if let Some(p) = &u.picture {
-                user.insert("avatar".into(), Value::String(p.clone()));
-            }
+            user = crate::oidc::claims::jitsi_context_user(u);
             user.insert(
                 "affiliation".into(),
                 Value::String(if *moderator { "owner" } else { "member" }.into()),
@@ -293,13 +278,10 @@ pub fn invite_valid(config: &JitsiConfig, token: &str, room: &str, now: Timestam
     let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
         return false;
     };
-    let genuine =
-        <Hmac<Sha256> as Mac>::new_from_slice(config.app_secret.as_bytes()).is_ok_and(|mut mac| {
-            mac.update(b"doorman jitsi guest link v1\0");
-            mac.update(body.as_bytes());
-            mac.verify_slice(&tag).is_ok()
-        });
-    if !genuine {
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        invite_mac(config, body).as_slice(),
+        tag.as_slice(),
+    )) {
         return false;
     }
     let Some(claims) = URL_SAFE_NO_PAD

@@ -81,6 +81,26 @@ pub fn profile_claims(user: &User, scope: &str, all: bool) -> Map<String, Value>
     m
 }
 
+/// The `context.user` Jitsi reads from its tokens: id, name (display name, else username),
+/// and email and avatar only when known (never null: lib-jitsi-meet throws on `avatar: null`).
+pub fn jitsi_context_user(user: &User) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), Value::String(user.id.clone()));
+    let name = user
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| user.username.clone());
+    m.insert("name".into(), Value::String(name));
+    if let Some(e) = &user.email {
+        m.insert("email".into(), Value::String(e.clone()));
+    }
+    if let Some(p) = &user.picture {
+        m.insert("avatar".into(), Value::String(p.clone()));
+    }
+    m
+}
+
 /// OIDC Core §3.1.3.6: base64url of the left half of SHA-256 of the access token.
 pub fn at_hash(access_token: &str) -> String {
     let d = Sha256::digest(access_token.as_bytes());

@@ -255,15 +255,15 @@ struct TokenParam {
     token: Option<String>,
 }
 
-/// POST /revoke (RFC 7009).
-async fn revoke(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+/// The authenticated client and the `token` parameter of a revocation or introspection.
+fn client_and_token<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, WebError> {
+) -> Result<(&'a crate::config::ClientConfig, String), WebError> {
     let body = body.map_err(too_large)?;
     let creds = credentials(
-        &headers,
+        headers,
         parse_form(&body).map_err(OAuthError::invalid_request)?,
     );
     let client = state.clients.authenticate(&creds)?;
@@ -271,6 +271,16 @@ async fn revoke(
     let token = p
         .token
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    Ok((client, token))
+}
+
+/// POST /revoke (RFC 7009).
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, WebError> {
+    let (client, token) = client_and_token(&state, &headers, body)?;
     state
         .provider
         .revoke(&client.id, &token, state.now())
@@ -284,19 +294,10 @@ async fn introspect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
-    let body = body.map_err(too_large)?;
-    let creds = credentials(
-        &headers,
-        parse_form(&body).map_err(OAuthError::invalid_request)?,
-    );
-    let client = state.clients.authenticate(&creds)?;
+    let (client, token) = client_and_token(&state, &headers, body)?;
     if client.public {
         return Err(OAuthError::invalid_client("public clients cannot introspect tokens").into());
     }
-    let p: TokenParam = parse_form(&body).map_err(OAuthError::invalid_request)?;
-    let token = p
-        .token
-        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     Ok(no_store_json(
         state.provider.introspect(&token, state.now()).await?,
     ))

@@ -352,22 +352,7 @@ pub fn jwt_access_claims(
     now: Timestamp,
     ttl: i64,
 ) -> serde_json::Value {
-    let mut context_user = serde_json::Map::new();
-    context_user.insert("id".into(), user.id.clone().into());
-    context_user.insert(
-        "name".into(),
-        user.name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| user.username.clone())
-            .into(),
-    );
-    if let Some(e) = &user.email {
-        context_user.insert("email".into(), e.clone().into());
-    }
-    if let Some(p) = &user.picture {
-        context_user.insert("avatar".into(), p.clone().into());
-    }
+    let context_user = super::claims::jitsi_context_user(user);
     serde_json::json!({
         "iss": issuer,
         "sub": user.id,
