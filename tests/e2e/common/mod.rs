@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_plex;
+pub mod prosody;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -192,7 +192,10 @@ pub fn verify_token(token: &str, cfg: &ProsodyConfig, now: i64) -> Result<Claims
     let now_f = now as f64;
     if let Some(exp) = exp {
         if now_f >= exp {
-            return Err(format!("Not acceptable by exp ({} sec since expired)", now_f - exp));
+            return Err(format!(
+                "Not acceptable by exp ({} sec since expired)",
+                now_f - exp
+            ));
         }
     }
     if let Some(nbf) = nbf {
