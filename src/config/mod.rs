@@ -706,7 +706,8 @@ mod tests {
 
     #[test]
     fn trusted_proxies_and_cookie_domain() {
-        let text = "trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\", \"::1\"]\n\
+        let text = "issuer = \"https://auth.example.com\"\n\
+            trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\", \"::1\"]\n\
             [session]\ncookie_domain = \".Example.com\"";
         let c = parse(text).unwrap();
         let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
@@ -716,6 +717,11 @@ mod tests {
             "trusted_proxies = [\"10.0.0.0/33\"]",
             "trusted_proxies[0]",
             "CIDR",
+        );
+        error_at(
+            "issuer = \"https://auth.example.org\"\n[session]\ncookie_domain = \"example.com\"",
+            "session.cookie_domain",
+            "does not cover",
         );
         error_at(
             "[session]\ncookie_domain = \"https://example.com\"",

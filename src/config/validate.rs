@@ -99,6 +99,20 @@ pub(super) fn validate(
             .map_err(|m| push(errors, "session.cookie_domain", m))
             .ok()
     });
+    // Browsers only accept a cookie for a domain that covers the host setting it.
+    if let (Some(domain), Some(host)) = (&cookie_domain, issuer.host_str()) {
+        let host = host.to_ascii_lowercase();
+        if host != *domain && !host.ends_with(&format!(".{domain}")) {
+            push(
+                errors,
+                "session.cookie_domain",
+                format!(
+                    "\"{domain}\" does not cover doorman's own host {host}, so browsers would refuse \
+                     the cookie; use a domain that both doorman and the apps are under"
+                ),
+            );
+        }
+    }
 
     let rotate_after = f
         .keys
