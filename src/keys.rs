@@ -270,7 +270,9 @@ fn sign_with<T: Serialize>(
 ) -> Result<String, KeyError> {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(key.kid.clone());
-    header.typ = Some(typ.unwrap_or("JWT").to_string());
+    // id_tokens carry no `typ`: Prosody accepts only `typ: "JWT"`, so an id_token can never
+    // pass for a Jitsi token, whatever audiences Prosody is told to accept.
+    header.typ = typ.map(str::to_string);
     let mut jws = b64_json(&header)?;
     jws.push('.');
     jws.push_str(&b64_json(claims)?);
@@ -371,6 +373,8 @@ mod tests {
         let data = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &v).unwrap();
         assert_eq!(data.claims["sub"], "x");
         assert_eq!(data.header.typ.as_deref(), Some("JWT"));
+        let id_token = sign_with(&loaded, None, &serde_json::json!({"sub": "x"})).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&id_token).unwrap().typ, None);
         // Change one character in the middle of the signature.
         let at = token.rfind('.').unwrap() + 100;
         let mut forged = token.clone();

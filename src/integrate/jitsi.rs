@@ -5,6 +5,42 @@ use std::fmt::Write;
 
 use crate::config::{AccessTokenFormat, Config};
 
+/// A Lua string literal, escaped (a secret with `"` or `\` would otherwise become another
+/// secret, or a config Prosody cannot parse).
+fn lua(v: &str) -> String {
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A docker compose `.env` value: bare when plain, else single-quoted (no `$` expansion), or
+/// double-quoted with escapes when it holds a single quote.
+fn env(v: &str) -> String {
+    if v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:/+=@,".contains(c))
+    {
+        v.to_string()
+    } else if !v.contains('\'') {
+        format!("'{v}'")
+    } else {
+        format!(
+            "\"{}\"",
+            v.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "$$")
+        )
+    }
+}
+
 pub fn render(config: &Config) -> Result<String, String> {
     let j = config.jitsi.as_ref().ok_or("no [jitsi] table in the configuration: add meet_url, app_id and app_secret first (see config/doorman.example.toml)")?;
     let issuer = config.issuer_str();
@@ -23,10 +59,10 @@ pub fn render(config: &Config) -> Result<String, String> {
     let _ = writeln!(w, "ENABLE_AUTH=1");
     let _ = writeln!(w, "AUTH_TYPE=jwt");
     let _ = writeln!(w, "ENABLE_GUESTS=1");
-    let _ = writeln!(w, "JWT_APP_ID={}", j.app_id);
-    let _ = writeln!(w, "JWT_APP_SECRET={}", j.app_secret);
-    let _ = writeln!(w, "JWT_ACCEPTED_ISSUERS={}", j.issuer);
-    let _ = writeln!(w, "JWT_ACCEPTED_AUDIENCES={}", j.audience);
+    let _ = writeln!(w, "JWT_APP_ID={}", env(&j.app_id));
+    let _ = writeln!(w, "JWT_APP_SECRET={}", env(&j.app_secret));
+    let _ = writeln!(w, "JWT_ACCEPTED_ISSUERS={}", env(&j.issuer));
+    let _ = writeln!(w, "JWT_ACCEPTED_AUDIENCES={}", env(&j.audience));
     let _ = writeln!(w, "TOKEN_AUTH_URL={issuer}/jitsi/{{room}}");
     let _ = writeln!(w);
     let _ = writeln!(
@@ -41,10 +77,14 @@ pub fn render(config: &Config) -> Result<String, String> {
     let _ = writeln!(w, "# 2. Prosody without docker (jitsi-meet-tokens installed), /etc/prosody/conf.d/{host}.cfg.lua:");
     let _ = writeln!(w, "VirtualHost \"{host}\"");
     let _ = writeln!(w, "    authentication = \"token\"");
-    let _ = writeln!(w, "    app_id = \"{}\"", j.app_id);
-    let _ = writeln!(w, "    app_secret = \"{}\"", j.app_secret);
-    let _ = writeln!(w, "    asap_accepted_issuers = {{ \"{}\" }}", j.issuer);
-    let _ = writeln!(w, "    asap_accepted_audiences = {{ \"{}\" }}", j.audience);
+    let _ = writeln!(w, "    app_id = {}", lua(&j.app_id));
+    let _ = writeln!(w, "    app_secret = {}", lua(&j.app_secret));
+    let _ = writeln!(w, "    asap_accepted_issuers = {{ {} }}", lua(&j.issuer));
+    let _ = writeln!(
+        w,
+        "    asap_accepted_audiences = {{ {} }}",
+        lua(&j.audience)
+    );
     let _ = writeln!(w, "    allow_empty_token = false");
     let _ = writeln!(w, "Component \"conference.{host}\" \"muc\"");
     let _ = writeln!(
@@ -109,4 +149,18 @@ pub fn render(config: &Config) -> Result<String, String> {
     let _ = writeln!(w, "#   tokenLogoutUrl: '{issuer}/logout?client_id={client_id}&post_logout_redirect_uri={meet}/static/logout.html',");
     let _ = writeln!(w, "#   sso: {{ ssoService: '{token_service}', tokenService: '{token_service}', clientId: '{client_id}' }},");
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{env, lua};
+
+    #[test]
+    fn values_survive_lua_and_compose_quoting() {
+        assert_eq!(lua("plain"), "\"plain\"");
+        assert_eq!(lua("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(env("abc-123"), "abc-123");
+        assert_eq!(env("a$b c"), "'a$b c'");
+        assert_eq!(env("it's $x"), "\"it's $$x\"");
+    }
 }

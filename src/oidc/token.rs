@@ -360,7 +360,8 @@ pub fn jwt_access_claims(
         "client_id": client.id,
         "scope": grant.scope,
         "iat": now,
-        "nbf": now,
+        // A minute early: Prosody checks nbf with no leeway, and its clock may lag ours.
+        "nbf": now - 60,
         "exp": now + ttl,
         "jti": random_id(16),
         "room": "*",
