@@ -441,3 +441,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;
