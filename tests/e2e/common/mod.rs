@@ -7,6 +7,7 @@
 pub mod fake_cloudflare;
 pub mod fake_plex;
 pub mod prosody;
+pub mod proxies;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,0 +1,131 @@
+//! Apache httpd with mod_auth_openidc as a relying party of doorman, configured with exactly
+//! what `doorman integrate apache` prints (the client secret and the passphrase filled in),
+//! proxying to an echo app that shows the `OIDC_CLAIM_*` headers mod_auth_openidc adds.
+
+use crate::common::proxies::*;
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_apache_signs_in_through_doorman_and_passes_the_claims() {
+    if !available(APACHE) {
+        return;
+    }
+    let port = free_port();
+    let doorman = Doorman::start(&forward_auth_toml(
+        r#"["127.0.0.1/32"]"#,
+        &apache_client_toml(port),
+    ))
+    .await;
+    let echo = Echo::start().await;
+    let printed = doorman.integrate("apache");
+    let redirect_uri = format!("http://{APACHE_HOST}:{port}/redirect_uri");
+    assert!(
+        printed.contains(&format!("OIDCClientID {APACHE_CLIENT}"))
+            && printed.contains(&format!("OIDCRedirectURI {redirect_uri}")),
+        "the registered client is picked:\n{printed}"
+    );
+    let passphrase = random_string();
+    let snippet = fill_placeholders(&printed, |p| {
+        if p.contains("secret") {
+            Some(APACHE_SECRET.to_string())
+        } else if p.contains("random") {
+            Some(passphrase.clone())
+        } else {
+            None
+        }
+    });
+    let apache = Proxy::apache(port, &snippet, echo.addr);
+    let b = browser();
+    let target = apache.url(APACHE_HOST, "/hello?x=1");
+
+    // Anonymous: to doorman's /authorize for the Apache client, which shows the login page.
+    let page = b.get(&target).await;
+    assert_eq!(page.status, 302, "{page:?}\n{}", apache.context());
+    let authorize = page.redirect();
+    assert_eq!(
+        authorize.as_str().split('?').next(),
+        Some(doorman.url("/authorize").as_str()),
+        "{authorize}\n{}",
+        apache.context()
+    );
+    let q = query(&authorize);
+    assert_eq!(q.get("client_id").map(String::as_str), Some(APACHE_CLIENT));
+    assert_eq!(q.get("redirect_uri"), Some(&redirect_uri));
+    assert_eq!(
+        q.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
+    let login = b.get(authorize.as_str()).await;
+    login.assert_status(200);
+    assert!(login.login_form().is_some(), "{}", login.text);
+    assert_eq!(echo.count(), 0);
+
+    // Sign in: the code goes to Apache's redirect_uri, Apache redeems it and returns to the page.
+    let done = b.submit_login(&login, ALICE, ALICE_PASSWORD).await;
+    done.assert_status(303);
+    let callback = done.redirect();
+    assert!(callback.as_str().starts_with(&redirect_uri), "{callback}");
+    let page = b.get(callback.as_str()).await;
+    assert_eq!(page.status, 302, "{page:?}\n{}", apache.context());
+    assert_eq!(page.redirect().as_str(), target);
+
+    // The page, with the claims; a forged claim header is scrubbed by mod_auth_openidc.
+    let page = send(
+        b.http.get(&target),
+        &[
+            ("OIDC_CLAIM_email", "mallory@evil.example"),
+            ("X-Remote-User", "mallory"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}\n{}", apache.context());
+    let seen = Seen::of(&page);
+    assert_eq!(seen.uri, "/hello?x=1");
+    assert_eq!(seen.one("oidc_claim_email"), Some(ALICE_EMAIL), "{seen:?}");
+    assert_eq!(seen.one("oidc_claim_groups"), Some("admins"), "{seen:?}");
+    assert_eq!(
+        seen.one("oidc_claim_preferred_username"),
+        Some(ALICE),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.one("oidc_claim_name"),
+        Some("Alice Liddell"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.one("oidc_claim_iss"),
+        Some(doorman.issuer.as_str()),
+        "{seen:?}"
+    );
+    assert_eq!(seen.one("oidc_claim_aud"), Some(APACHE_CLIENT), "{seen:?}");
+    // OIDCRemoteUserClaim preferred_username: REMOTE_USER is alice.
+    assert_eq!(seen.one("x-remote-user"), Some(ALICE), "{seen:?}");
+    assert!(!seen.mentions("mallory"), "{seen:?}");
+
+    // Apache's session holds: another page needs no new sign-in.
+    let page = b.get(&apache.url(APACHE_HOST, "/other")).await;
+    assert_eq!(Seen::of(&page).one("oidc_claim_email"), Some(ALICE_EMAIL));
+
+    // Single sign-on: a browser with only doorman's session goes through Apache's sign-in
+    // without seeing the login page.
+    let sso = b.cookie(&doorman.issuer, "doorman_session").unwrap();
+    let b2 = browser();
+    b2.set_cookie(&doorman.issuer, &format!("doorman_session={sso}; Path=/"));
+    let page = b2.get(&target).await;
+    let page = b2.get(page.redirect().as_str()).await;
+    assert_eq!(
+        page.status, 302,
+        "SSO did not skip the login page: {page:?}"
+    );
+    let callback = page.redirect();
+    assert!(callback.as_str().starts_with(&redirect_uri), "{callback}");
+    let page = b2.get(callback.as_str()).await;
+    let page = b2.get(page.redirect().as_str()).await;
+    assert_eq!(
+        Seen::of(&page).one("oidc_claim_preferred_username"),
+        Some(ALICE),
+        "{}",
+        apache.context()
+    );
+}

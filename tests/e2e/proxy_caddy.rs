@@ -1,0 +1,256 @@
+//! Caddy's `forward_auth` in front of an app, configured with exactly what `doorman integrate
+//! caddy` prints (the upstream placeholder filled in, the site address given the test's port and
+//! `http://`), against doorman's `/forward-auth`.
+
+use crate::common::proxies::*;
+use crate::common::*;
+
+struct Setup {
+    doorman: Doorman,
+    echo: Echo,
+    caddy: Proxy,
+}
+
+async fn setup() -> Option<Setup> {
+    if !available(CADDY) {
+        return None;
+    }
+    let doorman = Doorman::start(&forward_auth_toml(r#"["127.0.0.1/32"]"#, "")).await;
+    let echo = Echo::start().await;
+    let printed = doorman.integrate("caddy");
+    assert!(
+        printed.contains(&format!("{APP_HOST} {{")),
+        "the Caddy site is the first rule's host:\n{printed}"
+    );
+    let upstream = echo.addr.to_string();
+    let site = fill_placeholders(&printed, |p| {
+        p.contains("your-app").then(|| upstream.clone())
+    });
+    let caddy = Proxy::caddy(&site);
+    Some(Setup {
+        doorman,
+        echo,
+        caddy,
+    })
+}
+
+const FORGED: [(&str, &str); 4] = [
+    ("Remote-User", "mallory"),
+    ("Remote-Email", "mallory@evil.example"),
+    ("Remote-Name", "Mallory"),
+    ("Remote-Groups", "admins"),
+];
+
+fn with_forged<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    FORGED
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_caddy_redirects_browsers_and_answers_scripts_401() {
+    let Some(s) = setup().await else { return };
+    let b = browser();
+    let target = s.caddy.url(APP_HOST, "/x/y?z=1&w=%2F");
+
+    // A browser's GET: 302 to the login page with the original URL.
+    let page = send(b.http.get(&target), &with_forged(&[HTML])).await;
+    assert_eq!(page.status, 302, "{page:?}\n{}", s.caddy.context());
+    s.doorman.assert_login_redirect(&page.redirect(), &target);
+    // A form POST: 303 (Caddy passes the method as X-Forwarded-Method).
+    let page = send(b.http.post(&target).form(&[("a", "1")]), &[HTML]).await;
+    assert_eq!(page.status, 303, "{page:?}\n{}", s.caddy.context());
+    s.doorman.assert_login_redirect(&page.redirect(), &target);
+    // Scripts get 401, no redirect: an XHR, a JSON client, and one that accepts anything.
+    for headers in [
+        vec![HTML, ("x-requested-with", "XMLHttpRequest")],
+        vec![("accept", "application/json")],
+        vec![("accept", "*/*")],
+    ] {
+        let page = send(b.http.get(&target), &headers).await;
+        assert_eq!(
+            page.status,
+            401,
+            "{headers:?}: {page:?}\n{}",
+            s.caddy.context()
+        );
+        assert!(page.location().is_none(), "{page:?}");
+    }
+    assert_eq!(s.echo.count(), 0, "the app was reached anonymously");
+
+    // Sign in through the redirect: back at the original URL, then through to the app.
+    let page = send(b.http.get(&target), &[HTML]).await;
+    let form = b.get(page.redirect().as_str()).await;
+    let done = b.submit_login(&form, ALICE, ALICE_PASSWORD).await;
+    done.assert_status(303);
+    assert_eq!(done.redirect().as_str(), target);
+    let page = send(b.http.get(&target), &with_forged(&[HTML])).await;
+    assert_eq!(page.status, 200, "{page:?}\n{}", s.caddy.context());
+    let seen = Seen::of(&page);
+    assert_eq!(
+        (seen.method.as_str(), seen.uri.as_str()),
+        ("GET", "/x/y?z=1&w=%2F")
+    );
+    assert_eq!(seen.one("remote-user"), Some(ALICE), "{seen:?}");
+    assert_eq!(seen.one("remote-email"), Some(ALICE_EMAIL), "{seen:?}");
+    assert_eq!(seen.one("remote-name"), Some("Alice Liddell"), "{seen:?}");
+    assert_eq!(seen.one("remote-groups"), Some("admins"), "{seen:?}");
+    assert!(!seen.mentions("mallory"), "{seen:?}");
+
+    // Signed in, an XHR and a POST go through too; alice may use /admin.
+    let page = send(
+        b.http.get(s.caddy.url(APP_HOST, "/api")),
+        &[("x-requested-with", "XMLHttpRequest")],
+    )
+    .await;
+    assert_eq!(Seen::of(&page).one("remote-user"), Some(ALICE));
+    let page = send(
+        b.http
+            .post(s.caddy.url(APP_HOST, "/admin/save"))
+            .form(&[("a", "1"), ("b", "two")]),
+        &[],
+    )
+    .await;
+    let seen = Seen::of(&page);
+    assert_eq!(
+        (seen.method.as_str(), seen.body.as_str()),
+        ("POST", "a=1&b=two")
+    );
+    assert_eq!(seen.one("remote-user"), Some(ALICE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_caddy_keeps_forged_identities_out_and_applies_the_rules() {
+    let Some(s) = setup().await else { return };
+    let b = browser();
+    let home = s.caddy.url(APP_HOST, "/");
+    let admin = s.caddy.url(APP_HOST, "/admin");
+
+    let page = send(b.http.get(&home), &with_forged(&[HTML])).await;
+    assert_eq!(page.status, 302, "{page:?}\n{}", s.caddy.context());
+    assert_eq!(s.echo.count(), 0, "the app was reached anonymously");
+
+    // bob (no email, no groups): Caddy copies what doorman sends, all four headers, the empty
+    // ones empty, so none of the forged values survives.
+    sign_in(&s.doorman, &b, BOB, BOB_PASSWORD).await;
+    let page = send(b.http.get(&home), &with_forged(&[HTML])).await;
+    assert_eq!(page.status, 200, "{page:?}\n{}", s.caddy.context());
+    let seen = Seen::of(&page);
+    assert_eq!(seen.all("remote-user"), vec![BOB], "{seen:?}");
+    for h in ["remote-email", "remote-name", "remote-groups"] {
+        assert!(seen.all(h).iter().all(|v| v.is_empty()), "{h}: {seen:?}");
+    }
+    assert!(!seen.mentions("mallory"), "{seen:?}");
+
+    // /admin is for admins: 403 for bob, whatever he claims about himself or the request
+    // (Caddy sets X-Forwarded-* itself).
+    let before = s.echo.count();
+    let forged_target = [
+        HTML,
+        ("X-Forwarded-Uri", "/"),
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Host", "other.example.test"),
+        ("X-Original-URL", home.as_str()),
+    ];
+    let page = send(b.http.get(&admin), &with_forged(&forged_target)).await;
+    assert_eq!(page.status, 403, "{page:?}\n{}", s.caddy.context());
+    let page = send(
+        b.http.post(&admin).form(&[("a", "1")]),
+        &with_forged(&[HTML]),
+    )
+    .await;
+    assert_eq!(page.status, 403, "{page:?}\n{}", s.caddy.context());
+    assert_eq!(s.echo.count(), before, "bob reached /admin");
+}
+
+/// `Remote_User` is not `Remote-User` to Caddy, but it is to every app that reads headers
+/// through CGI-style variables (PHP's `$_SERVER['HTTP_REMOTE_USER']`, WSGI, Rack): both become
+/// `HTTP_REMOTE_USER`. nginx drops headers with underscores by default; Caddy passes them on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "BUG: `doorman integrate caddy` lets a client's Remote_User/Remote_Email/... (underscore spellings) through to the app, where CGI-style apps read them as the identity"]
+async fn proxy_caddy_keeps_underscore_spellings_of_the_identity_headers_out() {
+    let Some(s) = setup().await else { return };
+    let b = browser();
+    sign_in(&s.doorman, &b, BOB, BOB_PASSWORD).await;
+    let forged = [
+        ("Remote_User", "mallory"),
+        ("Remote_Email", "mallory@evil.example"),
+        ("Remote_Groups", "admins"),
+    ];
+    let page = send(b.http.get(s.caddy.url(APP_HOST, "/")), &forged).await;
+    assert_eq!(page.status, 200, "{page:?}\n{}", s.caddy.context());
+    let seen = Seen::of(&page);
+    assert!(!seen.mentions("mallory"), "{seen:?}");
+    assert!(
+        seen.all("remote_groups").is_empty(),
+        "a forged Remote_Groups reached the app: {seen:?}"
+    );
+}
+
+/// The usual way to give doorman its address: the same Caddy serves `auth.example.test` with a
+/// `reverse_proxy` to doorman. The printed `forward_auth auth.example.test:PORT` then reaches
+/// doorman through that site, so it has to arrive there as a request for the auth site and
+/// still describe the app's request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "BUG: `doorman integrate caddy` points forward_auth at the issuer; when Caddy also serves the issuer, the check keeps the app's Host and loops back into the app's site"]
+async fn proxy_caddy_works_when_the_same_caddy_serves_doorman() {
+    if !available(CADDY) {
+        return;
+    }
+    let caddy_port = free_port();
+    let doorman = Doorman::start_at(
+        &forward_auth_toml(r#"["127.0.0.1/32"]"#, ""),
+        Some(caddy_port),
+    )
+    .await;
+    let echo = Echo::start().await;
+    let printed = doorman.integrate("caddy");
+    let upstream = echo.addr.to_string();
+    let site = fill_placeholders(&printed, |p| {
+        p.contains("your-app").then(|| upstream.clone())
+    });
+    let auth_site = format!(
+        "http://{AUTH_HOST}:{caddy_port} {{\n\treverse_proxy 127.0.0.1:{}\n}}\n",
+        doorman.server.port
+    );
+    let caddy = Proxy::caddy_on(caddy_port, &site, &auth_site).unwrap_or_else(|e| panic!("{e}"));
+    let b = browser();
+    let page = b
+        .get(&doorman.url("/.well-known/openid-configuration"))
+        .await;
+    assert_eq!(
+        page.status,
+        200,
+        "doorman through Caddy: {page:?}\n{}",
+        caddy.context()
+    );
+
+    let target = caddy.url(APP_HOST, "/x?y=1");
+    let page = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        send(b.http.get(&target), &[HTML]),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no answer within 10 s (the check loops?)\n{}",
+            caddy.context()
+        )
+    });
+    assert_eq!(page.status, 302, "{page:?}\n{}", caddy.context());
+    doorman.assert_login_redirect(&page.redirect(), &target);
+    let form = b.get(page.redirect().as_str()).await;
+    let done = b.submit_login(&form, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.redirect().as_str(), target);
+    let page = send(b.http.get(&target), &[HTML]).await;
+    assert_eq!(
+        Seen::of(&page).one("remote-user"),
+        Some(ALICE),
+        "{}",
+        caddy.context()
+    );
+}
