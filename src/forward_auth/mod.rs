@@ -157,6 +157,8 @@ enum Identify {
     Anonymous,
     /// A token was presented and is invalid: 401, no redirect.
     Rejected(String),
+    /// A valid token for an account doorman has shut (disabled, or access withdrawn): 403.
+    Refused(String),
 }
 
 static UNTRUSTED_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -168,6 +170,12 @@ async fn identify(
     target: &Target,
 ) -> Result<Identify, crate::store::StoreError> {
     let now = state.now();
+    // A header that is present but not text is a bad token, not an absent one.
+    if headers.get(CF_HEADER).is_some_and(|v| v.to_str().is_err()) {
+        return Ok(Identify::Rejected(
+            "the Cf-Access-Jwt-Assertion header is not text".into(),
+        ));
+    }
     let cf_token = header_str(headers, CF_HEADER)
         .map(str::to_string)
         .or_else(|| cookies.get(CF_COOKIE).map(str::to_string));
@@ -177,7 +185,7 @@ async fn identify(
         };
         return Ok(
             match verifier.verify(&token, &target.host_only(), now).await {
-                Ok(id) => Identify::Known(Box::new(from_cloudflare(state, &id).await?)),
+                Ok(id) => from_cloudflare(state, &id, now).await?,
                 Err(e) => Identify::Rejected(e.to_string()),
             },
         );
@@ -208,24 +216,37 @@ async fn identify(
 async fn from_cloudflare(
     state: &AppState,
     id: &CfIdentity,
-) -> Result<Authenticated, crate::store::StoreError> {
+    now: crate::store::Timestamp,
+) -> Result<Identify, crate::store::StoreError> {
     if let Some(client_id) = &id.service_token {
         let principal = Principal {
             user: client_id.clone(),
             ..Principal::default()
         };
-        return Ok(Authenticated {
+        return Ok(Identify::Known(Box::new(Authenticated {
             principal,
             claims: id.claims.clone(),
-        });
+        })));
     }
     if let Some(user) = state.store.find_user_by_email(&id.email).await? {
-        if user.email_verified && !user.disabled {
+        if user.email_verified {
+            // Access still vouches for the email, but doorman has shut this account: a
+            // disabled user, or a Plex user whose share was removed, stays out.
+            let plex = [crate::plex::AMR.to_string()];
+            if user.disabled || !state.provider.still_allowed(&user, &plex, now).await {
+                return Ok(Identify::Refused(format!(
+                    "the account {} is disabled or no longer allowed",
+                    user.username
+                )));
+            }
             let (principal, mut claims) = principal_of_user(&user);
             for (k, v) in &id.claims {
                 claims.entry(k.clone()).or_insert_with(|| v.clone());
             }
-            return Ok(Authenticated { principal, claims });
+            return Ok(Identify::Known(Box::new(Authenticated {
+                principal,
+                claims,
+            })));
         }
     }
     let principal = Principal {
@@ -233,10 +254,10 @@ async fn from_cloudflare(
         email: id.email.clone(),
         ..Principal::default()
     };
-    Ok(Authenticated {
+    Ok(Identify::Known(Box::new(Authenticated {
         principal,
         claims: id.claims.clone(),
-    })
+    })))
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -327,6 +348,10 @@ async fn check(
         Identify::Rejected(reason) => {
             tracing::warn!(host = %target.host_only(), reason = %reason, "forward-auth: token refused");
             return (StatusCode::UNAUTHORIZED, identity_headers(&state, None)).into_response();
+        }
+        Identify::Refused(reason) => {
+            tracing::warn!(target: "audit", event = "forward_auth", host = %target.host_only(), reason = %reason, outcome = "denied");
+            return (StatusCode::FORBIDDEN, identity_headers(&state, None)).into_response();
         }
         Identify::Known(a) => Some(a),
         Identify::Anonymous => None,
