@@ -170,25 +170,32 @@ async fn identify(
     target: &Target,
 ) -> Result<Identify, crate::store::StoreError> {
     let now = state.now();
-    // A header that is present but not text is a bad token, not an absent one.
-    if headers.get(CF_HEADER).is_some_and(|v| v.to_str().is_err()) {
-        return Ok(Identify::Rejected(
-            "the Cf-Access-Jwt-Assertion header is not text".into(),
-        ));
-    }
-    let cf_token = header_str(headers, CF_HEADER)
-        .map(str::to_string)
-        .or_else(|| cookies.get(CF_COOKIE).map(str::to_string));
-    if let Some(token) = cf_token {
-        let Some(verifier) = &state.cloudflare else {
-            return Ok(Identify::Rejected("a Cloudflare Access token was sent, but [forward_auth.cloudflare] is not configured".into()));
-        };
-        return Ok(
-            match verifier.verify(&token, &target.host_only(), now).await {
-                Ok(id) => from_cloudflare(state, &id, now).await?,
-                Err(e) => Identify::Rejected(e.to_string()),
-            },
-        );
+    // Without [forward_auth.cloudflare], Access tokens mean nothing here: a stray cookie from
+    // another site must not lock anyone out.
+    if let Some(verifier) = &state.cloudflare {
+        // A header that is present but not text is a bad token, not an absent one.
+        if headers.get(CF_HEADER).is_some_and(|v| v.to_str().is_err()) {
+            return Ok(Identify::Rejected(
+                "the Cf-Access-Jwt-Assertion header is not text".into(),
+            ));
+        }
+        if let Some(token) = header_str(headers, CF_HEADER) {
+            // Cloudflare put it there: it is the identity, valid or not.
+            return match verifier.verify(token, &target.host_only(), now).await {
+                Ok(id) => from_cloudflare(state, &id, now).await,
+                Err(e) => Ok(Identify::Rejected(e.to_string())),
+            };
+        }
+        if let Some(token) = cookies.get(CF_COOKIE) {
+            // The cookie is not guaranteed to be Access's own for this app (it may be stale, or
+            // another app's): a valid one counts, an invalid one gives way to doorman's cookies.
+            match verifier.verify(token, &target.host_only(), now).await {
+                Ok(id) => return from_cloudflare(state, &id, now).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "ignoring a CF_Authorization cookie that does not verify")
+                }
+            }
+        }
     }
     let mut live = None;
     if let Some(c) = cookies.get(session::FORWARD_AUTH_COOKIE) {
@@ -347,7 +354,12 @@ async fn check(
     let who = match identity {
         Identify::Rejected(reason) => {
             tracing::warn!(host = %target.host_only(), reason = %reason, "forward-auth: token refused");
-            return (StatusCode::UNAUTHORIZED, identity_headers(&state, None)).into_response();
+            let mut h = identity_headers(&state, None);
+            if dialect == Dialect::AuthRequest {
+                // nginx turns every 401 into a redirect to Location: never leave it empty.
+                h.insert(header::LOCATION, header_value(&login_url(&state, &target)));
+            }
+            return (StatusCode::UNAUTHORIZED, h).into_response();
         }
         Identify::Refused(reason) => {
             tracing::warn!(target: "audit", event = "forward_auth", host = %target.host_only(), reason = %reason, outcome = "denied");
@@ -374,11 +386,15 @@ async fn check(
     }
 }
 
-fn sign_in(state: &AppState, headers: &HeaderMap, target: &Target, dialect: Dialect) -> Response {
+fn login_url(state: &AppState, target: &Target) -> String {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("rd", &target.url())
         .finish();
-    let login = format!("{}?{query}", state.url(crate::login::paths::LOGIN));
+    format!("{}?{query}", state.url(crate::login::paths::LOGIN))
+}
+
+fn sign_in(state: &AppState, headers: &HeaderMap, target: &Target, dialect: Dialect) -> Response {
+    let login = login_url(state, target);
     let mut h = identity_headers(state, None);
     let location = header_value(&login);
     match dialect {

@@ -10,15 +10,15 @@ fn base(config: &Config) -> &str {
     config.issuer_str()
 }
 
-/// The issuer's host and port in Caddy's upstream syntax (`https://` for TLS upstreams).
-fn host_port(config: &Config) -> String {
-    let u = &config.issuer;
-    let port = u.port_or_known_default().unwrap_or(80);
-    let host = u.host_str().unwrap_or("127.0.0.1");
-    if u.scheme() == "https" {
-        format!("https://{host}:{port}")
+/// doorman's own listening address, for proxies that must not go through the public issuer
+/// (Caddy and Traefik keep the app's Host on the check, so a check sent to an issuer the same
+/// proxy serves would loop back into the app's site).
+fn direct(config: &Config) -> String {
+    let l = config.listen;
+    if l.ip().is_unspecified() {
+        format!("<doorman's address>:{}", l.port())
     } else {
-        format!("{host}:{port}")
+        l.to_string()
     }
 }
 
@@ -64,7 +64,11 @@ pub fn nginx(config: &Config) -> String {
     let host = first_protected_host(config);
     let _ = writeln!(
         w,
-        "# nginx (auth_request module): inside the server block of each protected site."
+        "# nginx (auth_request module): inside the server block of each protected site, whose"
+    );
+    let _ = writeln!(
+        w,
+        "# server_name is the protected host (doorman judges that name, never the client's Host)."
     );
     trusted_note(&mut w, config);
     let _ = writeln!(w, "location = /doorman-auth {{");
@@ -74,7 +78,7 @@ pub fn nginx(config: &Config) -> String {
     let _ = writeln!(w, "    proxy_set_header Content-Length \"\";");
     let _ = writeln!(
         w,
-        "    proxy_set_header X-Original-URL $scheme://$http_host$request_uri;"
+        "    proxy_set_header X-Original-URL $scheme://$server_name:$server_port$request_uri;"
     );
     let _ = writeln!(w, "    proxy_set_header X-Original-Method $request_method;");
     let _ = writeln!(
@@ -112,18 +116,30 @@ pub fn caddy(config: &Config) -> String {
     let _ = writeln!(w, "# Caddyfile: one block per protected site.");
     trusted_note(&mut w, config);
     let _ = writeln!(w, "{host} {{");
-    let _ = writeln!(w, "    forward_auth {} {{", host_port(config));
+    let _ = writeln!(
+        w,
+        "    # doorman's own address, not the public issuer (which may be this same Caddy)."
+    );
+    let _ = writeln!(w, "    forward_auth {} {{", direct(config));
     let _ = writeln!(w, "        uri {}/forward-auth", issuer_path(config));
     let _ = writeln!(w, "        copy_headers {}", all_headers(config).join(" "));
     let _ = writeln!(w, "    }}");
-    let _ = writeln!(w, "    reverse_proxy <your-app:port>");
+    let _ = writeln!(w, "    reverse_proxy <your-app:port> {{");
+    let _ = writeln!(w, "        # Caddy passes underscore spellings on; CGI-style apps read Remote_User as REMOTE_USER.");
+    let _ = writeln!(w, "        header_up -Remote_*");
+    let _ = writeln!(w, "    }}");
     let _ = writeln!(w, "}}");
     w
 }
 
 pub fn traefik(config: &Config) -> String {
     let mut w = String::new();
-    let address = format!("{}/forward-auth", base(config));
+    // doorman's own address: a check sent through the same Traefik would be rewritten.
+    let address = format!(
+        "http://{}{}/forward-auth",
+        direct(config),
+        issuer_path(config)
+    );
     let headers = all_headers(config);
     let _ = writeln!(w, "# Traefik, dynamic configuration (file provider):");
     trusted_note(&mut w, config);

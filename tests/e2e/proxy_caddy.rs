@@ -171,7 +171,6 @@ async fn proxy_caddy_keeps_forged_identities_out_and_applies_the_rules() {
 /// through CGI-style variables (PHP's `$_SERVER['HTTP_REMOTE_USER']`, WSGI, Rack): both become
 /// `HTTP_REMOTE_USER`. nginx drops headers with underscores by default; Caddy passes them on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: `doorman integrate caddy` lets a client's Remote_User/Remote_Email/... (underscore spellings) through to the app, where CGI-style apps read them as the identity"]
 async fn proxy_caddy_keeps_underscore_spellings_of_the_identity_headers_out() {
     let Some(s) = setup().await else { return };
     let b = browser();
@@ -196,7 +195,6 @@ async fn proxy_caddy_keeps_underscore_spellings_of_the_identity_headers_out() {
 /// doorman through that site, so it has to arrive there as a request for the auth site and
 /// still describe the app's request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: `doorman integrate caddy` points forward_auth at the issuer; when Caddy also serves the issuer, the check keeps the app's Host and loops back into the app's site"]
 async fn proxy_caddy_works_when_the_same_caddy_serves_doorman() {
     if !available(CADDY) {
         return;

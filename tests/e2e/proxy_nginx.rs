@@ -166,8 +166,12 @@ async fn proxy_nginx_keeps_forged_identities_out_and_applies_the_rules() {
     assert_eq!(page.status, 403, "{page:?}\n{}", s.nginx.context());
     assert_eq!(s.echo.count(), before, "bob reached /admin");
 
-    // A host no rule covers: 403 for everyone.
+    // A Host header no rule covers changes nothing: doorman judges the site nginx serves
+    // (its server_name), so bob gets app.example.test's answer for / (allowed), and for /admin
+    // still 403.
     let page = send(b.http.get(&home), &[("host", "other.test")]).await;
+    assert_eq!(page.status, 200, "{page:?}\n{}", s.nginx.context());
+    let page = send(b.http.get(&admin), &[("host", "other.test")]).await;
     assert_eq!(page.status, 403, "{page:?}\n{}", s.nginx.context());
 }
 
@@ -176,7 +180,6 @@ async fn proxy_nginx_keeps_forged_identities_out_and_applies_the_rules() {
 /// (`$http_host`). So doorman judges whatever host the client names, not the site nginx
 /// serves: bob names another host the wildcard rule lets him into and gets app's /admin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: `doorman integrate nginx` builds X-Original-URL from the client's Host ($http_host), so a request for another host reaches the default server with that host's rules"]
 async fn proxy_nginx_judges_the_site_nginx_serves_not_the_host_the_client_names() {
     let Some(s) = setup().await else { return };
     let b = browser();
@@ -205,7 +208,6 @@ async fn proxy_nginx_judges_the_site_nginx_serves_not_the_host_the_client_names(
 /// host, here with no `[forward_auth.cloudflare]` at all) must not lock the browser out: nginx
 /// needs a Location on every 401 to redirect to, and after signing in the visitor must get in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a CF_Authorization cookie doorman cannot verify makes /auth-request answer 401 without Location (nginx then sends `302` with an empty Location) and outweighs a valid doorman_fa"]
 async fn proxy_nginx_a_stray_cloudflare_cookie_does_not_lock_the_visitor_out() {
     let Some(s) = setup().await else { return };
     let b = browser();
