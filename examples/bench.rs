@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release --bin doorman
 //! cargo run --release --example bench -- [--seconds N] [--json] [--bin PATH]
-//! scripts/bench [--seconds N] [--json]      # builds both, then runs this
+//! scripts/bench [--seconds N] [--soak S] [--json]      # builds both, then runs this
 //! ```
 //!
 //! Measures, on this machine: the warm start (spawn to the first `/healthz` 200, with the
@@ -23,6 +23,20 @@
 //! pending and how often doorman asked the fake plex.tv about the PINs meanwhile (at most once
 //! per PIN per second by design), and, once the fake approves every PIN, the server CPU per
 //! completed Plex login (plex.tv user + resources, a new user, a session and a code).
+//!
+//! Then forward-auth (unless `--skip-forward-auth`), against a third doorman (its own data dir,
+//! `trusted_proxies` = 127.0.0.1, `[session] cookie_domain`, `[forward_auth.cloudflare]` whose
+//! team domain is a fake served by this process with an RSA-2048 key made here, one app and one
+//! `allow = "authenticated"` rule): `GET /forward-auth` as Traefik sends it, with (a) a
+//! Cloudflare Access token minted here and (b) the `doorman_fa` cookie from one password
+//! sign-in, each checked once (200, `Remote-Email`), then loaded (`wrk -t2 -c32 --latency`
+//! when on PATH, else a built-in 32-connection loop with its own percentiles) for req/s and
+//! p99, any non-2xx counting as an error (wrk itself counts only 4xx/5xx: a Lua `response`
+//! hook counts the rest). Then a soak (`--soak SECONDS`, default 60) of (a), mixing in one
+//! token per second that doorman has never seen, sampling the server's VmRSS every 5 s: the
+//! growth from the 5 s sample to the last one should be flat. Last, 10,000 new tokens, one
+//! request each: the server CPU per RSA-verified check and the RSS each verified token keeps
+//! (doorman caches them, up to its cache's capacity; that is why the soak mixes in so few).
 //!
 //! The server is always stopped at the end, on errors too (a guard with `Drop`). Any
 //! unexpected answer ends the run with the step, the HTTP status and the start of the body,
@@ -89,11 +103,14 @@ fn main() -> ExitCode {
 
 const USAGE: &str =
     "usage: bench [--seconds N] [--json] [--bin PATH] [--plex-logins N] [--skip-plex]
-  --seconds N      length of each load phase (default 5)
-  --json           print one JSON object on stdout (the table goes to stderr)
-  --bin PATH       the doorman binary (default target/release/doorman)
-  --plex-logins N  simulated browsers in the Plex phase (default 1000)
-  --skip-plex      leave out the Plex phase";
+             [--soak SECONDS] [--skip-forward-auth]
+  --seconds N          length of each load phase (default 5)
+  --json               print one JSON object on stdout (the table goes to stderr)
+  --bin PATH           the doorman binary (default target/release/doorman)
+  --plex-logins N      simulated browsers in the Plex phase (default 1000)
+  --skip-plex          leave out the Plex phase
+  --soak SECONDS       length of the forward-auth RSS soak (default 60)
+  --skip-forward-auth  leave out the forward-auth phase";
 
 struct Args {
     seconds: u64,
@@ -101,6 +118,8 @@ struct Args {
     bin: PathBuf,
     plex_logins: usize,
     skip_plex: bool,
+    soak: u64,
+    skip_forward_auth: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -110,6 +129,8 @@ fn parse_args() -> Result<Option<Args>> {
         bin: default_bin(),
         plex_logins: 1000,
         skip_plex: false,
+        soak: FA_SOAK_DEFAULT_S,
+        skip_forward_auth: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -142,6 +163,15 @@ fn parse_args() -> Result<Option<Args>> {
                     .ok_or_else(|| format!("--plex-logins: {v:?} is not a positive integer"))?;
             }
             "--skip-plex" => args.skip_plex = true,
+            "--soak" => {
+                let v = value("--soak")?;
+                args.soak = v
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("--soak: {v:?} is not a positive integer"))?;
+            }
+            "--skip-forward-auth" => args.skip_forward_auth = true,
             "--json" => args.json = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -184,6 +214,10 @@ fn run(args: &Args) -> Result<()> {
     })?;
     let binary_bytes = meta.len();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Other work on the machine skews every figure: recorded with them.
+    let load_average = fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 
     // 1. Config and user.
     let tmp = tempfile::Builder::new()
@@ -268,16 +302,24 @@ fn run(args: &Args) -> Result<()> {
     } else {
         Some(rt.block_on(plex_phase(&bin, tmp.path(), args, clk_tck))?)
     };
+
+    // 8. Forward-auth, on a third server with its own data dir and config.
+    let forward_auth = if args.skip_forward_auth {
+        None
+    } else {
+        Some(forward_auth_phase(&bin, tmp.path(), args, clk_tck, &rt)?)
+    };
     drop(rt);
 
-    // 8. One RSA-2048 signature.
+    // 9. One RSA-2048 signature.
     log("openssl speed -seconds 1 rsa2048");
     let rsa_sign_ms = openssl_rsa2048_sign_ms();
 
-    // 9 and the report.
+    // 10 and the report.
     let report = Report {
         seconds: args.seconds,
         cpus,
+        load_average,
         load_tool,
         binary_bytes,
         start,
@@ -288,6 +330,7 @@ fn run(args: &Args) -> Result<()> {
         peak_rss_kib,
         rsa_sign_ms,
         plex,
+        forward_auth,
     };
     let table = report.table();
     if args.json {
@@ -1954,6 +1997,1155 @@ async fn plex_phase(bin: &Path, tmp: &Path, args: &Args, clk_tck: u64) -> Result
 }
 
 // ---------------------------------------------------------------------------------------------
+// Forward-auth: a fake Cloudflare Access team domain in this process, Access tokens signed
+// here, and doorman's `doorman_fa` cookie, under load and over a long run.
+
+/// The protected application and the shared cookie domain.
+const FA_HOST: &str = "app.example.test";
+const FA_COOKIE_DOMAIN: &str = "example.test";
+/// doorman's own host in the issuer: the cookie domain must cover it too (doorman refuses a
+/// `cookie_domain` that browsers would not accept from its own host). The benchmark reaches it
+/// at 127.0.0.1 all the same.
+const FA_AUTH_HOST: &str = "auth.example.test";
+/// Where the forward-auth sign-in returns to (covered by the rule and the cookie domain).
+const FA_RETURN: &str = "http://app.example.test/";
+/// The header Cloudflare Access puts its application token in.
+const CF_HEADER: &str = "Cf-Access-Jwt-Assertion";
+/// wrk threads and connections (and the built-in loop's connections).
+const FA_WRK_THREADS: usize = 2;
+const FA_CONNECTIONS: usize = 32;
+const FA_SOAK_DEFAULT_S: u64 = 60;
+const RSS_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// In the soak, at most one request in this many carries a token doorman has never seen…
+const FA_FRESH_MIN_EVERY: u64 = 10;
+/// …and this many such tokens per second of soak, minted before it (an RSA signature each).
+/// Few: doorman keeps every token it verified (about 2 KiB each, up to its cache's capacity),
+/// so more would grow the RSS by design and hide a leak among them.
+const FA_FRESH_PER_S: u64 = 1;
+/// After the soak, this many new tokens (one request each) measure that cache's cost.
+const FA_CACHE_PROBE_TOKENS: usize = 10_000;
+/// The verified-token cache's capacity in src/forward_auth/cloudflare.rs (for the projection).
+const CF_VERIFIED_CACHE_CAPACITY: f64 = 50_000.0;
+const TARGET_FA_RPS: f64 = 20_000.0;
+const TARGET_FA_P99_MS: f64 = 5.0;
+const TARGET_FA_RSS_GROWTH_MIB: f64 = 2.0;
+
+/// The Traefik request headers for app.example.test, without credentials.
+fn fa_headers() -> Vec<(String, String)> {
+    [
+        ("X-Forwarded-Host", FA_HOST),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Uri", "/"),
+        ("X-Forwarded-Method", "GET"),
+        ("Accept", "text/html"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// An RSA-2048 key signing Cloudflare Access application tokens, as a team domain's would.
+struct AccessSigner {
+    pair: aws_lc_rs::rsa::KeyPair,
+    kid: String,
+    /// The JWK in the certs document.
+    jwk: Value,
+    /// base64url of the JOSE header (constant).
+    header_b64: String,
+}
+
+impl AccessSigner {
+    fn generate() -> Result<AccessSigner> {
+        let step = "forward-auth: RSA key";
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|e| step_err(step, format!("generate: {e}")))?;
+        let public = aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref();
+        let (n, e) = rsa_public_components(public)
+            .ok_or_else(|| step_err(step, "cannot read n and e from the public key's DER"))?;
+        // Cloudflare's kids are 64 hex digits.
+        let kid = hex(&Sha256::digest(public));
+        let jwk = json!({
+            "kid": kid,
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "n": URL_SAFE_NO_PAD.encode(n),
+            "e": URL_SAFE_NO_PAD.encode(e),
+        });
+        let header = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+        Ok(AccessSigner {
+            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            pair,
+            kid,
+            jwk,
+        })
+    }
+
+    /// `<team_domain>/cdn-cgi/access/certs`.
+    fn certs(&self) -> Value {
+        json!({"keys": [self.jwk], "public_cert": {"kid": self.kid}})
+    }
+
+    /// An application token for alice, valid from now for an hour. Each one is new (its own
+    /// `identity_nonce` and `sub`), so doorman has to verify it.
+    fn mint(&self, iss: &str, aud: &str) -> Result<String> {
+        // doorman's own clock: only src/clock.rs reads the wall clock.
+        let now = doorman::clock::Clock::now(&doorman::clock::SystemClock);
+        let claims = json!({
+            "aud": [aud],
+            "email": EMAIL,
+            "exp": now + 3600,
+            "iat": now,
+            "nbf": now,
+            "iss": iss,
+            "type": "app",
+            "identity_nonce": random_b64(12),
+            "sub": hex(&rand::random::<[u8; 16]>()),
+            "country": "NL",
+        });
+        let mut jws = format!(
+            "{}.{}",
+            self.header_b64,
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                jws.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|e| step_err("forward-auth: minting a token", e))?;
+        jws.push('.');
+        jws.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        Ok(jws)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `n` and `e`, without leading zeros, of a DER RSAPublicKey (RFC 8017:
+/// `SEQUENCE { INTEGER n, INTEGER e }`).
+fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    /// One tag-length-value with tag `tag`: (its value, what follows).
+    fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (len_bytes, rest) = rest.split_at(n);
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, rest)
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    let (seq, _) = tlv(der, 0x30)?;
+    let (n, rest) = tlv(seq, 0x02)?;
+    let (e, _) = tlv(rest, 0x02)?;
+    let no_leading_zeros = |x: &[u8]| x.iter().position(|b| *b != 0).map_or(x.len(), |i| i);
+    Some((&n[no_leading_zeros(n)..], &e[no_leading_zeros(e)..]))
+}
+
+/// The team domain as far as doorman uses it: the certs document. Requests are counted.
+struct FakeCloudflare {
+    certs: Value,
+    fetches: AtomicU64,
+    other: AtomicU64,
+}
+
+async fn fake_cf_certs(
+    axum::extract::State(fake): axum::extract::State<Arc<FakeCloudflare>>,
+) -> axum::Json<Value> {
+    fake.fetches.fetch_add(1, Ordering::Relaxed);
+    axum::Json(fake.certs.clone())
+}
+
+async fn fake_cf_other(
+    axum::extract::State(fake): axum::extract::State<Arc<FakeCloudflare>>,
+) -> axum::http::StatusCode {
+    fake.other.fetch_add(1, Ordering::Relaxed);
+    axum::http::StatusCode::NOT_FOUND
+}
+
+/// Serves the fake team domain on 127.0.0.1:0 in the current runtime; its base URL (the
+/// tokens' `iss`). The task ends with the runtime.
+async fn start_fake_cloudflare(fake: Arc<FakeCloudflare>) -> Result<String> {
+    let app = axum::Router::new()
+        .route("/cdn-cgi/access/certs", axum::routing::get(fake_cf_certs))
+        .fallback(fake_cf_other)
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| step_err("fake Cloudflare team domain", e))?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            log(format!("fake Cloudflare team domain stopped: {e}"));
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+/// Signs alice in the way forward-auth sends a browser: GET /login?rd=… → the password form
+/// → POST, answered with a 303 back to the app. The `doorman_fa` and session cookies' values.
+/// `base` is the issuer (on FA_AUTH_HOST), reached at `addr`.
+async fn fa_sign_in(base: &str, addr: SocketAddr) -> Result<(String, String)> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(FA_AUTH_HOST, addr)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut jar = Vec::new();
+    let step = "forward-auth: GET /login?rd=";
+    let login_url = url::Url::parse_with_params(&format!("{base}/login"), [("rd", FA_RETURN)])?;
+    let resp = http
+        .get(login_url.clone())
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    let resp = expect(step, resp, reqwest::StatusCode::OK).await?;
+    merge_cookies(&mut jar, resp.headers());
+    let html = resp.text().await.map_err(|e| step_err(step, e))?;
+    let form = LoginForm::parse(&html).ok_or_else(|| {
+        step_err(
+            step,
+            format!("no sign-in form in the page: {}", snippet(&html)),
+        )
+    })?;
+    let action = login_url
+        .join(&form.action)
+        .map_err(|e| step_err(step, format!("form action {:?}: {e}", form.action)))?;
+    let mut fields = form.hidden;
+    for name in ["flow", "csrf"] {
+        if !fields.iter().any(|(k, _)| k == name) {
+            return Err(step_err(
+                step,
+                format!("the form has no hidden {name:?} input"),
+            ));
+        }
+    }
+    fields.push(("username".into(), USERNAME.into()));
+    fields.push(("password".into(), PASSWORD.into()));
+
+    let step = "forward-auth: POST the password form";
+    let resp = http
+        .post(action)
+        .header(reqwest::header::COOKIE, cookie_header(&jar))
+        .form(&fields)
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    let resp = expect(step, resp, reqwest::StatusCode::SEE_OTHER).await?;
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if location != FA_RETURN {
+        return Err(step_err(
+            step,
+            format!("expected a 303 back to {FA_RETURN}, got Location {location:?}"),
+        ));
+    }
+    let fa_cookie = resp
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("doorman_fa="))
+        .map(str::to_string);
+    match &fa_cookie {
+        Some(c) if c.contains(&format!("Domain={FA_COOKIE_DOMAIN}")) => {}
+        other => {
+            return Err(step_err(
+                step,
+                format!("expected a doorman_fa cookie on Domain={FA_COOKIE_DOMAIN}, got {other:?}"),
+            ))
+        }
+    }
+    merge_cookies(&mut jar, resp.headers());
+    let get = |name: &str| {
+        jar.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| step_err(step, format!("no {name} cookie was set")))
+    };
+    Ok((get("doorman_fa")?, get("doorman_session")?))
+}
+
+/// One forward-auth check: the status must be `want`, and on a 200 Remote-Email alice's.
+async fn fa_check(
+    url: &str,
+    headers: &[(String, String)],
+    want: reqwest::StatusCode,
+    step: &str,
+) -> Result<()> {
+    let http = http_client(false)?;
+    let mut req = http.get(url);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.map_err(|e| step_err(step, e))?;
+    let remote: Vec<String> = [
+        "remote-user",
+        "remote-email",
+        "remote-name",
+        "remote-groups",
+    ]
+    .iter()
+    .map(|h| {
+        let v = resp.headers().get(*h).and_then(|v| v.to_str().ok());
+        format!("{h}: {}", v.unwrap_or("(absent)"))
+    })
+    .collect();
+    let email = resp
+        .headers()
+        .get("remote-email")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let resp = expect(step, resp, want).await?;
+    if want == reqwest::StatusCode::OK && email.as_deref() != Some(EMAIL) {
+        return Err(step_err(
+            step,
+            format!("200, but not Remote-Email: {EMAIL} ({})", remote.join(", ")),
+        ));
+    }
+    if want != reqwest::StatusCode::OK {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !location.contains("/login?rd=") {
+            return Err(step_err(
+                step,
+                format!("expected a Location to the sign-in page, got {location:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One forward-auth load run.
+struct FaLoad {
+    requests: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Answers other than 2xx.
+    non_2xx: u64,
+    /// The first such status seen (0 if none, or when wrk did not say).
+    first_bad_status: u16,
+    /// Connect, read, write errors and timeouts.
+    socket_errors: u64,
+    /// Requests that carried a token doorman had not seen before (the soak).
+    fresh: u64,
+    /// Server CPU over the run.
+    cpu_ms: f64,
+    elapsed: Duration,
+}
+
+impl FaLoad {
+    fn errors(&self) -> u64 {
+        self.non_2xx + self.socket_errors
+    }
+
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu_ms * 1000.0 / self.requests.max(1) as f64
+    }
+
+    fn cores_busy(&self) -> f64 {
+        self.cpu_ms / 1000.0 / self.elapsed.as_secs_f64()
+    }
+
+    fn errors_text(&self) -> String {
+        let mut s = format!("{} non-2xx, {} socket", self.non_2xx, self.socket_errors);
+        if self.first_bad_status != 0 {
+            s.push_str(&format!(" (first: HTTP {})", self.first_bad_status));
+        }
+        s
+    }
+}
+
+/// Counts answers other than 2xx (wrk's own count only has 4xx and 5xx) and prints the total.
+const WRK_COUNT_LUA: &str = r#"-- doorman bench: non-2xx answers, counted per thread.
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+function init(args)
+  bad, first_bad, fresh = 0, 0, 0
+end
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    bad = bad + 1
+    if first_bad == 0 then first_bad = status end
+  end
+end
+function done(summary, latency, requests)
+  local n, first, f = 0, 0, 0
+  for _, t in ipairs(threads) do
+    n = n + t:get("bad")
+    f = f + t:get("fresh")
+    if first == 0 then first = t:get("first_bad") end
+  end
+  io.write(string.format("bench-lua: non2xx %d first %d fresh %d\n", n, first, f))
+end
+"#;
+
+/// The soak's requests: every `every`-th request of a thread carries the next unused token of
+/// that thread's share of the pool (args: pool file, every, threads); the others the usual
+/// headers. Appended to WRK_COUNT_LUA.
+const WRK_SOAK_LUA: &str = r#"
+-- doorman bench: the soak's fresh tokens.
+local next_id = 0
+local count_setup = setup
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  count_setup(thread)
+end
+local count_init = init
+function init(args)
+  count_init(args)
+  every = tonumber(args[2])
+  local threads_n = tonumber(args[3])
+  mine, next_fresh, n = {}, 1, 0
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i % threads_n == id then table.insert(mine, line) end
+    i = i + 1
+  end
+  plain = wrk.format()
+end
+function request()
+  n = n + 1
+  if n % every == 0 and next_fresh <= #mine then
+    local h = {}
+    for k, v in pairs(wrk.headers) do h[k] = v end
+    h["Cf-Access-Jwt-Assertion"] = mine[next_fresh]
+    next_fresh = next_fresh + 1
+    fresh = fresh + 1
+    return wrk.format(nil, nil, h)
+  end
+  return plain
+end
+"#;
+
+/// Starts `wrk -t2 -c32 -d<seconds>s --latency` with these headers and a Lua script.
+fn spawn_fa_wrk(
+    url: &str,
+    headers: &[(String, String)],
+    seconds: u64,
+    script: &Path,
+    script_args: &[String],
+    step: &str,
+) -> Result<Child> {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        format!("-t{FA_WRK_THREADS}"),
+        format!("-c{FA_CONNECTIONS}"),
+        format!("-d{seconds}s"),
+        "--latency".into(),
+    ]);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    cmd.arg("-s").arg(script).arg(url);
+    if !script_args.is_empty() {
+        cmd.arg("--").args(script_args);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| step_err(step, format!("wrk: {e}")))
+}
+
+/// A wrk time ("812.00us", "1.23ms", "2.01s", "1.00m") in ms.
+fn wrk_time_ms(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        "m" => v * 60_000.0,
+        "h" => v * 3_600_000.0,
+        _ => return None,
+    })
+}
+
+/// Waits for wrk and reads its report (and the Lua hook's line).
+fn finish_fa_wrk(child: Child, step: &str) -> Result<FaLoad> {
+    let out = child
+        .wait_with_output()
+        .map_err(|e| step_err(step, format!("wrk: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fail = |what: &str| {
+        step_err(
+            step,
+            format!(
+                "{what} ({}): {}{}",
+                out.status,
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        )
+    };
+    if !out.status.success() {
+        return Err(fail("wrk failed"));
+    }
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let rps: f64 = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| fail("no Requests/sec in wrk's output"))?;
+    let pct = |p: &str| {
+        field(&format!("{p}%"))
+            .and_then(|v| wrk_time_ms(&v))
+            .ok_or_else(|| fail(&format!("no {p}% line in wrk's latency distribution")))
+    };
+    let (p50_ms, p99_ms) = (pct("50")?, pct("99")?);
+    // "  123456 requests in 4.00s, 12.34MB read"
+    let (requests, secs) = text
+        .lines()
+        .find_map(|l| {
+            let (n, rest) = l.trim().split_once(" requests in ")?;
+            let secs = wrk_time_ms(rest.split(',').next()?)? / 1000.0;
+            Some((n.parse::<u64>().ok()?, secs))
+        })
+        .ok_or_else(|| fail("no request count in wrk's output"))?;
+    // "  Socket errors: connect 0, read 0, write 0, timeout 0"
+    let socket_errors = field("Socket errors:")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    let wrk_bad: u64 = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let lua = field("bench-lua:").ok_or_else(|| fail("no line from the Lua hook"))?;
+    let lua: Vec<u64> = lua
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (lua_bad, first_bad, fresh) = match lua[..] {
+        [b, f, fr] => (b, f, fr),
+        _ => return Err(fail("cannot read the Lua hook's line")),
+    };
+    Ok(FaLoad {
+        requests,
+        rps,
+        p50_ms,
+        p99_ms,
+        non_2xx: lua_bad.max(wrk_bad),
+        first_bad_status: u16::try_from(first_bad).unwrap_or(0),
+        socket_errors,
+        fresh,
+        cpu_ms: 0.0,
+        elapsed: Duration::from_secs_f64(secs),
+    })
+}
+
+/// Tokens doorman has never seen, handed out one per `every`-th request.
+struct FreshTokens {
+    pool: Vec<String>,
+    every: u64,
+}
+
+/// The built-in load: FA_CONNECTIONS keep-alive tasks for `seconds`, each request timed;
+/// non-2xx answers and transport errors are counted, not fatal.
+async fn fa_builtin_load(
+    url: &str,
+    headers: &[(String, String)],
+    fresh: Option<FreshTokens>,
+    seconds: u64,
+    step: &str,
+) -> Result<FaLoad> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(FA_CONNECTIONS)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut base_headers = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        base_headers.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| step_err(step, e))?,
+            reqwest::header::HeaderValue::from_str(v).map_err(|e| step_err(step, e))?,
+        );
+    }
+    let base_headers = Arc::new(base_headers);
+    let fresh = Arc::new(fresh);
+    let counter = Arc::new(AtomicU64::new(0));
+    let next_fresh = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..FA_CONNECTIONS {
+        let (http, url, base_headers, fresh, counter, next_fresh) = (
+            http.clone(),
+            url.to_string(),
+            base_headers.clone(),
+            fresh.clone(),
+            counter.clone(),
+            next_fresh.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let (mut bad, mut first_bad, mut socket, mut fresh_sent) = (0u64, 0u16, 0u64, 0u64);
+            while Instant::now() < deadline {
+                let mut h = (*base_headers).clone();
+                if let Some(f) = fresh.as_ref() {
+                    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n % f.every == 0 {
+                        let i = next_fresh.fetch_add(1, Ordering::Relaxed) as usize;
+                        if let Some(t) = f.pool.get(i) {
+                            if let Ok(v) = reqwest::header::HeaderValue::from_str(t) {
+                                h.insert(CF_HEADER, v);
+                                fresh_sent += 1;
+                            }
+                        }
+                    }
+                }
+                let t0 = Instant::now();
+                match http.get(&url).headers(h).send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body = resp.bytes().await;
+                        if body.is_err() {
+                            socket += 1;
+                        } else if !status.is_success() {
+                            bad += 1;
+                            if first_bad == 0 {
+                                first_bad = status.as_u16();
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        socket += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                times.push(micros(t0.elapsed()));
+            }
+            (times, bad, first_bad, socket, fresh_sent)
+        }));
+    }
+    let mut all = Vec::new();
+    let (mut non_2xx, mut first_bad_status, mut socket_errors, mut fresh_sent) = (0, 0, 0, 0);
+    for t in tasks {
+        let (times, bad, first, socket, f) = t.await.map_err(|e| step_err(step, e))?;
+        all.extend(times);
+        non_2xx += bad;
+        if first_bad_status == 0 {
+            first_bad_status = first;
+        }
+        socket_errors += socket;
+        fresh_sent += f;
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    Ok(FaLoad {
+        requests: all.len() as u64,
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: sorted_ms(&all, 50.0),
+        p99_ms: sorted_ms(&all, 99.0),
+        non_2xx,
+        first_bad_status,
+        socket_errors,
+        fresh: fresh_sent,
+        cpu_ms: 0.0,
+        elapsed,
+    })
+}
+
+/// Each token of `pool` once, FA_CONNECTIONS tasks at a time; non-2xx answers and transport
+/// errors are counted, not fatal.
+async fn fa_token_burst(
+    url: &str,
+    headers: &[(String, String)],
+    pool: Vec<String>,
+    step: &str,
+) -> Result<FaLoad> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let pool = Arc::new(pool);
+    let next = Arc::new(AtomicU64::new(0));
+    let headers = Arc::new(headers.to_vec());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..FA_CONNECTIONS {
+        let (http, url, pool, next, headers) = (
+            http.clone(),
+            url.to_string(),
+            pool.clone(),
+            next.clone(),
+            headers.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let (mut bad, mut first_bad, mut socket) = (0u64, 0u16, 0u64);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(token) = pool.get(i) else {
+                    break;
+                };
+                let mut req = http.get(&url).header(CF_HEADER, token);
+                for (k, v) in headers.iter() {
+                    req = req.header(k, v);
+                }
+                let t0 = Instant::now();
+                match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if resp.bytes().await.is_err() {
+                            socket += 1;
+                        } else if !status.is_success() {
+                            bad += 1;
+                            if first_bad == 0 {
+                                first_bad = status.as_u16();
+                            }
+                        }
+                    }
+                    Err(_) => socket += 1,
+                }
+                times.push(micros(t0.elapsed()));
+            }
+            (times, bad, first_bad, socket)
+        }));
+    }
+    let mut all = Vec::new();
+    let (mut non_2xx, mut first_bad_status, mut socket_errors) = (0, 0, 0);
+    for t in tasks {
+        let (times, bad, first, socket) = t.await.map_err(|e| step_err(step, e))?;
+        all.extend(times);
+        non_2xx += bad;
+        if first_bad_status == 0 {
+            first_bad_status = first;
+        }
+        socket_errors += socket;
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    Ok(FaLoad {
+        requests: all.len() as u64,
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: sorted_ms(&all, 50.0),
+        p99_ms: sorted_ms(&all, 99.0),
+        non_2xx,
+        first_bad_status,
+        socket_errors,
+        fresh: all.len() as u64,
+        cpu_ms: 0.0,
+        elapsed,
+    })
+}
+
+/// A process's VmRSS now, every RSS_SAMPLE_EVERY after, and once more at `last` (so that the
+/// last sample is taken under the load that ends at `last` + a little), on its own thread.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(f64, u64)>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32, last: Duration) -> Result<RssSampler> {
+        let started = Instant::now();
+        let first = proc_status_kib(pid, "VmRSS")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut samples = vec![(0.0, first)];
+                let mut next = RSS_SAMPLE_EVERY.min(last);
+                while !stop.load(Ordering::Relaxed) && samples.len() < 100_000 {
+                    let elapsed = started.elapsed();
+                    if elapsed >= next {
+                        if let Ok(kib) = proc_status_kib(pid, "VmRSS") {
+                            samples.push((elapsed.as_secs_f64(), kib));
+                        }
+                        if next >= last {
+                            break;
+                        }
+                        next = (next + RSS_SAMPLE_EVERY).min(last);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                samples
+            })
+        };
+        Ok(RssSampler { stop, thread })
+    }
+
+    /// Stops sampling (if it has not ended): (seconds since the start, KiB) of each sample.
+    fn finish(self) -> Result<Vec<(f64, u64)>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| step_err("RSS sampler", "the thread panicked"))
+    }
+}
+
+struct SoakResult {
+    seconds: u64,
+    load: FaLoad,
+    /// Tokens minted for the soak, and one request in `every` carried one while they lasted.
+    pool: usize,
+    every: u64,
+    /// (seconds since the soak started, VmRSS KiB): just before the load, every 5 s under it,
+    /// and 0.5 s before it ends.
+    samples: Vec<(f64, u64)>,
+}
+
+impl SoakResult {
+    fn first_kib(&self) -> u64 {
+        self.samples.first().map_or(0, |s| s.1)
+    }
+
+    fn last_kib(&self) -> u64 {
+        self.samples.last().map_or(0, |s| s.1)
+    }
+
+    fn max_kib(&self) -> u64 {
+        self.samples.iter().map(|s| s.1).max().unwrap_or(0)
+    }
+
+    /// The sample after the first 5 s (the first one when the soak is shorter).
+    fn baseline_kib(&self) -> u64 {
+        self.samples
+            .iter()
+            .find(|s| s.0 >= RSS_SAMPLE_EVERY.as_secs_f64())
+            .or(self.samples.first())
+            .map_or(0, |s| s.1)
+    }
+
+    fn growth_mib(&self) -> f64 {
+        (self.last_kib() as f64 - self.baseline_kib() as f64) / 1024.0
+    }
+}
+
+/// The verified-token cache's cost: new tokens, one request each.
+struct CacheProbe {
+    load: FaLoad,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+}
+
+impl CacheProbe {
+    fn kib_per_token(&self) -> f64 {
+        (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.load.fresh.max(1) as f64
+    }
+
+    fn mib_at_capacity(&self) -> f64 {
+        self.kib_per_token() * CF_VERIFIED_CACHE_CAPACITY / 1024.0
+    }
+}
+
+struct FaResult {
+    tool: &'static str,
+    cloudflare: FaLoad,
+    cookie: FaLoad,
+    soak: SoakResult,
+    cache: CacheProbe,
+    /// VmRSS before (a) and 0.5 s after the soak.
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    hwm_kib: u64,
+    /// Requests the fake team domain saw: certs, and anything else.
+    certs_fetches: u64,
+    fake_other: u64,
+    /// WARN and ERROR lines the server logged during the phase, and the first of them.
+    log_problems: usize,
+    first_log_problem: Option<String>,
+}
+
+/// Runs one load (wrk or the built-in loop) and measures the server CPU meanwhile.
+#[allow(clippy::too_many_arguments)]
+fn fa_load(
+    rt: &tokio::runtime::Runtime,
+    wrk: bool,
+    pid: u32,
+    clk_tck: u64,
+    url: &str,
+    headers: &[(String, String)],
+    seconds: u64,
+    script: &Path,
+    fresh: Option<(FreshTokens, &Path)>,
+    step: &str,
+) -> Result<FaLoad> {
+    let cpu_before = proc_cpu_ticks(pid)?;
+    let mut load = if wrk {
+        let script_args = match &fresh {
+            Some((f, file)) => vec![
+                file.to_string_lossy().into_owned(),
+                f.every.to_string(),
+                FA_WRK_THREADS.to_string(),
+            ],
+            None => Vec::new(),
+        };
+        let child = spawn_fa_wrk(url, headers, seconds, script, &script_args, step)?;
+        finish_fa_wrk(child, step)?
+    } else {
+        rt.block_on(fa_builtin_load(
+            url,
+            headers,
+            fresh.map(|(f, _)| f),
+            seconds,
+            step,
+        ))?
+    };
+    load.cpu_ms = (proc_cpu_ticks(pid)? - cpu_before) as f64 * 1000.0 / clk_tck as f64;
+    Ok(load)
+}
+
+/// A third doorman with forward-auth and the fake Cloudflare team domain.
+fn forward_auth_phase(
+    bin: &Path,
+    tmp: &Path,
+    args: &Args,
+    clk_tck: u64,
+    rt: &tokio::runtime::Runtime,
+) -> Result<FaResult> {
+    let signer = AccessSigner::generate()?;
+    let fake = Arc::new(FakeCloudflare {
+        certs: signer.certs(),
+        fetches: AtomicU64::new(0),
+        other: AtomicU64::new(0),
+    });
+    let team = rt.block_on(start_fake_cloudflare(fake.clone()))?;
+    let aud = hex(&rand::random::<[u8; 32]>());
+    let token = signer.mint(&team, &aud)?;
+
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let base = format!("http://127.0.0.1:{port}");
+    let issuer = format!("http://{FA_AUTH_HOST}:{port}");
+    let config = tmp.join("doorman-fa.toml");
+    let data_dir = tmp.join("data-fa");
+    fs::write(
+        &config,
+        format!(
+            "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+             trusted_proxies = [\"127.0.0.1/32\"]\n\n\
+             [session]\ncookie_domain = \"{FA_COOKIE_DOMAIN}\"\n\n\
+             [forward_auth.cloudflare]\nteam_domain = \"{team}\"\n\n\
+             [[forward_auth.cloudflare.apps]]\nhost = \"{FA_HOST}\"\naud = \"{aud}\"\n\n\
+             [[forward_auth.rules]]\nhost = \"{FA_HOST}\"\nallow = \"authenticated\"\n\n\
+             [[clients]]\nid = \"{CLIENT_ID}\"\nsecret = \"{CLIENT_SECRET}\"\n\
+             redirect_uris = [\"{REDIRECT_URI}\"]\n",
+            toml_escape(&data_dir.to_string_lossy())
+        ),
+    )?;
+    add_user(bin, &config)?;
+    let server_log = tmp.join("serve-fa.log");
+    log(format!(
+        "forward-auth: {} serve on {base} (issuer {issuer}), fake Cloudflare team domain on {team}",
+        bin.display()
+    ));
+    let mut server = Server::spawn(bin, &config, &server_log)?;
+    server.wait_healthy(
+        addr,
+        Instant::now(),
+        Duration::from_secs(20),
+        "forward-auth: start",
+    )?;
+    let pid = server.pid();
+
+    // The doorman_fa cookie from one password sign-in, then one check of each kind.
+    let (fa_cookie, _session) = rt.block_on(fa_sign_in(&issuer, addr))?;
+    let url = format!("{base}/forward-auth");
+    let anonymous = fa_headers();
+    let mut with_token = fa_headers();
+    with_token.push((CF_HEADER.into(), token.clone()));
+    let mut with_cookie = fa_headers();
+    with_cookie.push(("Cookie".into(), format!("doorman_fa={fa_cookie}")));
+    rt.block_on(async {
+        fa_check(
+            &url,
+            &anonymous,
+            reqwest::StatusCode::FOUND,
+            "forward-auth: check without credentials",
+        )
+        .await?;
+        fa_check(
+            &url,
+            &with_token,
+            reqwest::StatusCode::OK,
+            "forward-auth: check with the Cloudflare Access token",
+        )
+        .await?;
+        fa_check(
+            &url,
+            &with_cookie,
+            reqwest::StatusCode::OK,
+            "forward-auth: check with the doorman_fa cookie",
+        )
+        .await
+    })?;
+    let log_skip = fs::read_to_string(&server_log).map_or(0, |t| t.lines().count());
+    let rss_before_kib = proc_status_kib(pid, "VmRSS")?;
+
+    let wrk = wrk_available();
+    let tool = if wrk {
+        "wrk -t2 -c32 --latency"
+    } else {
+        "built-in (32 keep-alive reqwest tasks)"
+    };
+    let script = tmp.join("fa-count.lua");
+    fs::write(&script, WRK_COUNT_LUA)?;
+    let mut runs = Vec::new();
+    for (name, headers) in [
+        ("(a) Cloudflare Access token", &with_token),
+        ("(b) doorman_fa cookie", &with_cookie),
+    ] {
+        let step = format!("forward-auth {name}");
+        log(format!("{step}: {tool} for {} s", args.seconds));
+        let load = fa_load(
+            rt,
+            wrk,
+            pid,
+            clk_tck,
+            &url,
+            headers,
+            args.seconds,
+            &script,
+            None,
+            &step,
+        )?;
+        server.check_alive(&step)?;
+        runs.push(load);
+    }
+    let cookie = runs.pop().ok_or("no cookie run")?;
+    let cloudflare = runs.pop().ok_or("no Cloudflare run")?;
+
+    // The soak: (a), with tokens doorman has never seen mixed in at FA_FRESH_PER_S.
+    let pool_size = usize::try_from(FA_FRESH_PER_S * args.soak)?;
+    let minting = Instant::now();
+    let pool: Vec<String> = (0..pool_size)
+        .map(|_| signer.mint(&team, &aud))
+        .collect::<Result<_>>()?;
+    let expected = (cloudflare.rps * args.soak as f64).max(1.0);
+    let every = ((expected / pool_size.max(1) as f64).floor() as u64).max(FA_FRESH_MIN_EVERY);
+    let pool_file = tmp.join("fa-fresh-tokens.txt");
+    fs::write(&pool_file, pool.join("\n") + "\n")?;
+    let soak_script = tmp.join("fa-soak.lua");
+    fs::write(&soak_script, format!("{WRK_COUNT_LUA}{WRK_SOAK_LUA}"))?;
+    let step = "forward-auth soak";
+    log(format!(
+        "{step}: {tool} for {} s with (a), 1 request in {every} carrying one of {pool_size} new \
+         tokens (minted in {:.2} s); VmRSS every {} s",
+        args.soak,
+        minting.elapsed().as_secs_f64(),
+        RSS_SAMPLE_EVERY.as_secs()
+    ));
+    // The last sample half a second before the load ends, so that every one is under load.
+    let sampler = RssSampler::start(
+        pid,
+        Duration::from_secs(args.soak).saturating_sub(Duration::from_millis(500)),
+    )?;
+    let load = fa_load(
+        rt,
+        wrk,
+        pid,
+        clk_tck,
+        &url,
+        &with_token,
+        args.soak,
+        &soak_script,
+        Some((FreshTokens { pool, every }, &pool_file)),
+        step,
+    );
+    let samples = sampler.finish()?;
+    let load = load?;
+    server.check_alive(step)?;
+    let soak = SoakResult {
+        seconds: args.soak,
+        load,
+        pool: pool_size,
+        every,
+        samples,
+    };
+
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after_kib = proc_status_kib(pid, "VmRSS")?;
+
+    // The verified-token cache: FA_CACHE_PROBE_TOKENS tokens doorman has never seen.
+    let step = "forward-auth: new tokens";
+    let minting = Instant::now();
+    let pool: Vec<String> = (0..FA_CACHE_PROBE_TOKENS)
+        .map(|_| signer.mint(&team, &aud))
+        .collect::<Result<_>>()?;
+    log(format!(
+        "{step}: {FA_CACHE_PROBE_TOKENS} tokens doorman has never seen (minted in {:.2} s), \
+         one request each ({FA_CONNECTIONS} tasks)",
+        minting.elapsed().as_secs_f64()
+    ));
+    let rss_probe_before_kib = proc_status_kib(pid, "VmRSS")?;
+    let cpu_before = proc_cpu_ticks(pid)?;
+    let mut probe = rt.block_on(fa_token_burst(&url, &fa_headers(), pool, step))?;
+    probe.cpu_ms = (proc_cpu_ticks(pid)? - cpu_before) as f64 * 1000.0 / clk_tck as f64;
+    server.check_alive(step)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_probe_after_kib = proc_status_kib(pid, "VmRSS")?;
+    let cache = CacheProbe {
+        load: probe,
+        rss_before_kib: rss_probe_before_kib,
+        rss_after_kib: rss_probe_after_kib,
+    };
+
+    let hwm_kib = proc_status_kib(pid, "VmHWM")?;
+    let problems: Vec<String> = fs::read_to_string(&server_log)
+        .unwrap_or_default()
+        .lines()
+        .skip(log_skip)
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .map(str::to_string)
+        .collect();
+    server.stop();
+    Ok(FaResult {
+        tool,
+        cloudflare,
+        cookie,
+        soak,
+        cache,
+        rss_before_kib,
+        rss_after_kib,
+        hwm_kib,
+        certs_fetches: fake.fetches.load(Ordering::Relaxed),
+        fake_other: fake.other.load(Ordering::Relaxed),
+        log_problems: problems.len(),
+        first_log_problem: problems.first().map(|l| snippet(l)),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // RSA-2048 reference and the report.
 
 /// Milliseconds per RSA-2048 signature from `openssl speed`'s sign/s column, if openssl runs.
@@ -1983,6 +3175,8 @@ fn openssl_rsa2048_sign_ms() -> Option<f64> {
 struct Report {
     seconds: u64,
     cpus: usize,
+    /// /proc/loadavg's 1, 5 and 15 min figures when the run started.
+    load_average: Option<String>,
     load_tool: &'static str,
     binary_bytes: u64,
     start: Duration,
@@ -1993,6 +3187,7 @@ struct Report {
     peak_rss_kib: u64,
     rsa_sign_ms: Option<f64>,
     plex: Option<PlexResult>,
+    forward_auth: Option<FaResult>,
 }
 
 fn verdict(ok: Option<bool>) -> &'static str {
@@ -2076,6 +3271,45 @@ impl Report {
                 "plex.tv checks per PIN per s",
                 "<= 1 per PIN per s (at most N x (whole seconds + 1) in all)".into(),
                 Some(p.checks_ok()),
+            ));
+        }
+        if let Some(f) = &self.forward_auth {
+            for (name, p99, load) in [
+                ("fa_cloudflare_rps", "fa_cloudflare_p99", &f.cloudflare),
+                ("fa_cookie_rps", "fa_cookie_p99", &f.cookie),
+            ] {
+                checks.push((
+                    name,
+                    load.rps,
+                    "req/s",
+                    format!("> {TARGET_FA_RPS} req/s"),
+                    Some(load.rps > TARGET_FA_RPS),
+                ));
+                checks.push((
+                    p99,
+                    load.p99_ms,
+                    "ms",
+                    format!("< {TARGET_FA_P99_MS} ms"),
+                    Some(load.p99_ms < TARGET_FA_P99_MS),
+                ));
+            }
+            let errors = f.cloudflare.errors()
+                + f.cookie.errors()
+                + f.soak.load.errors()
+                + f.cache.load.errors();
+            checks.push((
+                "fa_errors",
+                errors as f64,
+                "non-2xx or socket errors",
+                "0".into(),
+                Some(errors == 0),
+            ));
+            checks.push((
+                "fa_soak_rss_growth",
+                f.soak.growth_mib(),
+                "MiB",
+                format!("< {TARGET_FA_RSS_GROWTH_MIB} MiB from the 5 s sample to the last"),
+                Some(f.soak.growth_mib() < TARGET_FA_RSS_GROWTH_MIB),
             ));
         }
         checks
@@ -2187,15 +3421,35 @@ impl Report {
         if let Some(p) = &self.plex {
             rows.extend(self.plex_rows(p, &v));
         }
-        let mut out =
-            format!(
-            "\ndoorman benchmark: {} s per load phase, {} CPUs (client and server share them), \
-             discovery/JWKS load: {}, Plex: {}\n\n",
+        if let Some(f) = &self.forward_auth {
+            rows.extend(fa_rows(f, &v));
+        }
+        let mut out = format!(
+            "\ndoorman benchmark: {} s per load phase, {} CPUs (client and server share them, \
+             load average at the start {}), discovery/JWKS load: {}, Plex: {}, forward-auth: {}\n\n",
             self.seconds,
             self.cpus,
+            self.load_average.as_deref().unwrap_or("unknown"),
             self.load_tool,
             match &self.plex {
-                Some(p) => format!("{} browsers, {PLEX_WORKERS} at a time, fake plex.tv", p.logins),
+                Some(p) => format!(
+                    "{} browsers, {PLEX_WORKERS} at a time, fake plex.tv",
+                    p.logins
+                ),
+                None => "skipped".into(),
+            },
+            match &self.forward_auth {
+                Some(f) =>
+                    format!(
+                        "{}, soak {} s{}",
+                        f.tool,
+                        f.soak.seconds,
+                        if f.soak.seconds < FA_SOAK_DEFAULT_S {
+                            format!(" (shorter than the {FA_SOAK_DEFAULT_S} s the RSS target is meant for)")
+                        } else {
+                            String::new()
+                        }
+                    ),
                 None => "skipped".into(),
             }
         );
@@ -2366,6 +3620,7 @@ impl Report {
         json!({
             "seconds": self.seconds,
             "cpus": self.cpus,
+            "load_average_at_start": self.load_average,
             "load_tool": self.load_tool,
             "start_ms": round(self.start_ms(), 2),
             "idle_rss_kib": self.idle_rss_kib,
@@ -2439,8 +3694,233 @@ impl Report {
                     "plex_calls_total": counts(&p.fake_total),
                 })
             }),
+            "forward_auth": self.forward_auth.as_ref().map(|f| {
+                let load = |l: &FaLoad| json!({
+                    "requests": l.requests,
+                    "elapsed_s": round(l.elapsed.as_secs_f64(), 3),
+                    "rps": round(l.rps, 1),
+                    "p50_ms": round(l.p50_ms, 3),
+                    "p99_ms": round(l.p99_ms, 3),
+                    "non_2xx": l.non_2xx,
+                    "first_non_2xx_status": (l.first_bad_status != 0).then_some(l.first_bad_status),
+                    "socket_errors": l.socket_errors,
+                    "fresh_tokens": l.fresh,
+                    "server_cpu_ms": round(l.cpu_ms, 1),
+                    "server_cpu_us_per_request": round(l.cpu_us_per_request(), 3),
+                });
+                let s = &f.soak;
+                json!({
+                    "load_tool": f.tool,
+                    "connections": FA_CONNECTIONS,
+                    "cloudflare": load(&f.cloudflare),
+                    "cookie": load(&f.cookie),
+                    "soak": {
+                        "seconds": s.seconds,
+                        "load": load(&s.load),
+                        "fresh_token_pool": s.pool,
+                        "fresh_every": s.every,
+                        "rss_samples": s.samples.iter().map(|(t, kib)| json!([round(*t, 2), kib])).collect::<Vec<_>>(),
+                        "rss_first_kib": s.first_kib(),
+                        "rss_at_5s_kib": s.baseline_kib(),
+                        "rss_last_kib": s.last_kib(),
+                        "rss_max_kib": s.max_kib(),
+                        "rss_growth_mib": round(s.growth_mib(), 3),
+                    },
+                    "new_tokens": {
+                        "load": load(&f.cache.load),
+                        "rss_before_kib": f.cache.rss_before_kib,
+                        "rss_after_kib": f.cache.rss_after_kib,
+                        "rss_kib_per_token": round(f.cache.kib_per_token(), 3),
+                        "cache_capacity": CF_VERIFIED_CACHE_CAPACITY,
+                        "rss_mib_at_capacity": round(f.cache.mib_at_capacity(), 1),
+                    },
+                    "rss_before_kib": f.rss_before_kib,
+                    "rss_after_soak_kib": f.rss_after_kib,
+                    "peak_rss_kib": f.hwm_kib,
+                    "certs_fetches": f.certs_fetches,
+                    "fake_team_domain_other_requests": f.fake_other,
+                    "server_log_warn_error_lines": f.log_problems,
+                    "first_server_log_problem": f.first_log_problem,
+                })
+            }),
             "targets": targets,
             "all_targets_met": self.checks().iter().all(|c| c.4 != Some(false)),
         })
     }
+}
+
+/// The forward-auth rows of the table.
+fn fa_rows(f: &FaResult, v: &dyn Fn(&str) -> &'static str) -> Vec<[String; 4]> {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let row = |a: String, b: String, c: &str, d: &str| [a, b, c.to_string(), d.to_string()];
+    let mut rows = Vec::new();
+    for (label, key, load) in [
+        (
+            "(a) Cf-Access-Jwt-Assertion",
+            "fa_cloudflare",
+            &f.cloudflare,
+        ),
+        ("(b) Cookie: doorman_fa", "fa_cookie", &f.cookie),
+    ] {
+        rows.push(row(
+            format!("forward-auth {label}"),
+            format!("{:.0} req/s ({} requests)", load.rps, load.requests),
+            &format!("> {TARGET_FA_RPS} req/s"),
+            v(&format!("{key}_rps")),
+        ));
+        rows.push(row(
+            "  latency p50 / p99".into(),
+            format!("{:.2} / {:.2} ms", load.p50_ms, load.p99_ms),
+            &format!("p99 < {TARGET_FA_P99_MS} ms"),
+            v(&format!("{key}_p99")),
+        ));
+        rows.push(row(
+            "  errors".into(),
+            load.errors_text(),
+            "0",
+            verdict(Some(load.errors() == 0)),
+        ));
+        rows.push(row(
+            "  server CPU per check".into(),
+            format!(
+                "{:.1} us ({:.2} cores busy)",
+                load.cpu_us_per_request(),
+                load.cores_busy()
+            ),
+            "-",
+            "",
+        ));
+    }
+    let s = &f.soak;
+    rows.push(row(
+        format!("forward-auth soak, (a) for {} s", s.seconds),
+        format!("{:.0} req/s ({} requests)", s.load.rps, s.load.requests),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  new tokens mixed in".into(),
+        format!(
+            "{} of {} minted (1 request in {})",
+            s.load.fresh, s.pool, s.every
+        ),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  errors".into(),
+        s.load.errors_text(),
+        "0",
+        verdict(Some(s.load.errors() == 0)),
+    ));
+    rows.push(row(
+        "  latency p50 / p99".into(),
+        format!("{:.2} / {:.2} ms", s.load.p50_ms, s.load.p99_ms),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  server CPU per check".into(),
+        format!(
+            "{:.1} us ({:.2} cores busy)",
+            s.load.cpu_us_per_request(),
+            s.load.cores_busy()
+        ),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  RSS first / at 5 s / last / max".into(),
+        format!(
+            "{:.1} / {:.1} / {:.1} / {:.1} MiB",
+            mib(s.first_kib()),
+            mib(s.baseline_kib()),
+            mib(s.last_kib()),
+            mib(s.max_kib())
+        ),
+        "-",
+        "",
+    ));
+    let note = if s.seconds < FA_SOAK_DEFAULT_S {
+        format!(" (over {} s, not {FA_SOAK_DEFAULT_S})", s.seconds)
+    } else {
+        String::new()
+    };
+    rows.push(row(
+        "  RSS growth (last - at 5 s)".into(),
+        format!(
+            "{:+.2} MiB ({:+} KiB){note}",
+            s.growth_mib(),
+            s.last_kib() as i64 - s.baseline_kib() as i64
+        ),
+        &format!("< {TARGET_FA_RSS_GROWTH_MIB} MiB (flat)"),
+        v("fa_soak_rss_growth"),
+    ));
+    let c = &f.cache;
+    rows.push(row(
+        format!("forward-auth: {} new Access tokens", c.load.requests),
+        format!(
+            "{:.0} checks/s, p50 / p99 {:.2} / {:.2} ms",
+            c.load.rps, c.load.p50_ms, c.load.p99_ms
+        ),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  errors".into(),
+        c.load.errors_text(),
+        "0",
+        verdict(Some(c.load.errors() == 0)),
+    ));
+    rows.push(row(
+        "  server CPU per new-token check".into(),
+        format!(
+            "{:.1} us (RSA verify included)",
+            c.load.cpu_us_per_request()
+        ),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  RSS per new token (verified-token cache)".into(),
+        format!(
+            "{:.2} KiB ({:.1} -> {:.1} MiB); x {CF_VERIFIED_CACHE_CAPACITY} (its capacity) = {:.0} MiB",
+            c.kib_per_token(),
+            mib(c.rss_before_kib),
+            mib(c.rss_after_kib),
+            c.mib_at_capacity()
+        ),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  RSS before (a) / after the soak / peak".into(),
+        format!(
+            "{:.1} / {:.1} / {:.1} MiB (peak: VmHWM, sign-in included)",
+            mib(f.rss_before_kib),
+            mib(f.rss_after_kib),
+            mib(f.hwm_kib)
+        ),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  Cloudflare certs fetched".into(),
+        format!(
+            "{} (other requests to the fake: {})",
+            f.certs_fetches, f.fake_other
+        ),
+        "-",
+        "",
+    ));
+    rows.push(row(
+        "  server WARN/ERROR log lines".into(),
+        match &f.first_log_problem {
+            Some(first) => format!("{}, first: {first}", f.log_problems),
+            None => "0".into(),
+        },
+        "-",
+        "",
+    ));
+    rows
 }
