@@ -103,8 +103,10 @@ impl CloudflareVerifier {
             loaded,
             last_unknown_kid_fetch: Mutex::new(None),
             fetch_lock: tokio::sync::Mutex::new(()),
+            // ~1.6 KiB an entry: a few thousand live tokens cover a community's users and apps
+            // at a few MiB; beyond that the oldest are verified again.
             verified: Cache::builder()
-                .max_capacity(50_000)
+                .max_capacity(4_096)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
         }))

@@ -28,6 +28,8 @@ pub struct CachedStore {
     /// revoked (a racing code replay) is still refused.
     revoked_grants: Cache<String, ()>,
     revoked_users: Cache<String, ()>,
+    /// Lowercased email → user (or none): forward-auth maps every Cloudflare identity by email.
+    users_by_email: Cache<String, Option<User>>,
     /// Forward-auth cookie → its SSO session: fixed for life, so it can be kept; whether the
     /// session is still live is asked of the (cached) session itself.
     forward_auth: Cache<Hash, Hash>,
@@ -60,6 +62,10 @@ impl CachedStore {
                 .max_capacity(100_000)
                 .time_to_live(REVOCATION_MEMORY)
                 .build(),
+            users_by_email: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(TTL)
+                .build(),
             forward_auth: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_idle(Duration::from_secs(3600))
@@ -83,6 +89,8 @@ impl Store for CachedStore {
 
     async fn update_user(&self, user: &User) -> StoreResult<()> {
         self.users.invalidate(&user.id);
+        // The old email is not known here; user updates are rare.
+        self.users_by_email.invalidate_all();
         let result = self.inner.update_user(user).await;
         self.users.invalidate(&user.id);
         result
@@ -96,6 +104,7 @@ impl Store for CachedStore {
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
         let result = self.inner.delete_user(id).await;
         self.users.invalidate(id);
+        self.users_by_email.invalidate_all();
         // Their sessions and tokens went with them (cascade); entries do not say whose they
         // are cheaply, and deleting a user is rare.
         self.sessions.invalidate_all();
@@ -144,7 +153,10 @@ impl Store for CachedStore {
     }
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
-        self.inner.create_user(user).await
+        self.inner.create_user(user).await?;
+        // A cached "no user with this email" must not outlive the user's creation.
+        self.users_by_email.invalidate_all();
+        Ok(())
     }
 
     async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
@@ -152,7 +164,13 @@ impl Store for CachedStore {
     }
 
     async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        self.inner.find_user_by_email(email).await
+        let key = email.to_lowercase();
+        if let Some(hit) = self.users_by_email.get(&key) {
+            return Ok(hit);
+        }
+        let user = self.inner.find_user_by_email(email).await?;
+        self.users_by_email.insert(key, user.clone());
+        Ok(user)
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
