@@ -17,6 +17,16 @@ use crate::store::{
 
 pub const CODE_LIFETIME: i64 = 60;
 
+/// What a token response holds besides the access token and id_token.
+struct Mint {
+    /// Issue a refresh token too.
+    with_refresh: bool,
+    /// Put the authorization request's nonce in the id_token (not on refresh).
+    with_nonce: bool,
+    /// The access token, when the code exchange already stored it.
+    stored_access: Option<String>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct TokenRequest {
     pub grant_type: Option<String>,
@@ -112,7 +122,23 @@ impl Provider {
             .code
             .as_deref()
             .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-        let (row, grant) = match self.store.redeem_code(&digest(code), now).await? {
+        // Opaque access tokens are stored in the same transaction that burns the code: one
+        // write for the whole exchange. If the redemption is then refused, its grant is revoked,
+        // which kills that token too (and a refused redemption of a live code is suspect anyway).
+        let access_ttl = secs(client.lifetimes.access_token);
+        let pre_issued = match client.access_token_format {
+            AccessTokenFormat::Opaque => Some(random_token()),
+            AccessTokenFormat::Jwt { .. } => None,
+        };
+        let redemption = match &pre_issued {
+            Some(access) => {
+                self.store
+                    .redeem_code_issuing(&digest(code), now, &digest(access), now + access_ttl)
+                    .await?
+            }
+            None => self.store.redeem_code(&digest(code), now).await?,
+        };
+        let (row, grant) = match redemption {
             CodeRedemption::Fresh(row, grant) => (row, grant),
             CodeRedemption::Replayed(row) => {
                 tracing::warn!(target: "audit", event = "code_replay", client = %row.client_id, grant = %row.grant_id, "authorization code used twice: every token it produced is revoked");
@@ -122,41 +148,35 @@ impl Provider {
                 return Err(OAuthError::invalid_grant("unknown or expired code"))
             }
         };
-        if row.client_id != client.id {
-            // A code stolen by another client: it is burnt now, so the rightful client cannot
-            // redeem it either; revoke the grant to be safe.
-            self.store.revoke_grant(&grant.id, now).await?;
-            return Err(OAuthError::invalid_grant(
-                "the code was issued to another client",
-            ));
-        }
-        if now >= row.expires_at || grant.revoked_at.is_some() {
-            return Err(OAuthError::invalid_grant("the code has expired"));
-        }
-        if req.redirect_uri.as_deref() != Some(row.redirect_uri.as_str()) {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri does not match the authorization request",
-            ));
-        }
-        match (&row.code_challenge, &req.code_verifier) {
-            (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
-            (Some(_), Some(_)) => {
-                return Err(OAuthError::invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                ))
+        if let Err(e) = check_redemption(client, req, &row, &grant, now) {
+            if row.client_id != client.id || pre_issued.is_some() {
+                // A code stolen by another client is burnt now; and a token already stored for
+                // a refused redemption must die with its grant.
+                self.store.revoke_grant(&grant.id, now).await?;
             }
-            (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
-            // RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt.
-            (None, Some(_)) => {
-                return Err(OAuthError::invalid_grant(
-                    "code_verifier sent but the authorization used no PKCE",
-                ))
-            }
-            (None, None) => {}
+            return Err(e);
         }
-        let user = self.active_user(&grant.user_id).await?;
+        let user = match self.active_user(&grant.user_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.store.revoke_grant(&grant.id, now).await?;
+                return Err(e);
+            }
+        };
         let refresh = wants_refresh(client, &grant.scope);
-        let resp = self.mint(client, &grant, &user, refresh, true, now).await?;
+        let resp = self
+            .mint(
+                client,
+                &grant,
+                &user,
+                Mint {
+                    with_refresh: refresh,
+                    with_nonce: true,
+                    stored_access: pre_issued,
+                },
+                now,
+            )
+            .await?;
         tracing::info!(target: "audit", event = "token_issued", grant_type = "authorization_code", client = %client.id, user = %user.username, refresh = refresh);
         Ok(resp)
     }
@@ -223,7 +243,19 @@ impl Provider {
                 "the user's access has been withdrawn",
             ));
         }
-        let mut resp = self.mint(client, &grant, &user, false, false, now).await?;
+        let mut resp = self
+            .mint(
+                client,
+                &grant,
+                &user,
+                Mint {
+                    with_refresh: false,
+                    with_nonce: false,
+                    stored_access: None,
+                },
+                now,
+            )
+            .await?;
         resp.refresh_token = Some(new_secret);
         tracing::info!(target: "audit", event = "token_issued", grant_type = "refresh_token", client = %client.id, user = %user.username);
         Ok(resp)
@@ -238,47 +270,65 @@ impl Provider {
         }
     }
 
-    /// Access token (opaque, stored hashed), id_token (RS256), and a refresh token if asked.
-    async fn mint(
+    /// A new access token of the client's format (not yet stored).
+    async fn new_access_token(
         &self,
         client: &ClientConfig,
         grant: &Grant,
         user: &User,
-        with_refresh: bool,
-        with_nonce: bool,
         now: Timestamp,
-    ) -> Result<TokenResponse, OAuthError> {
-        let access_ttl = secs(client.lifetimes.access_token);
-        let access = match &client.access_token_format {
+        ttl: i64,
+    ) -> Result<String, OAuthError> {
+        Ok(match &client.access_token_format {
             AccessTokenFormat::Opaque => random_token(),
             AccessTokenFormat::Jwt { audience } => {
                 self.keys
                     .sign(
                         Some("JWT"),
-                        jwt_access_claims(
-                            &self.issuer,
-                            client,
-                            grant,
-                            user,
-                            audience,
-                            now,
-                            access_ttl,
-                        ),
+                        jwt_access_claims(&self.issuer, client, grant, user, audience, now, ttl),
                     )
                     .await?
             }
+        })
+    }
+
+    /// Access token (opaque, stored hashed, unless the code exchange stored it already),
+    /// id_token (RS256), and a refresh token if asked.
+    async fn mint(
+        &self,
+        client: &ClientConfig,
+        grant: &Grant,
+        user: &User,
+        opts: Mint,
+        now: Timestamp,
+    ) -> Result<TokenResponse, OAuthError> {
+        let Mint {
+            with_refresh,
+            with_nonce,
+            stored_access,
+        } = opts;
+        let access_ttl = secs(client.lifetimes.access_token);
+        let (access, stored) = match stored_access {
+            Some(a) => (a, true),
+            None => (
+                self.new_access_token(client, grant, user, now, access_ttl)
+                    .await?,
+                false,
+            ),
         };
-        self.store
-            .put_access_token(&AccessToken {
-                hash: digest(&access),
-                grant_id: grant.id.clone(),
-                client_id: client.id.clone(),
-                user_id: user.id.clone(),
-                scope: grant.scope.clone(),
-                created_at: now,
-                expires_at: now + access_ttl,
-            })
-            .await?;
+        if !stored {
+            self.store
+                .put_access_token(&AccessToken {
+                    hash: digest(&access),
+                    grant_id: grant.id.clone(),
+                    client_id: client.id.clone(),
+                    user_id: user.id.clone(),
+                    scope: grant.scope.clone(),
+                    created_at: now,
+                    expires_at: now + access_ttl,
+                })
+                .await?;
+        }
         let refresh_token = if with_refresh {
             let secret = random_token();
             self.store
@@ -367,4 +417,40 @@ pub fn jwt_access_claims(
         "room": "*",
         "context": {"user": context_user},
     })
+}
+
+/// RFC 6749 §4.1.3 and RFC 7636 §4.6: the code belongs to this client, is unexpired and live,
+/// and comes with the same redirect_uri and the PKCE verifier of its challenge.
+fn check_redemption(
+    client: &ClientConfig,
+    req: &TokenRequest,
+    row: &AuthCode,
+    grant: &Grant,
+    now: Timestamp,
+) -> Result<(), OAuthError> {
+    if row.client_id != client.id {
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
+    }
+    if now >= row.expires_at || grant.revoked_at.is_some() {
+        return Err(OAuthError::invalid_grant("the code has expired"));
+    }
+    if req.redirect_uri.as_deref() != Some(row.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&row.code_challenge, &req.code_verifier) {
+        (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        )),
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
+        // RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt.
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier sent but the authorization used no PKCE",
+        )),
+        (None, None) => Ok(()),
+    }
 }

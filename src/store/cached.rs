@@ -206,6 +206,40 @@ impl Store for CachedStore {
         Ok(result)
     }
 
+    async fn redeem_code_issuing(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+        access_hash: &Hash,
+        access_expires_at: Timestamp,
+    ) -> StoreResult<CodeRedemption> {
+        let result = self
+            .inner
+            .redeem_code_issuing(hash, now, access_hash, access_expires_at)
+            .await?;
+        match &result {
+            CodeRedemption::Fresh(_, grant) => {
+                self.access_tokens.insert(
+                    *access_hash,
+                    AccessToken {
+                        hash: *access_hash,
+                        grant_id: grant.id.clone(),
+                        client_id: grant.client_id.clone(),
+                        user_id: grant.user_id.clone(),
+                        scope: grant.scope.clone(),
+                        created_at: now,
+                        expires_at: access_expires_at,
+                    },
+                );
+            }
+            CodeRedemption::Replayed(code) => {
+                self.revoked_grants.insert(code.grant_id.clone(), ());
+            }
+            CodeRedemption::NotFound => {}
+        }
+        Ok(result)
+    }
+
     async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
         self.inner.get_grant(id).await
     }

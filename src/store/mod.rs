@@ -263,6 +263,16 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically marks the code used. A code seen before revokes its grant. Expired codes are
     /// returned as Fresh with their expiry, for the caller to judge (`expires_at`).
     async fn redeem_code(&self, hash: &Hash, now: Timestamp) -> StoreResult<CodeRedemption>;
+    /// `redeem_code`, and on a first use also stores the access token `access_hash` for the
+    /// code's grant (valid until `access_expires_at`) in the same transaction: one write for
+    /// the token endpoint. A caller that then refuses the redemption revokes the grant.
+    async fn redeem_code_issuing(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+        access_hash: &Hash,
+        access_expires_at: Timestamp,
+    ) -> StoreResult<CodeRedemption>;
     async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     async fn revoke_grant(&self, id: &str, now: Timestamp) -> StoreResult<()>;
     async fn revoke_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<u64>;

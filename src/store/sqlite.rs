@@ -963,49 +963,20 @@ impl Store for SqliteStore {
 
     async fn redeem_code(&self, hash: &Hash, now: Timestamp) -> StoreResult<CodeRedemption> {
         let hash = *hash;
-        self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Marking and reading in one statement: of two concurrent redemptions only one can
-            // see `used_at IS NULL`. Expiry and grant revocation are left to the caller, who
-            // gets both back.
-            let fresh = tx
-                .prepare_cached(concat!(
-                    "UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL \
-                     RETURNING ",
-                    code_cols!()
-                ))?
-                .query_row(params![hash, now], code_from_row)
-                .optional()?;
-            let outcome = match fresh {
-                Some(code) => match grant_by_id(&tx, &code.grant_id)? {
-                    Some(grant) => CodeRedemption::Fresh(code, grant),
-                    // Impossible with the foreign key; treat like an unknown code.
-                    None => CodeRedemption::NotFound,
-                },
-                None => {
-                    let seen = tx
-                        .prepare_cached(concat!(
-                            "SELECT ",
-                            code_cols!(),
-                            " FROM auth_codes WHERE hash = ?1"
-                        ))?
-                        .query_row([hash], code_from_row)
-                        .optional()?;
-                    match seen {
-                        // A second use means the code leaked: everything issued from it dies
-                        // (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
-                        Some(code) => {
-                            revoke_grant_on(&tx, &code.grant_id, now)?;
-                            CodeRedemption::Replayed(code)
-                        }
-                        None => CodeRedemption::NotFound,
-                    }
-                }
-            };
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await
+        self.write(move |conn| redeem_on(conn, &hash, now, None))
+            .await
+    }
+
+    async fn redeem_code_issuing(
+        &self,
+        hash: &Hash,
+        now: Timestamp,
+        access_hash: &Hash,
+        access_expires_at: Timestamp,
+    ) -> StoreResult<CodeRedemption> {
+        let (hash, access_hash) = (*hash, *access_hash);
+        self.write(move |conn| redeem_on(conn, &hash, now, Some((access_hash, access_expires_at))))
+            .await
     }
 
     async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -1464,4 +1435,70 @@ fn backup_to(source: &Path, target: &Path) -> StoreResult<()> {
         let _ = std::fs::remove_file(target);
     }
     result.map(|_| ())
+}
+
+/// Marks a code used, in one transaction with (on a first use) the access token it buys.
+fn redeem_on(
+    conn: &mut Connection,
+    hash: &Hash,
+    now: Timestamp,
+    access: Option<(Hash, Timestamp)>,
+) -> rusqlite::Result<CodeRedemption> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Marking and reading in one statement: of two concurrent redemptions only one can see
+    // `used_at IS NULL`. Expiry and grant revocation are left to the caller, who gets both
+    // back.
+    let fresh = tx
+        .prepare_cached(concat!(
+            "UPDATE auth_codes SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL RETURNING ",
+            code_cols!()
+        ))?
+        .query_row(params![hash, now], code_from_row)
+        .optional()?;
+    let outcome = match fresh {
+        Some(code) => match grant_by_id(&tx, &code.grant_id)? {
+            Some(grant) => {
+                if let Some((access_hash, expires_at)) = access {
+                    tx.prepare_cached(
+                        "INSERT INTO access_tokens \
+                         (hash, grant_id, client_id, user_id, scope, created_at, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        access_hash,
+                        grant.id,
+                        grant.client_id,
+                        grant.user_id,
+                        grant.scope,
+                        now,
+                        expires_at
+                    ])?;
+                }
+                CodeRedemption::Fresh(code, grant)
+            }
+            // Impossible with the foreign key; treat like an unknown code.
+            None => CodeRedemption::NotFound,
+        },
+        None => {
+            let seen = tx
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    code_cols!(),
+                    " FROM auth_codes WHERE hash = ?1"
+                ))?
+                .query_row([hash], code_from_row)
+                .optional()?;
+            match seen {
+                // A second use means the code leaked: everything issued from it dies
+                // (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
+                Some(code) => {
+                    revoke_grant_on(&tx, &code.grant_id, now)?;
+                    CodeRedemption::Replayed(code)
+                }
+                None => CodeRedemption::NotFound,
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(outcome)
 }
