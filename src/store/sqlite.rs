@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_plex.sql"),
     include_str!("migrations/0003_forward_auth.sql"),
+    include_str!("migrations/0004_fewer_write_indexes.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -289,6 +290,12 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
         .map_err(map_err)?;
     // Off by default in SQLite, per connection: the ON DELETE CASCADEs depend on it.
     conn.pragma_update(None, "foreign_keys", true)
+        .map_err(map_err)?;
+    // Checkpoint every ~16 MiB of WAL instead of 4 MiB: pages written by many logins are copied
+    // back once, not once each; the WAL is truncated to that size afterwards.
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)
+        .map_err(map_err)?;
+    conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)
         .map_err(map_err)?;
     // Reads through a memory map instead of a pread per page: fewer system calls on every
     // lookup once another connection has written.
