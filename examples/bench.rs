@@ -2025,7 +2025,7 @@ const FA_FRESH_PER_S: u64 = 1;
 /// After the soak, this many new tokens (one request each) measure that cache's cost.
 const FA_CACHE_PROBE_TOKENS: usize = 10_000;
 /// The verified-token cache's capacity in src/forward_auth/cloudflare.rs (for the projection).
-const CF_VERIFIED_CACHE_CAPACITY: f64 = 50_000.0;
+const CF_VERIFIED_CACHE_CAPACITY: f64 = 4_096.0;
 const TARGET_FA_RPS: f64 = 20_000.0;
 const TARGET_FA_P99_MS: f64 = 5.0;
 const TARGET_FA_RSS_GROWTH_MIB: f64 = 2.0;
