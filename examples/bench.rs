@@ -833,26 +833,7 @@ impl Browser {
             .map_err(|e| step_err(step, e))?;
         let resp = expect(step, resp, reqwest::StatusCode::OK).await?;
         let html = resp.text().await.map_err(|e| step_err(step, e))?;
-        let form = LoginForm::parse(&html).ok_or_else(|| {
-            step_err(
-                step,
-                format!("no sign-in form in the page: {}", snippet(&html)),
-            )
-        })?;
-        let action = authorize_url
-            .join(&form.action)
-            .map_err(|e| step_err(step, format!("form action {:?}: {e}", form.action)))?;
-        let mut fields = form.hidden;
-        for name in ["flow", "csrf"] {
-            if !fields.iter().any(|(k, _)| k == name) {
-                return Err(step_err(
-                    step,
-                    format!("the form has no hidden {name:?} input"),
-                ));
-            }
-        }
-        fields.push(("username".into(), USERNAME.into()));
-        fields.push(("password".into(), PASSWORD.into()));
+        let (action, fields) = password_form(step, &authorize_url, &html)?;
 
         let step = "login: POST the password form";
         let resp = b
@@ -2220,26 +2201,7 @@ async fn fa_sign_in(base: &str, addr: SocketAddr) -> Result<(String, String)> {
     let resp = expect(step, resp, reqwest::StatusCode::OK).await?;
     merge_cookies(&mut jar, resp.headers());
     let html = resp.text().await.map_err(|e| step_err(step, e))?;
-    let form = LoginForm::parse(&html).ok_or_else(|| {
-        step_err(
-            step,
-            format!("no sign-in form in the page: {}", snippet(&html)),
-        )
-    })?;
-    let action = login_url
-        .join(&form.action)
-        .map_err(|e| step_err(step, format!("form action {:?}: {e}", form.action)))?;
-    let mut fields = form.hidden;
-    for name in ["flow", "csrf"] {
-        if !fields.iter().any(|(k, _)| k == name) {
-            return Err(step_err(
-                step,
-                format!("the form has no hidden {name:?} input"),
-            ));
-        }
-    }
-    fields.push(("username".into(), USERNAME.into()));
-    fields.push(("password".into(), PASSWORD.into()));
+    let (action, fields) = password_form(step, &login_url, &html)?;
 
     let step = "forward-auth: POST the password form";
     let resp = http
@@ -3923,4 +3885,33 @@ fn fa_rows(f: &FaResult, v: &dyn Fn(&str) -> &'static str) -> Vec<[String; 4]> {
         "",
     ));
     rows
+}
+
+/// The sign-in form of a landing page: where it posts, and its fields with alice's credentials.
+fn password_form(
+    step: &str,
+    page: &reqwest::Url,
+    html: &str,
+) -> Result<(reqwest::Url, Vec<(String, String)>)> {
+    let form = LoginForm::parse(html).ok_or_else(|| {
+        step_err(
+            step,
+            format!("no sign-in form in the page: {}", snippet(html)),
+        )
+    })?;
+    let action = page
+        .join(&form.action)
+        .map_err(|e| step_err(step, format!("form action {:?}: {e}", form.action)))?;
+    let mut fields = form.hidden;
+    for name in ["flow", "csrf"] {
+        if !fields.iter().any(|(k, _)| k == name) {
+            return Err(step_err(
+                step,
+                format!("the form has no hidden {name:?} input"),
+            ));
+        }
+    }
+    fields.push(("username".into(), USERNAME.into()));
+    fields.push(("password".into(), PASSWORD.into()));
+    Ok((action, fields))
 }

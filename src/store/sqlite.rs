@@ -153,6 +153,17 @@ impl SqliteStore {
         })
     }
 
+    /// The one user a single-parameter `sql` selects.
+    async fn user_where(&self, sql: &'static str, value: &str) -> StoreResult<Option<User>> {
+        let value = value.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(sql)?
+                .query_row([value], user_from_row)
+                .optional()
+        })
+        .await
+    }
+
     /// Runs `f` on a reader connection, off the async runtime.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -706,46 +717,22 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
-        let id = id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                user_cols!(),
-                " FROM users WHERE id = ?1"
-            ))?
-            .query_row([id], user_from_row)
-            .optional()
-        })
+        self.user_where(
+            concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?1"),
+            id,
+        )
         .await
     }
 
     async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        let username = username.to_owned();
-        self.read(move |conn| {
-            // The column's NOCASE collation applies to the comparison (and uses its index).
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                user_cols!(),
-                " FROM users WHERE username = ?1"
-            ))?
-            .query_row([username], user_from_row)
-            .optional()
-        })
-        .await
+        // The column's NOCASE collation applies to the comparison (and uses its index).
+        let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE username = ?1");
+        self.user_where(sql, username).await
     }
 
     async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let email = email.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                user_cols!(),
-                " FROM users WHERE email = ?1"
-            ))?
-            .query_row([email], user_from_row)
-            .optional()
-        })
-        .await
+        let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE email = ?1");
+        self.user_where(sql, email).await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
