@@ -356,21 +356,52 @@ pub fn load(
     path: Option<&Path>,
     env: &HashMap<String, String>,
 ) -> Result<(Config, Source), ConfigErrors> {
+    load_named(path.map(|p| (p, NamedBy::Flag)), env)
+}
+
+/// The variable that names the config file when `--config` is not given.
+pub const CONFIG_VAR: &str = "DOORMAN_CONFIG";
+
+/// Who named the config file: an unreadable file is reported as coming from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedBy {
+    /// `--config PATH`.
+    Flag,
+    /// The environment variable [`CONFIG_VAR`].
+    Env,
+}
+
+/// [`load`], with the file named by the flag or by `DOORMAN_CONFIG`.
+pub fn load_named(
+    path: Option<(&Path, NamedBy)>,
+    env: &HashMap<String, String>,
+) -> Result<(Config, Source), ConfigErrors> {
     let default = Path::new("doorman.toml");
-    let (path, key) = match path {
-        Some(p) => (p, "--config"),
-        None if default.exists() => (default, "doorman.toml"),
+    let (path, named_by) = match path {
+        Some((p, by)) => (p, Some(by)),
+        None if default.exists() => (default, None),
         None => return from_str("", env, Path::new(".")).map(|c| (c, Source::Defaults)),
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        let message = format!(
-            "cannot read {}: {e}; pass the path of a readable TOML file",
-            path.display()
-        );
-        ConfigErrors(vec![ConfigError {
-            key: key.into(),
-            message,
-        }])
+        let shown = path.display();
+        let (key, message) = match named_by {
+            Some(NamedBy::Env) => (
+                format!("{CONFIG_VAR}={shown}"),
+                format!(
+                    "cannot read {shown}: {e}: unset {CONFIG_VAR} or point it at the config \
+                     file (`--config PATH` wins over it)"
+                ),
+            ),
+            Some(NamedBy::Flag) => (
+                "--config".to_string(),
+                format!("cannot read {shown}: {e}; pass the path of a readable TOML file"),
+            ),
+            None => (
+                "doorman.toml".to_string(),
+                format!("cannot read {shown}: {e}; make it readable, or pass --config PATH"),
+            ),
+        };
+        ConfigErrors(vec![ConfigError { key, message }])
     })?;
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -392,7 +423,8 @@ pub fn from_str(
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     raw::interpolate(&mut table, "", env, &mut errors);
-    raw::apply_env(&mut table, env, &mut errors, &mut warnings);
+    let mut env_origins = Vec::new();
+    raw::apply_env(&mut table, env, &mut errors, &mut warnings, &mut env_origins);
     raw::check(&mut table, file::ROOT, "", base_dir, &mut errors);
     // The walk removed whatever serde would reject, so this fails only if schema and structs
     // disagree (a test guards that); still an error, never a panic.
@@ -403,12 +435,14 @@ pub fn from_str(
                 key: "config".into(),
                 message: e.message().to_string(),
             });
+            raw::name_env_origins(&mut errors, &env_origins);
             return Err(ConfigErrors(errors));
         }
     };
     if errors.is_empty() {
         Ok(config)
     } else {
+        raw::name_env_origins(&mut errors, &env_origins);
         Err(ConfigErrors(errors))
     }
 }
@@ -522,9 +556,11 @@ mod tests {
         assert!(spa.public && spa.require_pkce && spa.secret_hash.is_none());
         assert_eq!(spa.lifetimes.refresh_token_idle, Duration::from_secs(86400));
         assert_eq!(spa.lifetimes.refresh_token_max, c.tokens.refresh_token_max);
-        assert_eq!(
-            c.clients[0].secret_hash,
-            Some(crate::secrets::digest("change-me-to-a-long-random-secret"))
+        // A placeholder hash, never the hash of a published secret.
+        let hash = c.clients[0].secret_hash.unwrap();
+        assert_ne!(
+            hash,
+            crate::secrets::digest("change-me-to-a-long-random-secret")
         );
     }
 

@@ -949,6 +949,16 @@ async fn backup_writes_a_private_copy_that_opens() {
     // An existing target is refused, and left alone.
     let err = store.backup(&copy).await.unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(
+        matches!(err, StoreError::BackupTarget(_)) && !err.to_string().contains("unavailable"),
+        "{err}"
+    );
+    // A missing directory says so.
+    let err = store
+        .backup(&dir.path().join("no-such-dir").join("b.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
 
     // The store keeps working after a backup.
     store.create_user(&user("u3", "carol", None)).await.unwrap();

@@ -5,6 +5,7 @@ mod common;
 
 mod authorize_rules;
 mod binary;
+mod cli_passwd;
 mod claims;
 mod cloudflare;
 mod discovery;
