@@ -596,3 +596,88 @@ pub fn init_logging(format: LogFormat, serving: bool) {
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path != " doorman" {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    /// Runs the prompt with scripted answers; returns its result and what it said.
+    fn prompt(answers: &[&str], allow_empty: bool) -> (Result<Option<String>, String>, Vec<String>) {
+        let mut answers = answers.iter().map(|a| a.to_string());
+        let mut prompts = Vec::new();
+        let mut said = Vec::new();
+        let result = prompt_new_password(
+            "alice",
+            allow_empty,
+            &mut |p| {
+                prompts.push(p.to_string());
+                answers
+                    .next()
+                    .ok_or_else(|| std::io::Error::other("no more input"))
+            },
+            &mut |m| said.push(m.to_string()),
+        );
+        said.extend(prompts.into_iter().map(|p| format!("prompt: {p}")));
+        (result, said)
+    }
+
+    #[test]
+    fn the_prompt_asks_twice_and_again_until_both_match() {
+        let (r, said) = prompt(&["password-one", "password-one"], false);
+        assert_eq!(r.unwrap().as_deref(), Some("password-one"));
+        assert_eq!(
+            said,
+            [
+                "prompt: New password for alice: ",
+                "prompt: Repeat the new password: "
+            ]
+        );
+
+        let (r, said) = prompt(&["password-one", "password-two", "short", "pw-three-x", "pw-three-x"], false);
+        assert_eq!(r.unwrap().as_deref(), Some("pw-three-x"));
+        assert!(said.iter().any(|s| s.contains("differ; try again")), "{said:?}");
+        assert!(said.iter().any(|s| s.contains("at least 8 characters")), "{said:?}");
+
+        let (r, _) = prompt(&["aaaaaaaa", "b", "aaaaaaaa", "c", "aaaaaaaa", "d"], false);
+        assert!(r.unwrap_err().contains("no password set: 3 tries"));
+        // An empty entry: no password where that is allowed (user add), too short elsewhere.
+        assert_eq!(prompt(&[""], true).0.unwrap(), None);
+        assert!(prompt(&["", "", ""], false).0.is_err());
+        // A terminal that fails is an error, not a loop.
+        assert!(prompt(&[], false).0.unwrap_err().contains("cannot read"));
+    }
+
+    #[test]
+    fn a_password_line_loses_its_line_ending() {
+        let mut input = std::io::Cursor::new("a long password\r\nnext line\n");
+        assert_eq!(read_password_line_from(&mut input).unwrap(), "a long password");
+        let mut input = std::io::Cursor::new("short\n");
+        assert!(read_password_line_from(&mut input).is_err());
+    }
+}

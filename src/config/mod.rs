@@ -812,7 +812,9 @@ mod tests {
             Path::new("."),
         )
         .unwrap_err();
-        assert_eq!(bad.0[0].key, "login.max_failures_per_ip");
+        // Named after the variable, with the key it sets (issue 9).
+        assert_eq!(bad.0[0].key, "DOORMAN_LOGIN__MAX_FAILURES_PER_IP (environment)");
+        assert!(bad.0[0].message.starts_with("login.max_failures_per_ip: "));
     }
 
     #[test]
@@ -865,5 +867,103 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:9999\"").unwrap();
         let (c, source) = load(Some(&path), &HashMap::new()).unwrap();
         assert_eq!((c.listen.port(), source), (9999, Source::File(path)));
+    }
+
+    #[test]
+    fn published_secrets_are_refused_naming_the_key() {
+        let placeholder = "change-me-to-a-long-random-secret";
+        let client = |line: &str| {
+            format!(
+                "[[clients]]\nid = \"app\"\n{line}\nredirect_uris = [\"https://app.example.com/cb\"]\n"
+            )
+        };
+        error_at(
+            &client(&format!("secret = \"{placeholder}\"")),
+            "clients[0].secret",
+            "doorman client secret",
+        );
+        let hash = crate::secrets::to_hex(&crate::secrets::digest(placeholder));
+        error_at(
+            &client(&format!("secret_hash = \"{hash}\"")),
+            "clients[0].secret_hash",
+            "published",
+        );
+        error_at(
+            &format!("secret_key = \"{placeholder}\""),
+            "secret_key",
+            "openssl rand",
+        );
+        error_at(
+            &format!(
+                "[jitsi]\nmeet_url = \"https://meet.example.com\"\napp_id = \"jitsi\"\n\
+                 app_secret = \"{placeholder}\"\n"
+            ),
+            "jitsi.app_secret",
+            "JWT_APP_SECRET",
+        );
+        // The message never repeats the value.
+        let errors = parse(&client(&format!("secret = \"{placeholder}\""))).unwrap_err();
+        assert!(!errors.to_string().contains(placeholder), "{errors}");
+        // A secret of one's own passes.
+        parse(&client("secret = \"a-secret-of-my-own-0123456789\"")).unwrap();
+    }
+
+    #[test]
+    fn a_public_suffix_is_no_cookie_domain() {
+        for suffix in ["com", ".com", "co.uk", "github.io"] {
+            error_at(
+                &format!("[session]\ncookie_domain = \"{suffix}\""),
+                "session.cookie_domain",
+                "public suffix",
+            );
+        }
+        let c = parse(
+            "issuer = \"https://auth.example.co.uk\"\n[session]\ncookie_domain = \"example.co.uk\"",
+        )
+        .unwrap();
+        assert_eq!(c.session.cookie_domain.as_deref(), Some("example.co.uk"));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let errors = from_str(
+            "",
+            &env(&[
+                ("DOORMAN_LOGIN__MAX_FAILURES_PER_IP", "many"),
+                ("DOORMAN_SESSION__IDLE_TIMEOUT", "forever"),
+                ("DOORMAN_TRUSTED_PROXIES", "not-a-cidr"),
+            ]),
+            Path::new("."),
+        )
+        .unwrap_err();
+        for (var, key) in [
+            ("DOORMAN_LOGIN__MAX_FAILURES_PER_IP", "login.max_failures_per_ip"),
+            ("DOORMAN_SESSION__IDLE_TIMEOUT", "session.idle_timeout"),
+            ("DOORMAN_TRUSTED_PROXIES", "trusted_proxies"),
+        ] {
+            assert!(
+                errors.0.iter().any(|e| e.key == format!("{var} (environment)")
+                    && e.message.starts_with(key)),
+                "{var} not named in:\n{errors}"
+            );
+        }
+        // The same mistakes in the file are named by their keys.
+        let errors = parse("[login]\nmax_failures_per_ip = \"many\"").unwrap_err();
+        assert!(errors.to_string().starts_with("login.max_failures_per_ip:"), "{errors}");
+    }
+
+    #[test]
+    fn an_unreadable_doorman_config_is_named_as_such() {
+        let e = load_named(
+            Some((Path::new("/nonexistent/doorman.toml"), NamedBy::Env)),
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("DOORMAN_CONFIG=/nonexistent/doorman.toml: cannot read")
+                && text.contains("unset DOORMAN_CONFIG or point it at the config file"),
+            "{text}"
+        );
     }
 }

@@ -31,7 +31,14 @@ const PUBLISHED_SECRETS: &[&str] = &["change-me-to-a-long-random-secret"];
 /// `${VAR}` references and `<placeholders>` are not values.
 fn published_secrets() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = PUBLISHED_SECRETS.to_vec();
-    for line in EXAMPLE_CONFIG.lines() {
+    out.extend(secret_values(EXAMPLE_CONFIG));
+    out
+}
+
+/// The literal values of secret keys in a TOML text, in comments too.
+fn secret_values(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for line in text.lines() {
         let line = line.trim_start_matches(['#', ' ', '\t']);
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -40,11 +47,10 @@ fn published_secrets() -> Vec<&'static str> {
             continue;
         }
         let value = value.trim();
-        let Some(inner) = value
-            .strip_prefix('"')
-            .and_then(|v| v.split_once('"'))
-            .map(|(v, _)| v)
-        else {
+        let Some(quote) = value.chars().next().filter(|c| matches!(c, '"' | '\'')) else {
+            continue;
+        };
+        let Some((inner, _)) = value.get(1..).and_then(|v| v.split_once(quote)) else {
             continue;
         };
         if !inner.is_empty() && !inner.contains("${") && !inner.starts_with('<') {
@@ -1171,4 +1177,22 @@ fn origin(s: &str) -> Result<String, String> {
         ));
     }
     Ok(canonical)
+}
+
+#[cfg(test)]
+mod published_secret_tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_found_in_comments_and_both_quotes() {
+        let text = "secret = \"abc-visible-secret\"\n# app_secret = 'in-a-comment'\n\
+            #   secret_key = \"${NOT_A_VALUE}\"\nsecret = \"<placeholder>\"\n\
+            secret_hash = \"0123\"\nname = \"secret\"\n";
+        assert_eq!(secret_values(text), ["abc-visible-secret", "in-a-comment"]);
+    }
+
+    #[test]
+    fn the_old_placeholder_stays_published() {
+        assert!(published_secrets().contains(&"change-me-to-a-long-random-secret"));
+    }
 }
