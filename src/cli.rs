@@ -175,11 +175,9 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
             .filter(|v| !v.is_empty())
             .map(|v| (PathBuf::from(v), config::NamedBy::Env)),
     };
-    let (config, source) = config::load_named(
-        named.as_ref().map(|(p, by)| (p.as_path(), *by)),
-        &env,
-    )
-    .map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let (config, source) =
+        config::load_named(named.as_ref().map(|(p, by)| (p.as_path(), *by)), &env)
+            .map_err(|e| format!("invalid configuration:\n{e}"))?;
     if let Source::File(path) = &source {
         tracing::debug!(path = %path.display(), "configuration loaded");
     }
@@ -411,7 +409,8 @@ async fn user_command(
         } => {
             // Not a terminal and no --password-stdin: no password (a Plex-only account, or
             // `user passwd` later), as scripts expect.
-            let password = if *password_stdin || std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let password = if *password_stdin || std::io::IsTerminal::is_terminal(&std::io::stdin())
+            {
                 new_password(name, *password_stdin, true)?
             } else {
                 None
@@ -628,7 +627,10 @@ mod tests {
     }
 
     /// Runs the prompt with scripted answers; returns its result and what it said.
-    fn prompt(answers: &[&str], allow_empty: bool) -> (Result<Option<String>, String>, Vec<String>) {
+    fn prompt(
+        answers: &[&str],
+        allow_empty: bool,
+    ) -> (Result<Option<String>, String>, Vec<String>) {
         let mut answers = answers.iter().map(|a| a.to_string());
         let mut prompts = Vec::new();
         let mut said = Vec::new();
@@ -659,10 +661,25 @@ mod tests {
             ]
         );
 
-        let (r, said) = prompt(&["password-one", "password-two", "short", "pw-three-x", "pw-three-x"], false);
+        let (r, said) = prompt(
+            &[
+                "password-one",
+                "password-two",
+                "short",
+                "pw-three-x",
+                "pw-three-x",
+            ],
+            false,
+        );
         assert_eq!(r.unwrap().as_deref(), Some("pw-three-x"));
-        assert!(said.iter().any(|s| s.contains("differ; try again")), "{said:?}");
-        assert!(said.iter().any(|s| s.contains("at least 8 characters")), "{said:?}");
+        assert!(
+            said.iter().any(|s| s.contains("differ; try again")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter().any(|s| s.contains("at least 8 characters")),
+            "{said:?}"
+        );
 
         let (r, _) = prompt(&["aaaaaaaa", "b", "aaaaaaaa", "c", "aaaaaaaa", "d"], false);
         assert!(r.unwrap_err().contains("no password set: 3 tries"));
@@ -676,7 +693,10 @@ mod tests {
     #[test]
     fn a_password_line_loses_its_line_ending() {
         let mut input = std::io::Cursor::new("a long password\r\nnext line\n");
-        assert_eq!(read_password_line_from(&mut input).unwrap(), "a long password");
+        assert_eq!(
+            read_password_line_from(&mut input).unwrap(),
+            "a long password"
+        );
         let mut input = std::io::Cursor::new("short\n");
         assert!(read_password_line_from(&mut input).is_err());
     }

@@ -424,7 +424,13 @@ pub fn from_str(
     let mut warnings = Vec::new();
     raw::interpolate(&mut table, "", env, &mut errors);
     let mut env_origins = Vec::new();
-    raw::apply_env(&mut table, env, &mut errors, &mut warnings, &mut env_origins);
+    raw::apply_env(
+        &mut table,
+        env,
+        &mut errors,
+        &mut warnings,
+        &mut env_origins,
+    );
     raw::check(&mut table, file::ROOT, "", base_dir, &mut errors);
     // The walk removed whatever serde would reject, so this fails only if schema and structs
     // disagree (a test guards that); still an error, never a panic.
@@ -813,7 +819,10 @@ mod tests {
         )
         .unwrap_err();
         // Named after the variable, with the key it sets (issue 9).
-        assert_eq!(bad.0[0].key, "DOORMAN_LOGIN__MAX_FAILURES_PER_IP (environment)");
+        assert_eq!(
+            bad.0[0].key,
+            "DOORMAN_LOGIN__MAX_FAILURES_PER_IP (environment)"
+        );
         assert!(bad.0[0].message.starts_with("login.max_failures_per_ip: "));
     }
 
@@ -937,19 +946,27 @@ mod tests {
         )
         .unwrap_err();
         for (var, key) in [
-            ("DOORMAN_LOGIN__MAX_FAILURES_PER_IP", "login.max_failures_per_ip"),
+            (
+                "DOORMAN_LOGIN__MAX_FAILURES_PER_IP",
+                "login.max_failures_per_ip",
+            ),
             ("DOORMAN_SESSION__IDLE_TIMEOUT", "session.idle_timeout"),
             ("DOORMAN_TRUSTED_PROXIES", "trusted_proxies"),
         ] {
             assert!(
-                errors.0.iter().any(|e| e.key == format!("{var} (environment)")
-                    && e.message.starts_with(key)),
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.key == format!("{var} (environment)") && e.message.starts_with(key)),
                 "{var} not named in:\n{errors}"
             );
         }
         // The same mistakes in the file are named by their keys.
         let errors = parse("[login]\nmax_failures_per_ip = \"many\"").unwrap_err();
-        assert!(errors.to_string().starts_with("login.max_failures_per_ip:"), "{errors}");
+        assert!(
+            errors.to_string().starts_with("login.max_failures_per_ip:"),
+            "{errors}"
+        );
     }
 
     #[test]

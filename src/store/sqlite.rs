@@ -1396,14 +1396,12 @@ impl Store for SqliteStore {
 
 /// Writes a compacted, consistent snapshot of `source` to the new file `target` (0600).
 fn backup_to(source: &Path, target: &Path) -> StoreResult<()> {
-    let target_str = target
-        .to_str()
-        .ok_or_else(|| {
-            StoreError::BackupTarget(format!(
-                "{} is not a UTF-8 path; choose another path",
-                target.display()
-            ))
-        })?;
+    let target_str = target.to_str().ok_or_else(|| {
+        StoreError::BackupTarget(format!(
+            "{} is not a UTF-8 path; choose another path",
+            target.display()
+        ))
+    })?;
     // Create the (empty) target ourselves: `create_new` refuses to overwrite an existing file,
     // and the copy gets 0600 from the start. VACUUM INTO accepts an existing empty file.
     OpenOptions::new()

@@ -447,8 +447,19 @@ async fn sessions_expire_and_can_be_touched_and_deleted() {
     // Deleting again (double logout) is harmless.
     store.delete_session(&h(10)).await.unwrap();
 
+    // A forward-auth session ends with the SSO session it is bound to (a password change and
+    // disabling a user rely on it).
+    store
+        .create_forward_auth_session(&h(13), &h(11), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.forward_auth_parent(&h(13)).await.unwrap(),
+        Some(h(11))
+    );
     assert_eq!(store.delete_user_sessions("u1").await.unwrap(), 2);
     assert_eq!(store.get_session(&h(11), NOW).await.unwrap(), None);
+    assert_eq!(store.forward_auth_parent(&h(13)).await.unwrap(), None);
 }
 
 #[tokio::test]

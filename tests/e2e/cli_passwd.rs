@@ -134,7 +134,10 @@ async fn user_passwd_ends_sessions_and_revokes_refresh_tokens() {
     page.assert_status(302);
     doorman.assert_login_redirect(&page.redirect(), &format!("https://{APP_HOST}/x"));
     assert!(!signs_in(&doorman, ALICE_PASSWORD).await, "old password");
-    assert!(signs_in(&doorman, "alice-new-password").await, "new password");
+    assert!(
+        signs_in(&doorman, "alice-new-password").await,
+        "new password"
+    );
 
     // --password-stdin works on `user passwd` too; nothing left to end now but the session
     // the sign-in above made.

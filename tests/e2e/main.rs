@@ -5,8 +5,8 @@ mod common;
 
 mod authorize_rules;
 mod binary;
-mod cli_passwd;
 mod claims;
+mod cli_passwd;
 mod cloudflare;
 mod discovery;
 mod harness;
