@@ -2,7 +2,7 @@
 //! dir: a new password ends the user's SSO and forward-auth sessions and revokes their grants
 //! (so refresh tokens issued before stop working), and the password is read from standard input
 //! (`--password-stdin`, or whenever it is not a terminal) or asked twice without echo on a
-//! terminal (a pty made by util-linux `script`).
+//! terminal (a pty made by util-linux `script`), by `user passwd` and `user add` alike.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -75,12 +75,16 @@ async fn forward_auth(doorman: &Doorman, cookie: &str) -> Page {
     .await
 }
 
-/// Whether a fresh browser can sign in with `password`.
+/// Whether a fresh browser can sign in as alice with `password`.
 async fn signs_in(doorman: &Doorman, password: &str) -> bool {
+    signs_in_as(doorman, ALICE, password).await
+}
+
+async fn signs_in_as(doorman: &Doorman, user: &str, password: &str) -> bool {
     let b = browser();
     let page = b.get(&doorman.url("/login")).await;
     page.assert_status(200);
-    b.submit_login(&page, ALICE, password).await.status == 303
+    b.submit_login(&page, user, password).await.status == 303
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,4 +264,33 @@ async fn user_passwd_on_a_terminal_asks_twice_without_echo() {
     assert!(!ok, "{shown}");
     assert!(shown.contains("no password set"), "{shown}");
     assert!(signs_in(&doorman, "typed-on-a-terminal-3").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_add_on_a_terminal_asks_for_a_password() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let doorman = Doorman::start("").await;
+    let config = doorman.config_path.display().to_string();
+    let (shown, ok) = on_a_terminal(
+        &["user", "add", "carol", "--config", &config],
+        &[
+            (
+                "New password for carol (empty for none): ",
+                "carol-on-a-terminal",
+            ),
+            ("Repeat the new password: ", "carol-on-a-terminal"),
+        ],
+    );
+    assert!(ok && shown.contains("created user carol"), "{shown}");
+    assert!(!shown.contains("carol-on-a-terminal"), "echoed:\n{shown}");
+    assert!(signs_in_as(&doorman, "carol", "carol-on-a-terminal").await);
+    // An empty answer: an account without a password, as before.
+    let (shown, ok) = on_a_terminal(
+        &["user", "add", "dave", "--config", &config],
+        &[("New password for dave (empty for none): ", "")],
+    );
+    assert!(ok && shown.contains("no password set"), "{shown}");
 }
