@@ -3,7 +3,7 @@
 //! same domain functions the server uses.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -262,7 +262,6 @@ fn new_password(
     password_stdin: bool,
     allow_empty: bool,
 ) -> Result<Option<String>, String> {
-    use std::io::IsTerminal;
     if password_stdin || !std::io::stdin().is_terminal() {
         return read_password_line().map(Some);
     }
@@ -409,8 +408,7 @@ async fn user_command(
         } => {
             // Not a terminal and no --password-stdin: no password (a Plex-only account, or
             // `user passwd` later), as scripts expect.
-            let password = if *password_stdin || std::io::IsTerminal::is_terminal(&std::io::stdin())
-            {
+            let password = if *password_stdin || std::io::stdin().is_terminal() {
                 new_password(name, *password_stdin, true)?
             } else {
                 None

@@ -919,7 +919,7 @@ mod tests {
 
     #[test]
     fn a_public_suffix_is_no_cookie_domain() {
-        for suffix in ["com", ".com", "co.uk", "github.io"] {
+        for suffix in ["com", ".com", "co.uk", "github.io", "duckdns.org"] {
             error_at(
                 &format!("[session]\ncookie_domain = \"{suffix}\""),
                 "session.cookie_domain",
