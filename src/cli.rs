@@ -3,7 +3,7 @@
 //! same domain functions the server uses.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,8 +21,9 @@ use crate::server;
     about = "A small, complete OpenID Connect identity provider"
 )]
 pub struct Cli {
-    /// Configuration file (default: ./doorman.toml if present, else built-in defaults).
-    #[arg(long, global = true, value_name = "PATH", env = "DOORMAN_CONFIG")]
+    /// Configuration file. Default: $DOORMAN_CONFIG if set, else ./doorman.toml if present,
+    /// else built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Log format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -33,13 +34,15 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// One human-readable line per event.
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server.
+    /// Run the server (SIGTERM stops it gracefully).
     Serve,
     /// Load and validate the configuration, then exit.
     CheckConfig,
@@ -52,8 +55,11 @@ pub enum Command {
     /// Client helpers.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Write a consistent copy of the live database to PATH.
-    Backup { path: PathBuf },
+    /// Write a consistent copy of the live database to PATH (while the server runs).
+    Backup {
+        /// Where to write the copy: a new file (an existing one is never overwritten).
+        path: PathBuf,
+    },
     /// Plex helpers.
     #[command(subcommand)]
     Plex(PlexCommand),
@@ -79,9 +85,12 @@ pub enum PlexCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a user.
+    /// Create a user. On a terminal it asks for a password (empty: none, for a Plex-only
+    /// account); otherwise it sets none unless --password-stdin is given.
     Add {
+        /// The username: 1-64 letters, digits, '.', '_' or '-' (fixed once created).
         name: String,
+        /// Email address (taken as verified: you vouch for it).
         #[arg(long)]
         email: Option<String>,
         /// Display name.
@@ -90,32 +99,57 @@ pub enum UserCommand {
         /// Comma-separated groups.
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
-        /// Read the password from one line of standard input.
+        /// Read the password from one line of standard input (for scripts).
         #[arg(long)]
         password_stdin: bool,
     },
     /// List users.
     List,
-    /// Change a user's email, display name or groups.
+    /// Change a user's email, display name or groups (at least one of the flags).
     Set {
+        /// The user to change.
         name: String,
+        /// New email address (taken as verified); "" removes it.
         #[arg(long)]
         email: Option<String>,
+        /// New display name; "" removes it.
         #[arg(long = "name")]
         display_name: Option<String>,
+        /// New comma-separated groups, replacing the old ones; "" removes them all.
         #[arg(long, value_delimiter = ',')]
         groups: Option<Vec<String>>,
     },
-    /// Set a user's password (read from one line of standard input).
-    Passwd { name: String },
+    /// Set a user's password: asked twice without echo on a terminal, else one line of
+    /// standard input. Ends the user's sessions and revokes their refresh tokens.
+    Passwd {
+        /// The user whose password to set.
+        name: String,
+        /// Read the password from one line of standard input, even on a terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Disable a user: ends their sessions and refresh tokens.
-    Disable { name: String },
+    Disable {
+        /// The user to disable.
+        name: String,
+    },
     /// Enable a disabled user.
-    Enable { name: String },
+    Enable {
+        /// The user to enable.
+        name: String,
+    },
     /// Delete a user with their sessions and tokens.
-    Delete { name: String },
+    Delete {
+        /// The user to delete.
+        name: String,
+    },
     /// Link a user to a Plex account: signing in with that Plex account then signs in as NAME.
-    LinkPlex { name: String, plex_id: String },
+    LinkPlex {
+        /// The doorman user.
+        name: String,
+        /// The Plex account id (digits; the log line about an email clash names it).
+        plex_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +166,18 @@ pub enum ClientCommand {
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let (config, source) = config::load(cli.config.as_deref(), &env)
-        .map_err(|e| format!("invalid configuration:\n{e}"))?;
+    // `--config` wins; DOORMAN_CONFIG (an empty value counts as unset) is named as such when
+    // the file it names cannot be read.
+    let named = match &cli.config {
+        Some(path) => Some((path.clone(), config::NamedBy::Flag)),
+        None => env
+            .get(config::CONFIG_VAR)
+            .filter(|v| !v.is_empty())
+            .map(|v| (PathBuf::from(v), config::NamedBy::Env)),
+    };
+    let (config, source) =
+        config::load_named(named.as_ref().map(|(p, by)| (p.as_path(), *by)), &env)
+            .map_err(|e| format!("invalid configuration:\n{e}"))?;
     if let Source::File(path) = &source {
         tracing::debug!(path = %path.display(), "configuration loaded");
     }
@@ -145,20 +189,88 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 
 const MIN_PASSWORD: usize = 8;
 
-fn read_password_line() -> Result<String, String> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
-    let pw = line.strip_suffix('\n').unwrap_or(&line);
-    let pw = pw.strip_suffix('\r').unwrap_or(pw).to_string();
+/// How many times a terminal prompt asks before giving up.
+const PROMPT_TRIES: usize = 3;
+
+fn check_length(pw: &str) -> Result<(), String> {
     if pw.chars().count() < MIN_PASSWORD {
         return Err(format!(
             "the password must have at least {MIN_PASSWORD} characters"
         ));
     }
+    Ok(())
+}
+
+/// One line of `input`, without its line ending.
+fn read_password_line_from(input: &mut dyn BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw).to_string();
+    check_length(&pw)?;
     Ok(pw)
+}
+
+fn read_password_line() -> Result<String, String> {
+    read_password_line_from(&mut std::io::stdin().lock())
+}
+
+/// Asks for a new password on a terminal through `ask` (which reads without echo): twice,
+/// until both entries match and it is long enough, at most [`PROMPT_TRIES`] times; what went
+/// wrong goes to `say`. With `allow_empty`, an empty first entry means "no password" (None).
+fn prompt_new_password(
+    user: &str,
+    allow_empty: bool,
+    ask: &mut dyn FnMut(&str) -> std::io::Result<String>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Option<String>, String> {
+    let read = |ask: &mut dyn FnMut(&str) -> std::io::Result<String>, prompt: &str| {
+        ask(prompt).map_err(|e| format!("cannot read the password from the terminal: {e}"))
+    };
+    let first_prompt = if allow_empty {
+        format!("New password for {user} (empty for none): ")
+    } else {
+        format!("New password for {user}: ")
+    };
+    for _ in 0..PROMPT_TRIES {
+        let first = read(ask, &first_prompt)?;
+        if first.is_empty() && allow_empty {
+            return Ok(None);
+        }
+        if let Err(m) = check_length(&first) {
+            say(&format!("{m}; try again"));
+            continue;
+        }
+        let second = read(ask, "Repeat the new password: ")?;
+        if first == second {
+            return Ok(Some(first));
+        }
+        say("the two passwords differ; try again");
+    }
+    Err(format!(
+        "no password set: {PROMPT_TRIES} tries without two matching passwords of at least \
+         {MIN_PASSWORD} characters"
+    ))
+}
+
+/// The new password: from one line of standard input when asked to (`--password-stdin`) or
+/// when it is not a terminal; else asked on the terminal, twice, without echo.
+fn new_password(
+    user: &str,
+    password_stdin: bool,
+    allow_empty: bool,
+) -> Result<Option<String>, String> {
+    if password_stdin || !std::io::stdin().is_terminal() {
+        return read_password_line().map(Some);
+    }
+    prompt_new_password(
+        user,
+        allow_empty,
+        &mut |prompt| rpassword::prompt_password(prompt),
+        &mut |m| eprintln!("{m}"),
+    )
 }
 
 fn hash_password(pw: &str) -> Result<String, String> {
@@ -215,10 +327,10 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let store = server::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            store
-                .backup(path)
-                .await
-                .map_err(|e| format!("backup failed: {e}"))?;
+            store.backup(path).await.map_err(|e| match e {
+                crate::store::StoreError::BackupTarget(_) => e.to_string(),
+                other => format!("backup failed: {other}"),
+            })?;
             println!(
                 "wrote a consistent copy of the database to {}",
                 path.display()
@@ -294,11 +406,14 @@ async fn user_command(
             groups,
             password_stdin,
         } => {
-            let password_hash = if *password_stdin {
-                Some(hash_password(&read_password_line()?)?)
+            // Not a terminal and no --password-stdin: no password (a Plex-only account, or
+            // `user passwd` later), as scripts expect.
+            let password = if *password_stdin || std::io::stdin().is_terminal() {
+                new_password(name, *password_stdin, true)?
             } else {
                 None
             };
+            let password_hash = password.as_deref().map(hash_password).transpose()?;
             let groups = groups
                 .iter()
                 .map(|g| g.trim().to_string())
@@ -349,6 +464,12 @@ async fn user_command(
             display_name,
             groups,
         } => {
+            if email.is_none() && display_name.is_none() && groups.is_none() {
+                return Err(format!(
+                    "nothing to change for {name}: give at least one of --email E, --name N, \
+                     --groups a,b (an empty value, e.g. --email '', removes it)"
+                ));
+            }
             let change = ProfileUpdate {
                 email: email
                     .as_ref()
@@ -369,20 +490,30 @@ async fn user_command(
                 .map_err(e)?;
             println!("updated user {}", user.username);
         }
-        UserCommand::Passwd { name } => {
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
             users::find(store, name).await.map_err(e)?;
-            eprintln!("New password for {name} (one line on standard input):");
-            let hash = hash_password(&read_password_line()?)?;
-            users::set_password_hash(store, name, hash, now)
+            let password = new_password(name, *password_stdin, false)?
+                .ok_or_else(|| format!("no password given for {name}"))?;
+            let hash = hash_password(&password)?;
+            let (_, ended) = users::set_password_hash(store, name, hash, now)
                 .await
                 .map_err(e)?;
-            println!("password changed for {name}");
+            println!(
+                "password changed for {name}; {ended} (a running server sees it within {} s)",
+                crate::store::cached::TTL.as_secs()
+            );
         }
         UserCommand::Disable { name } => {
-            users::set_disabled(store, name, true, now)
+            let (_, ended) = users::set_disabled(store, name, true, now)
                 .await
                 .map_err(e)?;
-            println!("disabled {name}: their sessions and refresh tokens are ended");
+            println!(
+                "disabled {name}: {ended} (a running server sees it within {} s)",
+                crate::store::cached::TTL.as_secs()
+            );
         }
         UserCommand::Enable { name } => {
             users::set_disabled(store, name, false, now)
@@ -461,4 +592,110 @@ pub fn init_logging(format: LogFormat, serving: bool) {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path != " doorman" {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    /// Runs the prompt with scripted answers; returns its result and what it said.
+    fn prompt(
+        answers: &[&str],
+        allow_empty: bool,
+    ) -> (Result<Option<String>, String>, Vec<String>) {
+        let mut answers = answers.iter().map(|a| a.to_string());
+        let mut prompts = Vec::new();
+        let mut said = Vec::new();
+        let result = prompt_new_password(
+            "alice",
+            allow_empty,
+            &mut |p| {
+                prompts.push(p.to_string());
+                answers
+                    .next()
+                    .ok_or_else(|| std::io::Error::other("no more input"))
+            },
+            &mut |m| said.push(m.to_string()),
+        );
+        said.extend(prompts.into_iter().map(|p| format!("prompt: {p}")));
+        (result, said)
+    }
+
+    #[test]
+    fn the_prompt_asks_twice_and_again_until_both_match() {
+        let (r, said) = prompt(&["password-one", "password-one"], false);
+        assert_eq!(r.unwrap().as_deref(), Some("password-one"));
+        assert_eq!(
+            said,
+            [
+                "prompt: New password for alice: ",
+                "prompt: Repeat the new password: "
+            ]
+        );
+
+        let (r, said) = prompt(
+            &[
+                "password-one",
+                "password-two",
+                "short",
+                "pw-three-x",
+                "pw-three-x",
+            ],
+            false,
+        );
+        assert_eq!(r.unwrap().as_deref(), Some("pw-three-x"));
+        assert!(
+            said.iter().any(|s| s.contains("differ; try again")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter().any(|s| s.contains("at least 8 characters")),
+            "{said:?}"
+        );
+
+        let (r, _) = prompt(&["aaaaaaaa", "b", "aaaaaaaa", "c", "aaaaaaaa", "d"], false);
+        assert!(r.unwrap_err().contains("no password set: 3 tries"));
+        // An empty entry: no password where that is allowed (user add), too short elsewhere.
+        assert_eq!(prompt(&[""], true).0.unwrap(), None);
+        assert!(prompt(&["", "", ""], false).0.is_err());
+        // A terminal that fails is an error, not a loop.
+        assert!(prompt(&[], false).0.unwrap_err().contains("cannot read"));
+    }
+
+    #[test]
+    fn a_password_line_loses_its_line_ending() {
+        let mut input = std::io::Cursor::new("a long password\r\nnext line\n");
+        assert_eq!(
+            read_password_line_from(&mut input).unwrap(),
+            "a long password"
+        );
+        let mut input = std::io::Cursor::new("short\n");
+        assert!(read_password_line_from(&mut input).is_err());
+    }
 }

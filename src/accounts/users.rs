@@ -167,12 +167,56 @@ pub async fn update_profile(
     Ok(user)
 }
 
+/// What ending a user's sign-ins removed, for the CLI to report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// SSO sessions ended; the forward-auth (`doorman_fa`) sessions bound to them end with them.
+    pub sessions: u64,
+    /// Grants revoked, and with them every refresh and opaque access token they issued.
+    pub grants: u64,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "ended {} session{}, revoked {} grant{}",
+            self.sessions,
+            plural(self.sessions),
+            self.grants,
+            plural(self.grants)
+        )
+    }
+}
+
+/// Ends everything a past sign-in left: every SSO session of the user (forward-auth sessions
+/// are bound to one and end with it) and every grant (so its refresh and access tokens). One
+/// rule for disabling a user and for changing their password: whoever knew the old password
+/// must not stay signed in. Another process's caches see it within their TTL (5 s).
+pub async fn end_sign_ins(
+    store: &dyn Store,
+    user_id: &str,
+    now: Timestamp,
+) -> Result<Ended, AccountError> {
+    let sessions = store
+        .delete_user_sessions(user_id)
+        .await
+        .map_err(AccountError::Store)?;
+    let grants = store
+        .revoke_user_grants(user_id, now)
+        .await
+        .map_err(AccountError::Store)?;
+    Ok(Ended { sessions, grants })
+}
+
+/// Sets a new password and ends the user's sessions and grants (see [`end_sign_ins`]).
 pub async fn set_password_hash(
     store: &dyn Store,
     username: &str,
     hash: String,
     now: Timestamp,
-) -> Result<User, AccountError> {
+) -> Result<(User, Ended), AccountError> {
     let mut user = find(store, username).await?;
     user.password_hash = Some(hash);
     user.updated_at = now;
@@ -180,16 +224,18 @@ pub async fn set_password_hash(
         .update_user(&user)
         .await
         .map_err(AccountError::Store)?;
-    Ok(user)
+    let ended = end_sign_ins(store, &user.id, now).await?;
+    Ok((user, ended))
 }
 
-/// Disabling ends every session and refresh token of the user; enabling only lifts the flag.
+/// Disabling ends every session and grant of the user (see [`end_sign_ins`]); enabling only
+/// lifts the flag.
 pub async fn set_disabled(
     store: &dyn Store,
     username: &str,
     disabled: bool,
     now: Timestamp,
-) -> Result<User, AccountError> {
+) -> Result<(User, Ended), AccountError> {
     let mut user = find(store, username).await?;
     user.disabled = disabled;
     user.updated_at = now;
@@ -197,17 +243,12 @@ pub async fn set_disabled(
         .update_user(&user)
         .await
         .map_err(AccountError::Store)?;
-    if disabled {
-        store
-            .delete_user_sessions(&user.id)
-            .await
-            .map_err(AccountError::Store)?;
-        store
-            .revoke_user_grants(&user.id, now)
-            .await
-            .map_err(AccountError::Store)?;
-    }
-    Ok(user)
+    let ended = if disabled {
+        end_sign_ins(store, &user.id, now).await?
+    } else {
+        Ended::default()
+    };
+    Ok((user, ended))
 }
 
 pub async fn delete(store: &dyn Store, username: &str) -> Result<User, AccountError> {

@@ -356,21 +356,52 @@ pub fn load(
     path: Option<&Path>,
     env: &HashMap<String, String>,
 ) -> Result<(Config, Source), ConfigErrors> {
+    load_named(path.map(|p| (p, NamedBy::Flag)), env)
+}
+
+/// The variable that names the config file when `--config` is not given.
+pub const CONFIG_VAR: &str = "DOORMAN_CONFIG";
+
+/// Who named the config file: an unreadable file is reported as coming from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedBy {
+    /// `--config PATH`.
+    Flag,
+    /// The environment variable [`CONFIG_VAR`].
+    Env,
+}
+
+/// [`load`], with the file named by the flag or by `DOORMAN_CONFIG`.
+pub fn load_named(
+    path: Option<(&Path, NamedBy)>,
+    env: &HashMap<String, String>,
+) -> Result<(Config, Source), ConfigErrors> {
     let default = Path::new("doorman.toml");
-    let (path, key) = match path {
-        Some(p) => (p, "--config"),
-        None if default.exists() => (default, "doorman.toml"),
+    let (path, named_by) = match path {
+        Some((p, by)) => (p, Some(by)),
+        None if default.exists() => (default, None),
         None => return from_str("", env, Path::new(".")).map(|c| (c, Source::Defaults)),
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        let message = format!(
-            "cannot read {}: {e}; pass the path of a readable TOML file",
-            path.display()
-        );
-        ConfigErrors(vec![ConfigError {
-            key: key.into(),
-            message,
-        }])
+        let shown = path.display();
+        let (key, message) = match named_by {
+            Some(NamedBy::Env) => (
+                format!("{CONFIG_VAR}={shown}"),
+                format!(
+                    "cannot read {shown}: {e}: unset {CONFIG_VAR} or point it at the config \
+                     file (`--config PATH` wins over it)"
+                ),
+            ),
+            Some(NamedBy::Flag) => (
+                "--config".to_string(),
+                format!("cannot read {shown}: {e}; pass the path of a readable TOML file"),
+            ),
+            None => (
+                "doorman.toml".to_string(),
+                format!("cannot read {shown}: {e}; make it readable, or pass --config PATH"),
+            ),
+        };
+        ConfigErrors(vec![ConfigError { key, message }])
     })?;
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -392,7 +423,14 @@ pub fn from_str(
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     raw::interpolate(&mut table, "", env, &mut errors);
-    raw::apply_env(&mut table, env, &mut errors, &mut warnings);
+    let mut env_origins = Vec::new();
+    raw::apply_env(
+        &mut table,
+        env,
+        &mut errors,
+        &mut warnings,
+        &mut env_origins,
+    );
     raw::check(&mut table, file::ROOT, "", base_dir, &mut errors);
     // The walk removed whatever serde would reject, so this fails only if schema and structs
     // disagree (a test guards that); still an error, never a panic.
@@ -403,12 +441,14 @@ pub fn from_str(
                 key: "config".into(),
                 message: e.message().to_string(),
             });
+            raw::name_env_origins(&mut errors, &env_origins);
             return Err(ConfigErrors(errors));
         }
     };
     if errors.is_empty() {
         Ok(config)
     } else {
+        raw::name_env_origins(&mut errors, &env_origins);
         Err(ConfigErrors(errors))
     }
 }
@@ -522,9 +562,11 @@ mod tests {
         assert!(spa.public && spa.require_pkce && spa.secret_hash.is_none());
         assert_eq!(spa.lifetimes.refresh_token_idle, Duration::from_secs(86400));
         assert_eq!(spa.lifetimes.refresh_token_max, c.tokens.refresh_token_max);
-        assert_eq!(
-            c.clients[0].secret_hash,
-            Some(crate::secrets::digest("change-me-to-a-long-random-secret"))
+        // A placeholder hash, never the hash of a published secret.
+        let hash = c.clients[0].secret_hash.unwrap();
+        assert_ne!(
+            hash,
+            crate::secrets::digest("change-me-to-a-long-random-secret")
         );
     }
 
@@ -776,7 +818,12 @@ mod tests {
             Path::new("."),
         )
         .unwrap_err();
-        assert_eq!(bad.0[0].key, "login.max_failures_per_ip");
+        // Named after the variable, with the key it sets (issue 9).
+        assert_eq!(
+            bad.0[0].key,
+            "DOORMAN_LOGIN__MAX_FAILURES_PER_IP (environment)"
+        );
+        assert!(bad.0[0].message.starts_with("login.max_failures_per_ip: "));
     }
 
     #[test]
@@ -829,5 +876,111 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:9999\"").unwrap();
         let (c, source) = load(Some(&path), &HashMap::new()).unwrap();
         assert_eq!((c.listen.port(), source), (9999, Source::File(path)));
+    }
+
+    #[test]
+    fn published_secrets_are_refused_naming_the_key() {
+        let placeholder = "change-me-to-a-long-random-secret";
+        let client = |line: &str| {
+            format!(
+                "[[clients]]\nid = \"app\"\n{line}\nredirect_uris = [\"https://app.example.com/cb\"]\n"
+            )
+        };
+        error_at(
+            &client(&format!("secret = \"{placeholder}\"")),
+            "clients[0].secret",
+            "doorman client secret",
+        );
+        let hash = crate::secrets::to_hex(&crate::secrets::digest(placeholder));
+        error_at(
+            &client(&format!("secret_hash = \"{hash}\"")),
+            "clients[0].secret_hash",
+            "published",
+        );
+        error_at(
+            &format!("secret_key = \"{placeholder}\""),
+            "secret_key",
+            "openssl rand",
+        );
+        error_at(
+            &format!(
+                "[jitsi]\nmeet_url = \"https://meet.example.com\"\napp_id = \"jitsi\"\n\
+                 app_secret = \"{placeholder}\"\n"
+            ),
+            "jitsi.app_secret",
+            "JWT_APP_SECRET",
+        );
+        // The message never repeats the value.
+        let errors = parse(&client(&format!("secret = \"{placeholder}\""))).unwrap_err();
+        assert!(!errors.to_string().contains(placeholder), "{errors}");
+        // A secret of one's own passes.
+        parse(&client("secret = \"a-secret-of-my-own-0123456789\"")).unwrap();
+    }
+
+    #[test]
+    fn a_public_suffix_is_no_cookie_domain() {
+        for suffix in ["com", ".com", "co.uk", "github.io", "duckdns.org"] {
+            error_at(
+                &format!("[session]\ncookie_domain = \"{suffix}\""),
+                "session.cookie_domain",
+                "public suffix",
+            );
+        }
+        let c = parse(
+            "issuer = \"https://auth.example.co.uk\"\n[session]\ncookie_domain = \"example.co.uk\"",
+        )
+        .unwrap();
+        assert_eq!(c.session.cookie_domain.as_deref(), Some("example.co.uk"));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let errors = from_str(
+            "",
+            &env(&[
+                ("DOORMAN_LOGIN__MAX_FAILURES_PER_IP", "many"),
+                ("DOORMAN_SESSION__IDLE_TIMEOUT", "forever"),
+                ("DOORMAN_TRUSTED_PROXIES", "not-a-cidr"),
+            ]),
+            Path::new("."),
+        )
+        .unwrap_err();
+        for (var, key) in [
+            (
+                "DOORMAN_LOGIN__MAX_FAILURES_PER_IP",
+                "login.max_failures_per_ip",
+            ),
+            ("DOORMAN_SESSION__IDLE_TIMEOUT", "session.idle_timeout"),
+            ("DOORMAN_TRUSTED_PROXIES", "trusted_proxies"),
+        ] {
+            assert!(
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.key == format!("{var} (environment)") && e.message.starts_with(key)),
+                "{var} not named in:\n{errors}"
+            );
+        }
+        // The same mistakes in the file are named by their keys.
+        let errors = parse("[login]\nmax_failures_per_ip = \"many\"").unwrap_err();
+        assert!(
+            errors.to_string().starts_with("login.max_failures_per_ip:"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_doorman_config_is_named_as_such() {
+        let e = load_named(
+            Some((Path::new("/nonexistent/doorman.toml"), NamedBy::Env)),
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("DOORMAN_CONFIG=/nonexistent/doorman.toml: cannot read")
+                && text.contains("unset DOORMAN_CONFIG or point it at the config file"),
+            "{text}"
+        );
     }
 }

@@ -138,12 +138,14 @@ fn env_name(path: &[String]) -> String {
 
 /// Applies `DOORMAN_SESSION__IDLE_TIMEOUT=1h`-style variables to the table. An empty value
 /// counts as unset (compose files pass `VAR=` for "no value"); a variable naming no key is a
-/// warning, not an error, as scripts export things like `DOORMAN_BIN`.
+/// warning, not an error, as scripts export things like `DOORMAN_BIN`. Each key set is noted
+/// in `origins` as (key, variable), so [`name_env_origins`] can say where a bad value came from.
 pub(super) fn apply_env(
     table: &mut Table,
     env: &HashMap<String, String>,
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<String>,
+    origins: &mut Vec<(String, String)>,
 ) {
     let settable = settable();
     let mut vars: Vec<(&String, &String)> = env
@@ -160,6 +162,14 @@ pub(super) fn apply_env(
             continue;
         };
         let key = path.join(".");
+        origins.push((key.clone(), var.clone()));
+        // `K_file` from the environment: errors about `K` (its contents) come from it too.
+        if let Some(base) = key
+            .strip_suffix("_file")
+            .filter(|b| SECRET_KEYS.iter().any(|s| b.rsplit('.').next() == Some(*s)))
+        {
+            origins.push((base.to_string(), var.clone()));
+        }
         let value = match kind {
             Kind::Int => match raw.trim().parse::<i64>() {
                 Ok(n) => Value::Integer(n),
@@ -167,7 +177,7 @@ pub(super) fn apply_env(
                     push(
                         errors,
                         &key,
-                        format!("{var}={raw} is not a whole number; set it to e.g. 10"),
+                        format!("{raw:?} is not a whole number; set it to e.g. 10"),
                     );
                     continue;
                 }
@@ -179,7 +189,7 @@ pub(super) fn apply_env(
                     push(
                         errors,
                         &key,
-                        format!("{var}={raw} is not a boolean; set it to true or false"),
+                        format!("{raw:?} is not a boolean; set it to true or false"),
                     );
                     continue;
                 }
@@ -194,6 +204,24 @@ pub(super) fn apply_env(
             _ => Value::String(raw.clone()),
         };
         set_path(table, path, value);
+    }
+}
+
+/// Renames errors about keys that a `DOORMAN_*` variable set after that variable, e.g.
+/// `DOORMAN_LOGIN__MAX_FAILURES_PER_IP (environment): login.max_failures_per_ip: ...`: the
+/// operator must know the bad value is not in the file. Secret values are never in messages.
+pub(super) fn name_env_origins(errors: &mut [ConfigError], origins: &[(String, String)]) {
+    for e in errors.iter_mut() {
+        let from = origins.iter().find(|(key, _)| {
+            e.key == *key
+                || e.key
+                    .strip_prefix(key.as_str())
+                    .is_some_and(|rest| rest.starts_with('[') || rest.starts_with('.'))
+        });
+        if let Some((_, var)) = from {
+            e.message = format!("{}: {}", e.key, e.message);
+            e.key = format!("{var} (environment)");
+        }
     }
 }
 

@@ -14,8 +14,67 @@ use super::file::{self, File};
 use super::*;
 use crate::secrets;
 
+const PUBLISHED_FIX: &str = "generate a secret of your own with `doorman client secret` and \
+    set it in the app and here (as `secret_hash`, `secret_file` or `secret`)";
+
 const SHORT_SECRET: &str = "client secrets must be high-entropy random strings of at least 16 \
     characters; generate one with `doorman client secret`";
+
+/// The example config shipped with doorman: every secret value in it is public.
+const EXAMPLE_CONFIG: &str = include_str!("../../config/doorman.example.toml");
+
+/// Secret values that were published (in older example files) whatever the example shows now.
+const PUBLISHED_SECRETS: &[&str] = &["change-me-to-a-long-random-secret"];
+
+/// Every published secret value: [`PUBLISHED_SECRETS`] and each literal value of a secret key
+/// (`secret`, `secret_key`, `app_secret`) in the example config, commented out or not.
+/// `${VAR}` references and `<placeholders>` are not values.
+fn published_secrets() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = PUBLISHED_SECRETS.to_vec();
+    out.extend(secret_values(EXAMPLE_CONFIG));
+    out
+}
+
+/// The literal values of secret keys in a TOML text, in comments too.
+fn secret_values(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches(['#', ' ', '\t']);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !SECRET_KEYS.contains(&key.trim()) {
+            continue;
+        }
+        let value = value.trim();
+        let Some(quote) = value.chars().next().filter(|c| matches!(c, '"' | '\'')) else {
+            continue;
+        };
+        let Some((inner, _)) = value.get(1..).and_then(|v| v.split_once(quote)) else {
+            continue;
+        };
+        if !inner.is_empty() && !inner.contains("${") && !inner.starts_with('<') {
+            out.push(inner);
+        }
+    }
+    out
+}
+
+/// Whether `value` is a published secret, for the message naming `key`; `fix` says what to
+/// do instead.
+fn refuse_published(errors: &mut Vec<ConfigError>, key: &str, value: &str, fix: &str) -> bool {
+    let published = published_secrets().contains(&value);
+    if published {
+        push(
+            errors,
+            key,
+            format!(
+                "this value is published in doorman's example config, so anyone can use it; {fix}"
+            ),
+        );
+    }
+    published
+}
 
 fn push(errors: &mut Vec<ConfigError>, key: &str, message: impl Into<String>) {
     errors.push(ConfigError {
@@ -151,7 +210,13 @@ pub(super) fn validate(
         if !long {
             push(errors, "secret_key", "must be at least 32 random characters (e.g. `openssl rand -hex 32`); or remove it to let doorman generate one in data_dir");
         }
-        long
+        let published = refuse_published(
+            errors,
+            "secret_key",
+            k,
+            "set 32+ random characters of your own (e.g. `openssl rand -hex 32`), or remove it to let doorman generate one in data_dir",
+        );
+        long && !published
     });
 
     let mut seen = HashMap::new();
@@ -368,6 +433,13 @@ fn jitsi(errors: &mut Vec<ConfigError>, j: file::Jitsi) -> JitsiConfig {
     let app_secret = j.app_secret.clone().unwrap_or_default();
     if app_secret.chars().count() < 32 && !reported(errors, "jitsi.app_secret") {
         push(errors, "jitsi.app_secret", "must be at least 32 characters (JWT_APP_SECRET in docker-jitsi-meet; e.g. `openssl rand -hex 32`), set inline, as ${VAR}, or with app_secret_file");
+    } else {
+        refuse_published(
+            errors,
+            "jitsi.app_secret",
+            &app_secret,
+            "set a new random value (e.g. `openssl rand -hex 32`) here and as Prosody's JWT_APP_SECRET",
+        );
     }
     let room_claim = match j.room_claim.as_deref() {
         None | Some("exact") => RoomClaim::Exact,
@@ -662,6 +734,18 @@ fn cookie_domain(s: &str) -> Result<String, String> {
             && !l.ends_with('-')
     };
     if domain.len() <= 253 && domain.split('.').all(label_ok) {
+        // A public suffix (`com`, `co.uk`, `github.io`): browsers refuse such a cookie, and
+        // one they took would reach every site under it.
+        let public = psl::Psl::suffix(&psl::List, domain.as_bytes())
+            .is_some_and(|sfx| sfx.is_known() && sfx.as_bytes() == domain.as_bytes());
+        if public {
+            return Err(format!(
+                "\"{domain}\" is a public suffix (on the Public Suffix List): browsers refuse \
+                 cookies for it and it would cover other people's sites; set the domain that \
+                 doorman and your apps share, e.g. \"example.com\" for auth.example.com and \
+                 app.example.com"
+            ));
+        }
         Ok(domain)
     } else {
         Err(format!(
@@ -848,6 +932,8 @@ fn client(
             (Some(s), None) => {
                 if s.chars().count() < 16 {
                     push(errors, &key("secret"), SHORT_SECRET);
+                } else {
+                    refuse_published(errors, &key("secret"), s, PUBLISHED_FIX);
                 }
                 Some(secrets::digest(s))
             }
@@ -856,6 +942,16 @@ fn client(
                 if hash.is_none() {
                     let m = "expected 64 hex characters: the SHA-256 of the secret, as \
                         printed by `doorman client secret`";
+                    push(errors, &key("secret_hash"), m);
+                }
+                let published = published_secrets()
+                    .iter()
+                    .any(|p| Some(secrets::digest(p)) == hash);
+                if published {
+                    let m = format!(
+                        "this is the hash of a secret published in doorman's example config, \
+                         so anyone can use it; {PUBLISHED_FIX}"
+                    );
                     push(errors, &key("secret_hash"), m);
                 }
                 hash
@@ -1081,4 +1177,22 @@ fn origin(s: &str) -> Result<String, String> {
         ));
     }
     Ok(canonical)
+}
+
+#[cfg(test)]
+mod published_secret_tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_found_in_comments_and_both_quotes() {
+        let text = "secret = \"abc-visible-secret\"\n# app_secret = 'in-a-comment'\n\
+            #   secret_key = \"${NOT_A_VALUE}\"\nsecret = \"<placeholder>\"\n\
+            secret_hash = \"0123\"\nname = \"secret\"\n";
+        assert_eq!(secret_values(text), ["abc-visible-secret", "in-a-comment"]);
+    }
+
+    #[test]
+    fn the_old_placeholder_stays_published() {
+        assert!(published_secrets().contains(&"change-me-to-a-long-random-secret"));
+    }
 }

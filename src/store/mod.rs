@@ -29,6 +29,10 @@ pub enum StoreError {
     /// The database could not answer (disk full, locked, corrupt, I/O): a 503 / 500 upstream.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A backup cannot be written where asked (the file exists, the directory is missing):
+    /// the operator's to fix, so the message says what happened and what to do.
+    #[error("backup: {0}")]
+    BackupTarget(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1396,9 +1396,12 @@ impl Store for SqliteStore {
 
 /// Writes a compacted, consistent snapshot of `source` to the new file `target` (0600).
 fn backup_to(source: &Path, target: &Path) -> StoreResult<()> {
-    let target_str = target
-        .to_str()
-        .ok_or_else(|| unavailable(format!("backup path {} is not UTF-8", target.display())))?;
+    let target_str = target.to_str().ok_or_else(|| {
+        StoreError::BackupTarget(format!(
+            "{} is not a UTF-8 path; choose another path",
+            target.display()
+        ))
+    })?;
     // Create the (empty) target ourselves: `create_new` refuses to overwrite an existing file,
     // and the copy gets 0600 from the start. VACUUM INTO accepts an existing empty file.
     OpenOptions::new()
@@ -1407,11 +1410,16 @@ fn backup_to(source: &Path, target: &Path) -> StoreResult<()> {
         .mode(0o600)
         .open(target)
         .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                unavailable(format!("backup target {} already exists", target.display()))
-            } else {
-                io_err("create backup file", target, e)
-            }
+            let shown = target.display();
+            StoreError::BackupTarget(match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    format!("{shown} already exists; choose another path or delete it")
+                }
+                std::io::ErrorKind::NotFound => {
+                    format!("cannot create {shown}: its directory does not exist; create it first")
+                }
+                _ => format!("cannot create {shown}: {e}; choose a path doorman can write"),
+            })
         })?;
     // A connection of its own (read-only), so a long copy ties up neither the writer nor a
     // pooled reader. VACUUM INTO reads in one transaction: the copy is a consistent snapshot.

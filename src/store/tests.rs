@@ -447,8 +447,19 @@ async fn sessions_expire_and_can_be_touched_and_deleted() {
     // Deleting again (double logout) is harmless.
     store.delete_session(&h(10)).await.unwrap();
 
+    // A forward-auth session ends with the SSO session it is bound to (a password change and
+    // disabling a user rely on it).
+    store
+        .create_forward_auth_session(&h(13), &h(11), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.forward_auth_parent(&h(13)).await.unwrap(),
+        Some(h(11))
+    );
     assert_eq!(store.delete_user_sessions("u1").await.unwrap(), 2);
     assert_eq!(store.get_session(&h(11), NOW).await.unwrap(), None);
+    assert_eq!(store.forward_auth_parent(&h(13)).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -949,6 +960,16 @@ async fn backup_writes_a_private_copy_that_opens() {
     // An existing target is refused, and left alone.
     let err = store.backup(&copy).await.unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(
+        matches!(err, StoreError::BackupTarget(_)) && !err.to_string().contains("unavailable"),
+        "{err}"
+    );
+    // A missing directory says so.
+    let err = store
+        .backup(&dir.path().join("no-such-dir").join("b.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
 
     // The store keeps working after a backup.
     store.create_user(&user("u3", "carol", None)).await.unwrap();

@@ -248,6 +248,16 @@ fn invalid_configs_fail_and_name_the_key() {
             vec!["clients[0].secret", "16"],
         ),
         (
+            "the example's old placeholder secret",
+            "[[clients]]\nid = \"app\"\nsecret = \"change-me-to-a-long-random-secret\"\nredirect_uris = [\"https://app.example/cb\"]\n",
+            vec!["clients[0].secret", "published", "doorman client secret"],
+        ),
+        (
+            "a public suffix as cookie domain",
+            "[session]\ncookie_domain = \"com\"\n",
+            vec!["session.cookie_domain", "public suffix", "example.com"],
+        ),
+        (
             "all three at once",
             "[session]\nidle_timout = \"1h\"\n[tokens]\naccess_token_lifetime = \"ten minutes\"\n[[clients]]\nid = \"app\"\nsecret = \"too-short\"\nredirect_uris = [\"https://app.example/cb\"]\n",
             vec!["session.idle_timout", "tokens.access_token_lifetime", "clients[0].secret"],
@@ -593,18 +603,113 @@ fn environment_overrides_and_doorman_config() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("https://auth.example.org"), "{stdout}");
     assert!(stdout.contains("6 client"), "{stdout}");
-    // A bad value from the environment is named like a bad key.
+    // A bad value from the environment is named by its variable, with the key it sets.
     let out = doorman()
         .args(["check-config", "--config", &setup.config_str()])
         .env("DOORMAN_SESSION__IDLE_TIMEOUT", "forever")
+        .env("DOORMAN_LOGIN__MAX_FAILURES_PER_IP", "many")
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    for needle in [
+        "DOORMAN_SESSION__IDLE_TIMEOUT (environment): session.idle_timeout:",
+        "DOORMAN_LOGIN__MAX_FAILURES_PER_IP (environment): login.max_failures_per_ip:",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+    // A DOORMAN_CONFIG naming no file says so, and what to do.
+    let out = doorman()
+        .args(["user", "list"])
+        .env("DOORMAN_CONFIG", "/nonexistent/doorman.toml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("session.idle_timeout"),
+        stderr.contains("DOORMAN_CONFIG=/nonexistent/doorman.toml: cannot read")
+            && stderr.contains("unset DOORMAN_CONFIG or point it at the config file"),
+        "{stderr}"
+    );
+    // --config wins over it.
+    let out = doorman()
+        .args(["check-config", "--config", &setup.config_str()])
+        .env("DOORMAN_CONFIG", "/nonexistent/doorman.toml")
+        .output()
+        .unwrap();
+    assert_ok(&out, "check-config --config with a stale DOORMAN_CONFIG");
+}
+
+#[test]
+fn every_argument_has_help_and_typos_get_a_suggestion() {
+    let out = run(&["usr", "add", "bob"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("unrecognized subcommand 'usr'")
+            && stderr.contains("a similar subcommand exists: 'user'"),
+        "{stderr}"
+    );
+    let out = run(&["user", "pasword", "bob"]);
+    assert!(
+        text(&out.stderr).contains("'passwd'"),
         "{}",
         text(&out.stderr)
     );
+    // Help describes the arguments, not only names them.
+    let out = run(&["user", "passwd", "--help"]);
+    assert_ok(&out, "user passwd --help");
+    let help = text(&out.stdout);
+    for needle in [
+        "The user whose password to set",
+        "--password-stdin",
+        "Read the password from one line of standard input",
+        "Ends the user's sessions",
+    ] {
+        assert!(help.contains(needle), "{needle:?} not in:\n{help}");
+    }
+    let help = text(&run(&["backup", "--help"]).stdout);
+    assert!(
+        help.contains("an existing one is never overwritten"),
+        "{help}"
+    );
+}
+
+#[test]
+fn user_set_without_a_flag_changes_nothing_and_says_why() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let out = setup.run(&["user", "set", ALICE]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("updated"));
+    let stderr = text(&out.stderr);
+    for flag in ["--email", "--name", "--groups"] {
+        assert!(stderr.contains(flag), "{flag} not in: {stderr}");
+    }
+    // With a flag it still works.
+    let out = setup.run(&["user", "set", ALICE, "--groups", "staff"]);
+    assert_ok(&out, "user set --groups");
+    assert!(text(&out.stdout).contains("updated user alice"));
+}
+
+#[test]
+fn backup_to_an_existing_file_says_what_happened() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let target = setup.dir.path().join("copy.db");
+    std::fs::write(&target, b"keep me").unwrap();
+    let out = setup.run(&["backup", target.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "backup: {} already exists; choose another path or delete it",
+            target.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("storage unavailable"), "{stderr}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me", "left alone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod common;
 mod authorize_rules;
 mod binary;
 mod claims;
+mod cli_passwd;
 mod cloudflare;
 mod discovery;
 mod harness;
