@@ -233,15 +233,28 @@ mod tests {
         let n = CookieNames::of(&host);
         assert_eq!(
             (n.session, n.browser, n.forward_auth),
-            ("__Host-doorman_session", "__Host-doorman_csrf", "__Secure-doorman_fa")
+            (
+                "__Host-doorman_session",
+                "__Host-doorman_csrf",
+                "__Secure-doorman_fa"
+            )
         );
         let c = session_cookie(&host, "v");
-        assert!(c.starts_with("__Host-doorman_session=v; Path=/;") && c.contains("; Secure"), "{c}");
+        assert!(
+            c.starts_with("__Host-doorman_session=v; Path=/;") && c.contains("; Secure"),
+            "{c}"
+        );
         let cleared = clear_forward_auth_cookie(&host).unwrap();
-        assert!(cleared.starts_with("__Secure-doorman_fa=;") && cleared.contains("; Secure"), "{cleared}");
+        assert!(
+            cleared.starts_with("__Secure-doorman_fa=;") && cleared.contains("; Secure"),
+            "{cleared}"
+        );
         let path = config("https://example.com/auth");
         let n = CookieNames::of(&path);
-        assert_eq!((n.session, n.browser), ("__Secure-doorman_session", "__Secure-doorman_csrf"));
+        assert_eq!(
+            (n.session, n.browser),
+            ("__Secure-doorman_session", "__Secure-doorman_csrf")
+        );
         let plain = config("http://127.0.0.1:8080");
         let n = CookieNames::of(&plain);
         assert_eq!(

@@ -301,7 +301,11 @@ impl FromRequestParts<AppState> for Transport {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        Ok(transport(peer, &parts.headers, &state.config.trusted_proxies))
+        Ok(transport(
+            peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        ))
     }
 }
 
@@ -395,7 +399,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(fly, "1.2.3.4, 5.6.7.8".parse().unwrap());
         assert_eq!(client_ip(Some(proxy), &h, &trusted, fly), proxy, "a list");
-        assert_eq!(client_ip(Some(proxy), &HeaderMap::new(), &trusted, fly), proxy);
+        assert_eq!(
+            client_ip(Some(proxy), &HeaderMap::new(), &trusted, fly),
+            proxy
+        );
     }
 
     #[test]
@@ -404,14 +411,20 @@ mod tests {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-proto", "http".parse().unwrap());
-        assert_eq!(transport(Some(proxy), &h, &trusted).scheme, BrowserScheme::Http);
+        assert_eq!(
+            transport(Some(proxy), &h, &trusted).scheme,
+            BrowserScheme::Http
+        );
         assert_eq!(
             transport(Some("8.8.8.8".parse().unwrap()), &h, &trusted).scheme,
             BrowserScheme::Http,
             "doorman itself speaks plain http"
         );
         h.insert("x-forwarded-proto", "https".parse().unwrap());
-        assert_eq!(transport(Some(proxy), &h, &trusted).scheme, BrowserScheme::Https);
+        assert_eq!(
+            transport(Some(proxy), &h, &trusted).scheme,
+            BrowserScheme::Https
+        );
         assert_eq!(
             transport(Some(proxy), &HeaderMap::new(), &trusted).scheme,
             BrowserScheme::Unknown

@@ -153,7 +153,10 @@ mod tests {
         let hasher = PasswordHasher::new(fast(), 2, 4).unwrap();
         let dummy = hasher.dummy.to_string();
         assert_eq!(hasher.verify(None, "anything".into()).await, Ok(false));
-        assert_eq!(hasher.verify(Some(dummy), "anything".into()).await, Ok(false));
+        assert_eq!(
+            hasher.verify(Some(dummy), "anything".into()).await,
+            Ok(false)
+        );
         assert_eq!(hasher.verifications(), 2);
     }
 
@@ -174,7 +177,10 @@ mod tests {
         while hasher.verifications() < 2 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(hasher.verify(Some(phc.clone()), "pw".into()).await, Err(HasherBusy));
+        assert_eq!(
+            hasher.verify(Some(phc.clone()), "pw".into()).await,
+            Err(HasherBusy)
+        );
         drop(permit);
         assert_eq!(waiting.await.unwrap(), Ok(true));
         assert_eq!(queued.await.unwrap(), Ok(true));

@@ -711,6 +711,36 @@ mod tests {
     }
 
     #[test]
+    fn client_ip_header_and_flows_per_ip() {
+        let c = parse("").unwrap();
+        assert_eq!(c.client_ip_header, "x-forwarded-for");
+        assert_eq!(c.login.max_flows_per_ip, 300);
+        let c = parse(
+            "trusted_proxies = [\"10.0.0.0/8\"]\nclient_ip_header = \"Fly-Client-IP\"\n[login]\nmax_flows_per_ip = 20",
+        )
+        .unwrap();
+        assert_eq!(c.client_ip_header, "fly-client-ip");
+        assert_eq!(c.login.max_flows_per_ip, 20);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let alone = parse("client_ip_header = \"CF-Connecting-IP\"").unwrap();
+        assert!(
+            alone.warnings.iter().any(|w| w.contains("trusted_proxies")),
+            "{:?}",
+            alone.warnings
+        );
+        error_at(
+            "client_ip_header = \"X Forwarded: For\"",
+            "client_ip_header",
+            "not a header name",
+        );
+        error_at(
+            "[login]\nmax_flows_per_ip = 0",
+            "login.max_flows_per_ip",
+            "out of range",
+        );
+    }
+
+    #[test]
     fn trusted_proxies_and_cookie_domain() {
         let text = "issuer = \"https://auth.example.com\"\n\
             trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\", \"::1\"]\n\

@@ -83,7 +83,11 @@ pub(super) fn validate(
 
     let client_ip_header = match f.client_ip_header.as_deref().map(str::trim) {
         None => d.client_ip_header.clone(),
-        Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+        Some(h)
+            if !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
             h.to_ascii_lowercase()
         }
         Some(h) => {
@@ -95,6 +99,12 @@ pub(super) fn validate(
             d.client_ip_header.clone()
         }
     };
+    if f.client_ip_header.is_some() && trusted_proxies.is_empty() {
+        warnings.push(format!(
+            "client_ip_header = \"{client_ip_header}\" is set but trusted_proxies is empty, so the header is never believed; \
+             list the proxy's addresses in trusted_proxies"
+        ));
+    }
 
     let idle = dur(
         errors,

@@ -103,7 +103,10 @@ mod tests {
         let chosen = "planted-by-an-attacker-0123456789abcdef";
         assert!(!k.minted(chosen));
         let t = k.token("flow:abc", chosen);
-        assert!(!k.verify("flow:abc", chosen, &t), "a token for a planted value");
+        assert!(
+            !k.verify("flow:abc", chosen, &t),
+            "a token for a planted value"
+        );
         let (random, _) = minted.split_once('.').unwrap();
         assert!(!k.minted(&format!("{random}.AAAA")));
         assert!(!CsrfKey::new([8; 32]).minted(&minted), "another key");

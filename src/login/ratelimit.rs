@@ -333,7 +333,8 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.limiter.settle(self.ip, &self.account, Outcome::Unused, 0);
+            self.limiter
+                .settle(self.ip, &self.account, Outcome::Unused, 0);
         }
     }
 }

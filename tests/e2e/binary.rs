@@ -677,8 +677,14 @@ async fn usernames_cannot_forge_log_lines_nor_leak_into_them() {
         "a forged success line:\n{log}"
     );
     assert!(!log.contains("user=alice ip=127.0.0.1 outcome"), "{log}");
-    assert!(!log.contains(typed_password), "the typed text is logged:\n{log}");
-    assert!(!log.contains("mallory"), "an unknown name is logged:\n{log}");
+    assert!(
+        !log.contains(typed_password),
+        "the typed text is logged:\n{log}"
+    );
+    assert!(
+        !log.contains("mallory"),
+        "an unknown name is logged:\n{log}"
+    );
     assert_eq!(
         audit.iter().filter(|l| l.contains("user=unknown")).count(),
         2,

@@ -93,7 +93,9 @@ async fn https_issuers_use_prefixed_cookie_names() {
     )
     .await;
     assert_eq!(page.status, 200, "{}", page.text);
-    let csrf = page.set_cookie("__Host-doorman_csrf").expect("__Host-doorman_csrf");
+    let csrf = page
+        .set_cookie("__Host-doorman_csrf")
+        .expect("__Host-doorman_csrf");
     assert_attrs(&csrf, "/");
     assert!(page.set_cookie("doorman_csrf").is_none());
     let browser = page.cookie_value("__Host-doorman_csrf").unwrap();
@@ -113,8 +115,13 @@ async fn https_issuers_use_prefixed_cookie_names() {
     assert_eq!(done.status, 303, "{}", done.text);
     let session = done.set_cookie("__Host-doorman_session").expect("session");
     assert_attrs(&session, "/");
-    let fa = done.set_cookie("__Secure-doorman_fa").expect("forward-auth cookie");
-    assert!(fa.contains("Domain=example.com") && fa.contains("Secure"), "{fa}");
+    let fa = done
+        .set_cookie("__Secure-doorman_fa")
+        .expect("forward-auth cookie");
+    assert!(
+        fa.contains("Domain=example.com") && fa.contains("Secure"),
+        "{fa}"
+    );
     // A new browser cookie at sign-in.
     let renewed = done.cookie_value("__Host-doorman_csrf").expect("renewed");
     assert_ne!(renewed, browser);
@@ -141,7 +148,9 @@ async fn https_issuers_use_prefixed_cookie_names() {
     let server = https_server(|_| "https://example.com/auth".to_string(), "").await;
     let page = send(http.get(on_listener(&server, &server.auth_request(RP, "openid").url))).await;
     assert_eq!(page.status, 200, "{}", page.text);
-    let csrf = page.set_cookie("__Secure-doorman_csrf").expect("__Secure-doorman_csrf");
+    let csrf = page
+        .set_cookie("__Secure-doorman_csrf")
+        .expect("__Secure-doorman_csrf");
     assert_attrs(&csrf, "/auth");
 }
 
@@ -159,7 +168,10 @@ async fn a_planted_browser_cookie_never_binds_a_sign_in() {
     let page = attacker.get(&server.auth_request(RP, "openid").url).await;
     page.assert_status(200);
     assert!(page.sets_cookie("doorman_csrf"), "a new, minted cookie");
-    assert_ne!(attacker.cookie(&server.base, "doorman_csrf").unwrap(), chosen);
+    assert_ne!(
+        attacker.cookie(&server.base, "doorman_csrf").unwrap(),
+        chosen
+    );
     let form = page.login_form().unwrap();
 
     // The victim's browser carries the planted value and posts the attacker's form with the
@@ -215,8 +227,16 @@ async fn an_https_issuer_over_plain_http_says_so() {
     // The browser drops the Secure cookie on an http page: the post arrives without it.
     let post = post_without_cookie(&server, &page.text, None).await;
     assert_eq!(post.status, 403, "{}", post.text);
-    assert!(post.text.contains("opened over plain http"), "{}", post.text);
-    assert!(html_unescape(&post.text).contains("https://127.0.0.1"), "{}", post.text);
+    assert!(
+        post.text.contains("opened over plain http"),
+        "{}",
+        post.text
+    );
+    assert!(
+        html_unescape(&post.text).contains("https://127.0.0.1"),
+        "{}",
+        post.text
+    );
 
     // Behind a trusted proxy that says http, the same; that says https, the usual message.
     let server = https_server(
@@ -227,7 +247,11 @@ async fn an_https_issuer_over_plain_http_says_so() {
     let page = send(http.get(on_listener(&server, &server.auth_request(RP, "openid").url))).await;
     let post = post_without_cookie(&server, &page.text, Some("http")).await;
     assert_eq!(post.status, 403);
-    assert!(post.text.contains("opened over plain http"), "{}", post.text);
+    assert!(
+        post.text.contains("opened over plain http"),
+        "{}",
+        post.text
+    );
     let post = post_without_cookie(&server, &page.text, Some("https")).await;
     assert_eq!(post.status, 403);
     assert!(post.text.contains("could not be verified"), "{}", post.text);
@@ -235,12 +259,19 @@ async fn an_https_issuer_over_plain_http_says_so() {
 
     // An http issuer never blames http.
     let plain = TestServer::start("").await;
-    let page = Browser::new().get(&plain.auth_request(RP, "openid").url).await;
+    let page = Browser::new()
+        .get(&plain.auth_request(RP, "openid").url)
+        .await;
     let form = page.login_form().unwrap();
     let post = Browser::new()
         .post_form(
             &form.action,
-            &[("flow", &form.flow), ("csrf", &form.csrf), ("username", ALICE), ("password", ALICE_PASSWORD)],
+            &[
+                ("flow", &form.flow),
+                ("csrf", &form.csrf),
+                ("username", ALICE),
+                ("password", ALICE_PASSWORD),
+            ],
         )
         .await;
     post.assert_status(403);
@@ -254,11 +285,19 @@ async fn the_login_page_has_no_empty_status_and_plural_waits() {
     let browser = Browser::new();
     let page = browser.get(&server.auth_request(RP, "openid").url).await;
     assert!(!page.text.contains(">none<"), "{}", page.text);
-    assert!(!page.text.contains("id=\"status\""), "no status without Plex: {}", page.text);
+    assert!(
+        !page.text.contains("id=\"status\""),
+        "no status without Plex: {}",
+        page.text
+    );
     let failed = browser.submit_login(&page, ALICE, "wrong").await;
     failed.assert_status(401);
     let limited = browser.submit_login(&failed, ALICE, "wrong").await;
     limited.assert_status(429);
-    assert!(limited.text.contains("Wait 1 second and"), "{}", limited.text);
+    assert!(
+        limited.text.contains("Wait 1 second and"),
+        "{}",
+        limited.text
+    );
     assert!(!limited.text.contains("1 seconds"), "{}", limited.text);
 }

@@ -92,9 +92,10 @@ fn assert_limited(page: &Page, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_passwords_for_one_account_verify_at_most_the_limit() {
-    let server =
-        TestServer::start("trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\n")
-            .await;
+    let server = TestServer::start(
+        "trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\n",
+    )
+    .await;
     server.clock.freeze();
     let browser = Browser::new();
     let (_, form) = login_page(&server, &browser).await;
@@ -121,14 +122,20 @@ async fn parallel_wrong_passwords_for_one_account_verify_at_most_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_password_late_in_a_burst_does_not_get_in() {
-    let server =
-        TestServer::start("trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\n")
-            .await;
+    let server = TestServer::start(
+        "trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\n",
+    )
+    .await;
     server.clock.freeze();
     let browser = Browser::new();
     let (_, form) = login_page(&server, &browser).await;
     let before = verifications(&server);
-    let xff = |i: usize| vec![("x-forwarded-for".to_string(), format!("203.0.113.{}", i + 1))];
+    let xff = |i: usize| {
+        vec![(
+            "x-forwarded-for".to_string(),
+            format!("203.0.113.{}", i + 1),
+        )]
+    };
     // #1..#85: wrong passwords, all at once.
     let early: Vec<_> = (0..85)
         .map(|i| {
@@ -146,7 +153,11 @@ async fn the_right_password_late_in_a_burst_does_not_get_in() {
     // ...#86 brings the right password, #87..#90 more wrong ones.
     let late: Vec<_> = (85..90)
         .map(|i| {
-            let pass = if i == 85 { ALICE_PASSWORD } else { "wrong-password" };
+            let pass = if i == 85 {
+                ALICE_PASSWORD
+            } else {
+                "wrong-password"
+            };
             let mut a = attempt(ALICE, pass, &[]);
             a.headers = xff(i);
             tokio::spawn(post(browser.clone(), form.clone(), a))
@@ -192,7 +203,12 @@ async fn distinct_usernames_from_one_ip_verify_at_most_the_ip_limit() {
     assert_eq!(done.status, 303, "{}", done.text);
     let pages = burst.await.unwrap();
     assert!(count(&pages, 401) <= 50, "{:?}", statuses(&pages));
-    assert_eq!(count(&pages, 401) + count(&pages, 429), 300, "{:?}", statuses(&pages));
+    assert_eq!(
+        count(&pages, 401) + count(&pages, 429),
+        300,
+        "{:?}",
+        statuses(&pages)
+    );
     assert!(
         verifications(&server) - before <= 51,
         "at most the IP's 50 failures (and bob's sign-in) reach argon2: {}",
@@ -335,11 +351,19 @@ async fn client_ip_header_is_believed_from_trusted_proxies_only() {
     assert_limited(&last, "the attacker's Fly-Client-IP");
     let other = three_failures_then(
         &server,
-        &[&[(fly, "198.51.100.1")], &[(fly, "198.51.100.2")], &[(fly, "198.51.100.3")]],
+        &[
+            &[(fly, "198.51.100.1")],
+            &[(fly, "198.51.100.2")],
+            &[(fly, "198.51.100.3")],
+        ],
         &[(fly, "198.51.100.4")],
     )
     .await;
-    assert_eq!(other.status, 303, "each Fly-Client-IP has its own budget: {}", other.text);
+    assert_eq!(
+        other.status, 303,
+        "each Fly-Client-IP has its own budget: {}",
+        other.text
+    );
 
     // A header that arrives twice is not resolved by picking one: the proxy's own address
     // (127.0.0.1) is used, so varying the values does not spread the failures.
@@ -374,7 +398,10 @@ async fn client_ip_header_is_believed_from_trusted_proxies_only() {
     let peer = browser
         .submit_login_with(&page, BOB, BOB_PASSWORD, &[])
         .await;
-    assert_limited(&peer, "duplicated headers count against the proxy's address");
+    assert_limited(
+        &peer,
+        "duplicated headers count against the proxy's address",
+    );
 
     // Without trusted proxies the header is not believed at all.
     let direct = TestServer::start(
@@ -384,7 +411,11 @@ async fn client_ip_header_is_believed_from_trusted_proxies_only() {
     direct.clock.freeze();
     let last = three_failures_then(
         &direct,
-        &[&[(fly, "203.0.113.1")], &[(fly, "203.0.113.2")], &[(fly, "203.0.113.3")]],
+        &[
+            &[(fly, "203.0.113.1")],
+            &[(fly, "203.0.113.2")],
+            &[(fly, "203.0.113.3")],
+        ],
         &[(fly, "203.0.113.4")],
     )
     .await;
@@ -414,5 +445,9 @@ async fn ipv6_clients_are_throttled_per_64() {
     let done = browser
         .submit_login_with(&page, BOB, BOB_PASSWORD, &[(xff, "2001:db8:1:3::1")])
         .await;
-    assert_eq!(done.status, 303, "the next /64 is someone else: {}", done.text);
+    assert_eq!(
+        done.status, 303,
+        "the next /64 is someone else: {}",
+        done.text
+    );
 }
