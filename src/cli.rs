@@ -590,7 +590,11 @@ pub fn init_logging(format: LogFormat, serving: bool) {
         .with_writer(std::io::stdout);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+        // Control characters in values are escaped, so a value cannot forge a log line.
+        LogFormat::Text => builder
+            .fmt_fields(crate::log_format::EscapedFields)
+            .with_ansi(false)
+            .try_init(),
     };
 }
 

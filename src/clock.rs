@@ -31,23 +31,38 @@ impl Clock for SystemClock {
     }
 }
 
-/// The system clock shifted by an adjustable offset: tests fast-forward time with it.
+/// The system clock shifted by an adjustable offset: tests fast-forward time with it. It can be
+/// frozen, for tests whose outcome must not depend on a second passing meanwhile.
 #[derive(Debug, Default)]
 pub struct ManualClock {
     offset: AtomicI64,
+    /// Unix milliseconds the clock stands at; 0 while it follows the system clock.
+    frozen_ms: AtomicI64,
 }
 
 impl ManualClock {
     pub fn advance(&self, seconds: i64) {
         self.offset.fetch_add(seconds, Ordering::SeqCst);
     }
+
+    /// Stops the clock where it is now (`advance` still moves it).
+    pub fn freeze(&self) {
+        self.frozen_ms.store(SystemClock.now_ms(), Ordering::SeqCst);
+    }
+
+    fn base_ms(&self) -> i64 {
+        match self.frozen_ms.load(Ordering::SeqCst) {
+            0 => SystemClock.now_ms(),
+            frozen => frozen,
+        }
+    }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        SystemClock.now() + self.offset.load(Ordering::SeqCst)
+        self.base_ms().div_euclid(1000) + self.offset.load(Ordering::SeqCst)
     }
     fn now_ms(&self) -> i64 {
-        SystemClock.now_ms() + self.offset.load(Ordering::SeqCst) * 1000
+        self.base_ms() + self.offset.load(Ordering::SeqCst) * 1000
     }
 }

@@ -21,7 +21,7 @@ use unicode_normalization::UnicodeNormalization;
 use crate::config::{JitsiConfig, RoomClaim};
 use crate::error::WebError;
 use crate::login::{self, FlowPurpose};
-use crate::session::BROWSER_COOKIE;
+use crate::session::CookieNames;
 use crate::state::AppState;
 use crate::store::{Timestamp, User};
 use crate::web::{ClientIp, Cookies};
@@ -448,10 +448,7 @@ async fn invite_page(
     if let Err(resp) = moderator(&state, &cookies, ip, &room).await? {
         return Ok(resp);
     }
-    let (browser, new_browser) = match cookies.get(BROWSER_COOKIE) {
-        Some(b) if b.len() >= 32 => (b.to_string(), false),
-        _ => (crate::secrets::random_token(), true),
-    };
+    let (browser, new_browser) = login::browser_binding(&state, &cookies);
     let action = state.url(&format!("/jitsi/invite/{}", encode_uri_component(&room)));
     let csrf = state.csrf.token(&invite_purpose(&room), &browser);
     let html = state.templates.render(
@@ -467,10 +464,7 @@ async fn invite_page(
     );
     let mut resp = crate::web::html(StatusCode::OK, html);
     if new_browser {
-        login::append_cookie(
-            &mut resp,
-            &crate::session::cookie(&state.config, BROWSER_COOKIE, &browser, None),
-        );
+        login::append_cookie(&mut resp, &login::browser_cookie(&state, &browser));
     }
     Ok(resp)
 }
@@ -498,7 +492,9 @@ async fn invite_create(
         Ok(u) => u,
         Err(resp) => return Ok(resp),
     };
-    let browser = cookies.get(BROWSER_COOKIE).unwrap_or_default();
+    let browser = cookies
+        .get(CookieNames::of(&state.config).browser)
+        .unwrap_or_default();
     if !state
         .csrf
         .verify(&invite_purpose(&room), browser, &form.csrf)

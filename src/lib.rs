@@ -24,6 +24,7 @@ pub mod forward_auth;
 pub mod integrate;
 pub mod jitsi;
 pub mod keys;
+pub mod log_format;
 pub mod login;
 pub mod oidc;
 pub mod plex;

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{self, Keys};
 use crate::login::csrf::CsrfKey;
-use crate::login::ratelimit::LoginLimiter;
+use crate::login::ratelimit::SignInLimiter;
 use crate::oidc::clients::Clients;
 use crate::oidc::{discovery, Provider};
 use crate::state::{AppState, Inner};
@@ -81,7 +81,10 @@ pub async fn build_state(
     let issuer = config.issuer.as_str().trim_end_matches('/').to_string();
     let params =
         crate::accounts::password::owasp_params().map_err(|e| StartError::Other(e.to_string()))?;
-    let hasher = PasswordHasher::new(params, 2).map_err(|e| StartError::Other(e.to_string()))?;
+    // Two argon2 computations at once (~19 MiB each), and at most 32 more waiting (about half a
+    // second of work): beyond that a sign-in is answered 503 at once instead of queueing.
+    let hasher =
+        PasswordHasher::new(params, 2, 32).map_err(|e| StartError::Other(e.to_string()))?;
     let templates = Templates::new(config.theme_dir.clone());
     templates.check().map_err(StartError::Other)?;
     let mut cors_origins: Vec<String> = config
@@ -111,13 +114,7 @@ pub async fn build_state(
             ),
             None => None,
         },
-        pin_limiter: crate::login::plex::pin_limiter(&config.trusted_proxies)
-            .map_err(StartError::Other)?,
-        limiter: LoginLimiter::new(
-            config.login.max_failures_per_ip,
-            config.login.max_failures_per_account,
-            config.login.failure_window,
-        ),
+        limiter: SignInLimiter::new(&config.login),
         config,
         store,
         keys,

@@ -1,16 +1,50 @@
 //! The SSO browser session: a random id in the `doorman_session` cookie, stored as its hash
 //! with idle and absolute lifetimes. Also the browser-binding cookie that ties pending flows
 //! and their CSRF tokens to one browser. No HTTP types here: cookies are built as strings.
+//!
+//! Cookie names depend on the issuer (`CookieNames::of`): on https, `__Host-` for the host-only
+//! cookies when the issuer has no path (a sibling subdomain cannot set or shadow them), else
+//! `__Secure-`, and `__Secure-doorman_fa` (it carries `Domain=`, which `__Host-` forbids); on
+//! http the plain names, because browsers drop prefixed cookies that are not `Secure`.
 
 use crate::config::Config;
 use crate::secrets::{digest, random_token};
 use crate::store::{Session, Store, StoreError, Timestamp, User};
 
-pub const SESSION_COOKIE: &str = "doorman_session";
-/// Binds a pending sign-in (and its CSRF token) to the browser that started it.
-pub const BROWSER_COOKIE: &str = "doorman_csrf";
-/// The forward-auth cookie on `[session] cookie_domain`: answers forward-auth checks only.
-pub const FORWARD_AUTH_COOKIE: &str = "doorman_fa";
+/// The cookie names for one issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    /// The SSO session.
+    pub session: &'static str,
+    /// Binds a pending sign-in (and its CSRF token) to the browser that started it.
+    pub browser: &'static str,
+    /// The forward-auth cookie on `[session] cookie_domain`: answers forward-auth checks only.
+    pub forward_auth: &'static str,
+}
+
+impl CookieNames {
+    pub fn of(config: &Config) -> CookieNames {
+        let https = config.issuer.scheme() == "https";
+        let pathless = matches!(config.issuer.path(), "" | "/");
+        match (https, pathless) {
+            (true, true) => CookieNames {
+                session: "__Host-doorman_session",
+                browser: "__Host-doorman_csrf",
+                forward_auth: "__Secure-doorman_fa",
+            },
+            (true, false) => CookieNames {
+                session: "__Secure-doorman_session",
+                browser: "__Secure-doorman_csrf",
+                forward_auth: "__Secure-doorman_fa",
+            },
+            (false, _) => CookieNames {
+                session: "doorman_session",
+                browser: "doorman_csrf",
+                forward_auth: "doorman_fa",
+            },
+        }
+    }
+}
 
 /// last_seen_at is written at most this often, so an active session costs no write per request.
 const TOUCH_EVERY: i64 = 60;
@@ -115,7 +149,8 @@ pub async fn start_forward_auth(
         .create_forward_auth_session(&digest(&id), &session.id_hash, now)
         .await?;
     let mut c = format!(
-        "{FORWARD_AUTH_COOKIE}={id}; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        "{}={id}; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        CookieNames::of(config).forward_auth,
         (session.expires_at - now).max(0)
     );
     if config.issuer.scheme() == "https" {
@@ -139,15 +174,21 @@ pub async fn lookup_forward_auth(
 
 pub fn clear_forward_auth_cookie(config: &Config) -> Option<String> {
     let domain = config.session.cookie_domain.as_ref()?;
-    Some(format!(
-        "{FORWARD_AUTH_COOKIE}=; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
-    ))
+    let mut c = format!(
+        "{}=; Domain={domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        CookieNames::of(config).forward_auth
+    );
+    // Browsers ignore a `__Secure-` cookie, even one that clears, without `Secure`.
+    if config.issuer.scheme() == "https" {
+        c.push_str("; Secure");
+    }
+    Some(c)
 }
 
 pub fn session_cookie(config: &Config, value: &str) -> String {
     cookie(
         config,
-        SESSION_COOKIE,
+        CookieNames::of(config).session,
         value,
         Some(secs(config.session.max_lifetime)),
     )
@@ -174,8 +215,51 @@ mod tests {
     #[test]
     fn reads_cookies() {
         let h = "a=1; doorman_session=abc; b=2";
-        assert_eq!(read_cookie(h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(read_cookie(h, "doorman_session"), Some("abc"));
         assert_eq!(read_cookie(h, "c"), None);
-        assert_eq!(read_cookie("doorman_session=", SESSION_COOKIE), None);
+        assert_eq!(read_cookie("doorman_session=", "doorman_session"), None);
+    }
+
+    fn config(issuer: &str) -> Config {
+        let mut c = crate::config::defaults();
+        c.issuer = url::Url::parse(issuer).unwrap();
+        c.session.cookie_domain = Some("example.com".into());
+        c
+    }
+
+    #[test]
+    fn prefixed_names_on_https_only() {
+        let host = config("https://id.example.com");
+        let n = CookieNames::of(&host);
+        assert_eq!(
+            (n.session, n.browser, n.forward_auth),
+            (
+                "__Host-doorman_session",
+                "__Host-doorman_csrf",
+                "__Secure-doorman_fa"
+            )
+        );
+        let c = session_cookie(&host, "v");
+        assert!(
+            c.starts_with("__Host-doorman_session=v; Path=/;") && c.contains("; Secure"),
+            "{c}"
+        );
+        let cleared = clear_forward_auth_cookie(&host).unwrap();
+        assert!(
+            cleared.starts_with("__Secure-doorman_fa=;") && cleared.contains("; Secure"),
+            "{cleared}"
+        );
+        let path = config("https://example.com/auth");
+        let n = CookieNames::of(&path);
+        assert_eq!(
+            (n.session, n.browser),
+            ("__Secure-doorman_session", "__Secure-doorman_csrf")
+        );
+        let plain = config("http://127.0.0.1:8080");
+        let n = CookieNames::of(&plain);
+        assert_eq!(
+            (n.session, n.browser, n.forward_auth),
+            ("doorman_session", "doorman_csrf", "doorman_fa")
+        );
     }
 }

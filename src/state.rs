@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::Keys;
 use crate::login::csrf::CsrfKey;
-use crate::login::ratelimit::LoginLimiter;
+use crate::login::ratelimit::SignInLimiter;
 use crate::oidc::clients::Clients;
 use crate::oidc::Provider;
 use crate::store::{Store, Timestamp};
@@ -26,11 +26,10 @@ pub struct Inner {
     pub plex: Option<Arc<crate::plex::PlexService>>,
     /// Verifies Cloudflare Access tokens for forward-auth, when configured.
     pub cloudflare: Option<Arc<crate::forward_auth::cloudflare::CloudflareVerifier>>,
-    /// Per-IP limit on creating Plex PINs (start, same tab, redirect mode).
-    pub pin_limiter: crate::login::plex::PinLimiter,
     pub templates: Templates,
     pub hasher: PasswordHasher,
-    pub limiter: LoginLimiter,
+    /// Every sign-in limit: failures per IP and account, flows per IP, Plex PINs per IP.
+    pub limiter: SignInLimiter,
     pub csrf: CsrfKey,
     pub clock: Arc<dyn Clock>,
     /// The discovery document, serialized once.

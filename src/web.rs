@@ -185,16 +185,42 @@ pub fn html(status: StatusCode, body: String) -> Response {
     (status, Html(body)).into_response()
 }
 
-/// The client's IP: the socket peer, or the right-most untrusted `X-Forwarded-For` entry when
-/// the peer is one of `trusted_proxies`. Never fails: a missing peer address reads as 0.0.0.0.
+/// The client's IP: the socket peer, or what the peer says when it is one of `trusted_proxies`,
+/// read from `client_ip_header`. For `X-Forwarded-For` that is the right-most entry we do not
+/// trust (every header line joined, as RFC 9110 §5.3 allows). Any other header is single-valued
+/// (`Fly-Client-IP`, `CF-Connecting-IP`, `X-Real-IP`): one line holding one IP, else it is not
+/// believed and the peer's address is used (never one of two values picked). Never fails: a
+/// missing peer address reads as 0.0.0.0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header_name: &str,
+) -> IpAddr {
     let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
+    }
+    if !header_name.eq_ignore_ascii_case("x-forwarded-for") {
+        let mut values = headers.get_all(header_name).iter();
+        return match (values.next(), values.next()) {
+            (None, _) => peer,
+            (Some(v), None) => match v.to_str().ok().map(|s| s.trim().parse::<IpAddr>()) {
+                Some(Ok(ip)) => ip,
+                _ => {
+                    tracing::warn!(header = header_name, peer = %peer, "the client IP header from a trusted proxy is not one IP address; using the proxy's address");
+                    peer
+                }
+            },
+            (Some(_), Some(_)) => {
+                tracing::warn!(header = header_name, peer = %peer, "the client IP header arrived twice from a trusted proxy; using the proxy's address");
+                peer
+            }
+        };
     }
     let chain: Vec<IpAddr> = headers
         .get_all("x-forwarded-for")
@@ -225,7 +251,61 @@ impl FromRequestParts<AppState> for ClientIp {
             peer,
             &parts.headers,
             &state.config.trusted_proxies,
+            &state.config.client_ip_header,
         )))
+    }
+}
+
+/// How the browser reached doorman, as far as doorman can tell: doorman itself speaks plain
+/// http, so a request straight from an untrusted peer came over http; from a trusted proxy,
+/// its one `X-Forwarded-Proto` says (none, or two: unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowserScheme {
+    Https,
+    Http,
+    Unknown,
+}
+
+/// Where a request came from, for messages that explain a missing cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub scheme: BrowserScheme,
+    /// The peer is one of `trusted_proxies`.
+    pub via_proxy: bool,
+}
+
+pub fn transport(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Transport {
+    let via_proxy = peer.is_some_and(|p| trusted.iter().any(|net| net.contains(&p)));
+    if !via_proxy {
+        return Transport {
+            scheme: BrowserScheme::Http,
+            via_proxy,
+        };
+    }
+    let mut values = headers.get_all("x-forwarded-proto").iter();
+    let scheme = match (values.next().and_then(|v| v.to_str().ok()), values.next()) {
+        (Some(v), None) if v.trim().eq_ignore_ascii_case("https") => BrowserScheme::Https,
+        (Some(v), None) if v.trim().eq_ignore_ascii_case("http") => BrowserScheme::Http,
+        _ => BrowserScheme::Unknown,
+    };
+    Transport { scheme, via_proxy }
+}
+
+impl FromRequestParts<AppState> for Transport {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Transport, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(transport(
+            peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        ))
     }
 }
 
@@ -283,18 +363,71 @@ mod tests {
         );
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let stranger: IpAddr = "8.8.8.8".parse().unwrap();
+        let xff = "x-forwarded-for";
         assert_eq!(
-            client_ip(Some(proxy), &h, &trusted),
+            client_ip(Some(proxy), &h, &trusted, xff),
             "1.2.3.4".parse::<IpAddr>().unwrap()
         );
         assert_eq!(
-            client_ip(Some(stranger), &h, &trusted),
+            client_ip(Some(stranger), &h, &trusted, xff),
             stranger,
             "spoofed header from an untrusted peer"
         );
         assert_eq!(
-            client_ip(None, &HeaderMap::new(), &trusted),
+            client_ip(None, &HeaderMap::new(), &trusted, xff),
             IpAddr::from([0, 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn a_single_value_header_only_from_trusted_proxies_and_only_when_unambiguous() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let fly = "fly-client-ip";
+        let mut h = HeaderMap::new();
+        h.insert(fly, "2001:db8::7".parse().unwrap());
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        assert_eq!(
+            client_ip(Some(proxy), &h, &trusted, fly),
+            "2001:db8::7".parse::<IpAddr>().unwrap(),
+            "X-Forwarded-For is not read when another header is configured"
+        );
+        let stranger: IpAddr = "8.8.8.8".parse().unwrap();
+        assert_eq!(client_ip(Some(stranger), &h, &trusted, fly), stranger);
+        h.append(fly, "1.2.3.4".parse().unwrap());
+        assert_eq!(client_ip(Some(proxy), &h, &trusted, fly), proxy, "twice");
+        let mut h = HeaderMap::new();
+        h.insert(fly, "1.2.3.4, 5.6.7.8".parse().unwrap());
+        assert_eq!(client_ip(Some(proxy), &h, &trusted, fly), proxy, "a list");
+        assert_eq!(
+            client_ip(Some(proxy), &HeaderMap::new(), &trusted, fly),
+            proxy
+        );
+    }
+
+    #[test]
+    fn the_browsers_scheme() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "http".parse().unwrap());
+        assert_eq!(
+            transport(Some(proxy), &h, &trusted).scheme,
+            BrowserScheme::Http
+        );
+        assert_eq!(
+            transport(Some("8.8.8.8".parse().unwrap()), &h, &trusted).scheme,
+            BrowserScheme::Http,
+            "doorman itself speaks plain http"
+        );
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert_eq!(
+            transport(Some(proxy), &h, &trusted).scheme,
+            BrowserScheme::Https
+        );
+        assert_eq!(
+            transport(Some(proxy), &HeaderMap::new(), &trusted).scheme,
+            BrowserScheme::Unknown
         );
     }
 

@@ -1,7 +1,10 @@
 //! Password hashing with argon2id (OWASP parameters: 19 MiB, 2 passes, 1 lane). Each hash
 //! costs ~19 MiB and tens of milliseconds of CPU, so it runs on the blocking pool behind a
 //! semaphore: a login flood queues instead of exhausting a 256 MB VM or the async runtime.
+//! The queue is bounded: when `queue` verifications already wait, the next one is refused at
+//! once (`HasherBusy`, a 503 with Retry-After) rather than waiting behind them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
@@ -13,9 +16,17 @@ pub enum PasswordError {
     Hash(String),
 }
 
+/// The argon2 queue is full: try again in a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many passwords are being checked right now")]
+pub struct HasherBusy;
+
 pub struct PasswordHasher {
     params: Params,
     permits: tokio::sync::Semaphore,
+    /// Running plus waiting verifications: `concurrency + queue` at most.
+    admitted: tokio::sync::Semaphore,
+    verifications: AtomicU64,
     /// A real hash with the same parameters: verified against when the user does not exist,
     /// so the answer takes the same time either way (no user enumeration by timing).
     dummy: Arc<str>,
@@ -56,8 +67,13 @@ pub fn verify_blocking(params: &Params, phc: &str, password: &str) -> bool {
 }
 
 impl PasswordHasher {
-    /// `concurrency` argon2 computations at once (each ~19 MiB).
-    pub fn new(params: Params, concurrency: usize) -> Result<PasswordHasher, PasswordError> {
+    /// `concurrency` argon2 computations at once (each ~19 MiB), and at most `queue` more
+    /// verifications waiting for one.
+    pub fn new(
+        params: Params,
+        concurrency: usize,
+        queue: usize,
+    ) -> Result<PasswordHasher, PasswordError> {
         // With other parameters (tests), a dummy of those parameters keeps the timing equal.
         let owasp = owasp_params()?;
         let same = (params.m_cost(), params.t_cost(), params.p_cost())
@@ -70,6 +86,8 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             params,
             permits: tokio::sync::Semaphore::new(concurrency.max(1)),
+            admitted: tokio::sync::Semaphore::new(concurrency.max(1) + queue),
+            verifications: AtomicU64::new(0),
             dummy: dummy.into(),
         })
     }
@@ -86,11 +104,20 @@ impl PasswordHasher {
             .map_err(|e| PasswordError::Hash(e.to_string()))?
     }
 
+    /// How many verifications were admitted to the argon2 queue since start (each one runs).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
     /// Verifies `password` against `phc`, or against the dummy hash when there is no user or
-    /// no password, so every failure costs the same.
-    pub async fn verify(&self, phc: Option<String>, password: String) -> bool {
+    /// no password, so every failure costs the same. Refused at once when the queue is full.
+    pub async fn verify(&self, phc: Option<String>, password: String) -> Result<bool, HasherBusy> {
+        let Ok(_slot) = self.admitted.try_acquire() else {
+            return Err(HasherBusy);
+        };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+            return Ok(false);
         };
         let params = self.params.clone();
         let (target, real) = match phc {
@@ -100,7 +127,7 @@ impl PasswordHasher {
         let ok = tokio::task::spawn_blocking(move || verify_blocking(&params, &target, &password))
             .await
             .unwrap_or(false);
-        ok && real
+        Ok(ok && real)
     }
 }
 
@@ -123,10 +150,41 @@ mod tests {
 
     #[tokio::test]
     async fn missing_user_never_verifies() {
-        let hasher = PasswordHasher::new(fast(), 2).unwrap();
+        let hasher = PasswordHasher::new(fast(), 2, 4).unwrap();
         let dummy = hasher.dummy.to_string();
-        assert!(!hasher.verify(None, "anything".into()).await);
-        assert!(!hasher.verify(Some(dummy), "anything".into()).await);
+        assert_eq!(hasher.verify(None, "anything".into()).await, Ok(false));
+        assert_eq!(
+            hasher.verify(Some(dummy), "anything".into()).await,
+            Ok(false)
+        );
+        assert_eq!(hasher.verifications(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let hasher = Arc::new(PasswordHasher::new(fast(), 1, 1).unwrap());
+        // Hold the only argon2 permit, so admitted verifications wait.
+        let permit = hasher.permits.acquire().await.unwrap();
+        let phc = hash_blocking(&fast(), "pw").unwrap();
+        let waiting = {
+            let (h, phc) = (hasher.clone(), phc.clone());
+            tokio::spawn(async move { h.verify(Some(phc), "pw".into()).await })
+        };
+        let queued = {
+            let (h, phc) = (hasher.clone(), phc.clone());
+            tokio::spawn(async move { h.verify(Some(phc), "pw".into()).await })
+        };
+        while hasher.verifications() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            hasher.verify(Some(phc.clone()), "pw".into()).await,
+            Err(HasherBusy)
+        );
+        drop(permit);
+        assert_eq!(waiting.await.unwrap(), Ok(true));
+        assert_eq!(queued.await.unwrap(), Ok(true));
+        assert_eq!(hasher.verify(Some(phc), "pw".into()).await, Ok(true));
     }
 
     #[test]

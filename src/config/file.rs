@@ -21,6 +21,9 @@ pub(super) struct File {
     pub theme_dir: Option<String>,
     /// CIDRs (or bare IPs) of reverse proxies whose X-Forwarded-* headers are believed.
     pub trusted_proxies: Option<Vec<String>>,
+    /// The header holding the client's IP, believed only from `trusted_proxies`:
+    /// "X-Forwarded-For" (default), or a single-value one such as "Fly-Client-IP".
+    pub client_ip_header: Option<String>,
     #[serde(default)]
     pub session: Session,
     #[serde(default)]
@@ -197,6 +200,8 @@ pub(super) struct Login {
     pub max_failures_per_ip: Option<i64>,
     /// The window the two counters above cover.
     pub failure_window: Option<String>,
+    /// Sign-in flows one client IP may open per minute; completed ones do not count.
+    pub max_flows_per_ip: Option<i64>,
     /// What the landing page offers: "password", "plex".
     pub methods: Option<Vec<String>>,
 }
@@ -280,6 +285,7 @@ pub(super) const ROOT: Fields = &[
     ("data_dir", Str),
     ("theme_dir", Str),
     ("trusted_proxies", StrList),
+    ("client_ip_header", Str),
     ("session", Table(SESSION)),
     ("keys", Table(KEYS)),
     ("tokens", Table(TOKENS)),
@@ -364,6 +370,7 @@ pub(super) const LOGIN: Fields = &[
     ("max_failures_per_account", Int),
     ("max_failures_per_ip", Int),
     ("failure_window", Duration),
+    ("max_flows_per_ip", Int),
     ("methods", StrList),
 ];
 

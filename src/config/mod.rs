@@ -30,6 +30,8 @@ pub struct Config {
     pub theme_dir: Option<PathBuf>,
     /// The one list of proxies whose X-Forwarded-* headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The header naming the client's IP when the peer is a trusted proxy, lower-case.
+    pub client_ip_header: String,
     pub session: SessionConfig,
     pub keys: KeysConfig,
     /// Global token lifetimes; each client's `lifetimes` already has these filled in.
@@ -214,6 +216,8 @@ pub struct LoginConfig {
     /// Failed attempts allowed per client IP within `failure_window`.
     pub max_failures_per_ip: u32,
     pub failure_window: Duration,
+    /// Sign-in flows one client IP may open per minute (completed ones are given back).
+    pub max_flows_per_ip: u32,
     /// What the landing page offers, in order.
     pub methods: Vec<LoginMethod>,
 }
@@ -322,6 +326,7 @@ pub fn defaults() -> Config {
         data_dir: PathBuf::from("./doorman-data"),
         theme_dir: None,
         trusted_proxies: Vec::new(),
+        client_ip_header: "x-forwarded-for".to_string(),
         session: SessionConfig {
             idle_timeout: Duration::from_secs(12 * HOUR),
             max_lifetime: Duration::from_secs(30 * DAY),
@@ -338,6 +343,7 @@ pub fn defaults() -> Config {
             max_failures_per_account: 10,
             max_failures_per_ip: 50,
             failure_window: Duration::from_secs(300),
+            max_flows_per_ip: 300,
             methods: vec![LoginMethod::Password],
         },
         clients: Vec::new(),
@@ -743,6 +749,36 @@ mod tests {
             &format!("{CLIENT}allowed_origins = [\"https://a.example.com/\"]"),
             "clients[0].allowed_origins[0]",
             "write \"https://a.example.com\"",
+        );
+    }
+
+    #[test]
+    fn client_ip_header_and_flows_per_ip() {
+        let c = parse("").unwrap();
+        assert_eq!(c.client_ip_header, "x-forwarded-for");
+        assert_eq!(c.login.max_flows_per_ip, 300);
+        let c = parse(
+            "trusted_proxies = [\"10.0.0.0/8\"]\nclient_ip_header = \"Fly-Client-IP\"\n[login]\nmax_flows_per_ip = 20",
+        )
+        .unwrap();
+        assert_eq!(c.client_ip_header, "fly-client-ip");
+        assert_eq!(c.login.max_flows_per_ip, 20);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let alone = parse("client_ip_header = \"CF-Connecting-IP\"").unwrap();
+        assert!(
+            alone.warnings.iter().any(|w| w.contains("trusted_proxies")),
+            "{:?}",
+            alone.warnings
+        );
+        error_at(
+            "client_ip_header = \"X Forwarded: For\"",
+            "client_ip_header",
+            "not a header name",
+        );
+        error_at(
+            "[login]\nmax_flows_per_ip = 0",
+            "login.max_flows_per_ip",
+            "out of range",
         );
     }
 

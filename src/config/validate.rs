@@ -140,6 +140,31 @@ pub(super) fn validate(
         }
     }
 
+    let client_ip_header = match f.client_ip_header.as_deref().map(str::trim) {
+        None => d.client_ip_header.clone(),
+        Some(h)
+            if !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            h.to_ascii_lowercase()
+        }
+        Some(h) => {
+            push(
+                errors,
+                "client_ip_header",
+                format!("\"{h}\" is not a header name; write e.g. \"X-Forwarded-For\", \"Fly-Client-IP\" or \"CF-Connecting-IP\""),
+            );
+            d.client_ip_header.clone()
+        }
+    };
+    if f.client_ip_header.is_some() && trusted_proxies.is_empty() {
+        warnings.push(format!(
+            "client_ip_header = \"{client_ip_header}\" is set but trusted_proxies is empty, so the header is never believed; \
+             list the proxy's addresses in trusted_proxies"
+        ));
+    }
+
     let idle = dur(
         errors,
         "session.idle_timeout",
@@ -200,6 +225,12 @@ pub(super) fn validate(
             d.login.failure_window,
         )
         .unwrap_or(d.login.failure_window),
+        max_flows_per_ip: count(
+            errors,
+            "login.max_flows_per_ip",
+            f.login.max_flows_per_ip,
+            d.login.max_flows_per_ip,
+        ),
         methods: Vec::new(),
     };
     let plex = f.plex.map(|p| plex(errors, p));
@@ -242,6 +273,7 @@ pub(super) fn validate(
         data_dir: nonempty_path(errors, "data_dir", f.data_dir).unwrap_or(d.data_dir),
         theme_dir: nonempty_path(errors, "theme_dir", f.theme_dir),
         trusted_proxies,
+        client_ip_header,
         session: SessionConfig {
             idle_timeout: idle.unwrap_or(d.session.idle_timeout),
             max_lifetime: max.unwrap_or(d.session.max_lifetime),

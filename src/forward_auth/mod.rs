@@ -198,11 +198,11 @@ async fn identify(
         }
     }
     let mut live = None;
-    if let Some(c) = cookies.get(session::FORWARD_AUTH_COOKIE) {
+    if let Some(c) = cookies.get(session::CookieNames::of(&state.config).forward_auth) {
         live = session::lookup_forward_auth(&*state.store, &state.config, c, now).await?;
     }
     if live.is_none() {
-        if let Some(c) = cookies.get(session::SESSION_COOKIE) {
+        if let Some(c) = cookies.get(session::CookieNames::of(&state.config).session) {
             live = session::lookup(&*state.store, &state.config, c, now).await?;
         }
     }

@@ -19,11 +19,11 @@ use crate::error::WebError;
 use crate::oidc::authorize::{error_redirect, user_allowed, AuthorizeRequest};
 use crate::oidc::error::OAuthError;
 use crate::secrets::{digest, random_token};
-use crate::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::session::{self, CookieNames};
 use crate::state::AppState;
 use crate::store::{Flow, Session, User};
-use crate::web::{ClientIp, Cookies};
-use ratelimit::Verdict;
+use crate::web::{BrowserScheme, ClientIp, Cookies, Transport};
+use ratelimit::{LimitReason, Limited};
 
 pub mod paths {
     pub const LOGIN: &str = "/login";
@@ -79,10 +79,7 @@ pub async fn begin(
     purpose: FlowPurpose,
 ) -> Result<Response, WebError> {
     let now = state.now();
-    let (browser, new_browser) = match cookies.get(BROWSER_COOKIE) {
-        Some(b) if b.len() >= 32 => (b.to_string(), false),
-        _ => (random_token(), true),
-    };
+    let (browser, new_browser) = browser_binding(state, cookies);
     let flow_id = random_token();
     let login_hint = match &purpose {
         FlowPurpose::Authorize(r) => r.login_hint.clone(),
@@ -96,6 +93,20 @@ pub async fn begin(
         created_at: now,
         expires_at: now + FLOW_LIFETIME,
     };
+    if let Err(limited) = state.limiter.open_flow(ip, flow.id_hash, state.now_ms()) {
+        tracing::warn!(target: "audit", event = "sign_in_flow", ip = %ip, outcome = "rate_limited");
+        let mut resp = WebError::page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            format!(
+                "Too many sign-in pages were opened from this address. {}",
+                wait_text(limited.retry_after)
+            ),
+        )
+        .into_response();
+        set_retry_after(&mut resp, limited.retry_after);
+        return Ok(resp);
+    }
     state.store.put_flow(&flow).await?;
     // A Plex-only site in redirect mode shows no doorman page at all: straight to Plex.
     let mut resp = if plex::redirect_mode(state) {
@@ -111,12 +122,40 @@ pub async fn begin(
         render_login(state, &page, StatusCode::OK)
     };
     if new_browser {
-        append_cookie(
-            &mut resp,
-            &session::cookie(&state.config, BROWSER_COOKIE, &browser, None),
-        );
+        append_cookie(&mut resp, &browser_cookie(state, &browser));
     }
     Ok(resp)
+}
+
+/// This browser's binding cookie when doorman minted it, else a new one (and `true`): a value
+/// planted by another site is never adopted.
+pub(crate) fn browser_binding(state: &AppState, cookies: &Cookies) -> (String, bool) {
+    match cookies.get(CookieNames::of(&state.config).browser) {
+        Some(b) if state.csrf.minted(b) => (b.to_string(), false),
+        _ => (state.csrf.mint_browser(), true),
+    }
+}
+
+/// The Set-Cookie value for the browser-binding cookie.
+pub(crate) fn browser_cookie(state: &AppState, value: &str) -> String {
+    session::cookie(
+        &state.config,
+        CookieNames::of(&state.config).browser,
+        value,
+        None,
+    )
+}
+
+/// "Wait 1 second and try again." / "Wait 5 seconds and try again."
+fn wait_text(seconds: i64) -> String {
+    let unit = if seconds == 1 { "second" } else { "seconds" };
+    format!("Wait {seconds} {unit} and try again.")
+}
+
+fn set_retry_after(resp: &mut Response, seconds: i64) {
+    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
 }
 
 /// What the landing page shows for one pending flow.
@@ -180,10 +219,10 @@ const GENERIC_FAILURE: &str = "Wrong username or password.";
 async fn password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    transport: Transport,
     cookies: Cookies,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
-    let now = state.now();
     if !state.config.login.methods.contains(&LoginMethod::Password) {
         return Err(WebError::page(
             StatusCode::FORBIDDEN,
@@ -191,8 +230,8 @@ async fn password(
             "Use the other sign-in option on the previous page.",
         ));
     }
-    let (flow, purpose, browser) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
-    let ip = ip.to_string();
+    let (flow, purpose, browser) =
+        load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
     let username = form.username.trim().to_string();
     let view = |username: &str, error: Option<&str>, status| {
         let v = LoginView {
@@ -212,32 +251,61 @@ async fn password(
     } else {
         state.store.find_user_by_username(&username).await?
     };
-    // The per-account counter is keyed on the account, so its username and its email share
+    // What the log may say about who tried: a name typed into the username field may be a
+    // password, so only an existing account is named.
+    let who = user
+        .as_ref()
+        .map_or_else(|| "unknown".to_string(), |u| u.username.clone());
+    // The per-account budget is keyed on the account, so its username and its email share
     // one budget; unknown names are counted as typed.
     let account = user
         .as_ref()
         .map(|u| u.id.clone())
         .unwrap_or_else(|| username.to_lowercase());
-    if let Verdict::Limited(wait) = state.limiter.check(&ip, &account, now) {
-        tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, outcome = "rate_limited");
-        let msg = format!("Too many failed attempts. Wait {wait} seconds and try again.");
-        let mut resp = view(&username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+    // Reserved before any argon2 work: the limit holds however many requests arrive at once.
+    let attempt = match state.limiter.attempt(ip, &account, &*state.clock).await {
+        Ok(attempt) => attempt,
+        Err(Limited {
+            retry_after,
+            reason,
+        }) => {
+            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %who, ip = %ip, outcome = "rate_limited");
+            let msg = match reason {
+                LimitReason::Busy => format!(
+                    "Too many sign-in attempts are being checked right now. {}",
+                    wait_text(retry_after)
+                ),
+                LimitReason::Failures | LimitReason::Rate => {
+                    format!("Too many failed attempts. {}", wait_text(retry_after))
+                }
+            };
+            let mut resp = view(&username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+            set_retry_after(&mut resp, retry_after);
+            return Ok(resp);
         }
-        return Ok(resp);
-    }
+    };
     let hash = user
         .as_ref()
         .filter(|u| !u.disabled)
         .and_then(|u| u.password_hash.clone());
     // Runs argon2 even for unknown users, so the answer takes the same time (no enumeration).
-    let ok = state.hasher.verify(hash, form.password).await;
+    let Ok(ok) = state.hasher.verify(hash, form.password).await else {
+        // Not checked: the attempt's slot goes back unused when `attempt` drops.
+        drop(attempt);
+        tracing::warn!(ip = %ip, "sign-in refused: the password-check queue is full (503)");
+        let mut resp = view(
+            &username,
+            Some("doorman is busy checking other sign-ins. Try again in a moment."),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+        set_retry_after(&mut resp, 2);
+        return Ok(resp);
+    };
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
-            state.limiter.record_failure(&ip, &account, now);
-            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %username, ip = %ip, client = %client_of(&purpose), outcome = "failure");
+            attempt.failed(state.now_ms());
+            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %who, ip = %ip, client = %client_of(&purpose), outcome = "failure");
             return Ok(view(
                 &username,
                 Some(GENERIC_FAILURE),
@@ -245,7 +313,7 @@ async fn password(
             ));
         }
     };
-    state.limiter.record_success(&account);
+    attempt.succeeded(state.now_ms());
     tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client_of(&purpose), outcome = "success");
     let (set, url) = signed_in(&state, &cookies, &flow, &purpose, &user, "pwd").await?;
     let mut resp = Redirect::to(&url).into_response();
@@ -256,8 +324,9 @@ async fn password(
 }
 
 /// The user proved who they are with `method`: a new SSO session (a fresh id at every sign-in,
-/// so no session fixation; the old one ends), the flow is used up, and the answer is the
-/// session cookie to set and where the browser goes next.
+/// so no session fixation; the old one ends), the flow is used up (and no longer counts
+/// against its IP), the browser-binding cookie is minted anew, and the answer is the cookies
+/// to set and where the browser goes next.
 pub(crate) async fn signed_in(
     state: &AppState,
     cookies: &Cookies,
@@ -266,7 +335,7 @@ pub(crate) async fn signed_in(
     user: &User,
     method: &str,
 ) -> Result<(Vec<String>, String), WebError> {
-    if let Some(old) = cookies.get(SESSION_COOKIE) {
+    if let Some(old) = cookies.get(CookieNames::of(&state.config).session) {
         session::end(&*state.store, old).await?;
     }
     let now = state.now();
@@ -279,8 +348,12 @@ pub(crate) async fn signed_in(
     )
     .await?;
     state.store.delete_flow(&flow.id_hash).await?;
+    state.limiter.flow_completed(&flow.id_hash, state.now_ms());
     let url = completion_url(state, purpose, &session, user).await?;
-    let mut set = vec![session::session_cookie(&state.config, &cookie_value)];
+    let mut set = vec![
+        session::session_cookie(&state.config, &cookie_value),
+        browser_cookie(state, &state.csrf.mint_browser()),
+    ];
     set.extend(session::start_forward_auth(&*state.store, &state.config, &session, now).await?);
     Ok((set, url))
 }
@@ -297,10 +370,14 @@ pub(crate) fn client_of(purpose: &FlowPurpose) -> &str {
 pub(crate) async fn load_flow(
     state: &AppState,
     cookies: &Cookies,
+    transport: Transport,
     flow_id: &str,
     csrf: &str,
 ) -> Result<(Flow, FlowPurpose, String), WebError> {
-    let browser = cookies.get(BROWSER_COOKIE).ok_or_else(forged)?.to_string();
+    let browser = cookies
+        .get(CookieNames::of(&state.config).browser)
+        .ok_or_else(|| missing_browser_cookie(state, transport))?
+        .to_string();
     if flow_id.is_empty()
         || !state
             .csrf
@@ -310,6 +387,28 @@ pub(crate) async fn load_flow(
     }
     let (flow, purpose) = load_browser_flow(state, &browser, flow_id).await?;
     Ok((flow, purpose, browser))
+}
+
+/// No browser cookie on a form post. When the issuer is https and the browser used plain http,
+/// that is why (browsers drop `Secure` cookies on http pages): say so, on the page and in the log.
+fn missing_browser_cookie(state: &AppState, transport: Transport) -> WebError {
+    if state.config.issuer.scheme() != "https" || transport.scheme != BrowserScheme::Http {
+        return forged();
+    }
+    let cause = if transport.via_proxy {
+        "the trusted proxy says the browser used http (X-Forwarded-Proto: http): the user typed an http:// address; redirect http to https at the proxy"
+    } else {
+        "the request came straight to doorman over plain http, not through a trusted proxy: the user typed http://, or the proxy that terminates TLS is not in trusted_proxies or sends no X-Forwarded-Proto"
+    };
+    tracing::warn!(issuer = %state.issuer(), "a sign-in form arrived without doorman's cookie over plain http while the issuer is https, so the browser dropped the Secure cookie; likely cause: {cause}");
+    WebError::page(
+        StatusCode::FORBIDDEN,
+        "This page was opened over plain http",
+        format!(
+            "doorman's address is {}, but this page was opened with http://, so your browser did not keep its sign-in cookie. Open the application again using https:// addresses.",
+            state.issuer()
+        ),
+    )
 }
 
 fn forged() -> WebError {
@@ -375,7 +474,7 @@ pub async fn live_session(
     state: &AppState,
     cookies: &Cookies,
 ) -> Result<Option<(Session, User)>, WebError> {
-    let Some(cookie) = cookies.get(SESSION_COOKIE) else {
+    let Some(cookie) = cookies.get(CookieNames::of(&state.config).session) else {
         return Ok(None);
     };
     let now = state.now();
@@ -490,7 +589,7 @@ async fn login_page(
             None => signed_in_page(&state, &user),
         };
         // Signed in before forward-auth had its cookie (or it was lost): hand one out now.
-        let has_fa = match cookies.get(session::FORWARD_AUTH_COOKIE) {
+        let has_fa = match cookies.get(CookieNames::of(&state.config).forward_auth) {
             Some(c) => session::lookup_forward_auth(&*state.store, &state.config, c, state.now())
                 .await?
                 .is_some(),

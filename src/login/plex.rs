@@ -5,32 +5,28 @@
 //! `plex.mode = "redirect"` come back through `/login/plex/return`, which finds the PIN from
 //! the flow and this browser's cookie, never from the URL (that would be login CSRF).
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
 
 use super::{
-    append_cookie, load_browser_flow, load_flow, render_login, signed_in, FlowPurpose, LoginView,
+    append_cookie, load_browser_flow, load_flow, render_login, set_retry_after, signed_in,
+    FlowPurpose, LoginView,
 };
 use crate::config::{LoginMethod, PlexMode};
 use crate::error::WebError;
 use crate::plex::{auth_app_url_for, PlexError, SignInError};
-use crate::session::BROWSER_COOKIE;
+use crate::session::CookieNames;
 use crate::state::AppState;
 use crate::store::{Flow, PlexPin};
-use crate::web::Cookies;
+use crate::web::{ClientIp, Cookies, Transport};
 
 pub mod paths {
     pub const START: &str = "/login/plex/start";
@@ -47,62 +43,24 @@ const UNAVAILABLE: &str = "Plex is not responding right now. Please try again in
 const EXPIRED: &str = "Your Plex sign-in timed out. Try again to get a new one.";
 const DENIED: &str = "Your Plex account doesn't have access to this server. Ask the owner to share it with you, or use another Plex account.";
 
-pub fn routes(state: &AppState) -> Router<AppState> {
-    // Creating PINs costs a plex.tv call: limited per client IP, wherever a PIN is made.
-    let limited = Router::new()
+pub fn routes(_state: &AppState) -> Router<AppState> {
+    Router::new()
         .route(paths::START, post(start))
         .route(paths::REDIRECT, post(same_tab))
-        .layer(GovernorLayer {
-            config: state.pin_limiter.clone(),
-        });
-    Router::new()
         .route(paths::POLL, post(poll))
         .route(paths::RETURN, get(plex_return))
         .route(paths::POPUP, get(popup_page))
         .route(paths::DONE, get(done_page))
-        .merge(limited)
-}
-
-/// The per-IP limit on creating Plex PINs: a burst of 10, then one every 2 s.
-pub type PinLimiter = Arc<
-    tower_governor::governor::GovernorConfig<ClientIpKey, governor::middleware::NoOpMiddleware>,
->;
-
-pub fn pin_limiter(trusted: &[IpNet]) -> Result<PinLimiter, String> {
-    let mut builder = GovernorConfigBuilder::default().key_extractor(ClientIpKey {
-        trusted: Arc::new(trusted.to_vec()),
-    });
-    builder
-        .period(Duration::from_secs(2))
-        .burst_size(10)
-        .error_handler(|_| {
-            let body = json!({"status": "error", "message": TOO_MANY});
-            (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response()
-        });
-    builder
-        .finish()
-        .map(Arc::new)
-        .ok_or_else(|| "invalid rate limit for Plex PINs".to_string())
 }
 
 const TOO_MANY: &str = "Too many sign-in attempts from this address. Wait a minute and try again.";
 
-/// tower_governor key: the client IP as the rest of doorman sees it (X-Forwarded-For only from
-/// trusted proxies; never a 500 when the peer address is missing).
-#[derive(Clone)]
-pub struct ClientIpKey {
-    trusted: Arc<Vec<IpNet>>,
-}
-
-impl KeyExtractor for ClientIpKey {
-    type Key = IpAddr;
-    fn extract<T>(&self, req: &Request<T>) -> Result<IpAddr, GovernorError> {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        Ok(crate::web::client_ip(peer, req.headers(), &self.trusted))
-    }
+/// Why no PIN was made.
+enum NoPin {
+    /// plex.tv did not answer.
+    Unavailable,
+    /// This IP made too many (the limiter's Plex PIN budget); retry after this many seconds.
+    Limited(i64),
 }
 
 /// Plex-only sites in redirect mode send the browser to Plex from /authorize.
@@ -125,18 +83,24 @@ fn plex_enabled(state: &AppState) -> Result<&crate::plex::PlexService, WebError>
     }
 }
 
-/// Creates a PIN for the flow (replacing an earlier one) and answers the Auth App URL.
+/// Creates a PIN for the flow (replacing an earlier one) and answers the Auth App URL. Each
+/// PIN costs a plex.tv call: the IP's PIN budget is taken first.
 async fn new_pin(
     state: &AppState,
+    ip: IpAddr,
     flow: &Flow,
     forward_url: &str,
-) -> Result<Result<String, &'static str>, WebError> {
+) -> Result<Result<String, NoPin>, WebError> {
     let plex = plex_enabled(state)?;
+    if let Err(limited) = state.limiter.create_pin(ip, state.now_ms()) {
+        tracing::warn!(ip = %ip, "too many Plex PINs from one address");
+        return Ok(Err(NoPin::Limited(limited.retry_after)));
+    }
     let pin = match plex.client.create_pin().await {
         Ok(pin) => pin,
         Err(e) => {
             tracing::warn!(error = %e, "could not create a Plex PIN");
-            return Ok(Err(UNAVAILABLE));
+            return Ok(Err(NoPin::Unavailable));
         }
     };
     let now = state.now();
@@ -196,12 +160,14 @@ fn json_error(e: WebError) -> Response {
 /// POST /login/plex/start: a PIN for this flow and browser; answers the Plex URL for the popup.
 async fn start(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    transport: Transport,
     cookies: Cookies,
     Form(form): Form<FlowForm>,
 ) -> Response {
     let result = async {
-        let (flow, _, _) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
-        new_pin(&state, &flow, &state.url(paths::DONE)).await
+        let (flow, _, _) = load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
+        new_pin(&state, ip, &flow, &state.url(paths::DONE)).await
     }
     .await;
     match result {
@@ -209,10 +175,18 @@ async fn start(
             StatusCode::OK,
             json!({"status": "started", "auth_url": url}),
         ),
-        Ok(Err(message)) => json_status(
+        Ok(Err(NoPin::Unavailable)) => json_status(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "message": message}),
+            json!({"status": "unavailable", "message": UNAVAILABLE}),
         ),
+        Ok(Err(NoPin::Limited(after))) => {
+            let mut resp = json_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"status": "error", "message": TOO_MANY}),
+            );
+            set_retry_after(&mut resp, after);
+            resp
+        }
         Err(e) => json_error(e),
     }
 }
@@ -341,11 +315,13 @@ async fn poll_once(
 /// POST /login/plex/poll: the landing page asks about once a second.
 async fn poll(
     State(state): State<AppState>,
+    transport: Transport,
     cookies: Cookies,
     Form(form): Form<FlowForm>,
 ) -> Response {
     let result = async {
-        let (flow, purpose, _) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
+        let (flow, purpose, _) =
+            load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
         poll_once(&state, &cookies, &flow, &purpose).await
     }
     .await;
@@ -383,23 +359,31 @@ async fn poll(
 /// POST /login/plex/redirect: "continue in this tab" (popups blocked, phones).
 async fn same_tab(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    transport: Transport,
     cookies: Cookies,
     Form(form): Form<FlowForm>,
 ) -> Result<Response, WebError> {
-    let (flow, purpose, browser) = load_flow(&state, &cookies, &form.flow, &form.csrf).await?;
-    match new_pin(&state, &flow, &return_url(&state, &form.flow)).await? {
-        Ok(url) => Ok(Redirect::to(&url).into_response()),
-        Err(message) => {
-            let view = LoginView {
-                purpose: &purpose,
-                flow_id: &form.flow,
-                browser: &browser,
-                username: "",
-                error: Some(message),
-            };
-            Ok(render_login(&state, &view, StatusCode::SERVICE_UNAVAILABLE))
-        }
+    let (flow, purpose, browser) =
+        load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
+    let (message, status, retry) =
+        match new_pin(&state, ip, &flow, &return_url(&state, &form.flow)).await? {
+            Ok(url) => return Ok(Redirect::to(&url).into_response()),
+            Err(NoPin::Unavailable) => (UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE, None),
+            Err(NoPin::Limited(after)) => (TOO_MANY, StatusCode::TOO_MANY_REQUESTS, Some(after)),
+        };
+    let view = LoginView {
+        purpose: &purpose,
+        flow_id: &form.flow,
+        browser: &browser,
+        username: "",
+        error: Some(message),
+    };
+    let mut resp = render_login(&state, &view, status);
+    if let Some(after) = retry {
+        set_retry_after(&mut resp, after);
     }
+    Ok(resp)
 }
 
 fn return_url(state: &AppState, flow_id: &str) -> String {
@@ -416,25 +400,28 @@ pub async fn redirect_to_plex(
     flow: &Flow,
     flow_id: &str,
 ) -> Result<Response, WebError> {
-    if state.pin_limiter.limiter().check_key(&ip).is_err() {
-        return Err(WebError::page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many sign-in attempts",
-            TOO_MANY,
-        ));
-    }
-    match new_pin(state, flow, &return_url(state, flow_id)).await? {
+    match new_pin(state, ip, flow, &return_url(state, flow_id)).await? {
         Ok(url) => match HeaderValue::from_str(&url) {
             Ok(v) => Ok((StatusCode::FOUND, [(header::LOCATION, v)]).into_response()),
             Err(_) => Err(WebError::Internal(
                 "the Plex URL is not a valid header".into(),
             )),
         },
-        Err(message) => Err(WebError::page(
+        Err(NoPin::Unavailable) => Err(WebError::page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Plex is not responding",
-            message,
+            UNAVAILABLE,
         )),
+        Err(NoPin::Limited(after)) => {
+            let mut resp = WebError::page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-in attempts",
+                TOO_MANY,
+            )
+            .into_response();
+            set_retry_after(&mut resp, after);
+            Ok(resp)
+        }
     }
 }
 
@@ -459,7 +446,10 @@ async fn plex_return(
             "Go back to the application and sign in again.",
         )
     };
-    let browser = cookies.get(BROWSER_COOKIE).ok_or_else(forged)?.to_string();
+    let browser = cookies
+        .get(CookieNames::of(&state.config).browser)
+        .ok_or_else(forged)?
+        .to_string();
     let (flow, purpose) = load_browser_flow(&state, &browser, &flow_id).await?;
     let mut outcome = Poll::Pending(None);
     for attempt in 0..4 {

@@ -17,8 +17,7 @@ use super::paths;
 use super::token::TokenRequest;
 use crate::error::WebError;
 use crate::login::{self, append_cookie, FlowPurpose};
-use crate::secrets::random_token;
-use crate::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::session::{self, CookieNames};
 use crate::state::AppState;
 use crate::web::{ClientIp, Cookies};
 
@@ -376,12 +375,13 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
             }
         },
     };
-    let session_cookie = cookies.get(SESSION_COOKIE);
+    let names = CookieNames::of(&state.config);
+    let session_cookie = cookies.get(names.session);
     let live = match session_cookie {
         Some(c) => session::lookup(&*state.store, &state.config, c, now).await?,
         None => None,
     };
-    let browser = cookies.get(BROWSER_COOKIE).map(str::to_string);
+    let browser = cookies.get(names.browser).map(str::to_string);
     let confirmed_by_form = p.confirm.as_deref() == Some("yes");
     if confirmed_by_form {
         let valid = match (&browser, &p.csrf) {
@@ -401,10 +401,7 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
         .is_some_and(|h| live.as_ref().is_none_or(|(_, u)| u.id == h.sub));
     if let (Some((_, user)), false, false) = (&live, hint_matches, confirmed_by_form) {
         // Ask first.
-        let (browser, new_browser) = match browser {
-            Some(b) if b.len() >= 32 => (b, false),
-            _ => (random_token(), true),
-        };
+        let (browser, new_browser) = login::browser_binding(&state, &cookies);
         let html = state.templates.render(
             "logout.html",
             serde_json::json!({
@@ -420,10 +417,7 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
         );
         let mut resp = crate::web::html(StatusCode::OK, html);
         if new_browser {
-            append_cookie(
-                &mut resp,
-                &session::cookie(&state.config, BROWSER_COOKIE, &browser, None),
-            );
+            append_cookie(&mut resp, &login::browser_cookie(&state, &browser));
         }
         return Ok(resp);
     }
@@ -447,7 +441,7 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
     };
     append_cookie(
         &mut resp,
-        &session::clear_cookie(&state.config, SESSION_COOKIE),
+        &session::clear_cookie(&state.config, names.session),
     );
     // The forward-auth cookie's session is gone with the SSO session; clear the cookie too.
     if let Some(c) = session::clear_forward_auth_cookie(&state.config) {

@@ -749,3 +749,103 @@ async fn user_disable_reaches_a_running_server() {
     assert!(query(&back).contains_key("code"));
     drop(serve);
 }
+
+/// A username is attacker input: one with a newline must not forge an audit line in the text
+/// log, and a name that is no account (perhaps a password typed into the wrong field) is logged
+/// as "unknown", never as typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usernames_cannot_forge_log_lines_nor_leak_into_them() {
+    let setup = Setup::new();
+    setup.add_alice();
+    let (_setup, serve) = Serve::start(setup, &[]).await;
+    let idp = serve.idp.clone();
+    let browser = Browser::new();
+    let forged = "mallory\n2026-12-01T00:00:00.000000Z  INFO audit: event=\"sign_in\" method=\"password\" user=alice ip=127.0.0.1 outcome=\"success\"";
+    let typed_password = "Hunter2-typed-into-the-username-field";
+    let page = browser.get(&idp.auth_request(RP, "openid").url).await;
+    let failed = browser.submit_login(&page, forged, "whatever").await;
+    failed.assert_status(401);
+    let failed = browser.submit_login(&failed, typed_password, "x").await;
+    failed.assert_status(401);
+    let failed = browser.submit_login(&failed, ALICE, "wrong-password").await;
+    failed.assert_status(401);
+
+    let out = serve.signal_and_wait("-TERM");
+    let log = text(&out.stdout);
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("audit") && l.contains("sign_in"))
+        .collect();
+    assert_eq!(audit.len(), 3, "one line per attempt:\n{log}");
+    assert!(
+        !log.contains("outcome=\"success\""),
+        "a forged success line:\n{log}"
+    );
+    assert!(!log.contains("user=alice ip=127.0.0.1 outcome"), "{log}");
+    assert!(
+        !log.contains(typed_password),
+        "the typed text is logged:\n{log}"
+    );
+    assert!(
+        !log.contains("mallory"),
+        "an unknown name is logged:\n{log}"
+    );
+    assert_eq!(
+        audit.iter().filter(|l| l.contains("user=unknown")).count(),
+        2,
+        "{log}"
+    );
+    assert!(audit.iter().any(|l| l.contains("user=alice")), "{log}");
+}
+
+/// An https issuer reached over plain http: the browser drops the Secure cookie, and the log
+/// says so and names the likely cause (not just the page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_issuer_over_plain_http_is_logged() {
+    let setup = Setup::new();
+    let opts = Options {
+        issuer_override: Some(format!("https://127.0.0.1:{}", setup.port)),
+        ..Default::default()
+    };
+    std::fs::write(
+        setup.config(),
+        config_text(setup.port, &setup.dir.path().join("data"), &opts),
+    )
+    .unwrap();
+    let (setup, serve) = Serve::start(setup, &[]).await;
+    let http = reqwest::Client::new();
+    let url = idp_url_over_http(&serve.idp.auth_request(RP, "openid").url, setup.port);
+    let page = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let form = LoginForm::parse(&page).unwrap();
+    let action = idp_url_over_http(&form.action, setup.port);
+    let resp = http
+        .post(&action)
+        .form(&[
+            ("flow", form.flow.as_str()),
+            ("csrf", form.csrf.as_str()),
+            ("username", ALICE),
+            ("password", ALICE_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let out = serve.signal_and_wait("-TERM");
+    let log = text(&out.stdout);
+    let line = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("over plain http"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(line.contains("http://"), "{line}");
+    assert!(line.contains("X-Forwarded-Proto"), "{line}");
+}
+
+fn idp_url_over_http(url: &str, port: u16) -> String {
+    let u = url::Url::parse(url).unwrap();
+    let mut s = format!("http://127.0.0.1:{port}{}", u.path());
+    if let Some(q) = u.query() {
+        s.push('?');
+        s.push_str(q);
+    }
+    s
+}

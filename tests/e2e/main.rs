@@ -24,6 +24,8 @@ mod proxy_forward_auth;
 mod proxy_nginx;
 mod restart;
 mod rp;
+mod signin_cookies;
+mod signin_limits;
 mod sso;
 mod token_rules;
 mod tokens;
