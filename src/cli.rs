@@ -200,13 +200,22 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let store = server::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            let key = crate::keys::rotate(&*store, now, server::key_overlap(&config))
-                .await
-                .map_err(|e| e.to_string())?;
+            let key = crate::keys::rotate(
+                &*store,
+                now,
+                server::key_publish_ahead(),
+                server::key_overlap(&config),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             println!(
-                "new signing key {} is active; a running server picks it up within {} s",
+                "new signing key {} is published now (a running server picks it up within {} s) \
+                 and starts signing at {} ({} s from now, once cached JWKS have it); the previous \
+                 key stays published until its tokens expire",
                 key.kid,
-                server::KEY_RELOAD_EVERY.as_secs()
+                server::KEY_RELOAD_EVERY.as_secs(),
+                crate::keys::utc(key.active_from),
+                key.active_from - now
             );
             Ok(())
         }
