@@ -252,6 +252,13 @@ impl Provider {
                 "the user's access has been withdrawn",
             ));
         }
+        // A federation's re-check may just have changed the user (Plex owner groups): the
+        // tokens say what it found. The read is a cache hit unless it did.
+        let user = if self.policy.is_some() {
+            self.active_user(&old.user_id).await?
+        } else {
+            user
+        };
         let mut resp = self
             .mint(
                 client,
