@@ -680,3 +680,45 @@ async fn user_disable_reaches_a_running_server() {
     assert!(query(&back).contains_key("code"));
     drop(serve);
 }
+
+#[test]
+fn check_config_refuses_plain_http_redirects_with_an_https_issuer_and_warns_of_an_http_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.toml");
+    let client = |uri: &str, extra: &str| {
+        format!(
+            "[[clients]]\nid = \"app\"\nsecret = \"0123456789abcdef-app\"\nredirect_uris = [\"{uri}\"]\n{extra}"
+        )
+    };
+    let check = |toml: String| {
+        std::fs::write(&path, toml).unwrap();
+        run(&["check-config", "--config", path.to_str().unwrap()])
+    };
+    let https = "issuer = \"https://auth.example.com\"\n";
+    let out = check(format!("{https}{}", client("http://app.example.com/cb", "")));
+    assert!(!out.status.success(), "accepted");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("clients[0].redirect_uris[0]")
+            && stderr.contains("allow_http_redirect_uris = true"),
+        "{stderr}"
+    );
+    let out = check(format!(
+        "{https}{}",
+        client("http://192.168.1.20:8096/cb", "allow_http_redirect_uris = true")
+    ));
+    assert_ok(&out, "a LAN app that opted in");
+    let out = check(format!("{https}{}", client("http://localhost:5173/cb", "")));
+    assert_ok(&out, "a loopback redirect");
+
+    let out = check(format!(
+        "issuer = \"http://auth.example.com\"\n{}",
+        client("http://app.example.com/cb", "")
+    ));
+    assert_ok(&out, "an http issuer is a warning, not an error");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        all.contains("http://auth.example.com") && all.contains("unencrypted"),
+        "the warning is printed:\n{all}"
+    );
+}
