@@ -458,14 +458,21 @@ async fn user_command(
     Ok(())
 }
 
-/// Sets up logging on stdout (Fly has no usable stderr for logs).
+/// Sets up logging: the server's on stdout (Fly has no usable stderr for logs); the other
+/// commands print their result on stdout (snippets, secrets), so their warnings go to stderr.
 pub fn init_logging(format: LogFormat, serving: bool) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let writer = if serving {
+        BoxMakeWriter::new(std::io::stdout)
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
