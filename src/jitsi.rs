@@ -295,8 +295,8 @@ pub fn invite_token(
     id: &str,
     expires_at: Timestamp,
 ) -> Result<String, MacError> {
-    let body = URL_SAFE_NO_PAD
-        .encode(json!({"r": room_safe(room), "i": id, "e": expires_at}).to_string());
+    let body =
+        URL_SAFE_NO_PAD.encode(json!({"r": room_safe(room), "i": id, "e": expires_at}).to_string());
     let tag = invite_mac(config, &body)?;
     Ok(format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag)))
 }
@@ -339,7 +339,10 @@ pub fn read_invite(
     if claims.get("r").and_then(Value::as_str) != Some(room_safe(room).as_str()) {
         return None;
     }
-    let expires_at = claims.get("e").and_then(Value::as_i64).filter(|e| now < *e)?;
+    let expires_at = claims
+        .get("e")
+        .and_then(Value::as_i64)
+        .filter(|e| now < *e)?;
     let id = claims.get("i").and_then(Value::as_str)?.to_string();
     Some(Invite { id, expires_at })
 }
@@ -409,8 +412,15 @@ pub fn destination(
     if !may_join(config, user) {
         return Ok(state.url(&format!("/jitsi/{}", encode_uri_component(room))));
     }
-    let token = mint(config, &participant(config, user), room, false, state.now(), None)
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let token = mint(
+        config,
+        &participant(config, user),
+        room,
+        false,
+        state.now(),
+        None,
+    )
+    .map_err(|e| WebError::Internal(e.to_string()))?;
     tracing::info!(target: "audit", event = "jitsi_token", user = %user.username, room = %room_safe(room));
     Ok(redirect_url(config, room, &token, hash))
 }
@@ -913,7 +923,9 @@ mod tests {
         assert_eq!(claims["exp"], 1060);
         let long = mint(&c, &Participant::Guest, "r", true, 1000, Some(1_000_000)).unwrap();
         let claims: Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(long.split('.').nth(1).unwrap()).unwrap(),
+            &URL_SAFE_NO_PAD
+                .decode(long.split('.').nth(1).unwrap())
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(claims["exp"], 1000 + 3 * 3600);

@@ -754,7 +754,11 @@ mod tests {
             "{:?}",
             plain.warnings
         );
-        for local in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"] {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
             let c = parse(&format!("issuer = \"{local}\"")).unwrap();
             assert!(c.warnings.is_empty(), "{local}: {:?}", c.warnings);
         }

@@ -366,14 +366,11 @@ const LOGOUT_PURPOSE: &str = "logout";
 /// people out. post_logout_redirect_uri is honoured only when registered for that client.
 async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Response, WebError> {
     let now = state.now();
-    let hint = p
-        .id_token_hint
-        .as_deref()
-        .and_then(|t| {
-            state
-                .provider
-                .read_id_token_hint(t, |aud| state.clients.get(aud).is_some())
-        });
+    let hint = p.id_token_hint.as_deref().and_then(|t| {
+        state
+            .provider
+            .read_id_token_hint(t, |aud| state.clients.get(aud).is_some())
+    });
     let client_id = match (&hint, p.client_id.as_deref()) {
         (Some(h), Some(c)) if h.aud != c => {
             return Err(WebError::bad_request(

@@ -305,7 +305,12 @@ impl PlexService {
 
     /// Brings the user's owner groups in line with `owner` (a re-check found ownership begun
     /// or ended). Reads the user afresh, so nothing else about them is overwritten.
-    async fn sync_owner_groups(&self, user_id: &str, owner: bool, now: Timestamp) -> Result<(), StoreError> {
+    async fn sync_owner_groups(
+        &self,
+        user_id: &str,
+        owner: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let Some(mut user) = self.store.get_user(user_id).await? else {
             return Ok(());
         };

@@ -755,9 +755,16 @@ async fn grants_keep_their_sid_and_rotated_refresh_tokens_can_still_be_found() {
     };
     assert_eq!(grant.sid.as_deref(), Some("sid-of-the-session"));
     // The used token is no longer live, but it is still found, with its grant.
-    assert!(store.get_refresh_token(&h(40), NOW + 2).await.unwrap().is_none());
+    assert!(store
+        .get_refresh_token(&h(40), NOW + 2)
+        .await
+        .unwrap()
+        .is_none());
     let found = store.find_refresh_token(&h(40)).await.unwrap().unwrap();
-    assert_eq!((found.grant_id.as_str(), found.used_at), ("g1", Some(NOW + 1)));
+    assert_eq!(
+        (found.grant_id.as_str(), found.used_at),
+        ("g1", Some(NOW + 1))
+    );
     assert!(store.find_refresh_token(&h(42)).await.unwrap().is_none());
 }
 
@@ -782,18 +789,42 @@ async fn guest_links_admit_their_uses_until_expired_or_revoked() {
     let store = with_grant(&dir).await;
     store.create_guest_link(&guest_link("l1", 2)).await.unwrap();
     store.create_guest_link(&guest_link("l2", 5)).await.unwrap();
-    assert!(!store.use_guest_link("l1", "other", NOW).await.unwrap(), "another room");
+    assert!(
+        !store.use_guest_link("l1", "other", NOW).await.unwrap(),
+        "another room"
+    );
     assert!(store.use_guest_link("l1", "standup", NOW).await.unwrap());
     let live = store.list_guest_links("u1", "standup", NOW).await.unwrap();
     assert_eq!(live.len(), 2);
-    assert!(live.iter().any(|l| l.id == "l1" && l.uses_left == 1 && l.uses == 2));
+    assert!(live
+        .iter()
+        .any(|l| l.id == "l1" && l.uses_left == 1 && l.uses == 2));
     assert!(store.use_guest_link("l1", "standup", NOW).await.unwrap());
-    assert!(!store.use_guest_link("l1", "standup", NOW).await.unwrap(), "used up");
-    assert!(!store.use_guest_link("l2", "standup", NOW + 3600).await.unwrap(), "expired");
-    assert!(!store.revoke_guest_link("l2", "someone-else", NOW).await.unwrap());
+    assert!(
+        !store.use_guest_link("l1", "standup", NOW).await.unwrap(),
+        "used up"
+    );
+    assert!(
+        !store
+            .use_guest_link("l2", "standup", NOW + 3600)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(!store
+        .revoke_guest_link("l2", "someone-else", NOW)
+        .await
+        .unwrap());
     assert!(store.revoke_guest_link("l2", "u1", NOW).await.unwrap());
-    assert!(!store.use_guest_link("l2", "standup", NOW).await.unwrap(), "revoked");
-    assert!(store.list_guest_links("u1", "standup", NOW).await.unwrap().is_empty());
+    assert!(
+        !store.use_guest_link("l2", "standup", NOW).await.unwrap(),
+        "revoked"
+    );
+    assert!(store
+        .list_guest_links("u1", "standup", NOW)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.sweep(NOW + 3600).await.unwrap().guest_links, 2);
 }
 

@@ -543,9 +543,15 @@ async fn no_secrets_in_the_logs() {
                 && f["reason"].as_str().is_some_and(|r| r.contains(reason))
         })
     };
-    assert!(logged("client_auth", "failed"), "client_auth failure:\n{log}");
+    assert!(
+        logged("client_auth", "failed"),
+        "client_auth failure:\n{log}"
+    );
     assert!(logged("code_exchange", "already used"), "replay:\n{log}");
-    assert!(logged("code_exchange", "code_verifier"), "PKCE mismatch:\n{log}");
+    assert!(
+        logged("code_exchange", "code_verifier"),
+        "PKCE mismatch:\n{log}"
+    );
     let secrets = [
         ("alice's password", ALICE_PASSWORD.to_string()),
         (
@@ -695,7 +701,10 @@ fn check_config_refuses_plain_http_redirects_with_an_https_issuer_and_warns_of_a
         run(&["check-config", "--config", path.to_str().unwrap()])
     };
     let https = "issuer = \"https://auth.example.com\"\n";
-    let out = check(format!("{https}{}", client("http://app.example.com/cb", "")));
+    let out = check(format!(
+        "{https}{}",
+        client("http://app.example.com/cb", "")
+    ));
     assert!(!out.status.success(), "accepted");
     let stderr = text(&out.stderr);
     assert!(
@@ -705,7 +714,10 @@ fn check_config_refuses_plain_http_redirects_with_an_https_issuer_and_warns_of_a
     );
     let out = check(format!(
         "{https}{}",
-        client("http://192.168.1.20:8096/cb", "allow_http_redirect_uris = true")
+        client(
+            "http://192.168.1.20:8096/cb",
+            "allow_http_redirect_uris = true"
+        )
     ));
     assert_ok(&out, "a LAN app that opted in");
     let out = check(format!("{https}{}", client("http://localhost:5173/cb", "")));

@@ -188,12 +188,19 @@ async fn a_rotated_key_is_published_a_jwks_max_age_before_it_signs() {
     let t = server
         .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
         .await;
-    assert_eq!(jwt_header(&t.id_token)["kid"], old[0].as_str(), "not signing yet");
+    assert_eq!(
+        jwt_header(&t.id_token)["kid"],
+        old[0].as_str(),
+        "not signing yet"
+    );
 
     // A restart before the switch adds no key and still signs with the old one.
     server.restart().await;
     assert_eq!(stored_keys(&server).await.len(), 2);
-    assert_eq!(check_jwks(&browser, &server.url("/jwks.json")).await.len(), 2);
+    assert_eq!(
+        check_jwks(&browser, &server.url("/jwks.json")).await.len(),
+        2
+    );
     let t = server
         .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
         .await;
@@ -206,7 +213,10 @@ async fn a_rotated_key_is_published_a_jwks_max_age_before_it_signs() {
         .await;
     assert_eq!(jwt_header(&t.id_token)["kid"], key.kid.as_str());
     let kids = check_jwks(&browser, &server.url("/jwks.json")).await;
-    assert!(kids.contains(&old[0]) && kids.contains(&key.kid), "{kids:?}");
+    assert!(
+        kids.contains(&old[0]) && kids.contains(&key.kid),
+        "{kids:?}"
+    );
 
     // Once the old key's tokens have expired, it is gone.
     server.clock.advance(overlap);

@@ -1182,7 +1182,12 @@ async fn jitsi_guest_link_uses_are_counted_and_racing_guests_get_one_each() {
         match page.status {
             302 => {
                 let claims = jwt_claims(&token_in(&raw_location(&page)));
-                ids.push(claims["context"]["user"]["id"].as_str().unwrap().to_string());
+                ids.push(
+                    claims["context"]["user"]["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
             }
             403 => {
                 assert!(page.location().is_none());
@@ -1285,7 +1290,9 @@ async fn jitsi_state_cannot_skip_the_prejoin_screen() {
         "config.prejoinConfig.enabled": false,
         "config.startWithAudioMuted": true,
     });
-    let page = browser.get(&with_state(&server, "AttackersRoom", &state)).await;
+    let page = browser
+        .get(&with_state(&server, "AttackersRoom", &state))
+        .await;
     page.assert_status(302);
     assert_eq!(
         hash_params(&raw_location(&page)),
@@ -1293,7 +1300,9 @@ async fn jitsi_state_cannot_skip_the_prejoin_screen() {
     );
     // Through a sign-in too.
     let fresh = Browser::new();
-    let landing = fresh.get(&with_state(&server, "AttackersRoom", &state)).await;
+    let landing = fresh
+        .get(&with_state(&server, "AttackersRoom", &state))
+        .await;
     let done = fresh.submit_login(&landing, ALICE, ALICE_PASSWORD).await;
     assert_eq!(done.status, 303);
     assert_eq!(
@@ -1303,8 +1312,10 @@ async fn jitsi_state_cannot_skip_the_prejoin_screen() {
     // A guest link's state neither.
     let link = make_guest_link(&server, &browser, "Standup", "3600").await;
     let mut url = Url::parse(&link).unwrap();
-    url.query_pairs_mut()
-        .append_pair("state", &json!({"config.prejoinConfig.enabled": false}).to_string());
+    url.query_pairs_mut().append_pair(
+        "state",
+        &json!({"config.prejoinConfig.enabled": false}).to_string(),
+    );
     let page = Browser::new().get(url.as_str()).await;
     page.assert_status(302);
     assert!(hash_params(&raw_location(&page)).is_empty());

@@ -275,7 +275,11 @@ async fn a_jwt_access_token_is_no_id_token_hint() {
     let browser = Browser::new();
     let tokens = jwt_app_tokens(&server, &browser).await;
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(jwt_header(access)["typ"], "JWT", "signed by doorman, but not an id_token");
+    assert_eq!(
+        jwt_header(access)["typ"],
+        "JWT",
+        "signed by doorman, but not an id_token"
+    );
     let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
 
     let page = browser

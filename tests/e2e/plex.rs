@@ -1654,13 +1654,8 @@ async fn a_retry_during_a_slow_poll_keeps_the_new_pin() {
 async fn owner_groups_follow_ownership_at_the_recheck() {
     let (fake, server) = setup("owner_groups = [\"admins\"]\n").await;
     let browser = Browser::new();
-    let landing = PlexLanding::open(
-        &server,
-        &browser,
-        RP_CLIENT,
-        "openid groups offline_access",
-    )
-    .await;
+    let landing =
+        PlexLanding::open(&server, &browser, RP_CLIENT, "openid groups offline_access").await;
     let tokens = landing.sign_in(&server, &fake, &browser, OWNER).await;
     assert!(groups(&id_claims(&tokens)).contains(&"admins".to_string()));
     let mut refresh = tokens["refresh_token"].as_str().unwrap().to_string();
@@ -1674,7 +1669,10 @@ async fn owner_groups_follow_ownership_at_the_recheck() {
     page.assert_status(200);
     let g = groups(&id_claims(&page.json()));
     assert!(g.contains(&"plex".to_string()), "still shared: {g:?}");
-    assert!(!g.contains(&"admins".to_string()), "no longer the owner: {g:?}");
+    assert!(
+        !g.contains(&"admins".to_string()),
+        "no longer the owner: {g:?}"
+    );
     let stored = server
         .state
         .store

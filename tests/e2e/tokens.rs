@@ -396,7 +396,13 @@ async fn introspection_answers_only_for_the_clients_own_tokens_unless_a_resource
     let server = TestServer::start(RESOURCE_SERVER).await;
     let browser = Browser::new();
     let t = server
-        .code_flow(&browser, RP, "openid email offline_access", ALICE, ALICE_PASSWORD)
+        .code_flow(
+            &browser,
+            RP,
+            "openid email offline_access",
+            ALICE,
+            ALICE_PASSWORD,
+        )
         .await;
     let introspect = |client: &'static str, secret: &'static str, token: String| {
         let server = &server;
@@ -501,7 +507,9 @@ async fn id_tokens_carry_a_sid_stable_for_the_sso_session() {
         .await;
     assert_eq!(b.id_claims()["sid"], sid.as_str());
     // And after a refresh.
-    let page = server.refresh(RP, a.refresh_token.as_deref().unwrap()).await;
+    let page = server
+        .refresh(RP, a.refresh_token.as_deref().unwrap())
+        .await;
     page.assert_status(200);
     let refreshed = jwt_claims(page.json()["id_token"].as_str().unwrap());
     assert_eq!(refreshed["sid"], sid.as_str());
