@@ -328,11 +328,58 @@ pub async fn rotate(
     publish_ahead: i64,
     keep_old_for: i64,
 ) -> Result<SigningKey, KeyError> {
+    let key = next_key(now, publish_ahead).await?;
+    store.add_signing_key(&key).await?;
+    retire_all_but(store, &key, keep_old_for).await?;
+    Ok(key)
+}
+
+/// Automatic rotation, once for every replica: rotates as `rotate` does if the stored keys are
+/// (still) due for it, and only if no other replica added a key meanwhile. None: not due, or
+/// another replica rotated first.
+pub async fn rotate_if_due(
+    store: &dyn Store,
+    now: Timestamp,
+    rotate_after: i64,
+    publish_ahead: i64,
+    keep_old_for: i64,
+) -> Result<Option<SigningKey>, KeyError> {
+    let keys = store.list_signing_keys().await?;
+    if !rotation_due(&keys, now, rotate_after) {
+        return Ok(None);
+    }
+    let newest = keys
+        .iter()
+        .filter(|k| k.retire_at.is_none())
+        .max_by(|a, b| {
+            a.active_from
+                .cmp(&b.active_from)
+                .then_with(|| a.kid.cmp(&b.kid))
+        })
+        .map(|k| k.kid.clone());
+    let key = next_key(now, publish_ahead).await?;
+    if !store.add_signing_key_after(&key, newest.as_deref()).await? {
+        return Ok(None);
+    }
+    retire_all_but(store, &key, keep_old_for).await?;
+    Ok(Some(key))
+}
+
+/// A new key that signs from `now + publish_ahead` (at least one JWKS max-age).
+async fn next_key(now: Timestamp, publish_ahead: i64) -> Result<SigningKey, KeyError> {
     let mut key = tokio::task::spawn_blocking(move || generate(now))
         .await
         .map_err(|_| KeyError::Generate)??;
     key.active_from = now + publish_ahead.max(JWKS_MAX_AGE);
-    store.add_signing_key(&key).await?;
+    Ok(key)
+}
+
+/// Every other key not yet retiring stays published until `keep_old_for` after `key` signs.
+async fn retire_all_but(
+    store: &dyn Store,
+    key: &SigningKey,
+    keep_old_for: i64,
+) -> Result<(), KeyError> {
     for old in store.list_signing_keys().await? {
         if old.kid != key.kid && old.retire_at.is_none() {
             store
@@ -340,7 +387,7 @@ pub async fn rotate(
                 .await?;
         }
     }
-    Ok(key)
+    Ok(())
 }
 
 /// Whether automatic rotation is due: the newest key (even one still waiting to sign) is older

@@ -315,27 +315,20 @@ pub fn key_publish_ahead() -> i64 {
 /// Automatic rotation (`[keys] rotate_after`), run by the maintenance loop: the next key is
 /// published now and signs `key_publish_ahead()` later.
 pub async fn auto_rotate(state: &AppState, now: i64, after: Duration) {
-    let Ok(list) = state.store.list_signing_keys().await else {
-        return;
-    };
-    if keys::rotation_due(
-        &list,
+    match keys::rotate_if_due(
+        &*state.store,
         now,
         i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-    ) {
-        match keys::rotate(
-            &*state.store,
-            now,
-            key_publish_ahead(),
-            key_overlap(&state.config),
-        )
-        .await
-        {
-            Ok(k) => {
-                tracing::info!(kid = %k.kid, signs_from = k.active_from, "published the next signing key (keys.rotate_after); it starts signing in {} s", k.active_from - now)
-            }
-            Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
+        key_publish_ahead(),
+        key_overlap(&state.config),
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(k)) => {
+            tracing::info!(kid = %k.kid, signs_from = k.active_from, "published the next signing key (keys.rotate_after); it starts signing in {} s", k.active_from - now)
         }
+        Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
     }
 }
 

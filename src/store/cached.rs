@@ -320,6 +320,14 @@ impl Store for CachedStore {
         self.inner.add_signing_key(key).await
     }
 
+    async fn add_signing_key_after(
+        &self,
+        key: &SigningKey,
+        newest: Option<&str>,
+    ) -> StoreResult<bool> {
+        self.inner.add_signing_key_after(key, newest).await
+    }
+
     async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()> {
         self.inner.set_key_retire_at(kid, retire_at).await
     }

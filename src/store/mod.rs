@@ -338,6 +338,13 @@ pub trait Store: Send + Sync + 'static {
     // ---- signing keys ----
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
     async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Adds `key` only if the newest key not yet retiring is still `newest` (None: there is
+    /// none), in one transaction: of two replicas rotating at once, one adds a key.
+    async fn add_signing_key_after(
+        &self,
+        key: &SigningKey,
+        newest: Option<&str>,
+    ) -> StoreResult<bool>;
     async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()>;
 
     // ---- external identities (Plex) ----

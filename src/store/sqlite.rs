@@ -1199,6 +1199,43 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_signing_key_after(
+        &self,
+        key: &SigningKey,
+        newest: Option<&str>,
+    ) -> StoreResult<bool> {
+        let (k, newest) = (key.clone(), newest.map(str::to_owned));
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .prepare_cached(
+                    "SELECT kid FROM signing_keys WHERE retire_at IS NULL \
+                     ORDER BY active_from DESC, kid DESC LIMIT 1",
+                )?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            if current != newest {
+                return Ok(false);
+            }
+            tx.prepare_cached(concat!(
+                "INSERT INTO signing_keys (",
+                key_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![
+                k.kid,
+                k.alg,
+                k.private_pem,
+                k.created_at,
+                k.active_from,
+                k.retire_at
+            ])?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()> {
         let kid = kid.to_owned();
         self.write(move |conn| {

@@ -853,6 +853,37 @@ async fn concurrent_uses_of_a_last_use_admit_exactly_one() {
 // ---- signing keys ----
 
 #[tokio::test]
+async fn a_key_is_added_after_the_newest_only_if_that_is_still_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(store
+        .add_signing_key_after(&key("k1", NOW, None), None)
+        .await
+        .unwrap());
+    assert!(!store
+        .add_signing_key_after(&key("k2", NOW, None), None)
+        .await
+        .unwrap());
+    assert!(store
+        .add_signing_key_after(&key("k2", NOW + 10, None), Some("k1"))
+        .await
+        .unwrap());
+    // Another replica still believing k1 is the newest adds nothing.
+    assert!(!store
+        .add_signing_key_after(&key("k3", NOW + 10, None), Some("k1"))
+        .await
+        .unwrap());
+    let kids: Vec<String> = store
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["k1", "k2"]);
+}
+
+#[tokio::test]
 async fn signing_keys_list_in_activation_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

@@ -252,3 +252,17 @@ async fn automatic_rotation_publishes_ahead_and_does_not_repeat() {
     doorman::server::auto_rotate(&server.state, next.active_from + 3600, after).await;
     assert_eq!(stored_keys(&server).await.len(), 3);
 }
+
+/// Two replicas on one database run their maintenance at the same moment: one new key, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_rotating_at_once_add_one_key() {
+    let server = TestServer::start("").await;
+    let after = std::time::Duration::from_secs(3600);
+    let now = server.now() + 3600;
+    let (a, b) = tokio::join!(
+        doorman::server::auto_rotate(&server.state, now, after),
+        doorman::server::auto_rotate(&server.state, now, after),
+    );
+    let ((), ()) = (a, b);
+    assert_eq!(stored_keys(&server).await.len(), 2);
+}
