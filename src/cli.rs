@@ -312,13 +312,22 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let store = server::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            let key = crate::keys::rotate(&*store, now, server::key_overlap(&config))
-                .await
-                .map_err(|e| e.to_string())?;
+            let key = crate::keys::rotate(
+                &*store,
+                now,
+                server::key_publish_ahead(),
+                server::key_overlap(&config),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             println!(
-                "new signing key {} is active; a running server picks it up within {} s",
+                "new signing key {} is published now (a running server picks it up within {} s) \
+                 and starts signing at {} ({} s from now, once cached JWKS have it); the previous \
+                 key stays published until its tokens expire",
                 key.kid,
-                server::KEY_RELOAD_EVERY.as_secs()
+                server::KEY_RELOAD_EVERY.as_secs(),
+                crate::keys::utc(key.active_from),
+                key.active_from - now
             );
             Ok(())
         }
@@ -580,14 +589,21 @@ async fn user_command(
     Ok(())
 }
 
-/// Sets up logging on stdout (Fly has no usable stderr for logs).
+/// Sets up logging: the server's on stdout (Fly has no usable stderr for logs); the other
+/// commands print their result on stdout (snippets, secrets), so their warnings go to stderr.
 pub fn init_logging(format: LogFormat, serving: bool) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let writer = if serving {
+        BoxMakeWriter::new(std::io::stdout)
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         // Control characters in values are escaped, so a value cannot forge a log line.

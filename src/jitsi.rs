@@ -2,13 +2,15 @@
 //! user in (or reuses the SSO session) and sends them back to the room with an HS256 token that
 //! Prosody's token verifier accepts (../shared/reference/jitsi.md §3). The redirect is always
 //! built from the configured `meet_url`, never from the request. Guests get signed links for one
-//! room. The rules are plain functions below; the handlers at the end only translate.
+//! room, each admitting a counted number of guests (one by default; counted in the store, so
+//! replicas agree) until it expires or its creator revokes it; a guest's token never outlives
+//! its link. The rules are plain functions below; the handlers at the end only translate.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,21 +25,48 @@ use crate::error::WebError;
 use crate::login::{self, FlowPurpose};
 use crate::session::CookieNames;
 use crate::state::AppState;
-use crate::store::{Timestamp, User};
+use crate::store::{GuestLink, Timestamp, User};
 use crate::web::{ClientIp, Cookies};
 
 pub mod paths {
     pub const ROOM: &str = "/jitsi/{room}";
     pub const INVITE: &str = "/jitsi/invite/{room}";
+    /// The creator of a guest link revokes it here (form fields `csrf`, `id`).
+    pub const INVITE_REVOKE: &str = "/jitsi/invite/{room}/revoke";
 }
 
 /// The longest guest link.
 const MAX_INVITE: i64 = 30 * 86_400;
+/// The most guests one link may admit.
+const MAX_USES: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(paths::ROOM, get(room))
         .route(paths::INVITE, get(invite_page).post(invite_create))
+        .route(paths::INVITE_REVOKE, post(invite_revoke))
+}
+
+/// An HMAC that could not be computed: the token or link is refused, never signed with an
+/// empty tag.
+#[derive(Debug, thiserror::Error)]
+#[error("the HMAC key cannot be used")]
+pub struct MacError;
+
+/// HMAC-SHA256 over `parts`, from a MAC that may have failed to build.
+fn finish_mac(
+    mac: Result<Hmac<Sha256>, hmac::digest::InvalidLength>,
+    parts: &[&[u8]],
+) -> Result<Vec<u8>, MacError> {
+    let mut mac = mac.map_err(|_| MacError)?;
+    for p in parts {
+        mac.update(p);
+    }
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, MacError> {
+    finish_mac(<Hmac<Sha256> as Mac>::new_from_slice(key), parts)
 }
 
 // ---- rules ----
@@ -121,14 +150,16 @@ pub fn participant<'a>(config: &JitsiConfig, user: &'a User) -> Participant<'a> 
 
 /// The HS256 token: header exactly `{"alg":"HS256","typ":"JWT"}`, key the raw bytes of
 /// app_secret, integer iat/nbf/exp, no `features` (even an empty one strips moderators'
-/// recording rights), absent profile fields omitted (never null).
+/// recording rights), absent profile fields omitted (never null). `not_after` caps `exp` (a
+/// guest's token ends with its link).
 pub fn mint(
     config: &JitsiConfig,
     who: &Participant<'_>,
     room: &str,
     guest_exact: bool,
     now: Timestamp,
-) -> String {
+    not_after: Option<Timestamp>,
+) -> Result<String, MacError> {
     let room_claim = match (config.room_claim, who, guest_exact) {
         (RoomClaim::Wildcard, Participant::User { .. }, _) => "*".to_string(),
         _ => room_safe(room),
@@ -169,7 +200,7 @@ pub fn mint(
         "room": room_claim,
         "iat": now,
         "nbf": now - skew,
-        "exp": now + lifetime,
+        "exp": not_after.map_or(now + lifetime, |cap| cap.min(now + lifetime)),
         "context": {"user": user},
     });
     sign_hs256(config.app_secret.as_bytes(), &claims)
@@ -177,18 +208,14 @@ pub fn mint(
 
 const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
-fn sign_hs256(secret: &[u8], claims: &Value) -> String {
+fn sign_hs256(secret: &[u8], claims: &Value) -> Result<String, MacError> {
     let mut token = URL_SAFE_NO_PAD.encode(HS256_HEADER);
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
-    // HMAC takes keys of any length; new_from_slice cannot fail for it.
-    let tag = <Hmac<Sha256> as Mac>::new_from_slice(secret).map(|mut mac| {
-        mac.update(token.as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    });
+    let tag = hmac_sha256(secret, &[token.as_bytes()])?;
     token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(tag.unwrap_or_default()));
-    token
+    token.push_str(&URL_SAFE_NO_PAD.encode(tag));
+    Ok(token)
 }
 
 /// Hash parameters jitsi-meet's `{state}` may carry that doorman passes on (scalars only; the
@@ -200,8 +227,14 @@ const STATE_KEYS: &[&str] = &[
     "config.prejoinConfig.enabled",
 ];
 
-/// The allow-listed `config.*` booleans of jitsi-meet's `state` parameter.
-pub fn hash_from_state(state: Option<&str>) -> Vec<(String, bool)> {
+/// The flag that skips jitsi-meet's pre-join screen when false.
+const PREJOIN_FLAG: &str = "config.prejoinConfig.enabled";
+
+/// The allow-listed `config.*` booleans of jitsi-meet's `state` parameter. The state comes from
+/// whoever made the link, another site included: a flag that skips the pre-join screen (which
+/// would drop a signed-in user into that site's room with no click) is passed on only when the
+/// operator chose `skip_prejoin`.
+pub fn hash_from_state(state: Option<&str>, skip_prejoin: bool) -> Vec<(String, bool)> {
     let Some(value) = state.and_then(|s| serde_json::from_str::<Value>(s).ok()) else {
         return Vec::new();
     };
@@ -213,6 +246,7 @@ pub fn hash_from_state(state: Option<&str>) -> Vec<(String, bool)> {
                 .and_then(Value::as_bool)
                 .map(|b| (k.to_string(), b))
         })
+        .filter(|(k, enabled)| skip_prejoin || *enabled || k != PREJOIN_FLAG)
         .collect()
 }
 
@@ -252,50 +286,73 @@ pub fn redirect_url(
     url
 }
 
-/// A guest link's token: the room (roomSafe) and an expiry, MACed with a key derived from
-/// app_secret, so only this deployment makes them and each opens one room until it expires.
-pub fn invite_token(config: &JitsiConfig, room: &str, expires_at: Timestamp) -> String {
-    let body = URL_SAFE_NO_PAD.encode(json!({"r": room_safe(room), "e": expires_at}).to_string());
-    let tag = invite_mac(config, &body);
-    format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag))
+/// A guest link's token: the room (roomSafe), the link's id (its uses are counted in the
+/// store) and its expiry, MACed with a key derived from app_secret, so only this deployment
+/// makes them and each opens one room until it expires.
+pub fn invite_token(
+    config: &JitsiConfig,
+    room: &str,
+    id: &str,
+    expires_at: Timestamp,
+) -> Result<String, MacError> {
+    let body =
+        URL_SAFE_NO_PAD.encode(json!({"r": room_safe(room), "i": id, "e": expires_at}).to_string());
+    let tag = invite_mac(config, &body)?;
+    Ok(format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag)))
 }
 
-fn invite_mac(config: &JitsiConfig, body: &str) -> Vec<u8> {
-    <Hmac<Sha256> as Mac>::new_from_slice(config.app_secret.as_bytes())
-        .map(|mut mac| {
-            mac.update(b"doorman jitsi guest link v1\0");
-            mac.update(body.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        })
-        .unwrap_or_default()
+fn invite_mac(config: &JitsiConfig, body: &str) -> Result<Vec<u8>, MacError> {
+    hmac_sha256(
+        config.app_secret.as_bytes(),
+        &[b"doorman jitsi guest link v1\0", body.as_bytes()],
+    )
 }
 
-/// Whether a guest link is genuine, unexpired and for this room.
-pub fn invite_valid(config: &JitsiConfig, token: &str, room: &str, now: Timestamp) -> bool {
-    let Some((body, tag)) = token.split_once('.') else {
-        return false;
-    };
-    let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
-        return false;
-    };
+/// What a genuine guest link says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    pub id: String,
+    pub expires_at: Timestamp,
+}
+
+/// The guest link, if it is genuine, unexpired and for this room (whether it still has a use
+/// left is the store's to say). Links without an id (made before uses were counted) are not.
+pub fn read_invite(
+    config: &JitsiConfig,
+    token: &str,
+    room: &str,
+    now: Timestamp,
+) -> Option<Invite> {
+    let (body, tag) = token.split_once('.')?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    let expected = invite_mac(config, body).ok()?;
     if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        invite_mac(config, body).as_slice(),
+        expected.as_slice(),
         tag.as_slice(),
     )) {
-        return false;
+        return None;
     }
-    let Some(claims) = URL_SAFE_NO_PAD
+    let claims = URL_SAFE_NO_PAD
         .decode(body)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-    else {
-        return false;
-    };
-    claims.get("r").and_then(Value::as_str) == Some(room_safe(room).as_str())
-        && claims
-            .get("e")
-            .and_then(Value::as_i64)
-            .is_some_and(|e| now < e)
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())?;
+    if claims.get("r").and_then(Value::as_str) != Some(room_safe(room).as_str()) {
+        return None;
+    }
+    let expires_at = claims
+        .get("e")
+        .and_then(Value::as_i64)
+        .filter(|e| now < *e)?;
+    let id = claims.get("i").and_then(Value::as_str)?.to_string();
+    Some(Invite { id, expires_at })
+}
+
+/// The number of guests a link admits, from the form: one unless said otherwise.
+pub fn parse_uses(value: Option<&str>) -> Option<i64> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Some(1),
+        Some(v) => v.parse::<i64>().ok().filter(|n| (1..=MAX_USES).contains(n)),
+    }
 }
 
 // ---- handlers ----
@@ -355,7 +412,15 @@ pub fn destination(
     if !may_join(config, user) {
         return Ok(state.url(&format!("/jitsi/{}", encode_uri_component(room))));
     }
-    let token = mint(config, &participant(config, user), room, false, state.now());
+    let token = mint(
+        config,
+        &participant(config, user),
+        room,
+        false,
+        state.now(),
+        None,
+    )
+    .map_err(|e| WebError::Internal(e.to_string()))?;
     tracing::info!(target: "audit", event = "jitsi_token", user = %user.username, room = %room_safe(room));
     Ok(redirect_url(config, room, &token, hash))
 }
@@ -376,13 +441,31 @@ async fn room(
 ) -> Result<Response, WebError> {
     let config = config(&state)?;
     let room = room_from(path)?;
-    let hash = hash_from_state(q.state.as_deref());
+    let hash = hash_from_state(q.state.as_deref(), config.skip_prejoin);
     if let Some(invite) = q.invite.as_deref() {
-        if !invite_valid(config, invite, &room, state.now()) {
+        let now = state.now();
+        let Some(invite) = read_invite(config, invite, &room, now) else {
             return Err(WebError::page(StatusCode::FORBIDDEN, "This guest link is not valid", "It has expired or is for another room. Ask the person who invited you for a new one."));
+        };
+        // One use, taken atomically: of two guests racing for the last one, one gets in.
+        if !state
+            .store
+            .use_guest_link(&invite.id, &room_safe(&room), now)
+            .await?
+        {
+            tracing::info!(target: "audit", event = "jitsi_guest_link", outcome = "refused", room = %room_safe(&room), "guest link used up or revoked");
+            return Err(WebError::page(StatusCode::FORBIDDEN, "This guest link has been used", "It has let in as many guests as it was made for, or it was revoked. Ask the person who invited you for a new one."));
         }
         tracing::info!(target: "audit", event = "jitsi_token", user = "guest", room = %room_safe(&room));
-        let token = mint(config, &Participant::Guest, &room, true, state.now());
+        let token = mint(
+            config,
+            &Participant::Guest,
+            &room,
+            true,
+            now,
+            Some(invite.expires_at),
+        )
+        .map_err(|e| WebError::Internal(e.to_string()))?;
         return Ok(to_meet(&redirect_url(config, &room, &token, &hash)));
     }
     if let Some((_, user)) = login::live_session(&state, &cookies).await? {
@@ -399,9 +482,23 @@ struct InvitePage<'a> {
     base: &'a str,
     room: &'a str,
     action: &'a str,
+    revoke_action: &'a str,
     csrf: &'a str,
     link: Option<&'a str>,
     expires: Option<&'a str>,
+    /// How many guests the link just made admits.
+    uses: Option<i64>,
+    /// The creator's live links for this room.
+    links: Vec<LinkView>,
+    notice: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LinkView {
+    id: String,
+    expires: String,
+    uses: i64,
+    uses_left: i64,
 }
 
 fn invite_purpose(room: &str) -> String {
@@ -437,6 +534,58 @@ async fn moderator(
     Ok(Ok(user))
 }
 
+/// What the invitation page shows besides its form.
+#[derive(Default)]
+struct Shown<'a> {
+    link: Option<&'a str>,
+    expires: Option<&'a str>,
+    uses: Option<i64>,
+    notice: Option<&'a str>,
+}
+
+/// The invitation page for `user`, with their live links for the room.
+async fn render_invite(
+    state: &AppState,
+    room: &str,
+    user: &User,
+    csrf: &str,
+    shown: Shown<'_>,
+) -> Result<Response, WebError> {
+    let now = state.now();
+    let links = state
+        .store
+        .list_guest_links(&user.id, &room_safe(room), now)
+        .await?
+        .into_iter()
+        .map(|l: GuestLink| LinkView {
+            expires: crate::config::format_duration(std::time::Duration::from_secs(
+                u64::try_from(l.expires_at - now).unwrap_or(0),
+            )),
+            id: l.id,
+            uses: l.uses,
+            uses_left: l.uses_left,
+        })
+        .collect();
+    let action = state.url(&format!("/jitsi/invite/{}", encode_uri_component(room)));
+    let revoke_action = format!("{action}/revoke");
+    let html = state.templates.render(
+        "jitsi_invite.html",
+        InvitePage {
+            base: state.issuer(),
+            room,
+            action: &action,
+            revoke_action: &revoke_action,
+            csrf,
+            link: shown.link,
+            expires: shown.expires,
+            uses: shown.uses,
+            links,
+            notice: shown.notice,
+        },
+    );
+    Ok(crate::web::html(StatusCode::OK, html))
+}
+
 /// GET /jitsi/invite/{room}: a moderator chooses how long a guest link lasts.
 async fn invite_page(
     State(state): State<AppState>,
@@ -445,24 +594,13 @@ async fn invite_page(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, WebError> {
     let room = room_from(path)?;
-    if let Err(resp) = moderator(&state, &cookies, ip, &room).await? {
-        return Ok(resp);
-    }
+    let user = match moderator(&state, &cookies, ip, &room).await? {
+        Ok(u) => u,
+        Err(resp) => return Ok(resp),
+    };
     let (browser, new_browser) = login::browser_binding(&state, &cookies);
-    let action = state.url(&format!("/jitsi/invite/{}", encode_uri_component(&room)));
     let csrf = state.csrf.token(&invite_purpose(&room), &browser);
-    let html = state.templates.render(
-        "jitsi_invite.html",
-        InvitePage {
-            base: state.issuer(),
-            room: &room,
-            action: &action,
-            csrf: &csrf,
-            link: None,
-            expires: None,
-        },
-    );
-    let mut resp = crate::web::html(StatusCode::OK, html);
+    let mut resp = render_invite(&state, &room, &user, &csrf, Shown::default()).await?;
     if new_browser {
         login::append_cookie(&mut resp, &login::browser_cookie(&state, &browser));
     }
@@ -476,6 +614,17 @@ struct InviteForm {
     /// Seconds.
     #[serde(default)]
     valid_for: String,
+    /// How many guests the link admits (default 1).
+    #[serde(default)]
+    uses: Option<String>,
+}
+
+fn form_not_verified() -> WebError {
+    WebError::page(
+        StatusCode::FORBIDDEN,
+        "This form could not be verified",
+        "Open the invitation page again and retry.",
+    )
 }
 
 /// POST /jitsi/invite/{room}: makes the link.
@@ -499,11 +648,7 @@ async fn invite_create(
         .csrf
         .verify(&invite_purpose(&room), browser, &form.csrf)
     {
-        return Err(WebError::page(
-            StatusCode::FORBIDDEN,
-            "This form could not be verified",
-            "Open the invitation page again and retry.",
-        ));
+        return Err(form_not_verified());
     }
     let valid_for = form
         .valid_for
@@ -515,29 +660,106 @@ async fn invite_create(
                 "Choose how long the link is valid: between a minute and 30 days.",
             )
         })?;
-    let expires_at = state.now() + valid_for;
-    let token = invite_token(config, &room, expires_at);
+    let uses = parse_uses(form.uses.as_deref()).ok_or_else(|| {
+        WebError::bad_request(format!(
+            "Choose how many guests the link lets in: from 1 to {MAX_USES}."
+        ))
+    })?;
+    let now = state.now();
+    let expires_at = now + valid_for;
+    let id = crate::secrets::random_id(16);
+    let token = invite_token(config, &room, &id, expires_at)
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    state
+        .store
+        .create_guest_link(&GuestLink {
+            id,
+            room: room_safe(&room),
+            created_by: user.id.clone(),
+            uses,
+            uses_left: uses,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        })
+        .await?;
     let link = format!(
         "{}?invite={token}",
         state.url(&format!("/jitsi/{}", encode_uri_component(&room)))
     );
-    tracing::info!(target: "audit", event = "jitsi_invite", user = %user.username, room = %room_safe(&room), valid_for);
-    let action = state.url(&format!("/jitsi/invite/{}", encode_uri_component(&room)));
+    tracing::info!(target: "audit", event = "jitsi_invite", user = %user.username, room = %room_safe(&room), valid_for, uses);
     let expires = crate::config::format_duration(std::time::Duration::from_secs(
         u64::try_from(valid_for).unwrap_or(0),
     ));
-    let html = state.templates.render(
-        "jitsi_invite.html",
-        InvitePage {
-            base: state.issuer(),
-            room: &room,
-            action: &action,
-            csrf: &form.csrf,
+    render_invite(
+        &state,
+        &room,
+        &user,
+        &form.csrf,
+        Shown {
             link: Some(&link),
             expires: Some(&expires),
+            uses: Some(uses),
+            notice: None,
         },
-    );
-    Ok(crate::web::html(StatusCode::OK, html))
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: String,
+}
+
+/// POST /jitsi/invite/{room}/revoke: the link's creator ends it before it expires.
+async fn invite_revoke(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    path: Result<Path<String>, PathRejection>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, WebError> {
+    let room = room_from(path)?;
+    let user = match moderator(&state, &cookies, ip, &room).await? {
+        Ok(u) => u,
+        Err(resp) => return Ok(resp),
+    };
+    let browser = cookies
+        .get(CookieNames::of(&state.config).browser)
+        .unwrap_or_default();
+    if !state
+        .csrf
+        .verify(&invite_purpose(&room), browser, &form.csrf)
+    {
+        return Err(form_not_verified());
+    }
+    // Only the creator's own links: the store matches the id and the creator together.
+    if !state
+        .store
+        .revoke_guest_link(&form.id, &user.id, state.now())
+        .await?
+    {
+        return Err(WebError::page(
+            StatusCode::NOT_FOUND,
+            "No such guest link",
+            "It was already revoked, or it is not one of your links.",
+        ));
+    }
+    tracing::info!(target: "audit", event = "jitsi_invite_revoked", user = %user.username, room = %room_safe(&room));
+    render_invite(
+        &state,
+        &room,
+        &user,
+        &form.csrf,
+        Shown {
+            notice: Some("The guest link is revoked: it lets nobody in any more."),
+            ..Shown::default()
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -616,7 +838,15 @@ mod tests {
             last_login_at: None,
         };
         let c = config();
-        let token = mint(&c, &participant(&c, &user), "MyRoom", false, 1_700_000_000);
+        let token = mint(
+            &c,
+            &participant(&c, &user),
+            "MyRoom",
+            false,
+            1_700_000_000,
+            None,
+        )
+        .unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts[0], "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
         let claims: Value =
@@ -647,21 +877,84 @@ mod tests {
             redirect_url(&c, "r", "T", &[]),
             "https://meet.example.com/r#jwt=\"T\"&config.prejoinConfig.enabled=false"
         );
-        let hash = hash_from_state(Some(
-            r#"{"room":"evil.example/x","config.startWithAudioMuted":true,"config.evil":"x"}"#,
-        ));
+        let hash = hash_from_state(
+            Some(
+                r#"{"room":"evil.example/x","config.startWithAudioMuted":true,"config.evil":"x"}"#,
+            ),
+            false,
+        );
         assert_eq!(hash, vec![("config.startWithAudioMuted".to_string(), true)]);
+    }
+
+    #[test]
+    fn a_state_cannot_skip_the_prejoin_screen_unless_the_operator_did() {
+        let state = r#"{"config.prejoinConfig.enabled":false,"config.startWithVideoMuted":true}"#;
+        assert_eq!(
+            hash_from_state(Some(state), false),
+            vec![("config.startWithVideoMuted".to_string(), true)]
+        );
+        assert_eq!(hash_from_state(Some(state), true).len(), 2);
+        let on = r#"{"config.prejoinConfig.enabled":true}"#;
+        assert_eq!(
+            hash_from_state(Some(on), false),
+            vec![("config.prejoinConfig.enabled".to_string(), true)]
+        );
+    }
+
+    #[test]
+    fn a_mac_that_cannot_be_built_is_an_error_not_an_empty_tag() {
+        assert!(finish_mac(Err(hmac::digest::InvalidLength), &[b"body"]).is_err());
+        let ok = finish_mac(<Hmac<Sha256> as Mac>::new_from_slice(b"k"), &[b"body"]).unwrap();
+        assert_eq!(ok.len(), 32);
+    }
+
+    #[test]
+    fn guest_tokens_end_with_their_link() {
+        let c = config();
+        let token = mint(&c, &Participant::Guest, "r", true, 1000, Some(1060)).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["exp"], 1060);
+        let long = mint(&c, &Participant::Guest, "r", true, 1000, Some(1_000_000)).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(long.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["exp"], 1000 + 3 * 3600);
     }
 
     #[test]
     fn guest_links_open_one_room_until_they_expire() {
         let c = config();
-        let t = invite_token(&c, "Standup", 1000);
-        assert!(invite_valid(&c, &t, "standup", 999));
-        assert!(!invite_valid(&c, &t, "standup", 1000));
-        assert!(!invite_valid(&c, &t, "other", 999));
+        let t = invite_token(&c, "Standup", "link-1", 1000).unwrap();
+        assert_eq!(
+            read_invite(&c, &t, "standup", 999),
+            Some(Invite {
+                id: "link-1".into(),
+                expires_at: 1000
+            })
+        );
+        assert!(read_invite(&c, &t, "standup", 1000).is_none());
+        assert!(read_invite(&c, &t, "other", 999).is_none());
         let mut forged = t.clone();
         forged.insert(0, 'x');
-        assert!(!invite_valid(&c, &forged, "standup", 999));
+        assert!(read_invite(&c, &forged, "standup", 999).is_none());
+        // A link from before uses were counted (no id) opens nothing.
+        let body = URL_SAFE_NO_PAD.encode(json!({"r": "standup", "e": 1000}).to_string());
+        let tag = invite_mac(&c, &body).unwrap();
+        let old = format!("{body}.{}", URL_SAFE_NO_PAD.encode(tag));
+        assert!(read_invite(&c, &old, "standup", 999).is_none());
+        assert_eq!(parse_uses(None), Some(1));
+        assert_eq!(parse_uses(Some("")), Some(1));
+        assert_eq!(parse_uses(Some("3")), Some(3));
+        for bad in ["0", "-1", "101", "x"] {
+            assert_eq!(parse_uses(Some(bad)), None, "{bad}");
+        }
     }
 }

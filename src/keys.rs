@@ -2,6 +2,11 @@
 //! age, published as JWKS. Signing and verifying go through jsonwebtoken on aws-lc-rs, off the
 //! async runtime. The in-memory key set is swapped atomically when the store's keys change (a
 //! `doorman keys rotate` from the CLI shows within one reload period).
+//!
+//! Rotation publishes the next key first and lets it sign only later: relying parties cache the
+//! JWKS for up to its max-age, and one that fetched it just before the new key appeared must
+//! not meet a token it cannot verify. Which key signs is decided from the stored `active_from`
+//! at the moment of signing, so every replica switches at the same instant.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -40,13 +45,33 @@ struct LoadedKey {
     jwk: Jwk,
 }
 
-/// One consistent view of the keys: the one that signs, and every one still published.
+/// How long relying parties may cache the JWKS (its `Cache-Control` max-age), in seconds.
+pub const JWKS_MAX_AGE: i64 = 300;
+/// The JWKS response's `Cache-Control` (a test keeps it equal to `JWKS_MAX_AGE`).
+pub const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
+
+/// One consistent view of the keys: every one still published, and when each may sign.
 pub struct KeySet {
-    active: Option<Arc<LoadedKey>>,
+    /// (active_from, key) of every published key, oldest first: at a time `t` the last one
+    /// with `active_from <= t` signs.
+    signers: Vec<(Timestamp, Arc<LoadedKey>)>,
     by_kid: HashMap<String, Arc<LoadedKey>>,
     jwks_json: bytes_like::Bytes,
     /// (kid, retire_at) of the keys it was built from, to notice changes cheaply.
     fingerprint: Vec<(String, Option<Timestamp>)>,
+}
+
+impl KeySet {
+    /// The key that signs at `now`: the newest published key already in force. Should every
+    /// key be scheduled for later (a clock set back), the first of them, rather than none.
+    fn signer_at(&self, now: Timestamp) -> Option<&Arc<LoadedKey>> {
+        self.signers
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= now)
+            .or_else(|| self.signers.first())
+            .map(|(_, k)| k)
+    }
 }
 
 mod bytes_like {
@@ -57,7 +82,7 @@ mod bytes_like {
 impl KeySet {
     fn build(keys: &[SigningKey], now: Timestamp) -> Result<KeySet, KeyError> {
         let mut by_kid = HashMap::new();
-        let mut active: Option<(Timestamp, Arc<LoadedKey>)> = None;
+        let mut signers = Vec::new();
         let mut fingerprint = Vec::new();
         for key in keys {
             if key.retire_at.is_some_and(|t| t <= now) {
@@ -65,17 +90,11 @@ impl KeySet {
             }
             fingerprint.push((key.kid.clone(), key.retire_at));
             let loaded = Arc::new(load_key(key)?);
-            // The newest key already in force signs; retiring keys only verify.
-            if key.active_from <= now
-                && key.retire_at.is_none()
-                && active
-                    .as_ref()
-                    .is_none_or(|(from, _)| key.active_from >= *from)
-            {
-                active = Some((key.active_from, loaded.clone()));
-            }
+            // A retiring key signs until its successor's active_from, then only verifies.
+            signers.push((key.active_from, loaded.clone()));
             by_kid.insert(key.kid.clone(), loaded);
         }
+        signers.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.kid.cmp(&b.1.kid)));
         let mut published: Vec<&Arc<LoadedKey>> = by_kid.values().collect();
         published.sort_by(|a, b| a.kid.cmp(&b.kid));
         let set = JwkSet {
@@ -83,7 +102,7 @@ impl KeySet {
         };
         let jwks_json = serde_json::to_string(&set).map_err(|e| KeyError::Sign(e.to_string()))?;
         Ok(KeySet {
-            active: active.map(|(_, k)| k),
+            signers,
             by_kid,
             jwks_json: jwks_json.into(),
             fingerprint,
@@ -161,11 +180,12 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads the keys from the store, creating the first one if there is none usable.
+    /// Loads the keys from the store, creating the first one only if none is published: a
+    /// restart (even between a rotation and its switch) adds no key.
     pub async fn load(store: &dyn Store, now: Timestamp) -> Result<Keys, KeyError> {
         let mut stored = store.list_signing_keys().await?;
         let set = KeySet::build(&stored, now)?;
-        let set = if set.active.is_none() {
+        let set = if set.signers.is_empty() {
             let key = tokio::task::spawn_blocking(move || generate(now))
                 .await
                 .map_err(|_| KeyError::Generate)??;
@@ -201,18 +221,13 @@ impl Keys {
             .map(|k| (k.kid.clone(), k.retire_at))
             .collect();
         let old = self.snapshot();
-        let active_kid = old.active.as_ref().map(|k| k.kid.clone());
-        let set = if fingerprint == old.fingerprint {
-            // Same keys; a scheduled key may have become active since.
-            let rebuilt = KeySet::build(&stored, now)?;
-            if rebuilt.active.as_ref().map(|k| k.kid.clone()) == active_kid {
-                return Ok(false);
-            }
-            rebuilt
-        } else {
-            KeySet::build(&stored, now)?
-        };
-        if set.active.is_none() {
+        // Same keys: nothing to do (a scheduled key starts signing by its timestamp, at
+        // signing time, without a reload).
+        if fingerprint == old.fingerprint {
+            return Ok(false);
+        }
+        let set = KeySet::build(&stored, now)?;
+        if set.signers.is_empty() {
             return Err(KeyError::NoKey);
         }
         match self.current.write() {
@@ -226,17 +241,24 @@ impl Keys {
         self.snapshot().jwks_json.clone()
     }
 
-    pub fn active_kid(&self) -> Option<String> {
-        self.snapshot().active.as_ref().map(|k| k.kid.clone())
+    /// The kid of the key that signs at `now`.
+    pub fn active_kid(&self, now: Timestamp) -> Option<String> {
+        self.snapshot().signer_at(now).map(|k| k.kid.clone())
     }
 
-    /// Signs `claims` as an RS256 JWS with the active key's kid, off the async runtime.
+    /// Signs `claims` as an RS256 JWS with the kid of the key in force at `now`, off the async
+    /// runtime.
     pub async fn sign<T: Serialize + Send + 'static>(
         &self,
+        now: Timestamp,
         typ: Option<&'static str>,
         claims: T,
     ) -> Result<String, KeyError> {
-        let key = self.snapshot().active.clone().ok_or(KeyError::NoKey)?;
+        let key = self
+            .snapshot()
+            .signer_at(now)
+            .cloned()
+            .ok_or(KeyError::NoKey)?;
         let _permit = self
             .permits
             .acquire()
@@ -295,35 +317,109 @@ fn b64_json<T: Serialize + ?Sized>(value: &T) -> Result<String, KeyError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// `doorman keys rotate` and automatic rotation: a new key signs from now on; the previous ones
-/// stay published for `keep_old_for` (the longest lifetime of a token they signed), then go.
+/// `doorman keys rotate` and automatic rotation: a new key is published now and signs from
+/// `now + publish_ahead` (at least one JWKS max-age later, so every cached JWKS has it by then);
+/// the previous ones keep signing until that moment and stay published `keep_old_for` longer
+/// (the longest lifetime of a token they signed), then go. Every replica reads the same
+/// timestamps, so they all switch at once.
 pub async fn rotate(
     store: &dyn Store,
     now: Timestamp,
+    publish_ahead: i64,
     keep_old_for: i64,
 ) -> Result<SigningKey, KeyError> {
-    let key = tokio::task::spawn_blocking(move || generate(now))
-        .await
-        .map_err(|_| KeyError::Generate)??;
+    let key = next_key(now, publish_ahead).await?;
     store.add_signing_key(&key).await?;
-    for old in store.list_signing_keys().await? {
-        if old.kid != key.kid && old.retire_at.is_none() {
-            store
-                .set_key_retire_at(&old.kid, Some(now + keep_old_for))
-                .await?;
-        }
-    }
+    retire_all_but(store, &key, keep_old_for).await?;
     Ok(key)
 }
 
-/// Whether automatic rotation is due: the active key is older than `rotate_after`.
+/// Automatic rotation, once for every replica: rotates as `rotate` does if the stored keys are
+/// (still) due for it, and only if no other replica added a key meanwhile. None: not due, or
+/// another replica rotated first.
+pub async fn rotate_if_due(
+    store: &dyn Store,
+    now: Timestamp,
+    rotate_after: i64,
+    publish_ahead: i64,
+    keep_old_for: i64,
+) -> Result<Option<SigningKey>, KeyError> {
+    let keys = store.list_signing_keys().await?;
+    if !rotation_due(&keys, now, rotate_after) {
+        return Ok(None);
+    }
+    let newest = keys
+        .iter()
+        .filter(|k| k.retire_at.is_none())
+        .max_by(|a, b| {
+            a.active_from
+                .cmp(&b.active_from)
+                .then_with(|| a.kid.cmp(&b.kid))
+        })
+        .map(|k| k.kid.clone());
+    let key = next_key(now, publish_ahead).await?;
+    if !store.add_signing_key_after(&key, newest.as_deref()).await? {
+        return Ok(None);
+    }
+    retire_all_but(store, &key, keep_old_for).await?;
+    Ok(Some(key))
+}
+
+/// A new key that signs from `now + publish_ahead` (at least one JWKS max-age).
+async fn next_key(now: Timestamp, publish_ahead: i64) -> Result<SigningKey, KeyError> {
+    let mut key = tokio::task::spawn_blocking(move || generate(now))
+        .await
+        .map_err(|_| KeyError::Generate)??;
+    key.active_from = now + publish_ahead.max(JWKS_MAX_AGE);
+    Ok(key)
+}
+
+/// Every other key not yet retiring stays published until `keep_old_for` after `key` signs.
+async fn retire_all_but(
+    store: &dyn Store,
+    key: &SigningKey,
+    keep_old_for: i64,
+) -> Result<(), KeyError> {
+    for old in store.list_signing_keys().await? {
+        if old.kid != key.kid && old.retire_at.is_none() {
+            store
+                .set_key_retire_at(&old.kid, Some(key.active_from + keep_old_for))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether automatic rotation is due: the newest key (even one still waiting to sign) is older
+/// than `rotate_after`. A key published but not yet signing is not due again.
 pub fn rotation_due(keys: &[SigningKey], now: Timestamp, rotate_after: i64) -> bool {
     let newest = keys
         .iter()
-        .filter(|k| k.retire_at.is_none() && k.active_from <= now)
+        .filter(|k| k.retire_at.is_none_or(|t| t > now))
         .map(|k| k.active_from)
         .max();
     newest.is_none_or(|from| now - from >= rotate_after)
+}
+
+/// `ts` as "YYYY-MM-DD HH:MM:SS UTC", for the CLI (civil-from-days, proleptic Gregorian).
+pub fn utc(ts: Timestamp) -> String {
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -334,7 +430,7 @@ mod tests {
     fn generated_key_signs_and_publishes() {
         let key = generate(1000).unwrap();
         let set = KeySet::build(std::slice::from_ref(&key), 1000).unwrap();
-        let loaded = set.active.clone().unwrap();
+        let loaded = set.signer_at(1000).cloned().unwrap();
         let token = sign_with(
             &loaded,
             None,
@@ -359,7 +455,7 @@ mod tests {
     fn signatures_verify_with_the_published_key() {
         let key = generate(1000).unwrap();
         let set = KeySet::build(std::slice::from_ref(&key), 1000).unwrap();
-        let loaded = set.active.clone().unwrap();
+        let loaded = set.signer_at(1000).cloned().unwrap();
         let token = sign_with(
             &loaded,
             Some("JWT"),
@@ -389,11 +485,50 @@ mod tests {
         let new = generate(100).unwrap();
         old.retire_at = Some(500);
         let set = KeySet::build(&[old.clone(), new.clone()], 200).unwrap();
-        assert_eq!(set.active.as_ref().unwrap().kid, new.kid);
+        assert_eq!(set.signer_at(200).unwrap().kid, new.kid);
         assert_eq!(set.by_kid.len(), 2);
         let later = KeySet::build(&[old, new.clone()], 600).unwrap();
         assert_eq!(later.by_kid.len(), 1);
         assert!(rotation_due(std::slice::from_ref(&new), 100 + 3600, 3600));
         assert!(!rotation_due(&[new], 100 + 10, 3600));
+    }
+
+    #[test]
+    fn a_rotated_key_is_published_before_it_signs_and_the_old_one_signs_until_then() {
+        let mut old = generate(0).unwrap();
+        let mut next = generate(1000).unwrap();
+        // As `rotate` leaves them at 1000 with publish_ahead 305 and keep_old_for 900.
+        next.active_from = 1305;
+        old.retire_at = Some(1305 + 900);
+        let keys = [old.clone(), next.clone()];
+        let set = KeySet::build(&keys, 1000).unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&set.jwks_json).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "both published");
+        assert_eq!(set.signer_at(1000).unwrap().kid, old.kid);
+        assert_eq!(set.signer_at(1304).unwrap().kid, old.kid);
+        assert_eq!(set.signer_at(1305).unwrap().kid, next.kid);
+        // Rotation is not due again while the next key waits, nor right after it signs.
+        assert!(!rotation_due(&keys, 1001, 3600));
+        assert!(!rotation_due(&keys, 1305 + 3599, 3600));
+        assert!(rotation_due(&keys, 1305 + 3600, 3600));
+        // After the overlap only the new key is left.
+        let later = KeySet::build(&keys, 1305 + 900).unwrap();
+        assert_eq!(later.by_kid.len(), 1);
+        assert_eq!(later.signer_at(1305 + 900).unwrap().kid, next.kid);
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
+
+    #[test]
+    fn the_jwks_cache_header_says_the_max_age_rotation_waits_for() {
+        assert_eq!(
+            JWKS_CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE}").as_str()
+        );
     }
 }

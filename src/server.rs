@@ -78,6 +78,16 @@ pub async fn build_state(
         crate::secrets::from_hex(&csrf_hex)
             .ok_or_else(|| StartError::Other("stored csrf_key is malformed".into()))?,
     );
+    // Turns SSO sessions into their public `sid`; shared by replicas through the store.
+    let sid_hex = store
+        .init_setting(
+            "sid_key",
+            &crate::secrets::to_hex(&crate::secrets::digest(&crate::secrets::random_token())),
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("store: {e}")))?;
+    let sid_key = crate::secrets::from_hex(&sid_hex)
+        .ok_or_else(|| StartError::Other("stored sid_key is malformed".into()))?;
     let issuer = config.issuer.as_str().trim_end_matches('/').to_string();
     let params =
         crate::accounts::password::owasp_params().map_err(|e| StartError::Other(e.to_string()))?;
@@ -105,6 +115,7 @@ pub async fn build_state(
             keys: keys.clone(),
             issuer,
             policy,
+            sid_key,
         },
         plex,
         cloudflare: match &config.forward_auth.cloudflare {
@@ -266,7 +277,7 @@ fn spawn_maintenance(state: AppState, mut shutdown: tokio::sync::watch::Receiver
                         auto_rotate(&state, now, after).await;
                     }
                     match state.keys.reload(&*state.store, now).await {
-                        Ok(true) => tracing::info!(kid = ?state.keys.active_kid(), "signing keys reloaded"),
+                        Ok(true) => tracing::info!(kid = ?state.keys.active_kid(now), "signing keys reloaded"),
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "could not reload signing keys"),
                     }
@@ -292,19 +303,29 @@ pub fn key_overlap(config: &Config) -> i64 {
     i64::try_from(longest.as_secs()).unwrap_or(86_400) + 300
 }
 
-async fn auto_rotate(state: &AppState, now: i64, after: Duration) {
-    let Ok(list) = state.store.list_signing_keys().await else {
-        return;
-    };
-    if keys::rotation_due(
-        &list,
+/// How long after a rotation the new key starts signing: one JWKS max-age (what a relying
+/// party may have cached) plus one reload period (until every replica publishes it).
+pub fn key_publish_ahead() -> i64 {
+    keys::JWKS_MAX_AGE + i64::try_from(KEY_RELOAD_EVERY.as_secs()).unwrap_or(5)
+}
+
+/// Automatic rotation (`[keys] rotate_after`), run by the maintenance loop: the next key is
+/// published now and signs `key_publish_ahead()` later.
+pub async fn auto_rotate(state: &AppState, now: i64, after: Duration) {
+    match keys::rotate_if_due(
+        &*state.store,
         now,
         i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-    ) {
-        match keys::rotate(&*state.store, now, key_overlap(&state.config)).await {
-            Ok(k) => tracing::info!(kid = %k.kid, "rotated the signing key (keys.rotate_after)"),
-            Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
+        key_publish_ahead(),
+        key_overlap(&state.config),
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(k)) => {
+            tracing::info!(kid = %k.kid, signs_from = k.active_from, "published the next signing key (keys.rotate_after); it starts signing in {} s", k.active_from - now)
         }
+        Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
     }
 }
 

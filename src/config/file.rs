@@ -243,6 +243,10 @@ pub(super) struct Client {
     pub access_token_format: Option<String>,
     /// `aud` of JWT access tokens (never the client id).
     pub access_token_audience: Option<String>,
+    /// A resource server: /introspect answers it about any client's tokens (default: only its own).
+    pub introspect_any: Option<bool>,
+    /// Allow `http://` redirect URIs on non-loopback hosts with an https issuer (LAN apps).
+    pub allow_http_redirect_uris: Option<bool>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -392,6 +396,8 @@ pub(super) const CLIENT: Fields = &[
     ("plex_token_claim", Str),
     ("access_token_format", Str),
     ("access_token_audience", Str),
+    ("introspect_any", Bool),
+    ("allow_http_redirect_uris", Bool),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),

@@ -265,6 +265,10 @@ pub struct ClientConfig {
     /// Put the user's Plex token in the id_token as `plex_token`.
     pub plex_token_claim: Option<PlexTokenClaim>,
     pub access_token_format: AccessTokenFormat,
+    /// A resource server: /introspect answers it about every client's tokens, not only its own.
+    pub introspect_any: bool,
+    /// `http://` redirect URIs on non-loopback hosts are accepted with an https issuer.
+    pub allow_http_redirect_uris: bool,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -779,6 +783,84 @@ mod tests {
             "[login]\nmax_flows_per_ip = 0",
             "login.max_flows_per_ip",
             "out of range",
+        );
+    }
+
+    #[test]
+    fn http_redirect_uris_need_loopback_or_an_opt_in_with_an_https_issuer() {
+        let https = |uri: &str, extra: &str| {
+            format!(
+                "issuer = \"https://auth.example.com\"\n{}{extra}",
+                CLIENT.replace("https://app.example.com/cb", uri)
+            )
+        };
+        error_at(
+            &https("http://app.example.com/cb", ""),
+            "clients[0].redirect_uris[0]",
+            "allow_http_redirect_uris = true",
+        );
+        error_at(
+            &https("http://192.168.1.20/cb", ""),
+            "clients[0].redirect_uris[0]",
+            "RFC 9700",
+        );
+        for loopback in [
+            "http://127.0.0.1:8000/cb",
+            "http://127.5.6.7/cb",
+            "http://[::1]:8000/cb",
+            "http://localhost:5173/cb",
+        ] {
+            assert!(parse(&https(loopback, "")).is_ok(), "{loopback}");
+        }
+        let lan = parse(&https(
+            "http://192.168.1.20/cb",
+            "allow_http_redirect_uris = true",
+        ))
+        .unwrap();
+        assert!(lan.clients[0].allow_http_redirect_uris);
+        // An http issuer cannot protect codes anyway; its own warning says so.
+        let plain = parse(&format!(
+            "issuer = \"http://auth.example.com\"\n{}",
+            CLIENT.replace("https://app.example.com/cb", "http://app.example.com/cb")
+        ))
+        .unwrap();
+        assert!(
+            plain
+                .warnings
+                .iter()
+                .any(|w| w.contains("http://auth.example.com") && w.contains("https")),
+            "{:?}",
+            plain.warnings
+        );
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            let c = parse(&format!("issuer = \"{local}\"")).unwrap();
+            assert!(c.warnings.is_empty(), "{local}: {:?}", c.warnings);
+        }
+    }
+
+    #[test]
+    fn introspect_any_and_audiences_that_are_client_ids() {
+        let c = parse(&format!("{CLIENT}introspect_any = true")).unwrap();
+        assert!(c.clients[0].introspect_any);
+        assert!(!parse(CLIENT).unwrap().clients[0].introspect_any);
+        error_at(
+            "[[clients]]\nid = \"spa\"\npublic = true\nintrospect_any = true\n\
+             redirect_uris = [\"https://spa.example.com/cb\"]",
+            "clients[0].introspect_any",
+            "confidential",
+        );
+        let jitsi = format!(
+            "{CLIENT}access_token_format = \"jwt\"\naccess_token_audience = \"other\"\n{}",
+            CLIENT.replace("\"app\"", "\"other\"")
+        );
+        error_at(
+            &jitsi,
+            "clients[0].access_token_audience",
+            "is the id of clients[1]",
         );
     }
 

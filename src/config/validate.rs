@@ -251,12 +251,22 @@ pub(super) fn validate(
     });
 
     let mut seen = HashMap::new();
+    let https_issuer = issuer.scheme() == "https";
     let clients: Vec<ClientConfig> = f
         .clients
         .into_iter()
         .enumerate()
-        .map(|(i, c)| client(errors, i, c, tokens, &mut seen))
+        .map(|(i, c)| client(errors, i, c, tokens, &mut seen, https_issuer))
         .collect();
+    audiences_are_not_client_ids(errors, &clients);
+    if !https_issuer && !is_loopback(&issuer) {
+        warnings.push(format!(
+            "issuer {} is plain http on a host other than this machine: passwords, codes and \
+             tokens cross the network unencrypted; serve doorman over https (behind a TLS proxy) \
+             and set issuer to its https URL",
+            issuer.as_str().trim_end_matches('/')
+        ));
+    }
 
     for (i, c) in clients.iter().enumerate() {
         match c.plex_token_claim {
@@ -904,12 +914,48 @@ fn lifetimes(
     }
 }
 
+/// Loopback: 127.0.0.0/8, ::1 and `localhost` (RFC 8252 §7.3, RFC 9700 §4.1).
+pub(super) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// A JWT access token whose `aud` is another client's id would pass for that client's id_token
+/// (OIDC Core §3.1.3.7 checks `aud`), so no audience may be a client id.
+fn audiences_are_not_client_ids(errors: &mut Vec<ConfigError>, clients: &[ClientConfig]) {
+    for (i, c) in clients.iter().enumerate() {
+        let AccessTokenFormat::Jwt { audience } = &c.access_token_format else {
+            continue;
+        };
+        if let Some(j) = clients
+            .iter()
+            .enumerate()
+            .position(|(j, other)| j != i && other.id == *audience)
+        {
+            push(
+                errors,
+                &format!("clients[{i}].access_token_audience"),
+                format!(
+                    "\"{audience}\" is the id of clients[{j}]: its access tokens would pass for \
+                     that client's id_tokens; use an audience that is no client's id, e.g. \
+                     \"account\" or your API's name"
+                ),
+            );
+        }
+    }
+}
+
 fn client(
     errors: &mut Vec<ConfigError>,
     i: usize,
     c: file::Client,
     tokens: Lifetimes,
     seen: &mut HashMap<String, usize>,
+    https_issuer: bool,
 ) -> ClientConfig {
     let key = |k: &str| format!("clients[{i}].{k}");
 
@@ -1029,6 +1075,33 @@ fn client(
     }
 
     let redirect_uris = uris(errors, &key("redirect_uris"), c.redirect_uris.clone(), true);
+    let allow_http_redirect_uris = c.allow_http_redirect_uris.unwrap_or(false);
+    if https_issuer && !allow_http_redirect_uris {
+        for (j, u) in redirect_uris.iter().enumerate() {
+            let plain = Url::parse(u).is_ok_and(|u| u.scheme() == "http" && !is_loopback(&u));
+            if plain {
+                push(
+                    errors,
+                    &format!("{}[{j}]", key("redirect_uris")),
+                    format!(
+                        "\"{u}\" is plain http on a host other than this machine while the issuer \
+                         is https: the authorization code would cross the network unencrypted \
+                         (RFC 9700 §4.1); use an https URI, or set allow_http_redirect_uris = true \
+                         for an app on your LAN"
+                    ),
+                );
+            }
+        }
+    }
+    let introspect_any = c.introspect_any.unwrap_or(false);
+    if public && introspect_any {
+        push(
+            errors,
+            &key("introspect_any"),
+            "a public client cannot authenticate, so it cannot introspect tokens; remove it, or \
+             give the resource server its own confidential client",
+        );
+    }
     let post_logout_redirect_uris = uris(
         errors,
         &key("post_logout_redirect_uris"),
@@ -1152,6 +1225,8 @@ fn client(
         lifetimes,
         plex_token_claim,
         access_token_format,
+        introspect_any,
+        allow_http_redirect_uris,
     }
 }
 

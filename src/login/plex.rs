@@ -253,11 +253,12 @@ async fn poll_once(
             let wait_ms = i64::try_from(after.unwrap_or(2).max(2))
                 .unwrap_or(2)
                 .saturating_mul(1000);
-            let later = PlexPin {
-                next_poll_ms: now_ms + wait_ms,
-                ..pin
-            };
-            state.store.put_plex_pin(&later).await?;
+            // Only the poll time of this very PIN moves: a PIN started meanwhile (a retry)
+            // replaced the row and must not be overwritten with this one.
+            state
+                .store
+                .defer_plex_poll(&flow.id_hash, pin.pin_id, now_ms + wait_ms)
+                .await?;
             tracing::warn!(wait_ms, "plex.tv rate-limited a PIN poll; backing off");
             return Ok(Poll::Pending(Some("Plex is busy; still waiting…")));
         }

@@ -301,6 +301,8 @@ mod tests {
             },
             plex_token_claim: None,
             access_token_format: crate::config::AccessTokenFormat::Opaque,
+            introspect_any: false,
+            allow_http_redirect_uris: false,
         };
         Clients::new(&[c])
     }

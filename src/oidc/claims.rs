@@ -131,6 +131,10 @@ pub struct IdTokenClaims {
     pub at_hash: Option<String>,
     pub amr: Vec<String>,
     pub acr: String,
+    /// The SSO session's public handle (OIDC Back-Channel Logout §2.1); absent for grants
+    /// made before doorman issued it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     #[serde(flatten)]
     pub profile: Map<String, Value>,
 }

@@ -23,6 +23,24 @@ pub struct ClientCredentials {
     pub form_client_secret: Option<String>,
 }
 
+impl ClientCredentials {
+    /// The client id the request presented (Basic first, else the form), for the log: a client
+    /// id is not a secret. Control characters are replaced and the length is bounded, so a
+    /// hostile value cannot forge or flood log lines.
+    pub fn presented_client_id(&self) -> Option<String> {
+        let id = match &self.basic {
+            Some(b) => decode_basic(b).and_then(|(ids, _)| ids.into_iter().last()),
+            None => self.form_client_id.clone(),
+        }?;
+        Some(
+            id.chars()
+                .take(100)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
+    }
+}
+
 impl Clients {
     pub fn new(clients: &[ClientConfig]) -> Clients {
         Clients {
@@ -169,6 +187,8 @@ mod tests {
             },
             plex_token_claim: None,
             access_token_format: crate::config::AccessTokenFormat::Opaque,
+            introspect_any: false,
+            allow_http_redirect_uris: false,
         }
     }
 
@@ -196,6 +216,24 @@ mod tests {
             clients.authenticate(&bad).unwrap_err().code,
             "invalid_client"
         );
+    }
+
+    #[test]
+    fn the_presented_client_id_is_readable_for_the_log() {
+        let creds = ClientCredentials {
+            basic: basic("my%20app", "secret"),
+            ..Default::default()
+        };
+        assert_eq!(creds.presented_client_id().as_deref(), Some("my app"));
+        let creds = ClientCredentials {
+            form_client_id: Some("evil\naudit outcome=success".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            creds.presented_client_id().as_deref(),
+            Some("evil?audit outcome=success")
+        );
+        assert_eq!(ClientCredentials::default().presented_client_id(), None);
     }
 
     #[test]

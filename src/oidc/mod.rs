@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::config::ClientConfig;
 use crate::keys::Keys;
 use crate::secrets::digest;
-use crate::store::{Store, Timestamp, User};
+use crate::store::{Hash, Store, Timestamp, User};
 use error::OAuthError;
 
 /// Endpoint paths, relative to the issuer. Used by the router and the discovery document alike.
@@ -41,6 +41,9 @@ pub struct Provider {
     pub keys: Arc<Keys>,
     pub issuer: String,
     pub policy: Option<Arc<dyn UserPolicy>>,
+    /// Server-wide key (shared by replicas through the store) that turns a session into its
+    /// public `sid`.
+    pub sid_key: Hash,
 }
 
 /// Rules a federation adds to the provider without the provider knowing the federation.
@@ -66,6 +69,23 @@ impl Provider {
 pub struct HintClaims {
     pub sub: String,
     pub aud: String,
+    /// The SSO session the id_token was issued in, when it says.
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// The `sid` of an SSO session (OIDC Front-/Back-Channel Logout §2): stable for the session,
+/// the same on every replica, and neither the cookie nor its stored hash, from which it cannot
+/// be turned back. HMAC-SHA256 under `key` of the session's hash, 128 bits, base64url.
+pub fn session_sid(key: &Hash, session_hash: &Hash) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+    ctx.update(b"doorman sid v1\0");
+    ctx.update(session_hash);
+    let tag = ctx.sign();
+    URL_SAFE_NO_PAD.encode(tag.as_ref().get(..16).unwrap_or_default())
 }
 
 impl Provider {
@@ -95,6 +115,11 @@ impl Provider {
         Ok(claims)
     }
 
+    /// The public `sid` of the SSO session whose id hash is `session_hash`.
+    pub fn sid_for(&self, session_hash: &Hash) -> String {
+        session_sid(&self.sid_key, session_hash)
+    }
+
     /// RFC 7009: revokes a token the client owns. Unknown tokens are not an error (§2.2).
     pub async fn revoke(
         &self,
@@ -103,11 +128,14 @@ impl Provider {
         now: Timestamp,
     ) -> Result<(), OAuthError> {
         let hash = digest(token);
-        if let Some(rt) = self.store.get_refresh_token(&hash, now).await? {
+        // Whatever the token's state: a refresh token already rotated (or expired) still names
+        // its family, and revoking it ends the whole family (RFC 7009 §2.1, RFC 9700 §4.14).
+        if let Some(rt) = self.store.find_refresh_token(&hash).await? {
             if rt.client_id == client_id {
                 // Revoking a refresh token ends its grant, access tokens included (§2.1).
                 self.store.revoke_grant(&rt.grant_id, now).await?;
-                tracing::info!(target: "audit", event = "token_revoked", kind = "refresh_token", client = %client_id);
+                let rotated = rt.used_at.is_some();
+                tracing::info!(target: "audit", event = "token_revoked", kind = "refresh_token", client = %client_id, rotated);
             }
             return Ok(());
         }
@@ -120,8 +148,15 @@ impl Provider {
         Ok(())
     }
 
-    /// RFC 7662 for an authenticated client: `{"active": false}` for anything not live.
-    pub async fn introspect(&self, token: &str, now: Timestamp) -> Result<Value, OAuthError> {
+    /// RFC 7662 for an authenticated client: `{"active": false}` for anything not live, and
+    /// (§4) for tokens issued to another client unless the asking client is a resource server
+    /// (`introspect_any`): a client learns nothing about other clients' tokens.
+    pub async fn introspect(
+        &self,
+        asking: &ClientConfig,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Value, OAuthError> {
         let hash = digest(token);
         let (kind, client_id, user_id, scope, iat, exp) =
             if let Some(at) = self.store.get_access_token(&hash, now).await? {
@@ -145,6 +180,10 @@ impl Provider {
             } else {
                 return Ok(json!({"active": false}));
             };
+        if client_id != asking.id && !asking.introspect_any {
+            tracing::info!(target: "audit", event = "introspect", outcome = "other_client", client = %asking.id, "a client asked about another client's token: answered inactive");
+            return Ok(json!({"active": false}));
+        }
         let user = match self.store.get_user(&user_id).await? {
             Some(u) if !u.disabled => u,
             _ => return Ok(json!({"active": false})),
@@ -164,14 +203,25 @@ impl Provider {
     }
 
     /// Reads an id_token we issued, expired or not (RP-initiated logout §2: an expired hint is
-    /// still a valid hint). The signature and issuer must hold.
-    pub fn read_id_token_hint(&self, token: &str) -> Option<HintClaims> {
+    /// still a valid hint). The signature and issuer must hold, and it must be an id_token: no
+    /// `typ` header (JWT access tokens carry `typ: "JWT"`) and an `aud` that `is_client` knows
+    /// (a JWT access token's audience is never a client id). Any other JWT we signed is no hint.
+    pub fn read_id_token_hint(
+        &self,
+        token: &str,
+        is_client: impl Fn(&str) -> bool,
+    ) -> Option<HintClaims> {
+        if jsonwebtoken::decode_header(token).ok()?.typ.is_some() {
+            return None;
+        }
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.validate_exp = false;
         v.validate_aud = false;
         v.required_spec_claims =
             HashSet::from(["sub".to_string(), "iss".to_string(), "aud".to_string()]);
         v.set_issuer(&[self.issuer.as_str()]);
-        self.keys.verify::<HintClaims>(token, &v)
+        self.keys
+            .verify::<HintClaims>(token, &v)
+            .filter(|h| is_client(&h.aud))
     }
 }

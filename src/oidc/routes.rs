@@ -70,7 +70,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    json_bytes(state.keys.jwks_json(), "public, max-age=300")
+    json_bytes(state.keys.jwks_json(), crate::keys::JWKS_CACHE_CONTROL)
 }
 
 /// Form bodies and query strings: parse failures (duplicates, bad encoding) become a clear
@@ -212,9 +212,7 @@ async fn token(
         &headers,
         parse_form(&body).map_err(OAuthError::invalid_request)?,
     );
-    let client = state.clients.authenticate(&creds).inspect_err(|e| {
-        tracing::warn!(target: "audit", event = "client_auth", endpoint = "token", outcome = "failure", reason = %e.description);
-    })?;
+    let client = authenticate(&state, &creds, "token")?;
     let resp = state.provider.exchange(client, &req, state.now()).await?;
     Ok(no_store_json(
         serde_json::to_value(resp).map_err(|e| WebError::Internal(e.to_string()))?,
@@ -249,6 +247,19 @@ async fn userinfo(
     Ok(no_store_json(serde_json::Value::Object(claims)))
 }
 
+/// Client authentication, with every failure logged naming the client id presented (not a
+/// secret) and the reason.
+fn authenticate<'a>(
+    state: &'a AppState,
+    creds: &ClientCredentials,
+    endpoint: &'static str,
+) -> Result<&'a crate::config::ClientConfig, OAuthError> {
+    state.clients.authenticate(creds).inspect_err(|e| {
+        let client = creds.presented_client_id();
+        tracing::warn!(target: "audit", event = "client_auth", endpoint, outcome = "failure", client = client.as_deref().unwrap_or("-"), reason = %e.description);
+    })
+}
+
 #[derive(Debug, Deserialize)]
 struct TokenParam {
     token: Option<String>,
@@ -259,13 +270,14 @@ fn client_and_token<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    endpoint: &'static str,
 ) -> Result<(&'a crate::config::ClientConfig, String), WebError> {
     let body = body.map_err(too_large)?;
     let creds = credentials(
         headers,
         parse_form(&body).map_err(OAuthError::invalid_request)?,
     );
-    let client = state.clients.authenticate(&creds)?;
+    let client = authenticate(state, &creds, endpoint)?;
     let p: TokenParam = parse_form(&body).map_err(OAuthError::invalid_request)?;
     let token = p
         .token
@@ -279,7 +291,7 @@ async fn revoke(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
-    let (client, token) = client_and_token(&state, &headers, body)?;
+    let (client, token) = client_and_token(&state, &headers, body, "revoke")?;
     state
         .provider
         .revoke(&client.id, &token, state.now())
@@ -293,12 +305,15 @@ async fn introspect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
-    let (client, token) = client_and_token(&state, &headers, body)?;
+    let (client, token) = client_and_token(&state, &headers, body, "introspect")?;
     if client.public {
         return Err(OAuthError::invalid_client("public clients cannot introspect tokens").into());
     }
     Ok(no_store_json(
-        state.provider.introspect(&token, state.now()).await?,
+        state
+            .provider
+            .introspect(client, &token, state.now())
+            .await?,
     ))
 }
 
@@ -350,10 +365,11 @@ const LOGOUT_PURPOSE: &str = "logout";
 /// people out. post_logout_redirect_uri is honoured only when registered for that client.
 async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Response, WebError> {
     let now = state.now();
-    let hint = p
-        .id_token_hint
-        .as_deref()
-        .and_then(|t| state.provider.read_id_token_hint(t));
+    let hint = p.id_token_hint.as_deref().and_then(|t| {
+        state
+            .provider
+            .read_id_token_hint(t, |aud| state.clients.get(aud).is_some())
+    });
     let client_id = match (&hint, p.client_id.as_deref()) {
         (Some(h), Some(c)) if h.aud != c => {
             return Err(WebError::bad_request(
@@ -396,9 +412,17 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
             ));
         }
     }
-    let hint_matches = hint
-        .as_ref()
-        .is_some_and(|h| live.as_ref().is_none_or(|(_, u)| u.id == h.sub));
+    // The hint stands for the signed-in user's consent only if it is theirs and, when it names
+    // its session (`sid`), from this very session: an id_token of an earlier session of the
+    // same user does not sign out the current one without asking.
+    let hint_matches = hint.as_ref().is_some_and(|h| {
+        live.as_ref().is_none_or(|(s, u)| {
+            u.id == h.sub
+                && h.sid
+                    .as_deref()
+                    .is_none_or(|sid| sid == state.provider.sid_for(&s.id_hash))
+        })
+    });
     if let (Some((_, user)), false, false) = (&live, hint_matches, confirmed_by_form) {
         // Ask first.
         let (browser, new_browser) = login::browser_binding(&state, &cookies);

@@ -74,6 +74,7 @@ impl Provider {
             created_at: now,
             expires_at: now + secs(client.lifetimes.refresh_token_max),
             revoked_at: None,
+            sid: Some(self.sid_for(&session.id_hash)),
         };
         let code = random_token();
         let row = AuthCode {
@@ -103,8 +104,16 @@ impl Provider {
         now: Timestamp,
     ) -> Result<TokenResponse, OAuthError> {
         match req.grant_type.as_deref() {
-            Some("authorization_code") => self.redeem_code(client, req, now).await,
-            Some("refresh_token") => self.refresh(client, req, now).await,
+            Some("authorization_code") => {
+                // Every refusal is logged with the client and the reason (never the code or
+                // the verifier), so a misconfigured RP can be diagnosed from doorman's log.
+                self.redeem_code(client, req, now).await.inspect_err(|e| {
+                    tracing::warn!(target: "audit", event = "code_exchange", outcome = "failure", client = %client.id, error = e.code, reason = %e.description);
+                })
+            }
+            Some("refresh_token") => self.refresh(client, req, now).await.inspect_err(|e| {
+                tracing::warn!(target: "audit", event = "refresh", outcome = "failure", client = %client.id, error = e.code, reason = %e.description);
+            }),
             None => Err(OAuthError::invalid_request("grant_type is required")),
             Some(_) => Err(OAuthError::unsupported_grant_type(
                 "supported grant types: authorization_code, refresh_token",
@@ -243,6 +252,13 @@ impl Provider {
                 "the user's access has been withdrawn",
             ));
         }
+        // A federation's re-check may just have changed the user (Plex owner groups): the
+        // tokens say what it found. The read is a cache hit unless it did.
+        let user = if self.policy.is_some() {
+            self.active_user(&old.user_id).await?
+        } else {
+            user
+        };
         let mut resp = self
             .mint(
                 client,
@@ -284,6 +300,7 @@ impl Provider {
             AccessTokenFormat::Jwt { audience } => {
                 self.keys
                     .sign(
+                        now,
                         Some("JWT"),
                         jwt_access_claims(&self.issuer, client, grant, user, audience, now, ttl),
                     )
@@ -364,6 +381,7 @@ impl Provider {
             at_hash: Some(at_hash(&access)),
             amr: grant.amr.clone(),
             acr: acr_for(&grant.amr).to_string(),
+            sid: grant.sid.clone(),
             profile: profile_claims(
                 user,
                 &grant.scope,
@@ -376,7 +394,7 @@ impl Provider {
                 .profile
                 .extend(policy.extra_claims(client, user).await);
         }
-        let id_token = self.keys.sign(None, claims).await?;
+        let id_token = self.keys.sign(now, None, claims).await?;
         Ok(TokenResponse {
             access_token: access,
             token_type: "Bearer",

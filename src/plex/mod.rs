@@ -250,6 +250,10 @@ impl PlexService {
                     user.groups.push(g);
                 }
             }
+            if !access.owner {
+                // Ownership ended: the groups it gave go with it.
+                self.drop_owner_groups(&mut user.groups);
+            }
             user.updated_at = now;
             self.store.update_user(&user).await?;
             return Ok(user);
@@ -294,6 +298,40 @@ impl PlexService {
         )))
     }
 
+    /// Removes the owner-only groups (those `owner_groups` adds that `groups` does not).
+    fn drop_owner_groups(&self, groups: &mut Vec<String>) {
+        groups.retain(|g| !self.config.owner_groups.contains(g) || self.config.groups.contains(g));
+    }
+
+    /// Brings the user's owner groups in line with `owner` (a re-check found ownership begun
+    /// or ended). Reads the user afresh, so nothing else about them is overwritten.
+    async fn sync_owner_groups(
+        &self,
+        user_id: &str,
+        owner: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some(mut user) = self.store.get_user(user_id).await? else {
+            return Ok(());
+        };
+        let before = user.groups.clone();
+        if owner {
+            for g in &self.config.owner_groups {
+                if !user.groups.contains(g) {
+                    user.groups.push(g.clone());
+                }
+            }
+        } else {
+            self.drop_owner_groups(&mut user.groups);
+        }
+        if user.groups != before {
+            user.updated_at = now;
+            self.store.update_user(&user).await?;
+            tracing::info!(target: "audit", event = "plex_owner_groups", user = %user.username, owner, "Plex re-check: owner groups updated");
+        }
+        Ok(())
+    }
+
     /// Asks plex.tv again when the last check is older than `recheck_after`. If plex.tv cannot
     /// be reached, the previous decision holds for `recheck_grace` more.
     pub async fn still_allowed(&self, user: &User, now: Timestamp) -> Result<bool, StoreError> {
@@ -316,6 +354,7 @@ impl PlexService {
                 let access = decide(&resources, &self.config.servers);
                 ident.owner = access.owner;
                 ident.server_token = access.server_token.as_deref().and_then(|t| self.seal(t));
+                self.sync_owner_groups(&user.id, access.owner, now).await?;
                 Some(access.allowed)
             }
             Err(PlexError::Unauthorized) => Some(false),

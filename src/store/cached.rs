@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use moka::sync::Cache;
 
 use super::{
-    AccessToken, AuthCode, CodeRedemption, Flow, Grant, Hash, Identity, PlexPin, RefreshRotation,
-    RefreshToken, Session, SigningKey, Store, StoreResult, Swept, Timestamp, User,
+    AccessToken, AuthCode, CodeRedemption, Flow, Grant, GuestLink, Hash, Identity, PlexPin,
+    RefreshRotation, RefreshToken, Session, SigningKey, Store, StoreResult, Swept, Timestamp, User,
 };
 
 /// How long a cached read may be stale when another process wrote.
@@ -308,12 +308,24 @@ impl Store for CachedStore {
         Ok(result)
     }
 
+    async fn find_refresh_token(&self, hash: &Hash) -> StoreResult<Option<RefreshToken>> {
+        self.inner.find_refresh_token(hash).await
+    }
+
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         self.inner.list_signing_keys().await
     }
 
     async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
         self.inner.add_signing_key(key).await
+    }
+
+    async fn add_signing_key_after(
+        &self,
+        key: &SigningKey,
+        newest: Option<&str>,
+    ) -> StoreResult<bool> {
+        self.inner.add_signing_key_after(key, newest).await
     }
 
     async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()> {
@@ -360,6 +372,32 @@ impl Store for CachedStore {
         next_ms: i64,
     ) -> StoreResult<()> {
         self.inner.defer_plex_poll(flow_hash, pin_id, next_ms).await
+    }
+
+    async fn create_guest_link(&self, link: &GuestLink) -> StoreResult<()> {
+        self.inner.create_guest_link(link).await
+    }
+
+    async fn use_guest_link(&self, id: &str, room: &str, now: Timestamp) -> StoreResult<bool> {
+        self.inner.use_guest_link(id, room, now).await
+    }
+
+    async fn list_guest_links(
+        &self,
+        created_by: &str,
+        room: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GuestLink>> {
+        self.inner.list_guest_links(created_by, room, now).await
+    }
+
+    async fn revoke_guest_link(
+        &self,
+        id: &str,
+        created_by: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner.revoke_guest_link(id, created_by, now).await
     }
 
     async fn create_forward_auth_session(

@@ -102,6 +102,9 @@ pub struct Grant {
     /// When refresh tokens of this grant stop working at the latest (absolute lifetime).
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The `sid` claim: the public handle of the SSO session the grant was made in (never the
+    /// session id or its hash). None for grants stored before it existed.
+    pub sid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +120,9 @@ pub struct AuthCode {
     pub used_at: Option<Timestamp>,
 }
 
+// Returned once per token request and matched at once: boxing the grant would only add an
+// allocation to every exchange.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
     /// First use: the code is now marked used.
@@ -151,6 +157,9 @@ pub struct RefreshToken {
     pub used_at: Option<Timestamp>,
 }
 
+// Returned once per token request and matched at once: boxing the grant would only add an
+// allocation to every exchange.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshRotation {
     /// The old token is now used and `new` is stored; returns the old token and its grant.
@@ -210,6 +219,25 @@ pub struct PlexPin {
     pub next_poll_ms: i64,
 }
 
+/// A Jitsi guest link: opens one room for `uses` guests until `expires_at`, unless its
+/// creator revokes it first. The link itself carries `id` under a MAC; uses are counted here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLink {
+    /// Random, public (it is in the link).
+    pub id: String,
+    /// The room's roomSafe name.
+    pub room: String,
+    /// The user who made it; only they may revoke it.
+    pub created_by: String,
+    /// How many guests it admits in all.
+    pub uses: i64,
+    /// How many more it admits.
+    pub uses_left: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
 /// Counts of rows removed by a sweep, for the log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -221,6 +249,7 @@ pub struct Swept {
     pub grants: u64,
     pub keys: u64,
     pub plex_pins: u64,
+    pub guest_links: u64,
 }
 
 #[async_trait]
@@ -306,10 +335,20 @@ pub trait Store: Send + Sync + 'static {
         new: &RefreshToken,
         now: Timestamp,
     ) -> StoreResult<RefreshRotation>;
+    /// The refresh token `hash` whatever its state (used, expired, grant revoked): revoking a
+    /// rotated token must still find its family (RFC 7009 §2.1, RFC 9700 §4.14).
+    async fn find_refresh_token(&self, hash: &Hash) -> StoreResult<Option<RefreshToken>>;
 
     // ---- signing keys ----
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
     async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Adds `key` only if the newest key not yet retiring is still `newest` (None: there is
+    /// none), in one transaction: of two replicas rotating at once, one adds a key.
+    async fn add_signing_key_after(
+        &self,
+        key: &SigningKey,
+        newest: Option<&str>,
+    ) -> StoreResult<bool>;
     async fn set_key_retire_at(&self, kid: &str, retire_at: Option<Timestamp>) -> StoreResult<()>;
 
     // ---- external identities (Plex) ----
@@ -335,6 +374,26 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the next poll of the flow's PIN to `next_ms`, if the PIN is still `pin_id`.
     async fn defer_plex_poll(&self, flow_hash: &Hash, pin_id: i64, next_ms: i64)
         -> StoreResult<()>;
+
+    // ---- Jitsi guest links ----
+    async fn create_guest_link(&self, link: &GuestLink) -> StoreResult<()>;
+    /// Atomically takes one use of the link for `room`: true only while it is unrevoked,
+    /// unexpired and has a use left. Of two guests racing for the last use, exactly one wins.
+    async fn use_guest_link(&self, id: &str, room: &str, now: Timestamp) -> StoreResult<bool>;
+    /// The live links `created_by` made for `room`, newest first.
+    async fn list_guest_links(
+        &self,
+        created_by: &str,
+        room: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GuestLink>>;
+    /// Revokes a link of `created_by`; false if there is no such live link of theirs.
+    async fn revoke_guest_link(
+        &self,
+        id: &str,
+        created_by: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
 
     // ---- forward-auth sessions ----
     /// Stores a forward-auth cookie's hash, bound to the SSO session `session_hash`.

@@ -33,8 +33,9 @@ use rusqlite::types::Type;
 use rusqlite::{ffi, params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::{
-    AccessToken, AuthCode, CodeRedemption, Flow, Grant, Hash, Identity, PlexPin, RefreshRotation,
-    RefreshToken, Session, SigningKey, Store, StoreError, StoreResult, Swept, Timestamp, User,
+    AccessToken, AuthCode, CodeRedemption, Flow, Grant, GuestLink, Hash, Identity, PlexPin,
+    RefreshRotation, RefreshToken, Session, SigningKey, Store, StoreError, StoreResult, Swept,
+    Timestamp, User,
 };
 
 /// Schema migrations, in order. Migration `i` (0-based) brings `PRAGMA user_version` from
@@ -44,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_plex.sql"),
     include_str!("migrations/0003_forward_auth.sql"),
     include_str!("migrations/0004_fewer_write_indexes.sql"),
+    include_str!("migrations/0005_sid_and_guest_links.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -468,7 +470,8 @@ fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
 
 macro_rules! grant_cols {
     () => {
-        "id, client_id, user_id, scope, auth_time, amr, nonce, created_at, expires_at, revoked_at"
+        "id, client_id, user_id, scope, auth_time, amr, nonce, created_at, expires_at, revoked_at, \
+         sid"
     };
 }
 
@@ -484,6 +487,26 @@ fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
         created_at: row.get(7)?,
         expires_at: row.get(8)?,
         revoked_at: row.get(9)?,
+        sid: row.get(10)?,
+    })
+}
+
+macro_rules! guest_link_cols {
+    () => {
+        "id, room, created_by, uses, uses_left, created_at, expires_at, revoked_at"
+    };
+}
+
+fn guest_link_from_row(row: &Row<'_>) -> rusqlite::Result<GuestLink> {
+    Ok(GuestLink {
+        id: row.get(0)?,
+        room: row.get(1)?,
+        created_by: row.get(2)?,
+        uses: row.get(3)?,
+        uses_left: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        revoked_at: row.get(7)?,
     })
 }
 
@@ -614,7 +637,7 @@ fn refresh_with_grant(
         "SELECT ",
         refresh_cols!(),
         ", g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, \
-         g.expires_at, g.revoked_at \
+         g.expires_at, g.revoked_at, g.sid \
          FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id WHERE t.hash = ?1"
     ))?
     .query_row([hash], |row| {
@@ -631,6 +654,7 @@ fn refresh_with_grant(
             created_at: row.get(15)?,
             expires_at: row.get(16)?,
             revoked_at: row.get(17)?,
+            sid: row.get(18)?,
         };
         Ok((token, grant))
     })
@@ -921,7 +945,7 @@ impl Store for SqliteStore {
             tx.prepare_cached(concat!(
                 "INSERT INTO grants (",
                 grant_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
                 g.id,
@@ -933,7 +957,8 @@ impl Store for SqliteStore {
                 g.nonce,
                 g.created_at,
                 g.expires_at,
-                g.revoked_at
+                g.revoked_at,
+                g.sid
             ])?;
             tx.prepare_cached(concat!(
                 "INSERT INTO auth_codes (",
@@ -1124,6 +1149,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn find_refresh_token(&self, hash: &Hash) -> StoreResult<Option<RefreshToken>> {
+        let hash = *hash;
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                refresh_cols!(),
+                " FROM refresh_tokens t WHERE t.hash = ?1"
+            ))?
+            .query_row([hash], refresh_from_row)
+            .optional()
+        })
+        .await
+    }
+
     // ---- signing keys ----
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
@@ -1156,6 +1195,43 @@ impl Store for SqliteStore {
                 k.retire_at
             ])
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn add_signing_key_after(
+        &self,
+        key: &SigningKey,
+        newest: Option<&str>,
+    ) -> StoreResult<bool> {
+        let (k, newest) = (key.clone(), newest.map(str::to_owned));
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .prepare_cached(
+                    "SELECT kid FROM signing_keys WHERE retire_at IS NULL \
+                     ORDER BY active_from DESC, kid DESC LIMIT 1",
+                )?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            if current != newest {
+                return Ok(false);
+            }
+            tx.prepare_cached(concat!(
+                "INSERT INTO signing_keys (",
+                key_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![
+                k.kid,
+                k.alg,
+                k.private_pem,
+                k.created_at,
+                k.active_from,
+                k.retire_at
+            ])?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -1209,6 +1285,9 @@ impl Store for SqliteStore {
             let plex_pins = tx
                 .prepare_cached("DELETE FROM plex_pins WHERE expires_at <= ?1")?
                 .execute([now])? as u64;
+            let guest_links = tx
+                .prepare_cached("DELETE FROM jitsi_guest_links WHERE expires_at <= ?1")?
+                .execute([now])? as u64;
             tx.commit()?;
             Ok(Swept {
                 sessions,
@@ -1219,6 +1298,7 @@ impl Store for SqliteStore {
                 grants,
                 keys,
                 plex_pins,
+                guest_links,
             })
         })
         .await
@@ -1354,6 +1434,83 @@ impl Store for SqliteStore {
             )?
             .execute(params![flow_hash, pin_id, next_ms])
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn create_guest_link(&self, link: &GuestLink) -> StoreResult<()> {
+        let l = link.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO jitsi_guest_links (",
+                guest_link_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                l.id,
+                l.room,
+                l.created_by,
+                l.uses,
+                l.uses_left,
+                l.created_at,
+                l.expires_at,
+                l.revoked_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn use_guest_link(&self, id: &str, room: &str, now: Timestamp) -> StoreResult<bool> {
+        let (id, room) = (id.to_owned(), room.to_owned());
+        // One statement checks and takes the use: of two racing guests only one sees it left.
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE jitsi_guest_links SET uses_left = uses_left - 1 \
+                 WHERE id = ?1 AND room = ?2 AND uses_left > 0 AND revoked_at IS NULL \
+                 AND ?3 < expires_at",
+            )?
+            .execute(params![id, room, now])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn list_guest_links(
+        &self,
+        created_by: &str,
+        room: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GuestLink>> {
+        let (created_by, room) = (created_by.to_owned(), room.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                guest_link_cols!(),
+                " FROM jitsi_guest_links WHERE created_by = ?1 AND room = ?2 \
+                  AND revoked_at IS NULL AND uses_left > 0 AND ?3 < expires_at \
+                  ORDER BY created_at DESC, id"
+            ))?
+            .query_map(params![created_by, room, now], guest_link_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoke_guest_link(
+        &self,
+        id: &str,
+        created_by: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (id, created_by) = (id.to_owned(), created_by.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE jitsi_guest_links SET revoked_at = ?3 \
+                 WHERE id = ?1 AND created_by = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![id, created_by, now])
+            .map(|n| n == 1)
         })
         .await
     }

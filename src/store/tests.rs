@@ -58,6 +58,7 @@ fn grant(id: &str, user_id: &str) -> Grant {
         created_at: NOW,
         expires_at: NOW + 30 * 86_400,
         revoked_at: None,
+        sid: Some("sid-of-the-session".into()),
     }
 }
 
@@ -749,7 +750,149 @@ async fn concurrent_rotations_of_one_token_rotate_exactly_once() {
     assert_eq!((rotated, reused), (1, 1), "{outcomes:?}");
 }
 
+#[tokio::test]
+async fn grants_keep_their_sid_and_rotated_refresh_tokens_can_still_be_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    let g = store.get_grant("g1").await.unwrap().unwrap();
+    assert_eq!(g.sid.as_deref(), Some("sid-of-the-session"));
+    store
+        .put_refresh_token(&refresh(h(40), "g1", NOW + 86_400))
+        .await
+        .unwrap();
+    let rotated = rotate(&store, h(40), refresh(h(41), "g1", NOW + 86_400), NOW + 1).await;
+    let RefreshRotation::Rotated(_, grant) = rotated else {
+        panic!("{rotated:?}")
+    };
+    assert_eq!(grant.sid.as_deref(), Some("sid-of-the-session"));
+    // The used token is no longer live, but it is still found, with its grant.
+    assert!(store
+        .get_refresh_token(&h(40), NOW + 2)
+        .await
+        .unwrap()
+        .is_none());
+    let found = store.find_refresh_token(&h(40)).await.unwrap().unwrap();
+    assert_eq!(
+        (found.grant_id.as_str(), found.used_at),
+        ("g1", Some(NOW + 1))
+    );
+    assert!(store.find_refresh_token(&h(42)).await.unwrap().is_none());
+}
+
+// ---- Jitsi guest links ----
+
+fn guest_link(id: &str, uses: i64) -> GuestLink {
+    GuestLink {
+        id: id.into(),
+        room: "standup".into(),
+        created_by: "u1".into(),
+        uses,
+        uses_left: uses,
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn guest_links_admit_their_uses_until_expired_or_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    store.create_guest_link(&guest_link("l1", 2)).await.unwrap();
+    store.create_guest_link(&guest_link("l2", 5)).await.unwrap();
+    assert!(
+        !store.use_guest_link("l1", "other", NOW).await.unwrap(),
+        "another room"
+    );
+    assert!(store.use_guest_link("l1", "standup", NOW).await.unwrap());
+    let live = store.list_guest_links("u1", "standup", NOW).await.unwrap();
+    assert_eq!(live.len(), 2);
+    assert!(live
+        .iter()
+        .any(|l| l.id == "l1" && l.uses_left == 1 && l.uses == 2));
+    assert!(store.use_guest_link("l1", "standup", NOW).await.unwrap());
+    assert!(
+        !store.use_guest_link("l1", "standup", NOW).await.unwrap(),
+        "used up"
+    );
+    assert!(
+        !store
+            .use_guest_link("l2", "standup", NOW + 3600)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(!store
+        .revoke_guest_link("l2", "someone-else", NOW)
+        .await
+        .unwrap());
+    assert!(store.revoke_guest_link("l2", "u1", NOW).await.unwrap());
+    assert!(
+        !store.use_guest_link("l2", "standup", NOW).await.unwrap(),
+        "revoked"
+    );
+    assert!(store
+        .list_guest_links("u1", "standup", NOW)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.sweep(NOW + 3600).await.unwrap().guest_links, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_a_last_use_admit_exactly_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(with_grant(&dir).await);
+    store.create_guest_link(&guest_link("l1", 1)).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.use_guest_link("l1", "standup", NOW).await.unwrap()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += usize::from(task.await.unwrap());
+    }
+    assert_eq!(admitted, 1);
+}
+
 // ---- signing keys ----
+
+#[tokio::test]
+async fn a_key_is_added_after_the_newest_only_if_that_is_still_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(store
+        .add_signing_key_after(&key("k1", NOW, None), None)
+        .await
+        .unwrap());
+    assert!(!store
+        .add_signing_key_after(&key("k2", NOW, None), None)
+        .await
+        .unwrap());
+    assert!(store
+        .add_signing_key_after(&key("k2", NOW + 10, None), Some("k1"))
+        .await
+        .unwrap());
+    // Another replica still believing k1 is the newest adds nothing.
+    assert!(!store
+        .add_signing_key_after(&key("k3", NOW + 10, None), Some("k1"))
+        .await
+        .unwrap());
+    let kids: Vec<String> = store
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["k1", "k2"]);
+}
 
 #[tokio::test]
 async fn signing_keys_list_in_activation_order() {
@@ -880,6 +1023,7 @@ async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
             grants: 2,
             keys: 1,
             plex_pins: 0,
+            guest_links: 0,
         }
     );
     assert!(store.get_session(&h(11), later).await.unwrap().is_some());

@@ -428,6 +428,10 @@ async fn keys_rotate_reaches_a_running_server() {
     let out = setup.run(&["keys", "rotate"]);
     assert_ok(&out, "keys rotate");
     let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("starts signing at") && stdout.contains(" UTC"),
+        "the CLI says when the new key signs: {stdout}"
+    );
     let new_kid = stdout
         .split_whitespace()
         .skip_while(|w| *w != "key")
@@ -446,11 +450,12 @@ async fn keys_rotate_reaches_a_running_server() {
     assert_eq!(kids.len(), 2, "JWKS after rotation: {kids:?}");
     assert!(kids.contains(&new_kid) && kids.contains(&before[0]));
 
-    // New id_tokens use the new key (SSO, so no password this time).
+    // Published now, but it signs only once every cached JWKS (max-age 300 s) can have it:
+    // new id_tokens still use the old key (SSO, so no password this time).
     let t2 = idp
         .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
         .await;
-    assert_eq!(jwt_header(&t2.id_token)["kid"], new_kid.as_str());
+    assert_eq!(jwt_header(&t2.id_token)["kid"], before[0].as_str());
     // The old id_token is still a valid logout hint (its key is still published).
     let mut url = url::Url::parse(&idp.url("/logout")).unwrap();
     url.query_pairs_mut()
@@ -502,6 +507,13 @@ async fn no_secrets_in_the_logs() {
     idp.redeem(RP, &code, RP_REDIRECT, Some(&req.verifier))
         .await
         .assert_status(400);
+    // A PKCE mismatch (SSO gives a new code at once).
+    let req2 = idp.auth_request(RP, "openid");
+    let code2 = req2.code(&idp, &browser, ALICE, ALICE_PASSWORD).await;
+    let wrong_verifier = format!("{}-wrong", req2.verifier);
+    idp.redeem(RP, &code2, RP_REDIRECT, Some(&wrong_verifier))
+        .await
+        .assert_status(400);
 
     let out = serve.signal_and_wait("-TERM");
     let log = text(&out.stdout);
@@ -519,10 +531,37 @@ async fn no_secrets_in_the_logs() {
         log.contains("\"outcome\":\"failure\""),
         "no failed sign-in line:\n{log}"
     );
-    for line in log.lines().filter(|l| !l.trim().is_empty()) {
-        serde_json::from_str::<serde_json::Value>(line)
-            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-    }
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+        })
+        .collect();
+    // Failures name the client and the reason: the client authentication, the replayed code,
+    // the PKCE mismatch.
+    let logged = |event: &str, reason: &str| {
+        lines.iter().any(|l| {
+            let f = if l.get("fields").is_some() {
+                &l["fields"]
+            } else {
+                l
+            };
+            f["event"] == event
+                && f["client"] == RP
+                && f["reason"].as_str().is_some_and(|r| r.contains(reason))
+        })
+    };
+    assert!(
+        logged("client_auth", "failed"),
+        "client_auth failure:\n{log}"
+    );
+    assert!(logged("code_exchange", "already used"), "replay:\n{log}");
+    assert!(
+        logged("code_exchange", "code_verifier"),
+        "PKCE mismatch:\n{log}"
+    );
     let secrets = [
         ("alice's password", ALICE_PASSWORD.to_string()),
         (
@@ -547,6 +586,9 @@ async fn no_secrets_in_the_logs() {
         ("the session cookie", session.clone()),
         ("the browser cookie", browser_cookie.clone()),
         ("the PKCE verifier", req.verifier.clone()),
+        ("the second code", code2.clone()),
+        ("the second PKCE verifier", req2.verifier.clone()),
+        ("the wrong PKCE verifier", wrong_verifier.clone()),
         ("the sign-in flow id", form.flow.clone()),
         ("the sign-in CSRF token", form.csrf.clone()),
     ];
@@ -848,4 +890,52 @@ fn idp_url_over_http(url: &str, port: u16) -> String {
         s.push_str(q);
     }
     s
+}
+
+#[test]
+fn check_config_refuses_plain_http_redirects_with_an_https_issuer_and_warns_of_an_http_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.toml");
+    let client = |uri: &str, extra: &str| {
+        format!(
+            "[[clients]]\nid = \"app\"\nsecret = \"0123456789abcdef-app\"\nredirect_uris = [\"{uri}\"]\n{extra}"
+        )
+    };
+    let check = |toml: String| {
+        std::fs::write(&path, toml).unwrap();
+        run(&["check-config", "--config", path.to_str().unwrap()])
+    };
+    let https = "issuer = \"https://auth.example.com\"\n";
+    let out = check(format!(
+        "{https}{}",
+        client("http://app.example.com/cb", "")
+    ));
+    assert!(!out.status.success(), "accepted");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("clients[0].redirect_uris[0]")
+            && stderr.contains("allow_http_redirect_uris = true"),
+        "{stderr}"
+    );
+    let out = check(format!(
+        "{https}{}",
+        client(
+            "http://192.168.1.20:8096/cb",
+            "allow_http_redirect_uris = true"
+        )
+    ));
+    assert_ok(&out, "a LAN app that opted in");
+    let out = check(format!("{https}{}", client("http://localhost:5173/cb", "")));
+    assert_ok(&out, "a loopback redirect");
+
+    let out = check(format!(
+        "issuer = \"http://auth.example.com\"\n{}",
+        client("http://app.example.com/cb", "")
+    ));
+    assert_ok(&out, "an http issuer is a warning, not an error");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        all.contains("http://auth.example.com") && all.contains("unencrypted"),
+        "the warning is printed:\n{all}"
+    );
 }

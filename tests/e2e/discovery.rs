@@ -147,3 +147,122 @@ async fn issuer_with_a_path_serves_everything_under_it() {
         "cookie Path is the issuer path"
     );
 }
+
+async fn stored_keys(server: &TestServer) -> Vec<doorman::store::SigningKey> {
+    server.state.store.list_signing_keys().await.unwrap()
+}
+
+/// Relying parties cache the JWKS for its max-age: a rotated key is published at once but signs
+/// only a max-age (plus a reload period) later, decided from the stored timestamp, so every
+/// replica switches together; the old key stays published until its tokens expire, and a
+/// restart in between adds no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_published_a_jwks_max_age_before_it_signs() {
+    let mut server = TestServer::start("").await;
+    let browser = Browser::new();
+    let page = browser.get(&server.url("/jwks.json")).await;
+    assert_eq!(page.header("cache-control"), Some("public, max-age=300"));
+    let old = check_jwks(&browser, &server.url("/jwks.json")).await;
+    assert_eq!(old.len(), 1);
+
+    let now = server.now();
+    let overlap = doorman::server::key_overlap(&server.state.config);
+    let key = doorman::keys::rotate(
+        &*server.state.store,
+        now,
+        doorman::server::key_publish_ahead(),
+        overlap,
+    )
+    .await
+    .unwrap();
+    assert!(key.active_from >= now + 300, "{} vs {now}", key.active_from);
+    server
+        .state
+        .keys
+        .reload(&*server.state.store, now)
+        .await
+        .unwrap();
+    let kids = check_jwks(&browser, &server.url("/jwks.json")).await;
+    assert_eq!(kids.len(), 2, "published at once: {kids:?}");
+    assert!(kids.contains(&key.kid));
+    let t = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_eq!(
+        jwt_header(&t.id_token)["kid"],
+        old[0].as_str(),
+        "not signing yet"
+    );
+
+    // A restart before the switch adds no key and still signs with the old one.
+    server.restart().await;
+    assert_eq!(stored_keys(&server).await.len(), 2);
+    assert_eq!(
+        check_jwks(&browser, &server.url("/jwks.json")).await.len(),
+        2
+    );
+    let t = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_eq!(jwt_header(&t.id_token)["kid"], old[0].as_str());
+
+    // At the stored switch time the new key signs; the old one is still published.
+    server.clock.advance(key.active_from - server.now());
+    let t = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_eq!(jwt_header(&t.id_token)["kid"], key.kid.as_str());
+    let kids = check_jwks(&browser, &server.url("/jwks.json")).await;
+    assert!(
+        kids.contains(&old[0]) && kids.contains(&key.kid),
+        "{kids:?}"
+    );
+
+    // Once the old key's tokens have expired, it is gone.
+    server.clock.advance(overlap);
+    server
+        .state
+        .keys
+        .reload(&*server.state.store, server.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        check_jwks(&browser, &server.url("/jwks.json")).await,
+        vec![key.kid.clone()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_rotation_publishes_ahead_and_does_not_repeat() {
+    let server = TestServer::start("").await;
+    let after = std::time::Duration::from_secs(3600);
+    server.clock.advance(3600);
+    let now = server.now();
+    doorman::server::auto_rotate(&server.state, now, after).await;
+    let keys = stored_keys(&server).await;
+    assert_eq!(keys.len(), 2);
+    let next = keys.iter().max_by_key(|k| k.active_from).unwrap().clone();
+    assert!(next.active_from >= now + 300, "published ahead: {next:?}");
+    // The maintenance loop asks again every few seconds: while the new key waits, and once it
+    // signs, no further key until it is itself rotate_after old.
+    for at in [now + 5, next.active_from, next.active_from + 3599] {
+        doorman::server::auto_rotate(&server.state, at, after).await;
+        assert_eq!(stored_keys(&server).await.len(), 2, "at {at}");
+    }
+    doorman::server::auto_rotate(&server.state, next.active_from + 3600, after).await;
+    assert_eq!(stored_keys(&server).await.len(), 3);
+}
+
+/// Two replicas on one database run their maintenance at the same moment: one new key, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_rotating_at_once_add_one_key() {
+    let server = TestServer::start("").await;
+    let after = std::time::Duration::from_secs(3600);
+    let now = server.now() + 3600;
+    let (a, b) = tokio::join!(
+        doorman::server::auto_rotate(&server.state, now, after),
+        doorman::server::auto_rotate(&server.state, now, after),
+    );
+    let ((), ()) = (a, b);
+    assert_eq!(stored_keys(&server).await.len(), 2);
+}

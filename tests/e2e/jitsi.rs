@@ -911,16 +911,10 @@ async fn jitsi_guest_link_opens_one_room_until_it_expires() {
     // The token opens Standup only.
     assert!(prosody::verify(&token_in(&location), &docker(), server.now(), "other", MUC).is_err());
 
-    // Twice is fine (until it expires); each guest gets their own id.
-    let again = guest.get(&link).await;
-    again.assert_status(302);
-    let claims2 = check_token(
-        &token_in(&raw_location(&again)),
-        "standup",
-        before,
-        server.now(),
-    );
-    assert_ne!(claims2["context"]["user"]["id"], user["id"]);
+    // The link lets one person in: a second use is refused, with no redirect.
+    let again = Browser::new().get(&link).await;
+    again.assert_status(403);
+    assert!(again.location().is_none());
 
     // The same invitation for another room.
     let token = link.split("?invite=").nth(1).unwrap();
@@ -944,9 +938,10 @@ async fn jitsi_guest_link_opens_one_room_until_it_expires() {
         assert!(page.location().is_none(), "invite={bad}");
     }
 
-    // An hour and a second later, it is over.
+    // An hour and a second later, any link of it is over.
+    let unused = make_guest_link(&server, &alice, "Standup", "3600").await;
     server.clock.advance(3601);
-    let late = guest.get(&link).await;
+    let late = guest.get(&unused).await;
     late.assert_status(403);
     assert!(late.location().is_none());
 }
@@ -1028,6 +1023,19 @@ async fn jitsi_only_moderators_make_guest_links_with_a_valid_form() {
     server.clock.advance(2_592_000 - 10);
     let page = Browser::new().get(&link).await;
     page.assert_status(302);
+    // Its token ends with the link, not three hours later.
+    let claims = prosody::verify(
+        &token_in(&raw_location(&page)),
+        &docker(),
+        server.now(),
+        "standup",
+        MUC,
+    )
+    .unwrap();
+    assert!(
+        claims["exp"].as_i64().unwrap() <= server.now() + 10,
+        "{claims:?}"
+    );
 
     // Signed out: the invitation page asks for a sign-in, then comes back to it.
     let stranger = Browser::new();
@@ -1122,4 +1130,193 @@ async fn jitsi_without_configuration_is_not_found() {
         assert!(page.location().is_none());
         assert!(page.login_form().is_none());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guest links: counted uses, revocation, the pre-join screen
+
+/// The invitation page of `room` for alice: its csrf token.
+async fn invite_csrf(server: &TestServer, browser: &Browser, room: &str) -> String {
+    let page = browser
+        .get(&server.url(&format!("/jitsi/invite/{room}")))
+        .await;
+    page.assert_status(200);
+    input_value(&page.text, "csrf").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitsi_guest_link_uses_are_counted_and_racing_guests_get_one_each() {
+    let server = start("").await;
+    let alice = signed_in(&server, ALICE, ALICE_PASSWORD).await;
+    let csrf = invite_csrf(&server, &alice, "Standup").await;
+    let made = alice
+        .post_form(
+            &server.url("/jitsi/invite/Standup"),
+            &[("csrf", &csrf), ("valid_for", "3600"), ("uses", "3")],
+        )
+        .await;
+    made.assert_status(200);
+    let link = guest_link(&made.text).unwrap();
+    for bad in ["0", "101", "x"] {
+        let page = alice
+            .post_form(
+                &server.url("/jitsi/invite/Standup"),
+                &[("csrf", &csrf), ("valid_for", "3600"), ("uses", bad)],
+            )
+            .await;
+        page.assert_status(400);
+        assert!(guest_link(&page.text).is_none(), "uses={bad}");
+    }
+
+    // Ten guests at once for three uses: exactly three get in, each with their own id.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let link = link.clone();
+            tokio::spawn(async move { Browser::new().get(&link).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let page = t.await.unwrap();
+        match page.status {
+            302 => {
+                let claims = jwt_claims(&token_in(&raw_location(&page)));
+                ids.push(
+                    claims["context"]["user"]["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            403 => {
+                assert!(page.location().is_none());
+                refused += 1;
+            }
+            s => panic!("guest link answered {s}: {}", page.text),
+        }
+    }
+    assert_eq!((ids.len(), refused), (3, 7), "{ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+
+    // The last use of a single-use link, raced by two guests: one gets in.
+    let single = make_guest_link(&server, &alice, "Standup", "3600").await;
+    let (first, second) = (Browser::new(), Browser::new());
+    let (a, b) = tokio::join!(first.get(&single), second.get(&single));
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [302, 403]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitsi_guest_link_creator_revokes_it() {
+    let server = start("").await;
+    let alice = signed_in(&server, ALICE, ALICE_PASSWORD).await;
+    let link = make_guest_link(&server, &alice, "Standup", "3600").await;
+    let page = alice.get(&server.url("/jitsi/invite/Standup")).await;
+    // The page lists it, with a revoke form of its own after the one that makes links.
+    assert_eq!(
+        form_action(&page.text).unwrap(),
+        server.url("/jitsi/invite/Standup")
+    );
+    let id = input_value(&page.text, "id").expect("a listed link with a revoke form");
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    assert!(html_unescape(&page.text).contains(&server.url("/jitsi/invite/Standup/revoke")));
+
+    // Another moderator (a second admin) cannot revoke alice's link, nor a forged form.
+    let carol_password = "carol-password-1";
+    let hash = {
+        let params = doorman::accounts::password::owasp_params().unwrap();
+        tokio::task::spawn_blocking(move || {
+            doorman::accounts::password::hash_blocking(&params, carol_password).unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    doorman::accounts::users::create(
+        &*server.state.store,
+        doorman::accounts::NewUser {
+            username: "carol".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec!["admins".into()],
+            password_hash: Some(hash),
+        },
+        server.now(),
+    )
+    .await
+    .unwrap();
+    let carol = signed_in(&server, "carol", carol_password).await;
+    let carol_csrf = invite_csrf(&server, &carol, "Standup").await;
+    let page = carol
+        .post_form(
+            &server.url("/jitsi/invite/Standup/revoke"),
+            &[("csrf", &carol_csrf), ("id", &id)],
+        )
+        .await;
+    page.assert_status(404);
+    let page = alice
+        .post_form(
+            &server.url("/jitsi/invite/Standup/revoke"),
+            &[("csrf", "forged"), ("id", &id)],
+        )
+        .await;
+    page.assert_status(403);
+
+    let page = alice
+        .post_form(
+            &server.url("/jitsi/invite/Standup/revoke"),
+            &[("csrf", &csrf), ("id", &id)],
+        )
+        .await;
+    page.assert_status(200);
+    assert!(page.text.contains("revoked"), "{}", page.text);
+    assert!(input_value(&page.text, "id").is_none(), "no longer listed");
+    let guest = Browser::new().get(&link).await;
+    guest.assert_status(403);
+    assert!(guest.location().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitsi_state_cannot_skip_the_prejoin_screen() {
+    // Another site links a signed-in moderator to its room with the flag that skips the
+    // pre-join screen: the meeting opens with the screen (the click stays the user's).
+    let server = start("").await;
+    let browser = signed_in(&server, ALICE, ALICE_PASSWORD).await;
+    let state = json!({
+        "config.prejoinConfig.enabled": false,
+        "config.startWithAudioMuted": true,
+    });
+    let page = browser
+        .get(&with_state(&server, "AttackersRoom", &state))
+        .await;
+    page.assert_status(302);
+    assert_eq!(
+        hash_params(&raw_location(&page)),
+        vec!["config.startWithAudioMuted=true"]
+    );
+    // Through a sign-in too.
+    let fresh = Browser::new();
+    let landing = fresh
+        .get(&with_state(&server, "AttackersRoom", &state))
+        .await;
+    let done = fresh.submit_login(&landing, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303);
+    assert_eq!(
+        hash_params(&raw_location(&done)),
+        vec!["config.startWithAudioMuted=true"]
+    );
+    // A guest link's state neither.
+    let link = make_guest_link(&server, &browser, "Standup", "3600").await;
+    let mut url = Url::parse(&link).unwrap();
+    url.query_pairs_mut().append_pair(
+        "state",
+        &json!({"config.prejoinConfig.enabled": false}).to_string(),
+    );
+    let page = Browser::new().get(url.as_str()).await;
+    page.assert_status(302);
+    assert!(hash_params(&raw_location(&page)).is_empty());
 }

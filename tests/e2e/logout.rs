@@ -228,3 +228,125 @@ async fn a_forged_hint_is_no_hint() {
         assert!(session_alive(&server, &cookie).await, "{hint}");
     }
 }
+
+/// A public client whose access tokens are RS256 JWTs (Jitsi's native OIDC mode).
+const JWT_CLIENT_TOML: &str = r#"
+[[clients]]
+id = "jwt-app"
+public = true
+redirect_uris = ["http://127.0.0.1:1/jwt-app"]
+access_token_format = "jwt"
+"#;
+
+/// Signs in through `jwt-app` in `browser` and returns its token response.
+async fn jwt_app_tokens(server: &TestServer, browser: &Browser) -> serde_json::Value {
+    let (verifier, challenge) = pkce_pair();
+    let url = server.authorize_url(
+        "jwt-app",
+        "http://127.0.0.1:1/jwt-app",
+        "openid",
+        "s",
+        None,
+        Some(&challenge),
+        &[],
+    );
+    let back = browser.login(&url, ALICE, ALICE_PASSWORD).await;
+    let code = query(&back)["code"].clone();
+    let page = server
+        .post_with_auth(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "http://127.0.0.1:1/jwt-app"),
+                ("client_id", "jwt-app"),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    page.assert_status(200);
+    page.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_access_token_is_no_id_token_hint() {
+    let server = TestServer::start(JWT_CLIENT_TOML).await;
+    let browser = Browser::new();
+    let tokens = jwt_app_tokens(&server, &browser).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        jwt_header(access)["typ"],
+        "JWT",
+        "signed by doorman, but not an id_token"
+    );
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+
+    let page = browser
+        .get(&logout_url(&server, &[("id_token_hint", access)]))
+        .await;
+    page.assert_status(200);
+    assert!(page.location().is_none());
+    assert!(
+        input_value(&page.text, "csrf").is_some(),
+        "asks to confirm:\n{}",
+        page.text
+    );
+    assert!(session_alive(&server, &cookie).await);
+
+    // The same client's id_token is a hint.
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let page = browser
+        .get(&logout_url(&server, &[("id_token_hint", id_token)]))
+        .await;
+    page.assert_status(200);
+    assert!(input_value(&page.text, "csrf").is_none(), "{}", page.text);
+    assert!(!session_alive(&server, &cookie).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_from_an_earlier_session_asks_first() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let old = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    let old_sid = old.id_claims()["sid"].as_str().unwrap().to_string();
+    // Signed out (confirmed with the old session's own hint), then signed in again.
+    browser
+        .get(&logout_url(&server, &[("id_token_hint", &old.id_token)]))
+        .await
+        .assert_status(200);
+    let new = server
+        .code_flow(&browser, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_ne!(new.id_claims()["sid"].as_str().unwrap(), old_sid);
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+
+    // The same user's id_token, but of the earlier session: no silent sign-out.
+    let page = browser
+        .get(&logout_url(
+            &server,
+            &[
+                ("id_token_hint", &old.id_token),
+                ("post_logout_redirect_uri", RP_LOGOUT_REDIRECT),
+            ],
+        ))
+        .await;
+    page.assert_status(200);
+    assert!(page.location().is_none());
+    assert!(input_value(&page.text, "csrf").is_some(), "asks to confirm");
+    assert!(session_alive(&server, &cookie).await);
+    // This session's hint signs out at once.
+    let page = browser
+        .get(&logout_url(
+            &server,
+            &[
+                ("id_token_hint", &new.id_token),
+                ("post_logout_redirect_uri", RP_LOGOUT_REDIRECT),
+            ],
+        ))
+        .await;
+    page.assert_status(302);
+    assert!(!session_alive(&server, &cookie).await);
+}

@@ -1647,3 +1647,88 @@ async fn a_retry_during_a_slow_poll_keeps_the_new_pin() {
     let back = landing.poll_until_done(&server, &browser).await;
     landing.code_from(&server, &back);
 }
+
+/// The re-check keeps owner groups in line with ownership: gone when the account no longer
+/// owns the server (while it still has access), back when it owns it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_groups_follow_ownership_at_the_recheck() {
+    let (fake, server) = setup("owner_groups = [\"admins\"]\n").await;
+    let browser = Browser::new();
+    let landing =
+        PlexLanding::open(&server, &browser, RP_CLIENT, "openid groups offline_access").await;
+    let tokens = landing.sign_in(&server, &fake, &browser, OWNER).await;
+    assert!(groups(&id_claims(&tokens)).contains(&"admins".to_string()));
+    let mut refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+
+    fake.update(OWNER, |a| {
+        a.owner = false;
+        a.shared = true;
+    });
+    server.clock.advance(3601);
+    let page = server.refresh(RP, &refresh).await;
+    page.assert_status(200);
+    let g = groups(&id_claims(&page.json()));
+    assert!(g.contains(&"plex".to_string()), "still shared: {g:?}");
+    assert!(
+        !g.contains(&"admins".to_string()),
+        "no longer the owner: {g:?}"
+    );
+    let stored = server
+        .state
+        .store
+        .find_user_by_username("owner")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.groups.contains(&"admins".to_string()), "{stored:?}");
+    refresh = page.json()["refresh_token"].as_str().unwrap().to_string();
+
+    fake.update(OWNER, |a| a.owner = true);
+    server.clock.advance(3601);
+    let page = server.refresh(RP, &refresh).await;
+    page.assert_status(200);
+    assert!(groups(&id_claims(&page.json())).contains(&"admins".to_string()));
+}
+
+/// A 429 on a slow poll of an old PIN backs off only that PIN: the PIN a retry made meanwhile
+/// keeps its row and its polling, so approving the code the user sees still signs them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_on_a_slow_poll_does_not_clobber_the_new_pin() {
+    let (fake, server) = setup("").await;
+    let browser = Browser::new();
+    let landing = PlexLanding::open(&server, &browser, RP_CLIENT, "openid").await;
+    landing.start(&server, &browser).await;
+    fake.fault_delayed("/api/v2/pins/", 429, 1, Some(30), 600);
+    server.clock.advance(1);
+    let slow = {
+        let (url, browser, flow, csrf) = (
+            server.url("/login/plex/poll"),
+            browser.clone(),
+            landing.flow.clone(),
+            landing.csrf.clone(),
+        );
+        tokio::spawn(async move {
+            browser
+                .post_form(&url, &[("flow", &flow), ("csrf", &csrf)])
+                .await
+        })
+    };
+    let first = fake.pins()[0].id;
+    for _ in 0..200 {
+        if !pin_polls(&fake, first).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pin_polls(&fake, first).len(), 1);
+    let second = landing.start(&server, &browser).await;
+    let old = slow.await.unwrap();
+    assert_eq!(old.json()["status"], "pending", "{}", old.text);
+
+    fake.approve(&second.code, P_ALICE);
+    server.clock.advance(1);
+    let back = landing.poll_until_done(&server, &browser).await;
+    landing.code_from(&server, &back);
+    let second_pin = fake.pin_by_code(&second.code).id;
+    assert!(!pin_polls(&fake, second_pin).is_empty());
+}

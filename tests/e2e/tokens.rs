@@ -381,3 +381,149 @@ async fn concurrent_redemptions_of_one_code_give_one_token() {
         }
     }
 }
+
+/// A resource server: it may introspect every client's tokens.
+const RESOURCE_SERVER: &str = r#"
+[[clients]]
+id = "api"
+secret = "api-secret-0123456789"
+redirect_uris = ["http://127.0.0.1:1/api"]
+introspect_any = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_answers_only_for_the_clients_own_tokens_unless_a_resource_server() {
+    let server = TestServer::start(RESOURCE_SERVER).await;
+    let browser = Browser::new();
+    let t = server
+        .code_flow(
+            &browser,
+            RP,
+            "openid email offline_access",
+            ALICE,
+            ALICE_PASSWORD,
+        )
+        .await;
+    let introspect = |client: &'static str, secret: &'static str, token: String| {
+        let server = &server;
+        async move {
+            server
+                .post_with_auth(
+                    "/introspect",
+                    Some(basic_auth(client, secret)),
+                    &[("token", &token)],
+                )
+                .await
+        }
+    };
+    for token in [t.access_token.clone(), t.refresh_token.clone().unwrap()] {
+        // Another ordinary client learns nothing, not even that the token is live.
+        let page = introspect(NC, NC_SECRET, token.clone()).await;
+        page.assert_status(200);
+        assert_eq!(page.json(), json!({"active": false}), "{}", page.text);
+        // The client it was issued to, and a resource server, do.
+        for (client, secret) in [(RP, RP_SECRET), ("api", "api-secret-0123456789")] {
+            let page = introspect(client, secret, token.clone()).await;
+            let j = page.json();
+            assert_eq!(j["active"], true, "{client}: {j}");
+            assert_eq!(j["client_id"], RP);
+            assert_eq!(j["username"], ALICE);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_rotated_refresh_token_revokes_its_family() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let t = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    let rt1 = t.refresh_token.clone().unwrap();
+    let page = server.refresh(RP, &rt1).await;
+    page.assert_status(200);
+    let rt2 = page.json()["refresh_token"].as_str().unwrap().to_string();
+    let at2 = page.json()["access_token"].as_str().unwrap().to_string();
+
+    // Another client revoking it changes nothing.
+    server
+        .post_with_auth(
+            "/revoke",
+            Some(basic_auth(NC, NC_SECRET)),
+            &[("token", &rt1)],
+        )
+        .await
+        .assert_status(200);
+    server.userinfo(&at2).await.assert_status(200);
+
+    // rp revokes the spent one: the live successor and every access token die with it.
+    server
+        .post_with_auth(
+            "/revoke",
+            Some(basic_auth(RP, RP_SECRET)),
+            &[("token", &rt1)],
+        )
+        .await
+        .assert_status(200);
+    let page = server.refresh(RP, &rt2).await;
+    page.assert_status(400);
+    assert_eq!(page.oauth_error(), "invalid_grant");
+    for at in [&at2, &t.access_token] {
+        server.userinfo(at).await.assert_status(401);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_tokens_carry_a_sid_stable_for_the_sso_session() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let server = TestServer::start("").await;
+    let discovery = server
+        .http
+        .get(server.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(discovery["claims_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("sid")));
+
+    let browser = Browser::new();
+    let a = server
+        .code_flow(&browser, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await;
+    let sid = a.id_claims()["sid"]
+        .as_str()
+        .expect("a sid in the id_token")
+        .to_string();
+    // The same SSO session, another client and another code: the same sid.
+    let b = server
+        .code_flow(&browser, NC, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_eq!(b.id_claims()["sid"], sid.as_str());
+    // And after a refresh.
+    let page = server
+        .refresh(RP, a.refresh_token.as_deref().unwrap())
+        .await;
+    page.assert_status(200);
+    let refreshed = jwt_claims(page.json()["id_token"].as_str().unwrap());
+    assert_eq!(refreshed["sid"], sid.as_str());
+    // Not the session cookie, nor its stored hash in any usual spelling.
+    let cookie = browser.cookie(&server.base, "doorman_session").unwrap();
+    let hash = Sha256::digest(cookie.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    for secretish in [cookie.clone(), hex, URL_SAFE_NO_PAD.encode(hash)] {
+        assert!(!secretish.contains(&sid) && !sid.contains(&secretish[..16]));
+    }
+    // Another SSO session: another sid.
+    let other = Browser::new();
+    let c = server
+        .code_flow(&other, RP, "openid", ALICE, ALICE_PASSWORD)
+        .await;
+    assert_ne!(c.id_claims()["sid"], sid.as_str());
+}
