@@ -7,6 +7,7 @@ mod authorize_rules;
 mod binary;
 mod claims;
 mod cloudflare;
+mod connections;
 mod discovery;
 mod harness;
 mod health;
