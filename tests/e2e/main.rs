@@ -8,6 +8,7 @@ mod binary;
 mod claims;
 mod cloudflare;
 mod connections;
+mod container;
 mod discovery;
 mod harness;
 mod health;
