@@ -1,7 +1,8 @@
 //! The container's `doorman` wrapper (scripts/doorman-wrapper, /usr/local/bin/doorman in the
 //! image), run directly with a temporary data directory and a throwaway system user: the CLI
 //! works as that user with or without a config file, root-owned files in the data directory are
-//! handed back (symlinks not followed), an unreadable (0600, root) config still works, and the
+//! handed back (symlinks not followed), an unreadable (0600, root) config still works, a backup
+//! dropped at `restore.db` is put in place before `serve`, and the
 //! process ends with that user's ids, no capabilities and no_new_privs. The parts that need root
 //! are skipped when the tests do not run as root (CI does).
 
@@ -197,6 +198,26 @@ fn the_cli_in_the_container_runs_as_doorman_with_or_without_a_config() {
     let out = ctr.run(&["user", "list"], None);
     assert_ok(&out, "user list with the config");
     assert!(text(&out.stdout).contains("alice"));
+
+    // A backup dropped at restore.db (as root) replaces the database before the next start.
+    let backup = ctr.data().join("copy.db");
+    assert_ok(
+        &ctr.run(&["backup", backup.to_str().unwrap()], None),
+        "backup",
+    );
+    assert_ok(
+        &ctr.run(&["user", "add", "bob", "--password-stdin"], Some("bob-password-1\n")),
+        "user add bob",
+    );
+    std::fs::rename(&backup, ctr.data().join("restore.db")).unwrap();
+    std::os::unix::fs::chown(ctr.data().join("restore.db"), Some(0), Some(0)).unwrap();
+    let out = ctr.run(&["serve", "--help"], None);
+    assert_ok(&out, "serve --help (the restore step)");
+    assert!(text(&out.stderr).contains("restored"), "{}", text(&out.stderr));
+    assert!(!ctr.data().join("restore.db").exists());
+    assert_eq!(ctr.owner(&db), ctr.user.uid, "the restored database is doorman's");
+    let list = text(&ctr.run(&["user", "list"], None).stdout);
+    assert!(list.contains("alice") && !list.contains("bob"), "{list}");
 
     // Readable by doorman (group, 0640): used as it is.
     std::os::unix::fs::chown(ctr.config(), Some(0), Some(ctr.user.gid)).unwrap();
