@@ -102,20 +102,19 @@ pub async fn serve(
             stream,
             activity: activity.clone(),
         });
-        let service = app
-            .clone()
-            .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                req
-            });
+        let service =
+            app.clone()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(remote));
+                    req
+                });
         let mut http = http1::Builder::new();
         http.timer(HeadTimer::new(activity, &limits))
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(MAX_BUFFER);
-        let conn = graceful.watch(http.serve_connection(
-            io,
-            hyper_util::service::TowerToHyperService::new(service),
-        ));
+        let conn = graceful.watch(
+            http.serve_connection(io, hyper_util::service::TowerToHyperService::new(service)),
+        );
         let mut dropped = dropped.clone();
         let surge = surge.clone();
         surge.opened();

@@ -644,7 +644,7 @@ mod tests {
         error_at(
             "idle_timeout = \"1h\"",
             "idle_timeout",
-            "belongs in [session]",
+            "belongs in [server] or [session]",
         );
         error_at(
             &format!("{CLIENT}secret_fil = \"x\""),

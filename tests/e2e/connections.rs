@@ -234,8 +234,8 @@ async fn half_sent_requests_are_closed_and_memory_stays_bounded() {
 /// time too slowly, are both closed after `header_read_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_request_heads_are_closed() {
-    let server = TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"30s\"")
-        .await;
+    let server =
+        TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
     let addr: std::net::SocketAddr = server.origin.trim_start_matches("http://").parse().unwrap();
     let deadline = || tokio::time::Instant::now() + Duration::from_secs(20);
 
@@ -267,15 +267,18 @@ async fn slow_request_heads_are_closed() {
             break;
         }
     }
-    assert!(closed, "a request head sent a byte every 200 ms was never cut off");
+    assert!(
+        closed,
+        "a request head sent a byte every 200 ms was never cut off"
+    );
 }
 
 /// A kept-alive connection gets `idle_timeout` (not `header_read_timeout`) to send its next
 /// request, and is closed once that passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
-    let server = TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"3s\"")
-        .await;
+    let server =
+        TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"3s\"").await;
     let addr: std::net::SocketAddr = server.origin.trim_start_matches("http://").parse().unwrap();
     let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -298,8 +301,8 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
 /// A request whose body stops arriving is closed after idle_timeout + header_read_timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_stops_arriving_is_closed() {
-    let server = TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"")
-        .await;
+    let server =
+        TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"").await;
     let addr: std::net::SocketAddr = server.origin.trim_start_matches("http://").parse().unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(
@@ -346,8 +349,8 @@ async fn read_response(s: &mut TcpStream) -> String {
 /// With `max_connections` taken, a new connection waits and is served once a slot frees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_max_connections_a_client_waits_for_a_free_slot() {
-    let server = TestServer::start("[server]\nmax_connections = 2\nheader_read_timeout = \"30s\"")
-        .await;
+    let server =
+        TestServer::start("[server]\nmax_connections = 2\nheader_read_timeout = \"30s\"").await;
     let addr: std::net::SocketAddr = server.origin.trim_start_matches("http://").parse().unwrap();
     let mut a = TcpStream::connect(addr).await.unwrap();
     a.write_all(HALF_REQUEST).await.unwrap();
@@ -446,7 +449,10 @@ fn a_missing_theme_dir_is_an_error_naming_the_key() {
     for command in ["check-config", "serve"] {
         let out = run(&[command, "--config", config]);
         let stderr = text(&out.stderr);
-        assert!(!out.status.success(), "{command} accepted a missing theme_dir");
+        assert!(
+            !out.status.success(),
+            "{command} accepted a missing theme_dir"
+        );
         assert!(
             stderr.contains("theme_dir")
                 && stderr.contains(&missing.display().to_string())

@@ -156,7 +156,11 @@ fn the_cli_in_the_container_runs_as_doorman_with_or_without_a_config() {
     assert_ok(&out, "user add without a config file");
     assert!(text(&out.stdout).contains("created user alice"));
     let db = ctr.data().join("doorman.db");
-    assert_eq!(ctr.owner(&db), ctr.user.uid, "the database belongs to doorman");
+    assert_eq!(
+        ctr.owner(&db),
+        ctr.user.uid,
+        "the database belongs to doorman"
+    );
     assert_eq!(ctr.owner(&ctr.data()), ctr.user.uid);
 
     // A backup restored as root, another root file, and a symlink to a root file elsewhere.
@@ -206,16 +210,27 @@ fn the_cli_in_the_container_runs_as_doorman_with_or_without_a_config() {
         "backup",
     );
     assert_ok(
-        &ctr.run(&["user", "add", "bob", "--password-stdin"], Some("bob-password-1\n")),
+        &ctr.run(
+            &["user", "add", "bob", "--password-stdin"],
+            Some("bob-password-1\n"),
+        ),
         "user add bob",
     );
     std::fs::rename(&backup, ctr.data().join("restore.db")).unwrap();
     std::os::unix::fs::chown(ctr.data().join("restore.db"), Some(0), Some(0)).unwrap();
     let out = ctr.run(&["serve", "--help"], None);
     assert_ok(&out, "serve --help (the restore step)");
-    assert!(text(&out.stderr).contains("restored"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("restored"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!ctr.data().join("restore.db").exists());
-    assert_eq!(ctr.owner(&db), ctr.user.uid, "the restored database is doorman's");
+    assert_eq!(
+        ctr.owner(&db),
+        ctr.user.uid,
+        "the restored database is doorman's"
+    );
     let list = text(&ctr.run(&["user", "list"], None).stdout);
     assert!(list.contains("alice") && !list.contains("bob"), "{list}");
 
