@@ -40,8 +40,9 @@ use crate::config::ServerConfig;
 
 /// After a stop, requests in progress get this long to finish before their connections drop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// The most hyper buffers per connection: request heads beyond it get 431. Bounds what one
-/// connection can cost (hyper's default is ~400 KiB).
+/// Request heads (start line and headers) beyond this get 431; hyper's default allows ~400 KiB.
+const MAX_HEAD: usize = 64 * 1024;
+/// What hyper buffers per connection at most, which bounds what a half-sent head can cost.
 const MAX_BUFFER: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `stop` turns true, then lets requests in progress finish
@@ -111,6 +112,7 @@ pub async fn serve(
         let mut http = http1::Builder::new();
         http.timer(HeadTimer::new(activity, &limits))
             .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(MAX_HEAD)
             .max_buf_size(MAX_BUFFER);
         let conn = graceful.watch(
             http.serve_connection(io, hyper_util::service::TowerToHyperService::new(service)),

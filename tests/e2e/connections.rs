@@ -314,6 +314,30 @@ async fn a_request_body_that_stops_arriving_is_closed() {
     assert!(closed_by_server(&mut s, deadline).await);
 }
 
+/// Request heads over 64 KiB are refused (431) instead of being buffered.
+#[tokio::test]
+async fn oversized_request_heads_are_refused() {
+    let server = TestServer::start("").await;
+    let addr: std::net::SocketAddr = server.origin.trim_start_matches("http://").parse().unwrap();
+    let send = |size: usize| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(size)
+        );
+        let _ = s.write_all(head.as_bytes()).await;
+        read_response(&mut s).await
+    };
+    let fine = send(30_000).await;
+    assert!(fine.starts_with("HTTP/1.1 200"), "{fine:?}");
+    let big = send(70_000).await;
+    assert!(
+        big.starts_with("HTTP/1.1 431"),
+        "{:?}",
+        &big[..big.len().min(200)]
+    );
+}
+
 /// Reads one response head and its (Content-Length) body.
 async fn read_response(s: &mut TcpStream) -> String {
     let mut got = Vec::new();
