@@ -105,15 +105,24 @@ impl Drop for Serve {
     }
 }
 
-/// Lets this process (and the server it starts) open a few thousand sockets.
+/// Lets this process (and the server it starts) open a few thousand sockets: the soft limit up
+/// to the hard one, and (as root) both to 8192 if they are lower.
 fn raise_fd_limit() {
+    const WANT: libc::rlim_t = 8192;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= WANT {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: WANT,
+            rlim_max: lim.rlim_max.max(WANT),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
