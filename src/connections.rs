@@ -40,6 +40,8 @@ use crate::config::ServerConfig;
 
 /// After a stop, requests in progress get this long to finish before their connections drop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often a server out of connection slots says so.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// Request heads (start line and headers) beyond this get 431; hyper's default allows ~400 KiB.
 const MAX_HEAD: usize = 64 * 1024;
 /// What hyper buffers per connection at most, which bounds what a half-sent head can cost.
@@ -58,21 +60,24 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let (drop_all, dropped) = watch::channel(false);
     let surge = Arc::new(Surge::default());
-    let mut full_logged = false;
+    let mut last_full_warning = None;
     // Timeouts cover the waits for request heads; this covers the rest (a request body sent a
     // byte a minute, a client that never reads the response).
     let silence_limit = limits
         .idle_timeout
         .saturating_add(limits.header_read_timeout);
     loop {
-        if slots.available_permits() == 0 && !full_logged {
+        // Said at most once a minute: under a flood the slots fill again at every accept.
+        if slots.available_permits() == 0
+            && last_full_warning.is_none_or(|t: Instant| t.elapsed() >= FULL_WARNING_EVERY)
+        {
             tracing::warn!(
                 max_connections = limits.max_connections,
                 "all connection slots are taken: new connections wait until one closes \
                  ([server] max_connections)"
             );
+            last_full_warning = Some(Instant::now());
         }
-        full_logged = slots.available_permits() == 0;
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(p) => p,
