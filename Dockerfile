@@ -14,10 +14,10 @@ RUN groupadd --system --gid 10001 doorman \
  && mkdir -p /data /etc/doorman /usr/local/lib/doorman && chown doorman:doorman /data
 # The real binary, and in front of it (first on PATH) the wrapper that every `doorman` command
 # goes through: the server and `docker exec CTR doorman ...` alike run as doorman, never root.
-# (Both scripts are executable in git, and COPY keeps the mode.)
 COPY --from=build /src/target/release/doorman /usr/local/lib/doorman/doorman
 COPY scripts/doorman-wrapper /usr/local/bin/doorman
 COPY scripts/docker-entrypoint /usr/local/bin/docker-entrypoint
+RUN chmod 0755 /usr/local/bin/doorman /usr/local/bin/docker-entrypoint
 # Users, sessions and signing keys live here: mount a volume.
 VOLUME /data
 # The config file, if any, is /etc/doorman/doorman.toml (mount it, or Fly's [[files]]); without
