@@ -287,7 +287,7 @@ async fn slow_request_heads_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let server =
-        TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"3s\"").await;
+        TestServer::start("[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"5s\"").await;
     let addr: std::net::SocketAddr = server.origin.trim_start_matches("http://").parse().unwrap();
     let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -295,7 +295,7 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let first = read_response(&mut s).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     // Idle for longer than header_read_timeout: still open, and a second request is answered.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     s.write_all(request).await.unwrap();
     let second = read_response(&mut s).await;
     assert!(
