@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod forward_auth;
 pub mod integrate;

@@ -229,8 +229,14 @@ async fn not_found() -> crate::error::WebError {
     )
 }
 
+/// `GET /` has no page of its own: the landing page is `/login` (under the issuer's path).
+async fn to_landing_page(State(state): State<AppState>) -> axum::response::Redirect {
+    axum::response::Redirect::to(&state.url(crate::login::paths::LOGIN))
+}
+
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
+        .route("/", get(to_landing_page))
         .merge(crate::oidc::routes::routes(&state))
         .merge(crate::login::routes(&state))
         .merge(crate::jitsi::routes())
@@ -243,7 +249,11 @@ pub fn router(state: AppState) -> Router {
     let app = if path.is_empty() {
         app
     } else {
-        Router::new().nest(&path, app)
+        // The nest answers `/auth` itself; the host's root and `/auth/` go to the landing page too.
+        Router::new()
+            .route("/", get(to_landing_page))
+            .route(&format!("{path}/"), get(to_landing_page))
+            .nest(&path, app)
     };
     app.layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -366,19 +376,9 @@ pub async fn start(state: AppState, addr: SocketAddr) -> Result<Running, StartEr
     if let Some(cf) = &state.cloudflare {
         cf.spawn_refresher(rx.clone());
     }
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let mut stop = rx;
-    let task = tokio::spawn(async move {
-        let graceful = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!(error = %e, "server error");
-        }
-    });
+    let app = router(state.clone());
+    let limits = state.config.server.clone();
+    let task = tokio::spawn(crate::connections::serve(listener, app, limits, rx));
     Ok(Running {
         addr,
         state,

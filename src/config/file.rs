@@ -15,6 +15,9 @@ pub(super) struct File {
     pub issuer: Option<String>,
     /// Socket address to listen on, `ip:port`.
     pub listen: Option<String>,
+    /// Connection limits and timeouts.
+    #[serde(default)]
+    pub server: Server,
     /// Where the database and signing keys live; relative to the working directory.
     pub data_dir: Option<String>,
     /// Directory overriding the built-in templates and static files.
@@ -42,6 +45,17 @@ pub(super) struct File {
     pub jitsi: Option<Jitsi>,
     /// The forward-auth hook for reverse proxies.
     pub forward_auth: Option<ForwardAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Server {
+    /// A client must send a request's headers within this long (at most 30s).
+    pub header_read_timeout: Option<String>,
+    /// A keep-alive connection with no request in progress is closed after this long.
+    pub idle_timeout: Option<String>,
+    /// Connections served at once; further ones wait until one closes.
+    pub max_connections: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,6 +300,7 @@ use Kind::{Bool, Duration, Int, Str, StrList, Table, Tables};
 pub(super) const ROOT: Fields = &[
     ("issuer", Str),
     ("listen", Str),
+    ("server", Table(SERVER)),
     ("data_dir", Str),
     ("theme_dir", Str),
     ("trusted_proxies", StrList),
@@ -299,6 +314,12 @@ pub(super) const ROOT: Fields = &[
     ("plex", Table(PLEX)),
     ("jitsi", Table(JITSI)),
     ("forward_auth", Table(FORWARD_AUTH)),
+];
+
+pub(super) const SERVER: Fields = &[
+    ("header_read_timeout", Duration),
+    ("idle_timeout", Duration),
+    ("max_connections", Int),
 ];
 
 pub(super) const FORWARD_AUTH: Fields = &[
@@ -464,6 +485,7 @@ mod tests {
     #[test]
     fn schema_matches_serde_structs() {
         agree::<File>(ROOT);
+        agree::<Server>(SERVER);
         agree::<Session>(SESSION);
         agree::<Keys>(KEYS);
         agree::<Lifetimes>(TOKENS);

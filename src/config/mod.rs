@@ -26,6 +26,8 @@ pub struct Config {
     /// Published issuer, as configured minus one trailing slash; publish `issuer_str()`.
     pub issuer: Url,
     pub listen: SocketAddr,
+    /// Connection limits and timeouts (`[server]`).
+    pub server: ServerConfig,
     pub data_dir: PathBuf,
     pub theme_dir: Option<PathBuf>,
     /// The one list of proxies whose X-Forwarded-* headers are believed.
@@ -187,6 +189,21 @@ impl Config {
     }
 }
 
+/// `[server]`: what one client can hold of the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// A request's headers must arrive within this long of the connection opening, or of the
+    /// first byte of the next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection waiting for its next request is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections served at once; while full, new ones wait in the listen backlog.
+    pub max_connections: u32,
+}
+
+/// The longest `header_read_timeout` accepted.
+pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub idle_timeout: Duration,
@@ -327,6 +344,11 @@ pub fn defaults() -> Config {
     Config {
         issuer,
         listen: DEFAULT_LISTEN,
+        server: ServerConfig {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+        },
         data_dir: PathBuf::from("./doorman-data"),
         theme_dir: None,
         trusted_proxies: Vec::new(),
@@ -674,7 +696,7 @@ mod tests {
         error_at(
             "idle_timeout = \"1h\"",
             "idle_timeout",
-            "belongs in [session]",
+            "belongs in [server] or [session]",
         );
         error_at(
             &format!("{CLIENT}secret_fil = \"x\""),
@@ -979,6 +1001,62 @@ mod tests {
         let e = parse("issuer = \"x\"\nlisten = = 1").unwrap_err();
         assert_eq!(e.0[0].key, "toml");
         assert!(e.0[0].message.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn server_limits() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_connections, 4096);
+        let c = parse(
+            "[server]\nheader_read_timeout = \"30s\"\nidle_timeout = \"5m\"\nmax_connections = 100",
+        )
+        .unwrap();
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.server.max_connections, 100);
+        error_at(
+            "[server]\nheader_read_timeout = \"31s\"",
+            "server.header_read_timeout",
+            "at most \"30s\"",
+        );
+        error_at(
+            "[server]\nidle_timeout = \"0s\"",
+            "server.idle_timeout",
+            "longer than 0",
+        );
+        error_at(
+            "[server]\nmax_connections = 0",
+            "server.max_connections",
+            "out of range",
+        );
+        let c = from_str(
+            "",
+            &env(&[("DOORMAN_SERVER__MAX_CONNECTIONS", "7")]),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.server.max_connections, 7);
+    }
+
+    #[test]
+    fn theme_dir_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = format!("theme_dir = '{}'", dir.path().display());
+        assert_eq!(parse(&ok).unwrap().theme_dir.as_deref(), Some(dir.path()));
+        let missing = dir.path().join("nope");
+        error_at(
+            &format!("theme_dir = '{}'", missing.display()),
+            "theme_dir",
+            "does not exist",
+        );
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        error_at(
+            &format!("theme_dir = '{}'", dir.path().join("file").display()),
+            "theme_dir",
+            "is not a directory",
+        );
     }
 
     #[test]

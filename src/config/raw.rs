@@ -465,7 +465,15 @@ fn unknown_key_message(key: &str, fields: Fields) -> String {
                  [table] header belongs to that table, so move it above the first header"
             );
         }
-        return format!("unknown key here; `{key}` belongs in {home}");
+        // A name used by several tables (`idle_timeout`: [server] and [session]): say all.
+        let mut homes = Vec::new();
+        homes_of(key, ROOT, "", &mut homes);
+        let homes = if homes.len() > 1 {
+            homes.join(" or ")
+        } else {
+            home
+        };
+        return format!("unknown key here; `{key}` belongs in {homes}");
     }
     let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
     format!(
@@ -488,6 +496,25 @@ fn home_of(key: &str, fields: Fields, name: &str) -> Option<String> {
         Kind::Tables(sub) => home_of(key, sub, &format!("[[{n}]]")),
         _ => None,
     })
+}
+
+/// Every table whose schema has `key`, in schema order.
+fn homes_of(key: &str, fields: Fields, name: &str, out: &mut Vec<String>) {
+    if fields.iter().any(|(n, _)| *n == key) {
+        out.push(name.to_string());
+    }
+    for &(n, kind) in fields {
+        match kind {
+            Kind::Table(sub) => homes_of(
+                key,
+                sub,
+                &format!("[{}]", join(name.trim_matches(['[', ']']), n)),
+                out,
+            ),
+            Kind::Tables(sub) => homes_of(key, sub, &format!("[[{n}]]"), out),
+            _ => {}
+        }
+    }
 }
 
 /// The candidate nearest to `word` by edit distance, if near enough to be a likely typo.

@@ -280,8 +280,10 @@ pub(super) fn validate(
     Config {
         issuer,
         listen,
+        server: server(errors, &f.server, d.server),
         data_dir: nonempty_path(errors, "data_dir", f.data_dir).unwrap_or(d.data_dir),
-        theme_dir: nonempty_path(errors, "theme_dir", f.theme_dir),
+        theme_dir: nonempty_path(errors, "theme_dir", f.theme_dir)
+            .filter(|dir| theme_dir_exists(errors, dir)),
         trusted_proxies,
         client_ip_header,
         session: SessionConfig {
@@ -1284,6 +1286,69 @@ fn origin(s: &str) -> Result<String, String> {
         ));
     }
     Ok(canonical)
+}
+
+/// `[server]`: the connection timeouts and limit.
+fn server(errors: &mut Vec<ConfigError>, s: &file::Server, d: ServerConfig) -> ServerConfig {
+    let header_read_timeout = dur(
+        errors,
+        "server.header_read_timeout",
+        s.header_read_timeout.as_deref(),
+        d.header_read_timeout,
+    )
+    .filter(|t| {
+        let ok = *t <= MAX_HEADER_READ_TIMEOUT;
+        if !ok {
+            push(
+                errors,
+                "server.header_read_timeout",
+                format!(
+                    "must be at most \"{}\": a client that holds a connection open with half a \
+                     request costs memory all that time; use e.g. \"10s\"",
+                    format_duration(MAX_HEADER_READ_TIMEOUT)
+                ),
+            );
+        }
+        ok
+    });
+    ServerConfig {
+        header_read_timeout: header_read_timeout.unwrap_or(d.header_read_timeout),
+        idle_timeout: dur(
+            errors,
+            "server.idle_timeout",
+            s.idle_timeout.as_deref(),
+            d.idle_timeout,
+        )
+        .unwrap_or(d.idle_timeout),
+        max_connections: count(
+            errors,
+            "server.max_connections",
+            s.max_connections,
+            d.max_connections,
+        ),
+    }
+}
+
+/// A configured theme directory must exist: a typo would otherwise silently give the built-in
+/// look.
+fn theme_dir_exists(errors: &mut Vec<ConfigError>, dir: &std::path::Path) -> bool {
+    let problem = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return true,
+        Ok(_) => "is not a directory".to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        Err(e) => format!("cannot be read ({e})"),
+    };
+    push(
+        errors,
+        "theme_dir",
+        format!(
+            "{} {problem} (a relative path is relative to the working directory); create it \
+             with templates/ and static/ inside, fix the path, or remove the key to use the \
+             built-in theme",
+            dir.display()
+        ),
+    );
+    false
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ mod binary;
 mod claims;
 mod cli_passwd;
 mod cloudflare;
+mod connections;
+mod container;
 mod discovery;
 mod harness;
 mod health;
