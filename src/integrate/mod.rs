@@ -9,14 +9,29 @@ use crate::config::Config;
 /// The apps `integrate` knows, for the help text and the error.
 pub const APPS: &[&str] = &["traefik", "caddy", "nginx", "apache", "cloudflare", "jitsi"];
 
-/// `client` picks the [[clients]] entry for apps that are relying parties (apache).
-pub fn render(app: &str, config: &Config, client: Option<&str>) -> Result<String, String> {
+pub use proxies::CLOUDFLARE_OIDC_CLAIMS;
+
+/// `client` picks the [[clients]] entry for apps that are relying parties (apache). `remote`:
+/// the proxy reaches doorman over the internet at its https issuer (doorman on Fly, proxies at
+/// home) instead of next to it.
+pub fn render(
+    app: &str,
+    config: &Config,
+    client: Option<&str>,
+    remote: bool,
+) -> Result<String, String> {
+    if remote && config.issuer.scheme() != "https" {
+        return Err(format!(
+            "--remote sends every check, cookies included, over the internet: it needs an https issuer, not {}",
+            config.issuer_str()
+        ));
+    }
     match app {
         "jitsi" => jitsi::render(config),
-        "nginx" => Ok(proxies::nginx(config)),
-        "caddy" => Ok(proxies::caddy(config)),
-        "traefik" => Ok(proxies::traefik(config)),
-        "apache" => Ok(proxies::apache(config, client)),
+        "nginx" => Ok(proxies::nginx(config, remote)),
+        "caddy" => Ok(proxies::caddy(config, remote)),
+        "traefik" => Ok(proxies::traefik(config, remote)),
+        "apache" => proxies::apache(config, client),
         "cloudflare" => Ok(proxies::cloudflare(config)),
         other => Err(format!("unknown app {other:?}; known: {}", APPS.join(", "))),
     }
