@@ -237,11 +237,19 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
                     format!("\"{p}\" must start with /, e.g. \"/admin\""),
                 );
             } else if p.contains('?') {
-                push(errors, &key("path"), format!("\"{p}\": rules match paths, not queries; remove the ?..."));
+                push(
+                    errors,
+                    &key("path"),
+                    format!("\"{p}\": rules match paths, not queries; remove the ?..."),
+                );
             } else {
                 match crate::forward_auth::canonical::canonical_path(p) {
                     Ok(c) => path = Some(c.resolved),
-                    Err(why) => push(errors, &key("path"), format!("\"{p}\" contains {why}; write the path plainly, e.g. \"/admin\"")),
+                    Err(why) => push(
+                        errors,
+                        &key("path"),
+                        format!("\"{p}\" contains {why}; write the path plainly, e.g. \"/admin\""),
+                    ),
                 }
             }
         }
@@ -260,11 +268,7 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
             }
         };
         if let (Some(host), Some(access)) = (host, access) {
-            rules.push(ForwardAuthRule {
-                host,
-                path,
-                access,
-            });
+            rules.push(ForwardAuthRule { host, path, access });
         }
     }
     let cloudflare = fa.cloudflare.map(|cf| {

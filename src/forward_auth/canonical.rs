@@ -185,7 +185,9 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
 pub fn canonical_host(raw: &str) -> String {
     let h = raw
         .rsplit_once(':')
-        .filter(|(h, p)| p.chars().all(|c| c.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')))
+        .filter(|(h, p)| {
+            p.chars().all(|c| c.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']'))
+        })
         .map(|(h, _)| h)
         .unwrap_or(raw);
     h.trim_start_matches('[')
@@ -226,13 +228,21 @@ mod tests {
             assert_eq!(resolved(raw), "/admin", "{raw}");
         }
         assert_eq!(resolved("/admin;x/users"), "/admin/users");
-        assert_eq!(resolved("/ADMIN/users"), "/ADMIN/users", "case is the matcher's job");
+        assert_eq!(
+            resolved("/ADMIN/users"),
+            "/ADMIN/users",
+            "case is the matcher's job"
+        );
         assert_eq!(resolved("/"), "/");
     }
 
     #[test]
     fn the_other_encodings_are_kept_with_upper_case_hex() {
-        assert_eq!(resolved("/a%3bb/c"), "/a/c", "an app that decodes first cuts there too");
+        assert_eq!(
+            resolved("/a%3bb/c"),
+            "/a/c",
+            "an app that decodes first cuts there too"
+        );
         assert_eq!(resolved("/a%3fb"), "/a%3Fb");
         assert_eq!(resolved("/a%20b/%c3%a9"), "/a%20b/%C3%A9");
         assert_eq!(resolved("/a/"), "/a/");

@@ -108,10 +108,7 @@ fn proxy_header<'a>(
 ) -> Result<Option<&'a str>, TargetError> {
     let mut found: Option<&str> = None;
     for v in h.get_all(name) {
-        let v = v
-            .to_str()
-            .map_err(|_| TargetError::Invalid(name))?
-            .trim();
+        let v = v.to_str().map_err(|_| TargetError::Invalid(name))?.trim();
         if v.is_empty() {
             continue;
         }
@@ -154,8 +151,8 @@ pub fn target_from_forwarded(h: &HeaderMap) -> Result<Target, TargetError> {
 /// URL library: a WHATWG parser rewrites `\` to `/` and resolves dot segments, and the rules
 /// must see the path as the proxy received it before canonicalising it themselves.
 pub fn target_from_original(h: &HeaderMap) -> Result<Target, TargetError> {
-    let url = proxy_header(h, "x-original-url", false)?
-        .ok_or(TargetError::Invalid("x-original-url"))?;
+    let url =
+        proxy_header(h, "x-original-url", false)?.ok_or(TargetError::Invalid("x-original-url"))?;
     let (scheme, rest) = url
         .split_once("://")
         .ok_or(TargetError::Invalid("x-original-url"))?;
@@ -169,12 +166,7 @@ pub fn target_from_original(h: &HeaderMap) -> Result<Target, TargetError> {
         format!("/{path}")
     };
     let method = method_of(h, "x-original-method")?;
-    build(
-        method,
-        scheme.to_ascii_lowercase(),
-        host.to_string(),
-        uri,
-    )
+    build(method, scheme.to_ascii_lowercase(), host.to_string(), uri)
 }
 
 fn build(method: String, scheme: String, host: String, uri: String) -> Result<Target, TargetError> {
@@ -639,7 +631,13 @@ mod tests {
         // A comma inside a path is data.
         let pairs: Vec<_> = base
             .iter()
-            .map(|&(k, v)| if k == "x-forwarded-uri" { (k, "/a,b?c=1,2") } else { (k, v) })
+            .map(|&(k, v)| {
+                if k == "x-forwarded-uri" {
+                    (k, "/a,b?c=1,2")
+                } else {
+                    (k, v)
+                }
+            })
             .collect();
         assert!(target_from_forwarded(&appended(&pairs)).is_ok());
         for (name, second) in [
@@ -656,7 +654,10 @@ mod tests {
                 Err(TargetError::Repeated(name)),
                 "{name}"
             );
-            assert_eq!(TargetError::Repeated(name).status(), StatusCode::BAD_REQUEST);
+            assert_eq!(
+                TargetError::Repeated(name).status(),
+                StatusCode::BAD_REQUEST
+            );
         }
     }
 
@@ -665,7 +666,10 @@ mod tests {
         let path = |url: &str| {
             target_from_original(&headers(&[("x-original-url", url)])).map(|t| t.path.resolved)
         };
-        assert_eq!(path("http://app.example.com:80/%61dmin/x?q"), Ok("/admin/x".into()));
+        assert_eq!(
+            path("http://app.example.com:80/%61dmin/x?q"),
+            Ok("/admin/x".into())
+        );
         assert_eq!(path("http://app.example.com?q"), Ok("/".into()));
         assert_eq!(
             path("http://app.example.com/admin\\x"),

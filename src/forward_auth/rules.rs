@@ -230,3 +230,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use std::collections::HashMap;
+
+    fn load(path: &str) -> Result<Option<String>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "issuer = \"https://auth.example.com\"\n[[forward_auth.rules]]\nhost = \"app.example.com\"\npath = \"{path}\"\ngroups = [\"admins\"]\n"
+        );
+        crate::config::from_str(&text, &HashMap::new(), dir.path())
+            .map(|c| c.forward_auth.rules.first().and_then(|r| r.path.clone()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_rules_path_is_canonicalised_at_load() {
+        assert_eq!(load("/%61dmin//x/../"), Ok(Some("/admin/".into())));
+        assert_eq!(load("/admin;v=1"), Ok(Some("/admin".into())));
+        for bad in ["/admin%2Fx", "/admin\\\\x", "/admin?x=1", "/admin%zz"] {
+            let err = load(bad).unwrap_err();
+            assert!(err.contains("forward_auth.rules[0].path"), "{bad}: {err}");
+        }
+    }
+}

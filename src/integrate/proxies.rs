@@ -145,9 +145,18 @@ pub fn caddy(config: &Config, remote: bool) -> String {
     trusted_note(&mut w, config, remote);
     let _ = writeln!(w, "{host} {{");
     let _ = writeln!(w, "\troute {{");
-    let _ = writeln!(w, "\t\t# The client's own identity headers never reach the app: Caddy 2.10.0-2.11.1 keep a");
-    let _ = writeln!(w, "\t\t# client's copy when doorman's value is empty (GHSA-7r4p-vjf4-gxv4), and Caddy passes");
-    let _ = writeln!(w, "\t\t# underscore spellings on, which CGI-style apps read as REMOTE_USER.");
+    let _ = writeln!(
+        w,
+        "\t\t# The client's own identity headers never reach the app: Caddy 2.10.0-2.11.1 keep a"
+    );
+    let _ = writeln!(
+        w,
+        "\t\t# client's copy when doorman's value is empty (GHSA-7r4p-vjf4-gxv4), and Caddy passes"
+    );
+    let _ = writeln!(
+        w,
+        "\t\t# underscore spellings on, which CGI-style apps read as REMOTE_USER."
+    );
     let _ = writeln!(w, "\t\trequest_header -Remote-*");
     let _ = writeln!(w, "\t\trequest_header -Remote_*");
     for (name, _) in &config.forward_auth.headers {
@@ -195,9 +204,18 @@ pub fn traefik(config: &Config, remote: bool) -> String {
     let _ = writeln!(w, "# Traefik, dynamic configuration (file provider):");
     trusted_note(&mut w, config, remote);
     let _ = writeln!(w, "# trustForwardHeader stays false: doorman needs only the X-Forwarded-* Traefik sets itself,");
-    let _ = writeln!(w, "# and trusting a client's copies would let it describe another request.");
-    let _ = writeln!(w, "# Traefik deletes the client's copies of authResponseHeaders before it copies doorman's;");
-    let _ = writeln!(w, "# authResponseHeadersRegex does the same for every Remote-*/Remote_* spelling.");
+    let _ = writeln!(
+        w,
+        "# and trusting a client's copies would let it describe another request."
+    );
+    let _ = writeln!(
+        w,
+        "# Traefik deletes the client's copies of authResponseHeaders before it copies doorman's;"
+    );
+    let _ = writeln!(
+        w,
+        "# authResponseHeadersRegex does the same for every Remote-*/Remote_* spelling."
+    );
     let _ = writeln!(w, "http:");
     let _ = writeln!(w, "  middlewares:");
     let _ = writeln!(w, "    doorman:");

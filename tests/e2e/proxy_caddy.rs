@@ -270,10 +270,17 @@ async fn proxy_caddy_no_spelling_of_admin_reaches_the_app_for_a_non_admin() {
         assert_ne!(status, 200, "{target}: {text}\n{}", s.caddy.context());
     }
     for seen in s.echo.requests() {
-        assert!(!upstream_reads_admin(&seen.uri), "bob reached {}: {seen:?}", seen.uri);
+        assert!(
+            !upstream_reads_admin(&seen.uri),
+            "bob reached {}: {seen:?}",
+            seen.uri
+        );
         assert!(!seen.mentions("mallory"), "{seen:?}");
         assert_eq!(seen.all("remote-user"), vec![BOB], "{seen:?}");
-        assert!(seen.all("remote-groups").iter().all(|v| v.is_empty()), "{seen:?}");
+        assert!(
+            seen.all("remote-groups").iter().all(|v| v.is_empty()),
+            "{seen:?}"
+        );
     }
 
     // A client's own X-Forwarded-* (once or twice) changes nothing: Caddy sets its own.
@@ -338,5 +345,9 @@ fn proxy_caddy_remote_mode_snippet_passes_caddy_validate() {
         p.contains("your-app").then(|| "127.0.0.1:9".to_string())
     });
     let out = Proxy::check_caddy(&site);
-    assert!(out.0, "caddy validate refused the remote-mode snippet:\n{}\n{site}", out.1);
+    assert!(
+        out.0,
+        "caddy validate refused the remote-mode snippet:\n{}\n{site}",
+        out.1
+    );
 }

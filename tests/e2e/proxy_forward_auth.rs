@@ -54,6 +54,15 @@ async fn proxy_traefik_forward_auth_answers_like_traefik_expects() {
         doorman.server.port
     );
     assert!(printed.contains(&direct), "{printed}");
+    // doorman needs only what Traefik sets itself: a client's X-Forwarded-* must not count.
+    assert!(
+        printed.contains("trustForwardHeader: false") && !printed.contains("=true"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("authResponseHeadersRegex: \"(?i)^remote[-_]\""),
+        "{printed}"
+    );
     let response_headers = traefik_response_headers(&printed);
     assert_eq!(
         response_headers,
@@ -400,13 +409,11 @@ async fn proxy_spellings_of_a_protected_path_are_refused_in_both_dialects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_a_rule_for_admin_slash_covers_admin() {
-    let doorman = Doorman::start(
-        &forward_auth_toml(r#"["127.0.0.1/32"]"#, "").replacen(
-            "path = \"/admin\"",
-            "path = \"/Admin/\"",
-            1,
-        ),
-    )
+    let doorman = Doorman::start(&forward_auth_toml(r#"["127.0.0.1/32"]"#, "").replacen(
+        "path = \"/admin\"",
+        "path = \"/Admin/\"",
+        1,
+    ))
     .await;
     let bob = browser();
     sign_in(&doorman, &bob, BOB, BOB_PASSWORD).await;
@@ -493,9 +500,7 @@ async fn proxy_only_verified_emails_decide_access() {
     const CAROL: &str = "carol@example.test";
     let doorman = Doorman::start(&forward_auth_toml(
         r#"["127.0.0.1/32"]"#,
-        &format!(
-            "[[forward_auth.headers]]\nname = \"X-Email\"\nclaim = \"email\"\n"
-        ),
+        "[[forward_auth.headers]]\nname = \"X-Email\"\nclaim = \"email\"\n",
     )
     .replacen(
         "[[forward_auth.rules]]",
@@ -513,7 +518,10 @@ async fn proxy_only_verified_emails_decide_access() {
     let cookie = cookie_header(&bob, &format!("https://{APP_HOST}/")).unwrap();
     let carol_host = format!("carol.{DOMAIN}");
     let page = traefik(&doorman, "GET", &carol_host, "/", &[("Cookie", &cookie)]).await;
-    assert_eq!(page.status, 403, "an unverified email passed a users rule: {page:?}");
+    assert_eq!(
+        page.status, 403,
+        "an unverified email passed a users rule: {page:?}"
+    );
     let page = traefik(&doorman, "GET", APP_HOST, "/", &[("Cookie", &cookie)]).await;
     assert_eq!(page.status, 200, "{page:?}");
     assert_eq!(page.header("remote-email"), Some(""), "{page:?}");

@@ -250,10 +250,17 @@ async fn proxy_nginx_no_spelling_of_admin_reaches_the_app_for_a_non_admin() {
         assert_ne!(status, 200, "{target}: {text}\n{}", s.nginx.context());
     }
     for seen in s.echo.requests() {
-        assert!(!upstream_reads_admin(&seen.uri), "bob reached {}: {seen:?}", seen.uri);
+        assert!(
+            !upstream_reads_admin(&seen.uri),
+            "bob reached {}: {seen:?}",
+            seen.uri
+        );
         assert!(!seen.mentions("mallory"), "{seen:?}");
         assert_eq!(seen.all("remote-user"), vec![BOB], "{seen:?}");
-        assert!(seen.all("remote-groups").iter().all(|v| v.is_empty()), "{seen:?}");
+        assert!(
+            seen.all("remote-groups").iter().all(|v| v.is_empty()),
+            "{seen:?}"
+        );
     }
 
     // A client's own X-Original-* (once or twice) changes nothing: nginx sets its own.
@@ -290,8 +297,13 @@ fn proxy_nginx_remote_mode_snippet_passes_nginx_t() {
         assert!(printed.contains(line), "{line}:\n{printed}");
     }
     let snippet = fill_placeholders(&printed, |p| {
-        p.contains("your-app").then(|| "http://127.0.0.1:9".to_string())
+        p.contains("your-app")
+            .then(|| "http://127.0.0.1:9".to_string())
     });
     let out = Proxy::check_nginx(&snippet);
-    assert!(out.0, "nginx -t refused the remote-mode snippet:\n{}\n{snippet}", out.1);
+    assert!(
+        out.0,
+        "nginx -t refused the remote-mode snippet:\n{}\n{snippet}",
+        out.1
+    );
 }

@@ -155,19 +155,25 @@ impl Doorman {
         format!("{}{path}", self.issuer)
     }
 
-    /// What `doorman integrate <app>` prints for this config.
-    pub fn integrate(&self, app: &str) -> String {
+    /// `doorman integrate <args>` for this config, run to the end.
+    pub fn integrate_output(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_doorman"));
         cmd.env_clear();
         if let Ok(p) = std::env::var("PATH") {
             cmd.env("PATH", p);
         }
-        let out = cmd
-            .args(["integrate", app, "--config"])
+        cmd.arg("integrate")
+            .args(args)
+            .arg("--config")
             .arg(&self.config_path)
             .stdin(Stdio::null())
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// What `doorman integrate <app>` prints for this config.
+    pub fn integrate(&self, app: &str) -> String {
+        let out = self.integrate_output(&[app]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -737,11 +743,18 @@ fn caddy_files(
 
 /// `program args` in a mount namespace with the test's /etc/hosts (as `Proxy::spawn`), run to
 /// the end: (succeeded, stdout and stderr).
-fn run_namespaced(dir: &Path, program: &str, args: &[String], env: &[(&str, String)]) -> (bool, String) {
+fn run_namespaced(
+    dir: &Path,
+    program: &str,
+    args: &[String],
+    env: &[(&str, String)],
+) -> (bool, String) {
     let hosts = dir.join("hosts");
     std::fs::write(
         &hosts,
-        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {AUTH_HOST} {APP_HOST} {APACHE_HOST}\n"),
+        format!(
+            "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {AUTH_HOST} {APP_HOST} {APACHE_HOST}\n"
+        ),
     )
     .unwrap();
     let mut cmd = namespaced(&hosts, program, args, env);
@@ -879,7 +892,12 @@ pub fn cookie_for(b: &Browser, url: &str) -> Option<String> {
 
 /// Sends `GET <target>` byte for byte to 127.0.0.1:`port` with `Host: host` and `headers`
 /// (repeats kept), and returns the status (0 when the proxy closed without answering) and body.
-pub async fn raw_get(port: u16, host: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+pub async fn raw_get(
+    port: u16,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
