@@ -1,5 +1,5 @@
 //! Property tests: no header bytes make forward-auth panic, and `/forward-auth` and
-//! `/auth-request` answer nothing but 200/302/303/401/403, always with the four Remote-* headers.
+//! `/auth-request` answer nothing but 200/302/303/400/401/403, always with the four Remote-* headers.
 //! The Cloudflare verifier runs against a team domain nobody listens on, so no token verifies;
 //! what is exercised is every path that refuses one.
 
