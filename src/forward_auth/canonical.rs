@@ -16,8 +16,10 @@
 //! a `%` without two hex digits, a percent-encoded byte sequence that is not UTF-8 (overlong
 //! forms such as `%C0%AF` for `/`), a NUL or any control character, raw whitespace, a raw `#`
 //! or a raw non-ASCII character (some servers cut or re-encode them), and double encoding
-//! (`%25` followed by two hex digits, e.g. `%252e`), which an app that decodes twice would read
-//! as another character.
+//! (`%25` followed by two hex digits, e.g. `%252e` or `%25%32%65`), which an app that decodes
+//! twice would read as another character; and a non-ASCII character whose upper or lower case
+//! is ASCII (`ı`, `ſ`, the Kelvin sign), which an app matching with Unicode case rules reads as
+//! `I`, `S` or `k`.
 
 use std::fmt;
 
@@ -34,6 +36,7 @@ pub enum Refusal {
     Whitespace,
     Fragment,
     NonAscii,
+    CaseFoldsToAscii,
 }
 
 impl fmt::Display for Refusal {
@@ -49,6 +52,9 @@ impl fmt::Display for Refusal {
             Refusal::Whitespace => "raw whitespace",
             Refusal::Fragment => "a raw #",
             Refusal::NonAscii => "a raw non-ASCII character",
+            Refusal::CaseFoldsToAscii => {
+                "a non-ASCII character whose upper or lower case is ASCII (ı, ſ, the Kelvin sign)"
+            }
         })
     }
 }
@@ -73,6 +79,15 @@ fn hex_value(b: u8) -> Option<u8> {
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Whether `s` holds `%25` followed by two hex digits.
+fn double_encoded(s: &[u8]) -> bool {
+    s.windows(5).any(|w| {
+        w.starts_with(b"%25")
+            && w.get(3).copied().and_then(hex_value).is_some()
+            && w.get(4).copied().and_then(hex_value).is_some()
+    })
 }
 
 /// Canonicalises an absolute path (no query: the caller cuts at the first `?`).
@@ -148,8 +163,23 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
         }
     }
     segments.push(segment);
-    if std::str::from_utf8(&decoded).is_err() {
+    let Ok(text) = std::str::from_utf8(&decoded) else {
         return Err(Refusal::NotUtf8);
+    };
+    // Prefixes match ignoring ASCII case; an app comparing with Unicode case rules (.NET's
+    // OrdinalIgnoreCase) would also take `ı` for `I`, `ſ` for `S` and the Kelvin sign for `k`.
+    if text.chars().any(|c| {
+        !c.is_ascii()
+            && c.to_uppercase()
+                .chain(c.to_lowercase())
+                .any(|f| f.is_ascii())
+    }) {
+        return Err(Refusal::CaseFoldsToAscii);
+    }
+    // Double encoding spelled with encoded digits (`%25%36%31`) shows only once the unreserved
+    // characters are decoded: `%2561`, which an app that decodes twice reads as `a`.
+    if segments.iter().any(|s| double_encoded(s.as_bytes())) {
+        return Err(Refusal::DoubleEncoded);
     }
     // segments[0] is the empty string before the leading slash.
     let trailing = segments
@@ -288,6 +318,11 @@ mod tests {
             ("/admin\u{e9}", Refusal::NonAscii),
             ("/%252e%252e/admin", Refusal::DoubleEncoded),
             ("/%2561dmin", Refusal::DoubleEncoded),
+            ("/%25%36%31dmin", Refusal::DoubleEncoded),
+            ("/adm%C4%B1n", Refusal::CaseFoldsToAscii),
+            ("/%C5%BFecret", Refusal::CaseFoldsToAscii),
+            ("/%E2%84%AAey", Refusal::CaseFoldsToAscii),
+            ("/x%25%32%66admin", Refusal::DoubleEncoded),
             ("/admin;x%2f", Refusal::EncodedSeparator),
         ] {
             assert_eq!(canonical_path(raw), Err(why), "{raw:?}");

@@ -99,12 +99,12 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The one value of a proxy header: refused when it is not text, or arrives twice with
-/// different values, or (`list_like`: a header whose values never contain a comma) carries a
-/// comma-joined list.
+/// different values, or carries a comma-joined list (any comma, for `no_commas` headers whose
+/// values never contain one: host, proto, method).
 fn proxy_header<'a>(
     h: &'a HeaderMap,
     name: &'static str,
-    list_like: bool,
+    no_commas: bool,
 ) -> Result<Option<&'a str>, TargetError> {
     let mut found: Option<&str> = None;
     for v in h.get_all(name) {
@@ -113,7 +113,7 @@ fn proxy_header<'a>(
             continue;
         }
         // ", " cannot occur in a URL (a raw space is not allowed), so it means two values.
-        if (list_like && v.contains(',')) || v.contains(", ") {
+        if (no_commas && v.contains(',')) || v.contains(", ") {
             return Err(TargetError::Repeated(name));
         }
         match found {

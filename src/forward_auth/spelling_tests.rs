@@ -222,6 +222,11 @@ fn piece() -> impl Strategy<Value = String> {
         1 => Just("#".to_string()),
         1 => Just("%".to_string()),
         1 => Just("%23".to_string()),
+        1 => Just("%25".to_string()),
+        2 => Just("%25%36%31".to_string()),
+        1 => Just("%36%31".to_string()),
+        1 => Just("%32%66".to_string()),
+        1 => Just("%32%65".to_string()),
     ]
 }
 
@@ -284,6 +289,12 @@ fn no_spelling_of_admin_gets_a_non_admin_through() {
             1 => Just(format!("%{b:02x}")),
             1 => Just(format!("%{b:02X}")),
             1 => Just(format!("%25{b:02x}")),
+            // Double encoding with the hex digits themselves encoded: `%25%36%31` is `a`.
+            1 => Just(
+                format!("{b:02x}")
+                    .bytes()
+                    .fold("%25".to_string(), |acc, d| format!("{acc}%{d:02X}"))
+            ),
         ]
     };
     let word = (

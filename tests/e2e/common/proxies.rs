@@ -860,7 +860,7 @@ impl Drop for Proxy {
 
 /// Spellings of `/admin` (those of issue 9, each of which got a signed-in non-admin a 200,
 /// and more) that an upstream app reads as its admin page.
-pub const ADMIN_SPELLINGS: [&str; 16] = [
+pub const ADMIN_SPELLINGS: [&str; 18] = [
     "/%61dmin/users",
     "//admin",
     "/./admin",
@@ -877,6 +877,8 @@ pub const ADMIN_SPELLINGS: [&str; 16] = [
     "/admin%00",
     "/x/%2e%2e/admin",
     "/admin%3Bx",
+    "/%25%36%31dmin",
+    "/adm%C4%B1n",
 ];
 
 // ---------------------------------------------------------------------------------------------
