@@ -25,15 +25,23 @@ pub enum Decision {
 }
 
 /// Whether `path` is under `prefix`, ignoring ASCII case (`/admin` and `/admin/` cover
-/// `/admin`, `/Admin/x` and `/admin?x`, not `/administrator`).
+/// `/admin`, `/Admin/x` and `/admin?x`, not `/administrator`). Trailing dots and spaces on the
+/// last matched segment are ignored too (`/admin.`, `/admin%20/x`): Windows file APIs drop them.
 pub fn path_matches(prefix: &str, path: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
     let Some(head) = path.get(..prefix.len()) else {
         return false;
     };
-    let rest = path.get(prefix.len()..).unwrap_or_default();
-    head.eq_ignore_ascii_case(prefix)
-        && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+    if !head.eq_ignore_ascii_case(prefix) {
+        return false;
+    }
+    let mut rest = path.get(prefix.len()..).unwrap_or_default();
+    if !prefix.is_empty() {
+        while let Some(r) = rest.strip_prefix('.').or_else(|| rest.strip_prefix("%20")) {
+            rest = r;
+        }
+    }
+    rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')
 }
 
 /// How much a decision keeps out: the stricter of two wins.
@@ -187,6 +195,10 @@ mod tests {
         assert!(!path_matches("/admin/", "/administrator"));
         assert!(!path_matches("/admin", "/adm"));
         assert!(path_matches("/%C3%A9t%C3%A9", "/%c3%a9T%C3%A9/x"));
+        assert!(path_matches("/admin", "/admin."));
+        assert!(path_matches("/admin", "/admin..%20/x"));
+        assert!(!path_matches("/admin", "/admin.php"));
+        assert!(path_matches("/", "/.x"));
     }
 
     /// The README's pair of rules against the spellings of issue 9: a signed-in user outside
