@@ -70,6 +70,9 @@ pub enum Command {
         /// The [[clients]] id to use (apache).
         #[arg(long)]
         client: Option<String>,
+        /// The proxy reaches doorman over the internet at its https issuer (not next to it).
+        #[arg(long)]
+        remote: bool,
     },
 }
 
@@ -346,11 +349,15 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Integrate { app, client } => {
+        Command::Integrate {
+            app,
+            client,
+            remote,
+        } => {
             let config = load_config(&cli)?;
             print!(
                 "{}",
-                crate::integrate::render(app, &config, client.as_deref())?
+                crate::integrate::render(app, &config, client.as_deref(), *remote)?
             );
             Ok(())
         }

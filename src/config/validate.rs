@@ -336,6 +336,8 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
     for (i, r) in fa.rules.into_iter().enumerate() {
         let key = |k: &str| format!("forward_auth.rules[{i}].{k}");
         let host = host_pattern(errors, &key("host"), r.host.as_deref());
+        // The rule's path in the canonical form requests are judged in.
+        let mut path = None;
         if let Some(p) = &r.path {
             if !p.starts_with('/') {
                 push(
@@ -343,6 +345,21 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
                     &key("path"),
                     format!("\"{p}\" must start with /, e.g. \"/admin\""),
                 );
+            } else if p.contains('?') {
+                push(
+                    errors,
+                    &key("path"),
+                    format!("\"{p}\": rules match paths, not queries; remove the ?..."),
+                );
+            } else {
+                match crate::forward_auth::canonical::canonical_path(p) {
+                    Ok(c) => path = Some(c.resolved),
+                    Err(why) => push(
+                        errors,
+                        &key("path"),
+                        format!("\"{p}\" contains {why}; write the path plainly, e.g. \"/admin\""),
+                    ),
+                }
             }
         }
         let access = match (r.groups, r.users, r.allow.as_deref()) {
@@ -360,11 +377,7 @@ fn forward_auth(errors: &mut Vec<ConfigError>, fa: file::ForwardAuth) -> Forward
             }
         };
         if let (Some(host), Some(access)) = (host, access) {
-            rules.push(ForwardAuthRule {
-                host,
-                path: r.path,
-                access,
-            });
+            rules.push(ForwardAuthRule { host, path, access });
         }
     }
     let cloudflare = fa.cloudflare.map(|cf| {

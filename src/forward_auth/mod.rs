@@ -6,8 +6,12 @@
 //! cookie) or doorman's own session (the `doorman_fa` cookie on the shared domain, or the SSO
 //! cookie on doorman's own host). Every answer carries the four Remote-* headers, empty when
 //! unknown, so a client-sent copy can never reach an app through a proxy that copies only what
-//! it gets. No input makes this panic or answer 400/500 (nginx turns those into 500s).
+//! it gets. The path is judged in one canonical form (`canonical`); a path an app could read
+//! two ways is refused (403), and a proxy header that arrives twice with different values (or
+//! comma-joined) is refused with 400, never resolved by picking one (nginx turns that 400 into
+//! a 500: the request is still refused). No input makes this panic or answer 500.
 
+pub mod canonical;
 pub mod cloudflare;
 pub mod rules;
 
@@ -25,6 +29,7 @@ use crate::session;
 use crate::state::AppState;
 use crate::store::User;
 use crate::web::{Cookies, PeerIp};
+use canonical::CanonicalPath;
 use cloudflare::CfIdentity;
 use rules::{Decision, Principal};
 
@@ -48,28 +53,41 @@ pub struct Target {
     pub method: String,
     pub scheme: String,
     pub host: String,
-    /// Path and query.
+    /// Path and query, as the proxy sent them (for the return address).
     pub uri: String,
+    /// The path in canonical form: what the rules judge.
+    pub path: CanonicalPath,
 }
 
 impl Target {
     pub fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.host, self.uri)
     }
+    /// The host as rules and cookies see it (proxies add ports, some a trailing dot).
     fn host_only(&self) -> String {
-        // Hosts come with ports from some proxies; rules and cookies are about the name.
-        let h = self
-            .host
-            .rsplit_once(':')
-            .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
-            .map(|(h, _)| h)
-            .unwrap_or(&self.host);
-        h.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase()
+        canonical::canonical_host(&self.host)
     }
-    fn path(&self) -> &str {
-        self.uri.split('?').next().unwrap_or("/")
+}
+
+/// Why a proxy's description of the request is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// Missing or malformed: 403 (nothing to allow).
+    Invalid(&'static str),
+    /// A path an upstream could read two ways: 403, logged.
+    Ambiguous(canonical::Refusal),
+    /// A proxy header that arrived twice with different values, or two values joined by a
+    /// comma: 400, logged. A proxy that appends instead of replacing would let the client
+    /// choose.
+    Repeated(&'static str),
+}
+
+impl TargetError {
+    fn status(&self) -> StatusCode {
+        match self {
+            TargetError::Repeated(_) => StatusCode::BAD_REQUEST,
+            TargetError::Invalid(_) | TargetError::Ambiguous(_) => StatusCode::FORBIDDEN,
+        }
     }
 }
 
@@ -80,58 +98,104 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The one value of a proxy header: refused when it is not text, or arrives twice with
+/// different values, or carries a comma-joined list (any comma, for `no_commas` headers whose
+/// values never contain one: host, proto, method).
+fn proxy_header<'a>(
+    h: &'a HeaderMap,
+    name: &'static str,
+    no_commas: bool,
+) -> Result<Option<&'a str>, TargetError> {
+    let mut found: Option<&str> = None;
+    for v in h.get_all(name) {
+        let v = v.to_str().map_err(|_| TargetError::Invalid(name))?.trim();
+        if v.is_empty() {
+            continue;
+        }
+        // ", " cannot occur in a URL (a raw space is not allowed), so it means two values.
+        if (no_commas && v.contains(',')) || v.contains(", ") {
+            return Err(TargetError::Repeated(name));
+        }
+        match found {
+            Some(f) if f != v => return Err(TargetError::Repeated(name)),
+            _ => found = Some(v),
+        }
+    }
+    Ok(found)
+}
+
+fn method_of(h: &HeaderMap, name: &'static str) -> Result<String, TargetError> {
+    let m = proxy_header(h, name, true)?.unwrap_or("GET");
+    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
+        return Err(TargetError::Invalid(name));
+    }
+    Ok(m.to_ascii_uppercase())
+}
+
 /// Traefik/Caddy: X-Forwarded-Method/-Proto/-Host/-Uri.
-pub fn target_from_forwarded(h: &HeaderMap) -> Option<Target> {
-    let host = header_str(h, "x-forwarded-host")?.to_string();
-    let scheme = header_str(h, "x-forwarded-proto")
+pub fn target_from_forwarded(h: &HeaderMap) -> Result<Target, TargetError> {
+    let host = proxy_header(h, "x-forwarded-host", true)?
+        .ok_or(TargetError::Invalid("x-forwarded-host"))?
+        .to_string();
+    let scheme = proxy_header(h, "x-forwarded-proto", true)?
         .unwrap_or("https")
         .to_ascii_lowercase();
-    let uri = header_str(h, "x-forwarded-uri").unwrap_or("/").to_string();
-    let method = header_str(h, "x-forwarded-method")
-        .unwrap_or("GET")
-        .to_ascii_uppercase();
-    valid(Target {
+    let uri = proxy_header(h, "x-forwarded-uri", false)?
+        .ok_or(TargetError::Invalid("x-forwarded-uri"))?
+        .to_string();
+    let method = method_of(h, "x-forwarded-method")?;
+    build(method, scheme, host, uri)
+}
+
+/// nginx: X-Original-URL and X-Original-Method. The URL is split by hand, not parsed with a
+/// URL library: a WHATWG parser rewrites `\` to `/` and resolves dot segments, and the rules
+/// must see the path as the proxy received it before canonicalising it themselves.
+pub fn target_from_original(h: &HeaderMap) -> Result<Target, TargetError> {
+    let url =
+        proxy_header(h, "x-original-url", false)?.ok_or(TargetError::Invalid("x-original-url"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or(TargetError::Invalid("x-original-url"))?;
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let (host, path) = rest
+        .split_at_checked(end)
+        .ok_or(TargetError::Invalid("x-original-url"))?;
+    let uri = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let method = method_of(h, "x-original-method")?;
+    build(method, scheme.to_ascii_lowercase(), host.to_string(), uri)
+}
+
+fn build(method: String, scheme: String, host: String, uri: String) -> Result<Target, TargetError> {
+    let host_ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !host_ok {
+        return Err(TargetError::Invalid("host"));
+    }
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(TargetError::Invalid("scheme"));
+    }
+    if uri.len() > 8192 {
+        return Err(TargetError::Invalid("uri"));
+    }
+    let raw_path = uri.split('?').next().unwrap_or_default();
+    let path = canonical::canonical_path(raw_path).map_err(TargetError::Ambiguous)?;
+    if uri.chars().any(char::is_control) {
+        return Err(TargetError::Ambiguous(canonical::Refusal::Control));
+    }
+    Ok(Target {
         method,
         scheme,
         host,
         uri,
+        path,
     })
-}
-
-/// nginx: X-Original-URL and X-Original-Method.
-pub fn target_from_original(h: &HeaderMap) -> Option<Target> {
-    let url = url::Url::parse(header_str(h, "x-original-url")?).ok()?;
-    let host = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str()?),
-        None => url.host_str()?.to_string(),
-    };
-    let uri = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
-    let method = header_str(h, "x-original-method")
-        .unwrap_or("GET")
-        .to_ascii_uppercase();
-    valid(Target {
-        method,
-        scheme: url.scheme().to_string(),
-        host,
-        uri,
-    })
-}
-
-fn valid(t: Target) -> Option<Target> {
-    let host_ok = !t.host.is_empty()
-        && t.host.len() <= 255
-        && t.host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    let ok = host_ok
-        && matches!(t.scheme.as_str(), "http" | "https")
-        && t.uri.starts_with('/')
-        && t.uri.len() <= 8192
-        && !t.uri.chars().any(char::is_control);
-    ok.then_some(t)
 }
 
 /// Who the request comes from, once authenticated.
@@ -140,12 +204,19 @@ struct Authenticated {
     claims: Map<String, Value>,
 }
 
+/// An email counts (for `users = [...]` rules, `Remote-Email` and claim headers) only when it
+/// is verified: an unverified one may be anybody's.
 fn principal_of_user(user: &User) -> (Principal, Map<String, Value>) {
     let mut claims = crate::oidc::claims::profile_claims(user, "", true);
     claims.insert("sub".into(), Value::String(user.id.clone()));
+    let email = user.email.clone().filter(|_| user.email_verified);
+    if email.is_none() {
+        claims.remove("email");
+        claims.remove("email_verified");
+    }
     let principal = Principal {
         user: user.username.clone(),
-        email: user.email.clone().unwrap_or_default(),
+        email: email.unwrap_or_default(),
         name: user.name.clone().unwrap_or_default(),
         groups: user.groups.clone(),
     };
@@ -328,20 +399,36 @@ async fn check(
 ) -> Response {
     let trusted =
         peer.is_some_and(|ip| state.config.trusted_proxies.iter().any(|n| n.contains(&ip)));
-    let target = if trusted {
-        match dialect {
-            Dialect::ForwardAuth => target_from_forwarded(&headers),
-            Dialect::AuthRequest => target_from_original(&headers),
-        }
-    } else {
+    if !trusted {
         if !UNTRUSTED_LOGGED.swap(true, Ordering::Relaxed) {
             tracing::warn!(peer = ?peer, "forward-auth request from an address outside trusted_proxies: its X-Forwarded-*/X-Original-* headers are ignored (logged once)");
         }
-        None
-    };
-    let Some(target) = target else {
         // Without a trustworthy description of the request there is nothing to allow.
         return (StatusCode::FORBIDDEN, identity_headers(&state, None)).into_response();
+    }
+    let target = match dialect {
+        Dialect::ForwardAuth => target_from_forwarded(&headers),
+        Dialect::AuthRequest => target_from_original(&headers),
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => {
+            match &e {
+                TargetError::Invalid(what) => {
+                    tracing::debug!(what, "forward-auth: no usable description of the request")
+                }
+                TargetError::Ambiguous(why) => {
+                    let uri = header_str(&headers, "x-forwarded-uri")
+                        .or_else(|| header_str(&headers, "x-original-url"))
+                        .unwrap_or_default();
+                    tracing::warn!(target: "audit", event = "forward_auth", uri = ?uri, reason = %why, outcome = "refused", "forward-auth: a path an app could read two ways is refused");
+                }
+                TargetError::Repeated(name) => {
+                    tracing::warn!(target: "audit", event = "forward_auth", header = name, outcome = "refused", "forward-auth: a proxy header arrived twice (or with two values) and is refused: make the proxy replace it, not append");
+                }
+            }
+            return (e.status(), identity_headers(&state, None)).into_response();
+        }
     };
     let identity = match identify(&state, &headers, &cookies, &target).await {
         Ok(i) => i,
@@ -368,10 +455,10 @@ async fn check(
         Identify::Known(a) => Some(a),
         Identify::Anonymous => None,
     };
-    let decision = rules::decide(
+    let decision = rules::decide_canonical(
         &state.config.forward_auth.rules,
         &target.host_only(),
-        target.path(),
+        &target.path,
         who.as_ref().map(|a| &a.principal),
     );
     match decision {
@@ -471,17 +558,136 @@ mod tests {
             (o.host.as_str(), o.uri.as_str(), o.method.as_str()),
             ("app.example.com", "/x/y?z", "DELETE")
         );
-        assert!(target_from_forwarded(&headers(&[("x-forwarded-host", "evil host")])).is_none());
+        assert!(target_from_forwarded(&headers(&[
+            ("x-forwarded-host", "evil host"),
+            ("x-forwarded-uri", "/")
+        ]))
+        .is_err());
         assert!(target_from_forwarded(&headers(&[
             ("x-forwarded-host", "a.example.com"),
             ("x-forwarded-uri", "no-slash")
         ]))
-        .is_none());
+        .is_err());
         assert!(
-            target_from_original(&headers(&[("x-original-url", "javascript:alert(1)")])).is_none()
+            target_from_original(&headers(&[("x-original-url", "javascript:alert(1)")])).is_err()
         );
+    }
+
+    fn appended(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn a_proxy_header_that_arrives_twice_is_refused() {
+        let base = [
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-uri", "/x"),
+            ("x-forwarded-method", "GET"),
+        ];
+        for (name, second) in [
+            ("x-forwarded-uri", "/admin"),
+            ("x-forwarded-host", "other.example.com"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-method", "POST"),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push((name, second));
+            assert_eq!(
+                target_from_forwarded(&appended(&pairs)),
+                Err(TargetError::Repeated(name)),
+                "{name}"
+            );
+        }
+        // The same value twice says one thing.
+        let mut pairs = base.to_vec();
+        pairs.push(("x-forwarded-uri", "/x"));
+        assert!(target_from_forwarded(&appended(&pairs)).is_ok());
+        // Comma-joined values in one header.
+        for (name, joined) in [
+            ("x-forwarded-host", "app.example.com, other.example.com"),
+            ("x-forwarded-host", "app.example.com,other.example.com"),
+            ("x-forwarded-proto", "https,http"),
+            ("x-forwarded-method", "GET, POST"),
+            ("x-forwarded-uri", "/x, /admin"),
+        ] {
+            let pairs: Vec<_> = base
+                .iter()
+                .map(|&(k, v)| if k == name { (k, joined) } else { (k, v) })
+                .collect();
+            assert_eq!(
+                target_from_forwarded(&appended(&pairs)),
+                Err(TargetError::Repeated(name)),
+                "{joined}"
+            );
+        }
+        // A comma inside a path is data.
+        let pairs: Vec<_> = base
+            .iter()
+            .map(|&(k, v)| {
+                if k == "x-forwarded-uri" {
+                    (k, "/a,b?c=1,2")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert!(target_from_forwarded(&appended(&pairs)).is_ok());
+        for (name, second) in [
+            ("x-original-url", "https://app.example.com/admin"),
+            ("x-original-method", "POST"),
+        ] {
+            let pairs = [
+                ("x-original-url", "https://app.example.com/x"),
+                ("x-original-method", "GET"),
+                (name, second),
+            ];
+            assert_eq!(
+                target_from_original(&appended(&pairs)),
+                Err(TargetError::Repeated(name)),
+                "{name}"
+            );
+            assert_eq!(
+                TargetError::Repeated(name).status(),
+                StatusCode::BAD_REQUEST
+            );
+        }
+    }
+
+    #[test]
+    fn the_original_url_is_split_by_hand_not_normalised() {
+        let path = |url: &str| {
+            target_from_original(&headers(&[("x-original-url", url)])).map(|t| t.path.resolved)
+        };
+        assert_eq!(
+            path("http://app.example.com:80/%61dmin/x?q"),
+            Ok("/admin/x".into())
+        );
+        assert_eq!(path("http://app.example.com?q"), Ok("/".into()));
+        assert_eq!(
+            path("http://app.example.com/admin\\x"),
+            Err(TargetError::Ambiguous(canonical::Refusal::Backslash))
+        );
+        assert_eq!(
+            path("http://app.example.com\\admin"),
+            Err(TargetError::Ambiguous(canonical::Refusal::Backslash))
+        );
+        assert_eq!(
+            path("http://app.example.com/admin%2Fx"),
+            Err(TargetError::Ambiguous(canonical::Refusal::EncodedSeparator))
+        );
+        assert!(path("http://user@app.example.com/").is_err());
     }
 }
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod spelling_tests;

@@ -1,5 +1,9 @@
 //! Who may reach what: the first rule whose host and path match decides; no match means deny.
+//! Paths arrive canonical (see `canonical`); prefixes match case-insensitively, because
+//! Jellyfin and other ASP.NET apps route `/ADMIN` to `/admin`: an allow rule matching more
+//! spellings is harmless, a deny rule matching fewer is not.
 
+use super::canonical::CanonicalPath;
 use crate::config::{ForwardAuthRule, RuleAccess};
 
 /// Who is asking, as far as the rules care.
@@ -20,17 +24,52 @@ pub enum Decision {
     SignIn,
 }
 
-/// Whether `path` is under `prefix` (`/admin` covers `/admin`, `/admin/x` and `/admin?x`, not
-/// `/administrator`).
+/// Whether `path` is under `prefix`, ignoring ASCII case (`/admin` and `/admin/` cover
+/// `/admin`, `/Admin/x` and `/admin?x`, not `/administrator`). Trailing dots and spaces on the
+/// last matched segment are ignored too (`/admin.`, `/admin%20/x`): Windows file APIs drop them.
 pub fn path_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => {
-            prefix.ends_with('/')
-                || rest.is_empty()
-                || rest.starts_with('/')
-                || rest.starts_with('?')
+    let prefix = prefix.trim_end_matches('/');
+    let Some(head) = path.get(..prefix.len()) else {
+        return false;
+    };
+    if !head.eq_ignore_ascii_case(prefix) {
+        return false;
+    }
+    let mut rest = path.get(prefix.len()..).unwrap_or_default();
+    if !prefix.is_empty() {
+        while let Some(r) = rest.strip_prefix('.').or_else(|| rest.strip_prefix("%20")) {
+            rest = r;
         }
-        None => false,
+    }
+    rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')
+}
+
+/// How much a decision keeps out: the stricter of two wins.
+fn strictness(d: Decision) -> u8 {
+    match d {
+        Decision::Allow => 0,
+        Decision::SignIn => 1,
+        Decision::Deny => 2,
+    }
+}
+
+/// `decide` for both readings of a canonical path (dot segments resolved, and kept as a
+/// router that does not resolve them sees them): the stricter answer wins.
+pub fn decide_canonical(
+    rules: &[ForwardAuthRule],
+    host: &str,
+    path: &CanonicalPath,
+    who: Option<&Principal>,
+) -> Decision {
+    let resolved = decide(rules, host, &path.resolved, who);
+    if path.literal == path.resolved {
+        return resolved;
+    }
+    let literal = decide(rules, host, &path.literal, who);
+    if strictness(literal) > strictness(resolved) {
+        literal
+    } else {
+        resolved
     }
 }
 
@@ -149,5 +188,82 @@ mod tests {
         assert!(path_matches("/admin", "/admin?x=1"));
         assert!(!path_matches("/admin", "/administrator"));
         assert!(path_matches("/", "/anything"));
+        assert!(path_matches("/admin", "/ADMIN/users"));
+        assert!(path_matches("/Admin", "/aDmIn"));
+        assert!(path_matches("/admin/", "/admin"), "/admin/ covers /admin");
+        assert!(path_matches("/admin/", "/admin/x"));
+        assert!(!path_matches("/admin/", "/administrator"));
+        assert!(!path_matches("/admin", "/adm"));
+        assert!(path_matches("/%C3%A9t%C3%A9", "/%c3%a9T%C3%A9/x"));
+        assert!(path_matches("/admin", "/admin."));
+        assert!(path_matches("/admin", "/admin..%20/x"));
+        assert!(!path_matches("/admin", "/admin.php"));
+        assert!(path_matches("/", "/.x"));
+    }
+
+    /// The README's pair of rules against the spellings of issue 9: a signed-in user outside
+    /// admins never gets one of them.
+    #[test]
+    fn spellings_of_a_protected_path_are_denied() {
+        let rules = vec![
+            rule(
+                "app.example.com",
+                Some("/admin"),
+                RuleAccess::Groups(vec!["admins".into()]),
+            ),
+            rule("app.example.com", None, RuleAccess::Authenticated),
+        ];
+        for raw in [
+            "/admin",
+            "/%61dmin/users",
+            "//admin",
+            "/./admin",
+            "/x/../admin",
+            "/%2e/admin",
+            "/admin;jsessionid=x",
+            "/ADMIN/users",
+            "/Admin",
+            "/admin/",
+            "/admin/../x",
+            "/admin/%2e%2e/x",
+            "/admin/..;/x",
+        ] {
+            let path = crate::forward_auth::canonical::canonical_path(raw).unwrap();
+            assert_eq!(
+                decide_canonical(&rules, "app.example.com", &path, Some(&alice())),
+                Decision::Deny,
+                "{raw} -> {path:?}"
+            );
+        }
+        let path = crate::forward_auth::canonical::canonical_path("/x/y").unwrap();
+        assert_eq!(
+            decide_canonical(&rules, "app.example.com", &path, Some(&alice())),
+            Decision::Allow
+        );
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use std::collections::HashMap;
+
+    fn load(path: &str) -> Result<Option<String>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "issuer = \"https://auth.example.com\"\n[[forward_auth.rules]]\nhost = \"app.example.com\"\npath = \"{path}\"\ngroups = [\"admins\"]\n"
+        );
+        crate::config::from_str(&text, &HashMap::new(), dir.path())
+            .map(|c| c.forward_auth.rules.first().and_then(|r| r.path.clone()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_rules_path_is_canonicalised_at_load() {
+        assert_eq!(load("/%61dmin//x/../"), Ok(Some("/admin/".into())));
+        assert_eq!(load("/admin;v=1"), Ok(Some("/admin".into())));
+        for bad in ["/admin%2Fx", "/admin\\\\x", "/admin?x=1", "/admin%zz"] {
+            let err = load(bad).unwrap_err();
+            assert!(err.contains("forward_auth.rules[0].path"), "{bad}: {err}");
+        }
     }
 }

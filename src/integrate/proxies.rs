@@ -50,16 +50,27 @@ fn all_headers(config: &Config) -> Vec<String> {
         .collect()
 }
 
-fn trusted_note(w: &mut String, config: &Config) {
+fn trusted_note(w: &mut String, config: &Config, remote: bool) {
     if config.forward_auth.rules.is_empty() {
         let _ = writeln!(w, "# doorman has no [[forward_auth.rules]] yet: every request is denied until you add some.");
     }
     if config.trusted_proxies.is_empty() {
         let _ = writeln!(w, "# doorman's trusted_proxies is empty: add the proxy's address, or its forward-auth checks are refused.");
     }
+    if remote {
+        let _ = writeln!(w, "# Remote mode: every request to a protected app is also a check over the internet to {},", base(config));
+        let _ = writeln!(w, "# so a doorman scaled to zero (Fly's auto_stop_machines) is woken by each one: keep one machine");
+        let _ = writeln!(w, "# running (min_machines_running = 1) or accept a cold start on the first request. doorman's");
+        let _ = writeln!(w, "# trusted_proxies must cover the address the checks arrive from (on Fly: Fly's proxy).");
+    }
 }
 
-pub fn nginx(config: &Config) -> String {
+/// The nginx variable name for a header (`Remote-User` → `remote_user`).
+fn nginx_var(header: &str) -> String {
+    header.to_ascii_lowercase().replace('-', "_")
+}
+
+pub fn nginx(config: &Config, remote: bool) -> String {
     let mut w = String::new();
     let host = first_protected_host(config);
     let _ = writeln!(
@@ -70,10 +81,23 @@ pub fn nginx(config: &Config) -> String {
         w,
         "# server_name is the protected host (doorman judges that name, never the client's Host)."
     );
-    trusted_note(&mut w, config);
+    trusted_note(&mut w, config, remote);
     let _ = writeln!(w, "location = /doorman-auth {{");
     let _ = writeln!(w, "    internal;");
     let _ = writeln!(w, "    proxy_pass {}/auth-request;", base(config));
+    if remote {
+        let name = config.issuer.host_str().unwrap_or_default();
+        let _ = writeln!(w, "    # doorman over https: the right name in SNI and Host, and its certificate checked.");
+        let _ = writeln!(w, "    proxy_ssl_server_name on;");
+        let _ = writeln!(w, "    proxy_ssl_name {name};");
+        let _ = writeln!(w, "    proxy_ssl_verify on;");
+        let _ = writeln!(w, "    proxy_ssl_verify_depth 3;");
+        let _ = writeln!(
+            w,
+            "    proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;"
+        );
+        let _ = writeln!(w, "    proxy_set_header Host {name};");
+    }
     let _ = writeln!(w, "    proxy_pass_request_body off;");
     let _ = writeln!(w, "    proxy_set_header Content-Length \"\";");
     let _ = writeln!(
@@ -97,58 +121,108 @@ pub fn nginx(config: &Config) -> String {
         "    auth_request_set $doorman_location $upstream_http_location;"
     );
     let _ = writeln!(w, "    error_page 401 =302 $doorman_location;");
+    let _ = writeln!(w, "    # Each proxy_set_header replaces the client's header of that name (an empty value sends");
+    let _ = writeln!(w, "    # none), so a client's own Remote-* never reaches the app; nginx drops Remote_User-style");
+    let _ = writeln!(w, "    # names itself unless underscores_in_headers is on, and these lines clear them then too.");
     for h in all_headers(config) {
-        let var = h.to_ascii_lowercase().replace('-', "_");
+        let var = nginx_var(&h);
         let _ = writeln!(
             w,
             "    auth_request_set $doorman_{var} $upstream_http_{var};"
         );
         let _ = writeln!(w, "    proxy_set_header {h} $doorman_{var};");
+        let _ = writeln!(w, "    proxy_set_header {} \"\";", h.replace('-', "_"));
     }
     let _ = writeln!(w, "    proxy_pass <http://your-app-for-{host}>;");
     let _ = writeln!(w, "}}");
     w
 }
 
-pub fn caddy(config: &Config) -> String {
+pub fn caddy(config: &Config, remote: bool) -> String {
     let mut w = String::new();
     let host = first_protected_host(config);
     let _ = writeln!(w, "# Caddyfile: one block per protected site.");
-    trusted_note(&mut w, config);
+    trusted_note(&mut w, config, remote);
     let _ = writeln!(w, "{host} {{");
+    let _ = writeln!(w, "\troute {{");
     let _ = writeln!(
         w,
-        "    # doorman's own address, not the public issuer (which may be this same Caddy)."
+        "\t\t# The client's own identity headers never reach the app: Caddy 2.10.0-2.11.1 keep a"
     );
-    let _ = writeln!(w, "    forward_auth {} {{", direct(config));
-    let _ = writeln!(w, "        uri {}/forward-auth", issuer_path(config));
-    let _ = writeln!(w, "        copy_headers {}", all_headers(config).join(" "));
-    let _ = writeln!(w, "    }}");
-    let _ = writeln!(w, "    reverse_proxy <your-app:port> {{");
-    let _ = writeln!(w, "        # Caddy passes underscore spellings on; CGI-style apps read Remote_User as REMOTE_USER.");
-    let _ = writeln!(w, "        header_up -Remote_*");
-    let _ = writeln!(w, "    }}");
+    let _ = writeln!(
+        w,
+        "\t\t# client's copy when doorman's value is empty (GHSA-7r4p-vjf4-gxv4), and Caddy passes"
+    );
+    let _ = writeln!(
+        w,
+        "\t\t# underscore spellings on, which CGI-style apps read as REMOTE_USER."
+    );
+    let _ = writeln!(w, "\t\trequest_header -Remote-*");
+    let _ = writeln!(w, "\t\trequest_header -Remote_*");
+    for (name, _) in &config.forward_auth.headers {
+        let _ = writeln!(w, "\t\trequest_header -{name}");
+    }
+    if remote {
+        let _ = writeln!(w, "\t\t# doorman over https (SNI is the upstream's name); Host must be doorman's, not the app's.");
+        let _ = writeln!(w, "\t\tforward_auth {} {{", base_origin(config));
+        let _ = writeln!(w, "\t\t\turi {}/forward-auth", issuer_path(config));
+        let _ = writeln!(w, "\t\t\theader_up Host {{upstream_hostport}}");
+    } else {
+        let _ = writeln!(
+            w,
+            "\t\t# doorman's own address, not the public issuer (which may be this same Caddy)."
+        );
+        let _ = writeln!(w, "\t\tforward_auth {} {{", direct(config));
+        let _ = writeln!(w, "\t\t\turi {}/forward-auth", issuer_path(config));
+    }
+    let _ = writeln!(w, "\t\t\tcopy_headers {}", all_headers(config).join(" "));
+    let _ = writeln!(w, "\t\t}}");
+    let _ = writeln!(w, "\t\treverse_proxy <your-app:port>");
+    let _ = writeln!(w, "\t}}");
     let _ = writeln!(w, "}}");
     w
 }
 
-pub fn traefik(config: &Config) -> String {
+/// The issuer's scheme, host and port (no path).
+fn base_origin(config: &Config) -> String {
+    config.issuer.origin().ascii_serialization()
+}
+
+pub fn traefik(config: &Config, remote: bool) -> String {
     let mut w = String::new();
-    // doorman's own address: a check sent through the same Traefik would be rewritten.
-    let address = format!(
-        "http://{}{}/forward-auth",
-        direct(config),
-        issuer_path(config)
-    );
+    let address = if remote {
+        format!("{}/forward-auth", base(config))
+    } else {
+        // doorman's own address: a check sent through the same Traefik would be rewritten.
+        format!(
+            "http://{}{}/forward-auth",
+            direct(config),
+            issuer_path(config)
+        )
+    };
     let headers = all_headers(config);
     let _ = writeln!(w, "# Traefik, dynamic configuration (file provider):");
-    trusted_note(&mut w, config);
+    trusted_note(&mut w, config, remote);
+    let _ = writeln!(w, "# trustForwardHeader stays false: doorman needs only the X-Forwarded-* Traefik sets itself,");
+    let _ = writeln!(
+        w,
+        "# and trusting a client's copies would let it describe another request."
+    );
+    let _ = writeln!(
+        w,
+        "# Traefik deletes the client's copies of authResponseHeaders before it copies doorman's;"
+    );
+    let _ = writeln!(
+        w,
+        "# authResponseHeadersRegex does the same for every Remote-*/Remote_* spelling."
+    );
     let _ = writeln!(w, "http:");
     let _ = writeln!(w, "  middlewares:");
     let _ = writeln!(w, "    doorman:");
     let _ = writeln!(w, "      forwardAuth:");
     let _ = writeln!(w, "        address: \"{address}\"");
-    let _ = writeln!(w, "        trustForwardHeader: true");
+    let _ = writeln!(w, "        trustForwardHeader: false");
+    let _ = writeln!(w, "        authResponseHeadersRegex: \"{TRAEFIK_REGEX}\"");
     let _ = writeln!(w, "        authResponseHeaders:");
     for h in &headers {
         let _ = writeln!(w, "          - \"{h}\"");
@@ -165,7 +239,11 @@ pub fn traefik(config: &Config) -> String {
     );
     let _ = writeln!(
         w,
-        "#   traefik.http.middlewares.doorman.forwardauth.trustForwardHeader=true"
+        "#   traefik.http.middlewares.doorman.forwardauth.trustForwardHeader=false"
+    );
+    let _ = writeln!(
+        w,
+        "#   traefik.http.middlewares.doorman.forwardauth.authResponseHeadersRegex={TRAEFIK_REGEX}"
     );
     let _ = writeln!(
         w,
@@ -179,16 +257,28 @@ pub fn traefik(config: &Config) -> String {
     w
 }
 
-pub fn apache(config: &Config, client: Option<&str>) -> String {
+/// Every spelling of the identity headers, for Traefik's delete-then-copy.
+const TRAEFIK_REGEX: &str = "(?i)^remote[-_]";
+
+pub fn apache(config: &Config, client: Option<&str>) -> Result<String, String> {
     let mut w = String::new();
-    let c = client
-        .and_then(|id| config.clients.iter().find(|c| c.id == id))
-        .or_else(|| {
-            config
-                .clients
-                .iter()
-                .find(|c| c.redirect_uris.iter().any(|r| r.ends_with("/redirect_uri")))
-        });
+    let c = match client {
+        Some(id) => Some(config.clients.iter().find(|c| c.id == id).ok_or_else(|| {
+            let known: Vec<&str> = config.clients.iter().map(|c| c.id.as_str()).collect();
+            if known.is_empty() {
+                format!("--client {id:?}: no [[clients]] entry has that id, and none is configured; add one first (see `doorman integrate apache` without --client)")
+            } else {
+                format!(
+                    "--client {id:?}: no [[clients]] entry has that id; configured: {}",
+                    known.join(", ")
+                )
+            }
+        })?),
+        None => config
+            .clients
+            .iter()
+            .find(|c| c.redirect_uris.iter().any(|r| r.ends_with("/redirect_uri"))),
+    };
     let id = c
         .map(|c| c.id.clone())
         .unwrap_or_else(|| "<client id>".into());
@@ -215,9 +305,18 @@ pub fn apache(config: &Config, client: Option<&str>) -> String {
     let _ = writeln!(w, "</Location>");
     let _ = writeln!(
         w,
-        "# Claims reach the app as OIDC_CLAIM_* headers, e.g. OIDC_CLAIM_email, OIDC_CLAIM_groups."
+        "# Claims reach the app as OIDC_CLAIM_* headers, e.g. OIDC_CLAIM_email, OIDC_CLAIM_groups"
     );
-    w
+    let _ = writeln!(
+        w,
+        "# (mod_auth_openidc removes client-sent copies). Identity headers a client sends itself never"
+    );
+    let _ = writeln!(w, "# reach the app either (a2enmod headers):");
+    for h in IDENTITY {
+        let _ = writeln!(w, "RequestHeader unset {h} early");
+        let _ = writeln!(w, "RequestHeader unset {} early", h.replace('-', "_"));
+    }
+    Ok(w)
 }
 
 pub fn cloudflare(config: &Config) -> String {
@@ -245,7 +344,11 @@ pub fn cloudflare(config: &Config) -> String {
     let _ = writeln!(w, "#   Token URL:        {b}/token");
     let _ = writeln!(w, "#   Certificate URL:  {b}/jwks.json");
     let _ = writeln!(w, "#   PKCE:             on");
-    let _ = writeln!(w, "#   OIDC Claims:      groups, preferred_username, name");
+    let _ = writeln!(
+        w,
+        "#   OIDC Claims:      {}",
+        CLOUDFLARE_OIDC_CLAIMS.join(", ")
+    );
     if client.is_none() {
         let _ = writeln!(
             w,
@@ -273,8 +376,24 @@ pub fn cloudflare(config: &Config) -> String {
         .map(|c| c.team_domain.clone())
         .unwrap_or_else(|| "https://<your-team>.cloudflareaccess.com".into());
     let _ = writeln!(w, "team_domain = \"{team}\"");
-    let _ = writeln!(w, "[[forward_auth.cloudflare.apps]]");
-    let _ = writeln!(w, "host = \"app.example.com\"");
-    let _ = writeln!(w, "aud = \"<the Access application's AUD tag>\"");
+    let apps = config
+        .forward_auth
+        .cloudflare
+        .as_ref()
+        .map(|c| c.apps.clone())
+        .unwrap_or_default();
+    if apps.is_empty() {
+        let _ = writeln!(w, "[[forward_auth.cloudflare.apps]]");
+        let _ = writeln!(w, "host = \"app.example.com\"");
+        let _ = writeln!(w, "aud = \"<the Access application's AUD tag>\"");
+    }
+    for (host, aud) in &apps {
+        let _ = writeln!(w, "[[forward_auth.cloudflare.apps]]");
+        let _ = writeln!(w, "host = \"{}\"", host.0);
+        let _ = writeln!(w, "aud = \"{aud}\"");
+    }
     w
 }
+
+/// What to enter in Cloudflare's "OIDC Claims" for doorman (the README shows the same list).
+pub const CLOUDFLARE_OIDC_CLAIMS: [&str; 4] = ["email", "groups", "preferred_username", "name"];

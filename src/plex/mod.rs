@@ -199,14 +199,20 @@ impl PlexService {
 
     /// Creates the user on first sign-in (username from Plex, made unique, fixed from then
     /// on) or refreshes name, email, picture and groups. Keyed on the Plex id, never on email;
-    /// an email owned by another user is left out, never merged.
+    /// an email owned by another user, or one Plex has not confirmed, is left out, never merged.
     async fn provision(
         &self,
         plex: &PlexUser,
         access: &Access,
         now: Timestamp,
     ) -> Result<User, SignInError> {
-        let email = plex.email.clone().filter(|e| !e.trim().is_empty());
+        // Only an email Plex has confirmed becomes the account's: an unconfirmed one may be
+        // anybody's, and rules and apps take an account's email at its word.
+        let email = plex
+            .email
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .filter(|_| plex.confirmed.unwrap_or(false));
         let name = plex
             .friendly_name
             .clone()
@@ -239,7 +245,7 @@ impl PlexService {
             },
             None => None,
         };
-        let email_verified = email.is_some() && plex.confirmed.unwrap_or(false);
+        let email_verified = email.is_some();
         if let Some(mut user) = linked {
             user.name = name;
             user.email = email;

@@ -1230,3 +1230,65 @@ async fn nginx_auth_request_speaks_the_same_tokens() {
         assert_refused(&page, what);
     }
 }
+
+/// `doorman integrate cloudflare` prints the configured client and Access apps (not
+/// placeholders), and the OIDC Claims the README lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrate_cloudflare_prints_the_configured_apps_and_the_readmes_claims() {
+    use crate::common::proxies::{forward_auth_toml, Doorman};
+    let fake = FakeCloudflare::start().await;
+    let aud = hex64();
+    let doorman = Doorman::start(&forward_auth_toml(
+        r#"["127.0.0.1/32"]"#,
+        &format!(
+            r#"
+[forward_auth.cloudflare]
+team_domain = "{team}"
+
+[[forward_auth.cloudflare.apps]]
+host = "{MEDIA}"
+aud = "{aud}"
+
+[[clients]]
+id = "cf-access"
+name = "Cloudflare Access"
+secret = "cloudflare-secret-0123456789abcdef"
+redirect_uris = ["https://myteam.cloudflareaccess.com/cdn-cgi/access/callback"]
+id_token_claims = "all"
+"#,
+            team = fake.team_domain()
+        ),
+    ))
+    .await;
+    let printed = doorman.integrate("cloudflare");
+    assert!(printed.contains("App ID:           cf-access"), "{printed}");
+    assert!(
+        printed.contains(&format!("host = \"{MEDIA}\"\naud = \"{aud}\"")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("app.example.com"),
+        "a placeholder app: {printed}"
+    );
+    assert!(
+        !printed.contains("AUD tag>"),
+        "a placeholder aud: {printed}"
+    );
+
+    let claims = doorman::integrate::CLOUDFLARE_OIDC_CLAIMS;
+    assert!(
+        printed.contains(&format!("OIDC Claims:      {}", claims.join(", "))),
+        "{printed}"
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let listed = claims
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        readme.contains(&format!("| OIDC Claims | {listed}")),
+        "the README's Cloudflare table lists other claims than `integrate cloudflare`: want {listed}"
+    );
+}

@@ -75,6 +75,10 @@ async fn proxy_apache_signs_in_through_doorman_and_passes_the_claims() {
         &[
             ("OIDC_CLAIM_email", "mallory@evil.example"),
             ("X-Remote-User", "mallory"),
+            // Identity headers of the forward-auth kind: the snippet unsets them.
+            ("Remote-User", "mallory"),
+            ("Remote-Groups", "mallory-admins"),
+            ("Remote_Groups", "mallory-admins"),
         ],
     )
     .await;
@@ -127,5 +131,39 @@ async fn proxy_apache_signs_in_through_doorman_and_passes_the_claims() {
         Some(ALICE),
         "{}",
         apache.context()
+    );
+}
+
+/// `--client` names a [[clients]] entry that does not exist: an error naming the configured
+/// ones, a failing exit, and nothing to paste.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_apache_integrate_with_an_unknown_client_fails_and_names_the_clients() {
+    let doorman = Doorman::start(&forward_auth_toml(
+        r#"["127.0.0.1/32"]"#,
+        &apache_client_toml(free_port()),
+    ))
+    .await;
+    let out = doorman.integrate_output(&["apache", "--client", "nope"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("nope") && stderr.contains(APACHE_CLIENT),
+        "{stderr}"
+    );
+    let out = doorman.integrate_output(&["apache", "--client", APACHE_CLIENT]);
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("OIDCClientID {APACHE_CLIENT}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("RequestHeader unset Remote-Groups early"),
+        "{printed}"
     );
 }

@@ -252,3 +252,102 @@ async fn proxy_caddy_works_when_the_same_caddy_serves_doorman() {
         caddy.context()
     );
 }
+
+/// Spellings of `/admin`, sent byte for byte through Caddy: bob (signed in, not an admin)
+/// never reaches the app's admin page, whatever Caddy makes of the spelling, and the identity
+/// he forges never reaches the app at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_caddy_no_spelling_of_admin_reaches_the_app_for_a_non_admin() {
+    let Some(s) = setup().await else { return };
+    let b = browser();
+    sign_in(&s.doorman, &b, BOB, BOB_PASSWORD).await;
+    let cookie = cookie_for(&b, &s.caddy.url(APP_HOST, "/")).unwrap();
+    let forged = with_forged(&[("Cookie", cookie.as_str()), ("Remote-User", "admin")]);
+    let (status, text) = raw_get(s.caddy.port, APP_HOST, "/x", &forged).await;
+    assert_eq!(status, 200, "{text}\n{}", s.caddy.context());
+    for target in ["/admin"].iter().chain(ADMIN_SPELLINGS.iter()) {
+        let (status, text) = raw_get(s.caddy.port, APP_HOST, target, &forged).await;
+        assert_ne!(status, 200, "{target}: {text}\n{}", s.caddy.context());
+    }
+    for seen in s.echo.requests() {
+        assert!(
+            !upstream_reads_admin(&seen.uri),
+            "bob reached {}: {seen:?}",
+            seen.uri
+        );
+        assert!(!seen.mentions("mallory"), "{seen:?}");
+        assert_eq!(seen.all("remote-user"), vec![BOB], "{seen:?}");
+        assert!(
+            seen.all("remote-groups").iter().all(|v| v.is_empty()),
+            "{seen:?}"
+        );
+    }
+
+    // A client's own X-Forwarded-* (once or twice) changes nothing: Caddy sets its own.
+    let before = s.echo.count();
+    let (status, text) = raw_get(
+        s.caddy.port,
+        APP_HOST,
+        "/admin",
+        &[
+            ("Cookie", cookie.as_str()),
+            ("X-Forwarded-Uri", "/"),
+            ("X-Forwarded-Uri", "/x"),
+            ("X-Forwarded-Host", "other.example.test"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403, "{text}\n{}", s.caddy.context());
+    assert_eq!(s.echo.count(), before);
+}
+
+/// The printed Caddyfile is what `caddy fmt` makes of it, and the client's identity headers
+/// are dropped inside a `route`, before `forward_auth` (whose copy_headers keeps a client's
+/// copy in Caddy 2.10.0-2.11.1 when doorman's value is empty).
+#[test]
+fn proxy_caddy_snippet_is_caddy_fmt_formatted_and_strips_client_identity_first() {
+    if !available(CADDY) {
+        return;
+    }
+    for printed in [integrate_local("caddy"), integrate_remote("caddy")] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Caddyfile");
+        std::fs::write(&path, &printed).unwrap();
+        let out = std::process::Command::new(CADDY)
+            .arg("fmt")
+            .arg(&path)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), printed);
+        let strip = printed.find("request_header -Remote-*").expect(&printed);
+        let route = printed.find("route {").expect(&printed);
+        let check = printed.find("forward_auth ").expect(&printed);
+        assert!(route < strip && strip < check, "{printed}");
+    }
+}
+
+/// `doorman integrate caddy --remote` (doorman at an https issuer elsewhere) passes
+/// `caddy validate`.
+#[test]
+fn proxy_caddy_remote_mode_snippet_passes_caddy_validate() {
+    if !available(CADDY) {
+        return;
+    }
+    let printed = integrate_remote("caddy");
+    assert!(
+        printed.contains("forward_auth https://auth.example.test {")
+            && printed.contains("header_up Host {upstream_hostport}"),
+        "{printed}"
+    );
+    let site = fill_placeholders(&printed, |p| {
+        p.contains("your-app").then(|| "127.0.0.1:9".to_string())
+    });
+    let out = Proxy::check_caddy(&site);
+    assert!(
+        out.0,
+        "caddy validate refused the remote-mode snippet:\n{}\n{site}",
+        out.1
+    );
+}

@@ -54,6 +54,15 @@ async fn proxy_traefik_forward_auth_answers_like_traefik_expects() {
         doorman.server.port
     );
     assert!(printed.contains(&direct), "{printed}");
+    // doorman needs only what Traefik sets itself: a client's X-Forwarded-* must not count.
+    assert!(
+        printed.contains("trustForwardHeader: false") && !printed.contains("=true"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("authResponseHeadersRegex: \"(?i)^remote[-_]\""),
+        "{printed}"
+    );
     let response_headers = traefik_response_headers(&printed);
     assert_eq!(
         response_headers,
@@ -357,4 +366,178 @@ async fn proxy_forward_auth_cookie_is_not_an_sso_session() {
         page.assert_status(200);
         assert!(page.login_form().is_some(), "{cookie}: {}", page.text);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_spellings_of_a_protected_path_are_refused_in_both_dialects() {
+    let doorman = Doorman::start(&forward_auth_toml(r#"["127.0.0.1/32"]"#, "")).await;
+    let bob = browser();
+    sign_in(&doorman, &bob, BOB, BOB_PASSWORD).await;
+    let cookie = cookie_header(&bob, &format!("https://{APP_HOST}/")).unwrap();
+    let ask = |dialect: &'static str, uri: &'static str| {
+        let cookie = cookie.clone();
+        let doorman = &doorman;
+        async move {
+            if dialect == "forward-auth" {
+                traefik(doorman, "GET", APP_HOST, uri, &[("Cookie", &cookie)]).await
+            } else {
+                let url = format!("https://{APP_HOST}{uri}");
+                send(
+                    plain_client().get(doorman.url("/auth-request")),
+                    &[
+                        ("X-Original-URL", url.as_str()),
+                        ("X-Original-Method", "GET"),
+                        ("Cookie", &cookie),
+                    ],
+                )
+                .await
+            }
+        }
+    };
+    for dialect in ["forward-auth", "auth-request"] {
+        // bob is let in elsewhere, and the plain /admin is denied.
+        let page = ask(dialect, "/x/y").await;
+        assert_eq!(page.status, 200, "{dialect} /x/y: {page:?}");
+        assert_eq!(page.header("remote-user"), Some(BOB));
+        for uri in ["/admin"].iter().chain(ADMIN_SPELLINGS.iter()) {
+            let page = ask(dialect, uri).await;
+            assert_eq!(page.status, 403, "{dialect} {uri}: {page:?}");
+            assert_eq!(page.header("remote-user"), Some(""), "{dialect} {uri}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_a_rule_for_admin_slash_covers_admin() {
+    let doorman = Doorman::start(&forward_auth_toml(r#"["127.0.0.1/32"]"#, "").replacen(
+        "path = \"/admin\"",
+        "path = \"/Admin/\"",
+        1,
+    ))
+    .await;
+    let bob = browser();
+    sign_in(&doorman, &bob, BOB, BOB_PASSWORD).await;
+    let cookie = cookie_header(&bob, &format!("https://{APP_HOST}/")).unwrap();
+    for (uri, status) in [
+        ("/admin", 403),
+        ("/admin/", 403),
+        ("/ADMIN/x", 403),
+        ("/administrator", 200),
+        ("/", 200),
+    ] {
+        let page = traefik(&doorman, "GET", APP_HOST, uri, &[("Cookie", &cookie)]).await;
+        assert_eq!(page.status, status, "{uri}: {page:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_a_proxy_header_that_arrives_twice_is_refused() {
+    let doorman = Doorman::start(&forward_auth_toml(r#"["127.0.0.1/32"]"#, "")).await;
+    let bob = browser();
+    sign_in(&doorman, &bob, BOB, BOB_PASSWORD).await;
+    let cookie = cookie_header(&bob, &format!("https://{APP_HOST}/")).unwrap();
+    // A proxy that appends the client's copy after (or before) its own.
+    for (name, second) in [
+        ("X-Forwarded-Uri", "/admin"),
+        ("X-Forwarded-Host", "other.example.test"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Method", "POST"),
+    ] {
+        let page = traefik(
+            &doorman,
+            "GET",
+            APP_HOST,
+            "/x",
+            &[(name, second), ("Cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(page.status, 400, "{name}: {page:?}");
+        assert_eq!(page.header("remote-user"), Some(""), "{name}");
+    }
+    // Two values joined in one header.
+    let page = send(
+        plain_client().get(doorman.url("/forward-auth")),
+        &[
+            ("X-Forwarded-Host", "app.example.test, other.example.test"),
+            ("X-Forwarded-Uri", "/x"),
+            ("Cookie", &cookie),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 400, "{page:?}");
+    for (name, second) in [
+        ("X-Original-URL", "https://app.example.test/admin"),
+        ("X-Original-Method", "POST"),
+    ] {
+        let page = send(
+            plain_client().get(doorman.url("/auth-request")),
+            &[
+                ("X-Original-URL", "https://app.example.test/x"),
+                ("X-Original-Method", "GET"),
+                (name, second),
+                ("Cookie", &cookie),
+            ],
+        )
+        .await;
+        assert_eq!(page.status, 400, "{name}: {page:?}");
+    }
+    // The same value twice is one value.
+    let page = traefik(
+        &doorman,
+        "GET",
+        APP_HOST,
+        "/x",
+        &[("X-Forwarded-Uri", "/x"), ("Cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+}
+
+/// bob's stored email is carol's, unverified: a `users = ["carol@..."]` rule must not let him
+/// in, and no Remote-Email carries it; verified, it counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_only_verified_emails_decide_access() {
+    const CAROL: &str = "carol@example.test";
+    let doorman = Doorman::start(&forward_auth_toml(
+        r#"["127.0.0.1/32"]"#,
+        "[[forward_auth.headers]]\nname = \"X-Email\"\nclaim = \"email\"\n",
+    )
+    .replacen(
+        "[[forward_auth.rules]]",
+        &format!("[[forward_auth.rules]]\nhost = \"carol.{DOMAIN}\"\nusers = [\"{CAROL}\"]\n\n[[forward_auth.rules]]"),
+        1,
+    ))
+    .await;
+    let store = &doorman.server.state.store;
+    let mut user = store.find_user_by_username(BOB).await.unwrap().unwrap();
+    user.email = Some(CAROL.into());
+    user.email_verified = false;
+    store.update_user(&user).await.unwrap();
+    let bob = browser();
+    sign_in(&doorman, &bob, BOB, BOB_PASSWORD).await;
+    let cookie = cookie_header(&bob, &format!("https://{APP_HOST}/")).unwrap();
+    let carol_host = format!("carol.{DOMAIN}");
+    let page = traefik(&doorman, "GET", &carol_host, "/", &[("Cookie", &cookie)]).await;
+    assert_eq!(
+        page.status, 403,
+        "an unverified email passed a users rule: {page:?}"
+    );
+    let page = traefik(&doorman, "GET", APP_HOST, "/", &[("Cookie", &cookie)]).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.header("remote-email"), Some(""), "{page:?}");
+    assert_eq!(page.header("x-email"), Some(""), "{page:?}");
+
+    user.email_verified = true;
+    store.update_user(&user).await.unwrap();
+    // The user cache may hold the old record for a moment: a bounded wait.
+    let mut page = traefik(&doorman, "GET", &carol_host, "/", &[("Cookie", &cookie)]).await;
+    for _ in 0..100 {
+        if page.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = traefik(&doorman, "GET", &carol_host, "/", &[("Cookie", &cookie)]).await;
+    }
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.header("remote-email"), Some(CAROL));
 }

@@ -232,3 +232,78 @@ async fn proxy_nginx_a_stray_cloudflare_cookie_does_not_lock_the_visitor_out() {
     );
     assert_eq!(Seen::of(&page).one("remote-user"), Some(ALICE));
 }
+
+/// Spellings of `/admin`, sent byte for byte through nginx: bob (signed in, not an admin)
+/// never reaches the app's admin page, whatever nginx makes of the spelling, and the identity
+/// he forges never reaches the app at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_nginx_no_spelling_of_admin_reaches_the_app_for_a_non_admin() {
+    let Some(s) = setup().await else { return };
+    let b = browser();
+    sign_in(&s.doorman, &b, BOB, BOB_PASSWORD).await;
+    let cookie = cookie_for(&b, &s.nginx.url(APP_HOST, "/")).unwrap();
+    let forged = with_forged(&[("Cookie", cookie.as_str()), ("Remote-User", "admin")]);
+    let (status, text) = raw_get(s.nginx.port, APP_HOST, "/x", &forged).await;
+    assert_eq!(status, 200, "{text}\n{}", s.nginx.context());
+    for target in ["/admin"].iter().chain(ADMIN_SPELLINGS.iter()) {
+        let (status, text) = raw_get(s.nginx.port, APP_HOST, target, &forged).await;
+        assert_ne!(status, 200, "{target}: {text}\n{}", s.nginx.context());
+    }
+    for seen in s.echo.requests() {
+        assert!(
+            !upstream_reads_admin(&seen.uri),
+            "bob reached {}: {seen:?}",
+            seen.uri
+        );
+        assert!(!seen.mentions("mallory"), "{seen:?}");
+        assert_eq!(seen.all("remote-user"), vec![BOB], "{seen:?}");
+        assert!(
+            seen.all("remote-groups").iter().all(|v| v.is_empty()),
+            "{seen:?}"
+        );
+    }
+
+    // A client's own X-Original-* (once or twice) changes nothing: nginx sets its own.
+    let before = s.echo.count();
+    let (status, text) = raw_get(
+        s.nginx.port,
+        APP_HOST,
+        "/admin",
+        &[
+            ("Cookie", cookie.as_str()),
+            ("X-Original-URL", "http://app.example.test/"),
+            ("X-Original-URL", "http://app.example.test/x"),
+            ("X-Original-Method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403, "{text}\n{}", s.nginx.context());
+    assert_eq!(s.echo.count(), before);
+}
+
+/// `doorman integrate nginx --remote` (doorman at an https issuer elsewhere) passes `nginx -t`.
+#[test]
+fn proxy_nginx_remote_mode_snippet_passes_nginx_t() {
+    if !available(NGINX) {
+        return;
+    }
+    let printed = integrate_remote("nginx");
+    for line in [
+        "proxy_pass https://auth.example.test/auth-request;",
+        "proxy_ssl_server_name on;",
+        "proxy_set_header Host auth.example.test;",
+        "proxy_ssl_verify on;",
+    ] {
+        assert!(printed.contains(line), "{line}:\n{printed}");
+    }
+    let snippet = fill_placeholders(&printed, |p| {
+        p.contains("your-app")
+            .then(|| "http://127.0.0.1:9".to_string())
+    });
+    let out = Proxy::check_nginx(&snippet);
+    assert!(
+        out.0,
+        "nginx -t refused the remote-mode snippet:\n{}\n{snippet}",
+        out.1
+    );
+}

@@ -155,19 +155,25 @@ impl Doorman {
         format!("{}{path}", self.issuer)
     }
 
-    /// What `doorman integrate <app>` prints for this config.
-    pub fn integrate(&self, app: &str) -> String {
+    /// `doorman integrate <args>` for this config, run to the end.
+    pub fn integrate_output(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_doorman"));
         cmd.env_clear();
         if let Ok(p) = std::env::var("PATH") {
             cmd.env("PATH", p);
         }
-        let out = cmd
-            .args(["integrate", app, "--config"])
+        cmd.arg("integrate")
+            .args(args)
+            .arg("--config")
             .arg(&self.config_path)
             .stdin(Stdio::null())
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// What `doorman integrate <app>` prints for this config.
+    pub fn integrate(&self, app: &str) -> String {
+        let out = self.integrate_output(&[app]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -496,24 +502,8 @@ impl Proxy {
         .unwrap();
         let log = dir.path().join("proxy.log");
         let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new("/usr/bin/unshare");
-        // As root a mount namespace is enough; otherwise a user namespace gives the right to
-        // mount in it.
-        if unsafe { libc::geteuid() } != 0 {
-            cmd.args(["--user", "--map-root-user"]);
-        }
-        cmd.args(["--mount", "--", "/bin/sh", "-c"])
-            .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
-            .arg(&hosts)
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .current_dir(dir.path())
+        let mut cmd = namespaced(&hosts, program, args, env);
+        cmd.current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
@@ -573,42 +563,25 @@ impl Proxy {
     pub fn nginx(snippet: &str) -> Proxy {
         Proxy::start_on_free_port("nginx", |port| {
             let dir = tempfile::tempdir().unwrap();
-            let d = dir.path().display().to_string();
-            let conf = format!(
-                "# The test's wrapping around `doorman integrate nginx`.\n\
-                 events {{ worker_connections 256; }}\n\
-                 http {{\n\
-                 access_log off;\n\
-                 client_body_temp_path {d}/body;\n\
-                 proxy_temp_path {d}/proxy;\n\
-                 fastcgi_temp_path {d}/fastcgi;\n\
-                 uwsgi_temp_path {d}/uwsgi;\n\
-                 scgi_temp_path {d}/scgi;\n\
-                 server {{\n\
-                 listen 127.0.0.1:{port};\n\
-                 server_name {APP_HOST};\n\
-                 # --- doorman integrate nginx ---\n\
-                 {snippet}\n\
-                 # --- end ---\n\
-                 }}\n\
-                 }}\n"
-            );
-            let path = dir.path().join("nginx.conf");
-            std::fs::write(&path, conf).unwrap();
-            // One process (no master, so no workers to switch users or outlive a kill).
-            let globals = format!(
-                "daemon off; master_process off; error_log stderr notice; pid {d}/nginx.pid;"
-            );
-            let args = vec![
-                "-p".to_string(),
-                format!("{d}/"),
-                "-c".to_string(),
-                path.display().to_string(),
-                "-g".to_string(),
-                globals,
-            ];
+            let args = nginx_files(dir.path(), port, snippet);
             Proxy::spawn("nginx", dir, port, NGINX, &args, &[])
         })
+    }
+
+    /// `nginx -t` of `snippet` as `nginx` would run it: (accepted, output).
+    pub fn check_nginx(snippet: &str) -> (bool, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = nginx_files(dir.path(), free_port(), snippet);
+        args.push("-t".into());
+        run_namespaced(dir.path(), NGINX, &args, &[])
+    }
+
+    /// `caddy validate` of `site` as `caddy` would run it: (accepted, output).
+    pub fn check_caddy(site: &str) -> (bool, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut args, env) = caddy_files(dir.path(), free_port(), site, "");
+        args[0] = "validate".into();
+        run_namespaced(dir.path(), CADDY, &args, &env)
     }
 
     /// Caddy with `site` (`doorman integrate caddy`, placeholders filled), its site address
@@ -620,41 +593,7 @@ impl Proxy {
     /// Caddy on `port` with `site` as in `caddy`, after `other_sites` (taken as they are).
     pub fn caddy_on(port: u16, site: &str, other_sites: &str) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
-        // The first line that opens a block is the site address.
-        let mut addressed = false;
-        let site: String = site
-            .lines()
-            .map(|l| {
-                let t = l.trim();
-                if !addressed && !t.starts_with('#') && t.ends_with('{') {
-                    addressed = true;
-                    let address = t.trim_end_matches('{').trim();
-                    format!("http://{address}:{port} {{")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let conf = format!(
-            "{{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n\tstorage file_system {d}/data\n}}\n\n\
-             {other_sites}\n# --- doorman integrate caddy ---\n{site}\n# --- end ---\n"
-        );
-        let path = dir.path().join("Caddyfile");
-        std::fs::write(&path, conf).unwrap();
-        let args = vec![
-            "run".to_string(),
-            "--config".to_string(),
-            path.display().to_string(),
-            "--adapter".to_string(),
-            "caddyfile".to_string(),
-        ];
-        let env = [
-            ("HOME", d.clone()),
-            ("XDG_DATA_HOME", format!("{d}/data")),
-            ("XDG_CONFIG_HOME", format!("{d}/config")),
-        ];
+        let (args, env) = caddy_files(dir.path(), port, site, other_sites);
         Proxy::spawn("caddy", dir, port, CADDY, &args, &env)
     }
 
@@ -719,6 +658,186 @@ impl Proxy {
     }
 }
 
+/// Writes the test's nginx.conf around `snippet` into `dir`; nginx's arguments.
+fn nginx_files(dir: &Path, port: u16, snippet: &str) -> Vec<String> {
+    let d = dir.display().to_string();
+    let conf = format!(
+        "# The test's wrapping around `doorman integrate nginx`.\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n\
+         access_log off;\n\
+         client_body_temp_path {d}/body;\n\
+         proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n\
+         server {{\n\
+         listen 127.0.0.1:{port};\n\
+         server_name {APP_HOST};\n\
+         # --- doorman integrate nginx ---\n\
+         {snippet}\n\
+         # --- end ---\n\
+         }}\n\
+         }}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    // One process (no master, so no workers to switch users or outlive a kill).
+    let globals =
+        format!("daemon off; master_process off; error_log stderr notice; pid {d}/nginx.pid;");
+    vec![
+        "-p".to_string(),
+        format!("{d}/"),
+        "-c".to_string(),
+        path.display().to_string(),
+        "-g".to_string(),
+        globals,
+    ]
+}
+
+/// Writes the test's Caddyfile (`site` addressed as `http://<address>:<port>`, after
+/// `other_sites`) into `dir`; Caddy's arguments (`run ...`) and environment.
+fn caddy_files(
+    dir: &Path,
+    port: u16,
+    site: &str,
+    other_sites: &str,
+) -> (Vec<String>, Vec<(&'static str, String)>) {
+    let d = dir.display().to_string();
+    // The first line that opens a block is the site address.
+    let mut addressed = false;
+    let site: String = site
+        .lines()
+        .map(|l| {
+            let t = l.trim();
+            if !addressed && !t.starts_with('#') && t.ends_with('{') {
+                addressed = true;
+                let address = t.trim_end_matches('{').trim();
+                format!("http://{address}:{port} {{")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let conf = format!(
+        "{{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n\tstorage file_system {d}/data\n}}\n\n\
+         {other_sites}\n# --- doorman integrate caddy ---\n{site}\n# --- end ---\n"
+    );
+    let path = dir.join("Caddyfile");
+    std::fs::write(&path, conf).unwrap();
+    let args = vec![
+        "run".to_string(),
+        "--config".to_string(),
+        path.display().to_string(),
+        "--adapter".to_string(),
+        "caddyfile".to_string(),
+    ];
+    let env = vec![
+        ("HOME", d.clone()),
+        ("XDG_DATA_HOME", format!("{d}/data")),
+        ("XDG_CONFIG_HOME", format!("{d}/config")),
+    ];
+    (args, env)
+}
+
+/// `program args` in a mount namespace with the test's /etc/hosts (as `Proxy::spawn`), run to
+/// the end: (succeeded, stdout and stderr).
+fn run_namespaced(
+    dir: &Path,
+    program: &str,
+    args: &[String],
+    env: &[(&str, String)],
+) -> (bool, String) {
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {AUTH_HOST} {APP_HOST} {APACHE_HOST}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = namespaced(&hosts, program, args, env);
+    let out = cmd.current_dir(dir).stdin(Stdio::null()).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The command that runs `program` with `hosts` bind-mounted over /etc/hosts.
+fn namespaced(hosts: &Path, program: &str, args: &[String], env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new("/usr/bin/unshare");
+    // As root a mount namespace is enough; otherwise a user namespace gives the right to
+    // mount in it.
+    if unsafe { libc::geteuid() } != 0 {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args(["--mount", "--", "/bin/sh", "-c"])
+        .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+        .arg(hosts)
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    cmd
+}
+
+/// What `doorman integrate <app>` prints (with `--remote`: for doorman at
+/// `https://auth.example.test`) for a config with the usual rules and one extra header.
+fn integrate_with(app: &str, remote: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("doorman.toml");
+    let issuer = if remote {
+        format!("https://{AUTH_HOST}")
+    } else {
+        format!("http://{AUTH_HOST}:8080")
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"{issuer}\"\nlisten = \"127.0.0.1:8080\"\n{}",
+            forward_auth_toml(
+                r#"["127.0.0.1/32"]"#,
+                "[[forward_auth.headers]]\nname = \"X-Preferred-Username\"\nclaim = \"preferred_username\"\n"
+            )
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["integrate".to_string(), app.to_string()];
+    if remote {
+        args.push("--remote".into());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_doorman"))
+        .env_clear()
+        .args(&args)
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "doorman {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn integrate_local(app: &str) -> String {
+    integrate_with(app, false)
+}
+
+pub fn integrate_remote(app: &str) -> String {
+    integrate_with(app, true)
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         // SIGTERM first (a clean exit), then SIGKILL.
@@ -737,4 +856,105 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spellings of `/admin` (those of issue 9, each of which got a signed-in non-admin a 200,
+/// and more) that an upstream app reads as its admin page.
+pub const ADMIN_SPELLINGS: [&str; 18] = [
+    "/%61dmin/users",
+    "//admin",
+    "/./admin",
+    "/x/../admin",
+    "/%2e/admin",
+    "/admin%2Fusers",
+    "/admin;jsessionid=x",
+    "/ADMIN/users",
+    "/admin%5Cusers",
+    "/admin\\users",
+    "/%252e/admin",
+    "/%c0%afadmin",
+    "/admin/%2e%2e/x",
+    "/admin%00",
+    "/x/%2e%2e/admin",
+    "/admin%3Bx",
+    "/%25%36%31dmin",
+    "/adm%C4%B1n",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Raw requests (reqwest normalises URLs: `/./admin` would leave as `/admin`)
+
+/// The Cookie header `b` sends to `url`.
+pub fn cookie_for(b: &Browser, url: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    b.jar
+        .cookies(&Url::parse(url).unwrap())
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+/// Sends `GET <target>` byte for byte to 127.0.0.1:`port` with `Host: host` and `headers`
+/// (repeats kept), and returns the status (0 when the proxy closed without answering) and body.
+pub async fn raw_get(
+    port: u16,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// How a lenient upstream app reads a request path: everything percent-decoded (twice, for
+/// apps that do), `\` as `/`, `;` parameters cut, dot segments removed, lower-cased. Whether
+/// it is under `/admin`.
+pub fn upstream_reads_admin(uri: &str) -> bool {
+    let path = uri.split('?').next().unwrap_or_default();
+    let decode = |s: &str| -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let decoded = decode(&decode(path)).replace('\\', "/");
+    let mut segments: Vec<String> = Vec::new();
+    for s in decoded.split('/') {
+        let s = s.split(';').next().unwrap_or_default();
+        let s = s.split('\0').next().unwrap_or_default();
+        match s {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s.to_ascii_lowercase()),
+        }
+    }
+    segments.first().is_some_and(|s| s == "admin")
 }
