@@ -23,9 +23,11 @@ pub struct HasherBusy;
 
 pub struct PasswordHasher {
     params: Params,
-    permits: tokio::sync::Semaphore,
+    /// Held by the blocking work itself, so a request that goes away cannot free its permit
+    /// while its hash still runs.
+    permits: Arc<tokio::sync::Semaphore>,
     /// Running plus waiting verifications: `concurrency + queue` at most.
-    admitted: tokio::sync::Semaphore,
+    admitted: Arc<tokio::sync::Semaphore>,
     verifications: AtomicU64,
     /// A real hash with the same parameters: verified against when the user does not exist,
     /// so the answer takes the same time either way (no user enumeration by timing).
@@ -85,23 +87,27 @@ impl PasswordHasher {
         };
         Ok(PasswordHasher {
             params,
-            permits: tokio::sync::Semaphore::new(concurrency.max(1)),
-            admitted: tokio::sync::Semaphore::new(concurrency.max(1) + queue),
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            admitted: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1) + queue)),
             verifications: AtomicU64::new(0),
             dummy: dummy.into(),
         })
     }
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| PasswordError::Hash(e.to_string()))?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
-            .await
-            .map_err(|e| PasswordError::Hash(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash_blocking(&params, &password)
+        })
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?
     }
 
     /// How many verifications were admitted to the argon2 queue since start (each one runs).
@@ -109,25 +115,51 @@ impl PasswordHasher {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// Verifies `password` against `phc`, or against the dummy hash when there is no user or
-    /// no password, so every failure costs the same. Refused at once when the queue is full.
-    pub async fn verify(&self, phc: Option<String>, password: String) -> Result<bool, HasherBusy> {
-        let Ok(_slot) = self.admitted.try_acquire() else {
-            return Err(HasherBusy);
-        };
+    /// A place in the verification queue, or `HasherBusy` at once when it is full.
+    pub fn admit(&self) -> Result<Admission<'_>, HasherBusy> {
+        let slot = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HasherBusy)?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Ok(false);
+        Ok(Admission { hasher: self, slot })
+    }
+
+    /// `admit`, then `Admission::verify`.
+    pub async fn verify(&self, phc: Option<String>, password: String) -> Result<bool, HasherBusy> {
+        Ok(self.admit()?.verify(phc, password).await)
+    }
+}
+
+/// A verification admitted to the queue.
+pub struct Admission<'a> {
+    hasher: &'a PasswordHasher,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Admission<'_> {
+    /// Verifies `password` against `phc`, or against the dummy hash when there is no user or
+    /// no password, so every failure costs the same. The queue slot and the argon2 permit move
+    /// into the blocking work and are released when the hash is done, not when the request
+    /// goes away: dropped requests cannot run more hashes at once than the bounds allow.
+    pub async fn verify(self, phc: Option<String>, password: String) -> bool {
+        let Admission { hasher, slot } = self;
+        let Ok(permit) = hasher.permits.clone().acquire_owned().await else {
+            return false;
         };
-        let params = self.params.clone();
+        let params = hasher.params.clone();
         let (target, real) = match phc {
             Some(p) => (p, true),
-            None => (self.dummy.to_string(), false),
+            None => (hasher.dummy.to_string(), false),
         };
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&params, &target, &password))
-            .await
-            .unwrap_or(false);
-        Ok(ok && real)
+        let ok = tokio::task::spawn_blocking(move || {
+            let _held = (slot, permit);
+            verify_blocking(&params, &target, &password)
+        })
+        .await
+        .unwrap_or(false);
+        ok && real
     }
 }
 
@@ -185,6 +217,32 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Ok(true));
         assert_eq!(queued.await.unwrap(), Ok(true));
         assert_eq!(hasher.verify(Some(phc), "pw".into()).await, Ok(true));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_request_keeps_its_permit_until_the_hash_is_done() {
+        // Slow enough that the request is gone long before the hash finishes.
+        let slow = Params::new(8 * 1024, 8, 1, None).unwrap();
+        let hasher = Arc::new(PasswordHasher::new(slow.clone(), 1, 0).unwrap());
+        let phc = hash_blocking(&slow, "pw").unwrap();
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(1),
+            hasher.verify(Some(phc.clone()), "pw".into()),
+        )
+        .await;
+        assert!(dropped.is_err(), "the request went away first");
+        // The abandoned hash still runs: the one place is taken until it is done.
+        assert_eq!(
+            hasher.verify(Some(phc.clone()), "pw".into()).await,
+            Err(HasherBusy)
+        );
+        loop {
+            if let Ok(ok) = hasher.verify(Some(phc.clone()), "pw".into()).await {
+                assert!(ok);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@
 
 use std::fmt;
 
+use unicode_normalization::UnicodeNormalization;
+
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -37,6 +39,7 @@ pub enum Refusal {
     Fragment,
     NonAscii,
     CaseFoldsToAscii,
+    Compatibility,
 }
 
 impl fmt::Display for Refusal {
@@ -52,6 +55,9 @@ impl fmt::Display for Refusal {
             Refusal::Whitespace => "raw whitespace",
             Refusal::Fragment => "a raw #",
             Refusal::NonAscii => "a raw non-ASCII character",
+            Refusal::Compatibility => {
+                "a character that compatibility normalisation (NFKC) reads as another one"
+            }
             Refusal::CaseFoldsToAscii => {
                 "a non-ASCII character whose upper or lower case is ASCII (ı, ſ, the Kelvin sign)"
             }
@@ -176,6 +182,14 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
     }) {
         return Err(Refusal::CaseFoldsToAscii);
     }
+    // An app that applies compatibility normalisation (NFKC, IIS "best fit") would read the
+    // full-width `ａ` as `a`: a character that normalises to something else has two readings.
+    if text
+        .chars()
+        .any(|c| !c.is_ascii() && c.nfkc().ne(std::iter::once(c)))
+    {
+        return Err(Refusal::Compatibility);
+    }
     // Double encoding spelled with encoded digits (`%25%36%31`) shows only once the unreserved
     // characters are decoded: `%2561`, which an app that decodes twice reads as `a`.
     if segments.iter().any(|s| double_encoded(s.as_bytes())) {
@@ -293,6 +307,15 @@ mod tests {
 
     #[test]
     fn paths_an_upstream_could_read_two_ways_are_refused() {
+        // Full-width `ａ` (U+FF41): NFKC reads it as `a`.
+        assert_eq!(
+            canonical_path("/%EF%BD%81dmin"),
+            Err(Refusal::Compatibility)
+        );
+        assert!(
+            canonical_path("/caf%C3%A9").is_ok(),
+            "é is its own NFKC form"
+        );
         for (raw, why) in [
             ("/admin%2Fusers", Refusal::EncodedSeparator),
             ("/admin%2fusers", Refusal::EncodedSeparator),

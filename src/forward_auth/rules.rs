@@ -24,24 +24,30 @@ pub enum Decision {
     SignIn,
 }
 
-/// Whether `path` is under `prefix`, ignoring ASCII case (`/admin` and `/admin/` cover
-/// `/admin`, `/Admin/x` and `/admin?x`, not `/administrator`). Trailing dots and spaces on the
-/// last matched segment are ignored too (`/admin.`, `/admin%20/x`): Windows file APIs drop them.
+/// Whether `path` is under `prefix`, segment by segment, ignoring ASCII case (`/admin` and
+/// `/admin/` cover `/admin`, `/Admin/x` and `/admin?x`, not `/administrator`). Trailing dots
+/// and spaces on every matched segment are ignored too (`/admin.`, `/api./admin`,
+/// `/api%20/admin`): Windows file APIs drop them, so an IIS upstream reads them as the plain name.
 pub fn path_matches(prefix: &str, path: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    let Some(head) = path.get(..prefix.len()) else {
-        return false;
-    };
-    if !head.eq_ignore_ascii_case(prefix) {
+    let path = path.split('?').next().unwrap_or_default();
+    if !path.starts_with('/') {
         return false;
     }
-    let mut rest = path.get(prefix.len()..).unwrap_or_default();
-    if !prefix.is_empty() {
-        while let Some(r) = rest.strip_prefix('.').or_else(|| rest.strip_prefix("%20")) {
-            rest = r;
-        }
+    let mut have = path.split('/').filter(|s| !s.is_empty());
+    prefix.split('/').filter(|s| !s.is_empty()).all(|want| {
+        have.next().is_some_and(|seg| {
+            let (seg, want) = (windows_name(seg), windows_name(want));
+            !seg.is_empty() && seg.eq_ignore_ascii_case(want)
+        })
+    })
+}
+
+/// A path segment as Windows reads it: trailing dots and (encoded) spaces dropped.
+fn windows_name(mut seg: &str) -> &str {
+    while let Some(rest) = seg.strip_suffix('.').or_else(|| seg.strip_suffix("%20")) {
+        seg = rest;
     }
-    rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')
+    seg
 }
 
 /// How much a decision keeps out: the stricter of two wins.
@@ -199,6 +205,11 @@ mod tests {
         assert!(path_matches("/admin", "/admin..%20/x"));
         assert!(!path_matches("/admin", "/admin.php"));
         assert!(path_matches("/", "/.x"));
+        // Every segment of a longer prefix is read the Windows way, not just the last.
+        assert!(path_matches("/api/admin", "/api./admin"));
+        assert!(path_matches("/api/admin", "/API%20/Admin./x"));
+        assert!(!path_matches("/api/admin", "/api/administrator"));
+        assert!(!path_matches("/api/admin", "/apiv/admin"));
     }
 
     /// The README's pair of rules against the spellings of issue 9: a signed-in user outside

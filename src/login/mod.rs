@@ -263,7 +263,7 @@ async fn password(
         .map(|u| u.id.clone())
         .unwrap_or_else(|| username.to_lowercase());
     // Reserved before any argon2 work: the limit holds however many requests arrive at once.
-    let attempt = match state.limiter.attempt(ip, &account, &*state.clock).await {
+    let mut attempt = match state.limiter.attempt(ip, &account, &*state.clock).await {
         Ok(attempt) => attempt,
         Err(Limited {
             retry_after,
@@ -289,9 +289,8 @@ async fn password(
         .filter(|u| !u.disabled)
         .and_then(|u| u.password_hash.clone());
     // Runs argon2 even for unknown users, so the answer takes the same time (no enumeration).
-    let Ok(ok) = state.hasher.verify(hash, form.password).await else {
+    let Ok(admission) = state.hasher.admit() else {
         // Not checked: the attempt's slot goes back unused when `attempt` drops.
-        drop(attempt);
         tracing::warn!(ip = %ip, "sign-in refused: the password-check queue is full (503)");
         let mut resp = view(
             &username,
@@ -301,6 +300,9 @@ async fn password(
         set_retry_after(&mut resp, 2);
         return Ok(resp);
     };
+    // From here a request that goes away counts as a failure: its hash runs to the end.
+    attempt.checking();
+    let ok = admission.verify(hash, form.password).await;
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {

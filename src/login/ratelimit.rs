@@ -196,13 +196,16 @@ impl SignInLimiter {
             let settled = self.settled.notified();
             tokio::pin!(settled);
             settled.as_mut().enable();
-            match self.try_reserve(key, &account, clock.now_ms()) {
+            let now = clock.now_ms();
+            match self.try_reserve(key, &account, now) {
                 Reserve::Reserved => {
                     return Ok(Attempt {
                         limiter: self,
                         ip: key,
                         account,
                         settled: false,
+                        checking: false,
+                        reserved_at: now,
                     })
                 }
                 Reserve::Limited(wait) => {
@@ -249,14 +252,20 @@ impl SignInLimiter {
     fn settle(&self, ip: IpKey, account: &str, outcome: Outcome, now: i64) {
         {
             let _g = self.guard();
-            if let Some(mut c) = self.by_ip.get(&ip) {
+            // An entry the cache evicted meanwhile starts afresh: a failure is never lost.
+            let entry = |c: Option<Counter>| match (c, outcome) {
+                (Some(c), _) => Some(c),
+                (None, Outcome::Failure) => Some(fresh(None, self.window_ms, now)),
+                (None, _) => None,
+            };
+            if let Some(mut c) = entry(self.by_ip.get(&ip)) {
                 c.in_flight = c.in_flight.saturating_sub(1);
                 if let Outcome::Failure = outcome {
                     c = next(c, self.max_ip, self.window_ms, now);
                 }
                 self.by_ip.insert(ip, c);
             }
-            if let Some(mut c) = self.by_account.get(account) {
+            if let Some(mut c) = entry(self.by_account.get(account)) {
                 c.in_flight = c.in_flight.saturating_sub(1);
                 match outcome {
                     Outcome::Failure => c = next(c, self.max_account, self.window_ms, now),
@@ -306,15 +315,25 @@ impl SignInLimiter {
     }
 }
 
-/// A reserved password attempt. Dropping it unsettled gives the slot back unused.
+/// A reserved password attempt. Dropping it unsettled gives the slot back unused, unless its
+/// password was already handed to argon2 (`checking`): a request that goes away while its hash
+/// runs counts as a failure, so dropping connections cannot buy unlimited guesses.
 pub struct Attempt<'a> {
     limiter: &'a SignInLimiter,
     ip: IpKey,
     account: String,
     settled: bool,
+    checking: bool,
+    reserved_at: i64,
 }
 
 impl Attempt<'_> {
+    /// The password is about to be checked: from now on, dropping the attempt counts as a
+    /// failure (the hash runs to its end whatever happens to the request).
+    pub fn checking(&mut self) {
+        self.checking = true;
+    }
+
     /// The password was wrong: counts against the IP and the account.
     pub fn failed(mut self, now_ms: i64) {
         self.settled = true;
@@ -333,8 +352,13 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.settled {
+            let outcome = if self.checking {
+                Outcome::Failure
+            } else {
+                Outcome::Unused
+            };
             self.limiter
-                .settle(self.ip, &self.account, Outcome::Unused, 0);
+                .settle(self.ip, &self.account, outcome, self.reserved_at);
         }
     }
 }
@@ -406,6 +430,50 @@ mod tests {
     fn fail(l: &SignInLimiter, from: &str, account: &str, now: i64) {
         assert_eq!(l.try_reserve(ip(from), account, now), Reserve::Reserved);
         l.settle(ip(from), account, Outcome::Failure, now);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_dropped_while_checking_counts_as_a_failure() {
+        let l = limiter(100, 2, 300);
+        let clock = crate::clock::ManualClock::default();
+        clock.freeze();
+        let mut a = l
+            .attempt("1.2.3.4".parse().unwrap(), "alice", &clock)
+            .await
+            .unwrap();
+        a.checking();
+        drop(a);
+        let b = l
+            .attempt("1.2.3.4".parse().unwrap(), "alice", &clock)
+            .await
+            .unwrap();
+        drop(b); // never checked: unused
+        let mut c = l
+            .attempt("1.2.3.4".parse().unwrap(), "alice", &clock)
+            .await
+            .unwrap();
+        c.checking();
+        drop(c);
+        assert!(
+            matches!(
+                l.try_reserve(ip("9.9.9.9"), "alice", crate::clock::Clock::now_ms(&clock)),
+                Reserve::Limited(_)
+            ),
+            "two abandoned checks are the two failures alice had"
+        );
+    }
+
+    #[test]
+    fn a_failure_settled_after_its_entry_was_evicted_still_counts() {
+        let l = limiter(100, 1, 300);
+        assert_eq!(l.try_reserve(ip("1.2.3.4"), "alice", 0), Reserve::Reserved);
+        l.by_account.invalidate("alice");
+        l.by_ip.invalidate(&ip("1.2.3.4"));
+        l.settle(ip("1.2.3.4"), "alice", Outcome::Failure, 0);
+        assert!(matches!(
+            l.try_reserve(ip("9.9.9.9"), "alice", 0),
+            Reserve::Limited(_)
+        ));
     }
 
     #[test]
