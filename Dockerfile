@@ -6,6 +6,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY static static
+# The example config is compiled in (published secrets are refused, see config/validate.rs).
+COPY config config
 RUN cargo build --release --locked --bin doorman
 
 FROM debian:bookworm-slim

@@ -157,7 +157,8 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add a new active signing key; older ones stay published until their tokens expire.
+    /// Publish a new signing key: it starts signing 5 minutes later (JWKS caches), and older
+    /// ones stay published until their tokens expire.
     Rotate,
 }
 

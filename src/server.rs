@@ -395,7 +395,7 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
     let running = start(state.clone(), listen).await?;
     tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), "doorman is listening");
     if state.config.clients.is_empty() {
-        tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --password-stdin`");
+        tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --groups admins` (it asks for the password)");
     }
     let tx = running.shutdown.clone();
     tokio::spawn(async move {

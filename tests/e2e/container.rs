@@ -286,3 +286,63 @@ fn the_container_drops_every_privilege() {
     assert_ok(&out, "docker-entrypoint --version");
     assert!(text(&out.stdout).contains("doorman"));
 }
+
+/// Everything the build compiles in must be in the image's build context: every top-level
+/// directory that `include_str!`/`include_dir!` in src/ reaches is copied by the build stage.
+#[test]
+fn the_docker_build_stage_copies_every_file_the_build_reads() {
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    let build_stage: String = dockerfile
+        .split("\nFROM ")
+        .nth(1)
+        .expect("a build stage")
+        .lines()
+        .filter(|l| l.starts_with("COPY "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let copied = |dir: &str| {
+        build_stage
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(dir))
+    };
+    let mut needed = std::collections::BTreeSet::new();
+    let mut stack = vec![repo("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for piece in text.split("include_str!(\"").skip(1) {
+                let rel = piece.split('"').next().unwrap();
+                let target = path.parent().unwrap().join(rel);
+                let target = target.canonicalize().unwrap();
+                let top = target
+                    .strip_prefix(repo("").canonicalize().unwrap())
+                    .unwrap()
+                    .components()
+                    .next()
+                    .unwrap()
+                    .as_os_str()
+                    .to_string_lossy()
+                    .to_string();
+                needed.insert(top);
+            }
+            if text.contains("include_dir!(\"$CARGO_MANIFEST_DIR/static\")") {
+                needed.insert("static".to_string());
+            }
+        }
+    }
+    assert!(
+        needed.contains("config"),
+        "the example config is compiled in"
+    );
+    for dir in &needed {
+        assert!(
+            copied(dir),
+            "the Dockerfile's build stage does not COPY {dir}/, which the build reads"
+        );
+    }
+}
