@@ -179,6 +179,16 @@ fn the_cli_in_the_container_runs_as_doorman_with_or_without_a_config() {
         ctr.user.uid
     );
     assert_eq!(ctr.owner(&outside), 0, "a symlink's target is left alone");
+    // A hard link to a root file (what a compromised doorman could plant) is not chowned, and a
+    // restore.db that is a symlink or a hard link is not moved into place by root.
+    let root_file = ctr.dir.path().join("root-file");
+    std::fs::write(&root_file, "root's").unwrap();
+    std::fs::hard_link(&root_file, ctr.data().join("hard")).unwrap();
+    std::os::unix::fs::symlink(&root_file, ctr.data().join("restore.db")).unwrap();
+    assert_ok(&ctr.run(&["user", "list"], None), "user list with planted links");
+    assert_eq!(ctr.owner(&root_file), 0, "a hard link's inode is left alone");
+    std::fs::remove_file(ctr.data().join("hard")).unwrap();
+    std::fs::remove_file(ctr.data().join("restore.db")).unwrap();
 
     // A config file at the image's path, 0600 and owned by root, as a secret-holding file is.
     std::fs::create_dir_all(ctr.config().parent().unwrap()).unwrap();
