@@ -157,7 +157,8 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add a new active signing key; older ones stay published until their tokens expire.
+    /// Publish a new signing key now; it signs 5 minutes later (one JWKS cache lifetime), and
+    /// older keys stay published until their tokens expire.
     Rotate,
 }
 
@@ -295,7 +296,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::CheckConfig => {
             let config = load_config(&cli)?;
             println!(
-                "configuration is valid: issuer {}, {} client(s)",
+                "configuration is valid ({}): issuer {}, {} client(s)",
+                config.source,
                 config.issuer_str(),
                 config.clients.len()
             );

@@ -199,6 +199,11 @@ fn the_cli_in_the_container_runs_as_doorman_with_or_without_a_config() {
         text(&out.stdout)
     );
     assert!(text(&out.stderr).contains("private copy"));
+    assert!(
+        text(&out.stderr).contains("relative *_file paths now resolve against"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = ctr.run(&["user", "list"], None);
     assert_ok(&out, "user list with the config");
     assert!(text(&out.stdout).contains("alice"));
