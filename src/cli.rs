@@ -157,8 +157,8 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Publish a new signing key: it starts signing 5 minutes later (JWKS caches), and older
-    /// ones stay published until their tokens expire.
+    /// Publish a new signing key now; it signs 5 minutes later (one JWKS cache lifetime), and
+    /// older keys stay published until their tokens expire.
     Rotate,
 }
 
@@ -296,7 +296,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::CheckConfig => {
             let config = load_config(&cli)?;
             println!(
-                "configuration is valid: issuer {}, {} client(s)",
+                "configuration is valid ({}): issuer {}, {} client(s)",
+                config.source,
                 config.issuer_str(),
                 config.clients.len()
             );

@@ -393,7 +393,7 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
     let store = open_store(&config).await?;
     let state = build_state(config, store, clock).await?;
     let running = start(state.clone(), listen).await?;
-    tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), "doorman is listening");
+    tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), config = %state.config.source, "doorman is listening");
     if state.config.clients.is_empty() {
         tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --groups admins` (it asks for the password)");
     }

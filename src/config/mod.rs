@@ -42,6 +42,8 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// Things worth logging at start-up that are not errors, e.g. ignored `DOORMAN_*` variables.
     pub warnings: Vec<String>,
+    /// Which configuration was loaded, for check-config and the start-up log line.
+    pub source: String,
     /// Encrypts stored Plex tokens; None: a key generated in `data_dir` is used.
     pub secret_key: Option<String>,
     /// Sign in with Plex, when configured.
@@ -374,6 +376,7 @@ pub fn defaults() -> Config {
         },
         clients: Vec::new(),
         warnings: Vec::new(),
+        source: NO_FILE.to_string(),
         secret_key: None,
         plex: None,
         jitsi: None,
@@ -390,6 +393,9 @@ pub fn load(
 ) -> Result<(Config, Source), ConfigErrors> {
     load_named(path.map(|p| (p, NamedBy::Flag)), env)
 }
+
+/// [`Config::source`] when no file was read.
+pub const NO_FILE: &str = "no config file: built-in defaults + DOORMAN_* variables";
 
 /// The variable that names the config file when `--config` is not given.
 pub const CONFIG_VAR: &str = "DOORMAN_CONFIG";
@@ -439,7 +445,14 @@ pub fn load_named(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    from_str(&text, env, base_dir).map(|c| (c, Source::File(path.to_path_buf())))
+    let shown = path.display().to_string();
+    from_str(&text, env, base_dir).map(|mut c| {
+        for w in &mut c.warnings {
+            *w = w.replace(raw::FILE_MARK, &shown);
+        }
+        c.source = format!("config file {shown}");
+        (c, Source::File(path.to_path_buf()))
+    })
 }
 
 /// Parses and validates configuration text (no file lookup); `base_dir` resolves relative
@@ -946,11 +959,19 @@ mod tests {
         assert_eq!(c.trusted_proxies.len(), 2);
         assert_eq!(c.issuer_str(), "https://env.example.com");
         assert_eq!(c.listen, DEFAULT_LISTEN);
-        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        // Two unknown variables, and two that override keys the file sets (issue 9).
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
         assert!(c
             .warnings
             .iter()
             .any(|w| w.contains("DOORMAN_ISSUR") && w.contains("did you mean DOORMAN_ISSUER?")));
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w == "DOORMAN_ISSUER overrides issuer from the config file"));
+        assert!(c.warnings.iter().any(|w| {
+            w == "DOORMAN_SESSION__IDLE_TIMEOUT overrides session.idle_timeout from the config file"
+        }));
 
         let bad = from_str(
             "",
@@ -1071,7 +1092,61 @@ mod tests {
         let path = dir.path().join("d.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9999\"").unwrap();
         let (c, source) = load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!(c.source, format!("config file {}", path.display()));
         assert_eq!((c.listen.port(), source), (9999, Source::File(path)));
+    }
+
+    #[test]
+    fn an_override_of_a_file_key_is_a_warning_naming_variable_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.toml");
+        std::fs::write(
+            &path,
+            "issuer = \"https://file.example.com\"\ntrusted_proxies = [\"10.0.0.1\"]\n",
+        )
+        .unwrap();
+        let vars = env(&[
+            ("DOORMAN_ISSUER", "https://env.example.com"),
+            ("DOORMAN_TRUSTED_PROXIES", "172.16.0.0/12,10.0.0.0/8"),
+            ("DOORMAN_DATA_DIR", "/tmp/x"),
+        ]);
+        let (c, _) = load(Some(&path), &vars).unwrap();
+        let shown = path.display();
+        assert_eq!(
+            c.warnings,
+            vec![
+                format!("DOORMAN_ISSUER overrides issuer from {shown}"),
+                format!("DOORMAN_TRUSTED_PROXIES overrides trusted_proxies from {shown}"),
+            ]
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+        // Without a file nothing is overridden, and the source says so.
+        let c = from_str("", &vars, Path::new(".")).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.source, NO_FILE);
+    }
+
+    #[test]
+    fn nested_arrays_of_tables_from_the_environment_say_use_the_file() {
+        let vars = env(&[
+            ("DOORMAN_FORWARD_AUTH__RULES", "x"),
+            ("DOORMAN_CLIENTS", "x"),
+        ]);
+        let c = from_str("", &vars, Path::new(".")).unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w
+                == "DOORMAN_FORWARD_AUTH__RULES is ignored: [[forward_auth.rules]] cannot be set \
+                    from the environment; use the file"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("DOORMAN_CLIENTS is ignored: [[clients]] cannot be set")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

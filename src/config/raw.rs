@@ -162,6 +162,9 @@ pub(super) fn apply_env(
             continue;
         };
         let key = path.join(".");
+        if file_sets(table, path) {
+            warnings.push(format!("{var} overrides {key} from {FILE_MARK}"));
+        }
         origins.push((key.clone(), var.clone()));
         // `K_file` from the environment: errors about `K` (its contents) come from it too.
         if let Some(base) = key
@@ -251,11 +254,50 @@ fn set_path(table: &mut Table, path: &[String], value: Value) {
     t.insert(last.clone(), value);
 }
 
+/// Stands for the config file's path in override warnings; `load_named` puts the path in.
+pub(super) const FILE_MARK: &str = "the config file";
+
+/// Whether the file's table already sets `path` (a secret in either of its two forms).
+fn file_sets(table: &Table, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut t = table;
+    for p in parents {
+        let Some(Value::Table(inner)) = t.get(p) else {
+            return false;
+        };
+        t = inner;
+    }
+    let other = match last.strip_suffix("_file") {
+        Some(base) if SECRET_KEYS.contains(&base) => Some(base.to_string()),
+        _ if SECRET_KEYS.contains(&last.as_str()) => Some(format!("{last}_file")),
+        _ => None,
+    };
+    t.contains_key(last) || other.is_some_and(|o| t.contains_key(&o))
+}
+
+/// Every array of tables, at any depth: its dotted path (e.g. `forward_auth.rules`).
+fn table_arrays(fields: Fields, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for &(name, kind) in fields {
+        let path = [prefix, &[name.to_string()]].concat();
+        match kind {
+            Kind::Tables(_) => out.push(path),
+            Kind::Table(sub) => table_arrays(sub, &path, out),
+            _ => {}
+        }
+    }
+}
+
 fn unknown_env_warning(var: &str, settable: &[(Vec<String>, Kind)]) -> String {
-    for &(name, kind) in ROOT {
-        if matches!(kind, Kind::Tables(_)) && var.starts_with(&env_name(&[format!("{name}_")])) {
+    let mut arrays = Vec::new();
+    table_arrays(ROOT, &[], &mut arrays);
+    for path in arrays {
+        let name = env_name(&path);
+        if var == name || var.starts_with(&format!("{name}_")) {
             return format!(
-                "{var} is ignored: [[{name}]] cannot be set from the environment; use the file"
+                "{var} is ignored: [[{}]] cannot be set from the environment; use the file",
+                path.join(".")
             );
         }
     }
@@ -437,7 +479,9 @@ fn read_secret_files(
                 &file_path,
                 format!(
                     "cannot read {}: {e}; check the path (relative paths are relative to the \
-                     config file's directory)",
+                     config file's directory) and make the file readable by the user doorman \
+                     runs as (in the image uid 10001: chown 10001, or group 10001 with mode \
+                     0640)",
                     full.display()
                 ),
             ),

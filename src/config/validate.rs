@@ -296,6 +296,7 @@ pub(super) fn validate(
         login,
         clients,
         warnings,
+        source: super::NO_FILE.to_string(),
         secret_key,
         plex,
         jitsi: f.jitsi.map(|j| jitsi(errors, j)),

@@ -185,8 +185,15 @@ fn the_cli_in_the_container_runs_as_doorman_with_or_without_a_config() {
     std::fs::write(&root_file, "root's").unwrap();
     std::fs::hard_link(&root_file, ctr.data().join("hard")).unwrap();
     std::os::unix::fs::symlink(&root_file, ctr.data().join("restore.db")).unwrap();
-    assert_ok(&ctr.run(&["user", "list"], None), "user list with planted links");
-    assert_eq!(ctr.owner(&root_file), 0, "a hard link's inode is left alone");
+    assert_ok(
+        &ctr.run(&["user", "list"], None),
+        "user list with planted links",
+    );
+    assert_eq!(
+        ctr.owner(&root_file),
+        0,
+        "a hard link's inode is left alone"
+    );
     std::fs::remove_file(ctr.data().join("hard")).unwrap();
     std::fs::remove_file(ctr.data().join("restore.db")).unwrap();
 
@@ -209,6 +216,11 @@ fn the_cli_in_the_container_runs_as_doorman_with_or_without_a_config() {
         text(&out.stdout)
     );
     assert!(text(&out.stderr).contains("private copy"));
+    assert!(
+        text(&out.stderr).contains("relative *_file paths now resolve against"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = ctr.run(&["user", "list"], None);
     assert_ok(&out, "user list with the config");
     assert!(text(&out.stdout).contains("alice"));
