@@ -506,6 +506,28 @@ fn invite_purpose(room: &str) -> String {
 }
 
 /// The signed-in moderator behind this request, or the reason why not.
+/// A moderator's form post for `room`: the moderator, with the form's CSRF token checked
+/// against this browser's cookie.
+async fn moderator_form(
+    state: &AppState,
+    cookies: &Cookies,
+    ip: std::net::IpAddr,
+    room: &str,
+    csrf: &str,
+) -> Result<Result<User, Response>, WebError> {
+    let user = match moderator(state, cookies, ip, room).await? {
+        Ok(u) => u,
+        Err(resp) => return Ok(Err(resp)),
+    };
+    let browser = cookies
+        .get(CookieNames::of(&state.config).browser)
+        .unwrap_or_default();
+    if !state.csrf.verify(&invite_purpose(room), browser, csrf) {
+        return Err(form_not_verified());
+    }
+    Ok(Ok(user))
+}
+
 async fn moderator(
     state: &AppState,
     cookies: &Cookies,
@@ -637,19 +659,10 @@ async fn invite_create(
 ) -> Result<Response, WebError> {
     let config = config(&state)?;
     let room = room_from(path)?;
-    let user = match moderator(&state, &cookies, ip, &room).await? {
+    let user = match moderator_form(&state, &cookies, ip, &room, &form.csrf).await? {
         Ok(u) => u,
         Err(resp) => return Ok(resp),
     };
-    let browser = cookies
-        .get(CookieNames::of(&state.config).browser)
-        .unwrap_or_default();
-    if !state
-        .csrf
-        .verify(&invite_purpose(&room), browser, &form.csrf)
-    {
-        return Err(form_not_verified());
-    }
     let valid_for = form
         .valid_for
         .parse::<i64>()
@@ -723,19 +736,10 @@ async fn invite_revoke(
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, WebError> {
     let room = room_from(path)?;
-    let user = match moderator(&state, &cookies, ip, &room).await? {
+    let user = match moderator_form(&state, &cookies, ip, &room, &form.csrf).await? {
         Ok(u) => u,
         Err(resp) => return Ok(resp),
     };
-    let browser = cookies
-        .get(CookieNames::of(&state.config).browser)
-        .unwrap_or_default();
-    if !state
-        .csrf
-        .verify(&invite_purpose(&room), browser, &form.csrf)
-    {
-        return Err(form_not_verified());
-    }
     // Only the creator's own links: the store matches the id and the creator together.
     if !state
         .store
