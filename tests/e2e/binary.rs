@@ -1,7 +1,6 @@
 //! The `doorman` binary: its command line, and `serve` as a separate process (key rotation
 //! picked up while running, no secrets in the logs, durability across `kill -9`).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,15 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 
-/// The binary with an empty environment (PATH only), so nothing leaks in from the host.
 fn doorman() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_doorman"));
-    c.env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        c.env("PATH", path);
-    }
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
+    doorman_command()
 }
 
 fn run(args: &[&str]) -> Output {
@@ -26,34 +18,9 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = doorman()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let mut cmd = doorman();
+    cmd.args(args);
+    output_with_stdin(cmd, stdin)
 }
 
 /// A directory with a config file for the binary, on a port of its own.

@@ -27,36 +27,9 @@ fn doorman_bin() -> Command {
 
 /// `doorman ARGS --config CONFIG` with `stdin` piped in (not a terminal).
 fn cli(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = doorman_bin()
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let mut cmd = doorman_bin();
+    cmd.args(args).arg("--config").arg(config);
+    output_with_stdin(cmd, stdin)
 }
 
 /// A forward-auth check as Traefik sends it, with `cookie`.

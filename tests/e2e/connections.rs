@@ -11,19 +11,8 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::*;
 
-/// The binary with an empty environment (PATH only).
 fn doorman() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_doorman"));
-    c.env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        c.env("PATH", path);
-    }
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    doorman_command()
 }
 
 /// `doorman serve` as a child process (output in files, so a full pipe never blocks it).

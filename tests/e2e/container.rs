@@ -6,16 +6,13 @@
 //! process ends with that user's ids, no capabilities and no_new_privs. The parts that need root
 //! are skipped when the tests do not run as root (CI does).
 
+use crate::common::{assert_ok, text};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
@@ -132,16 +129,6 @@ impl Container {
     fn owner(&self, path: &Path) -> u32 {
         std::fs::symlink_metadata(path).unwrap().uid()
     }
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 #[test]
