@@ -18,13 +18,13 @@ use crate::accounts::PasswordHasher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{self, Keys};
-use crate::login::csrf::CsrfKey;
-use crate::login::ratelimit::SignInLimiter;
 use crate::oidc::clients::Clients;
 use crate::oidc::{discovery, Provider};
+use crate::signin::limits::SignInLimiter;
 use crate::state::{AppState, Inner};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
+use crate::web::csrf::CsrfKey;
 use crate::web::Templates;
 
 pub const HEALTHZ: &str = "/healthz";
@@ -135,6 +135,7 @@ pub async fn build_state(
         clock,
         discovery_json,
         cors_origins,
+        continuations: vec![("/jitsi/", crate::jitsi::resume)],
     })))
 }
 

@@ -239,6 +239,16 @@ pub struct LoginConfig {
     pub max_flows_per_ip: u32,
     /// What the landing page offers, in order.
     pub methods: Vec<LoginMethod>,
+    pub require_second_factor: SecondFactorPolicy,
+    pub second_factor_groups: Vec<String>,
+}
+
+/// `[login] require_second_factor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorPolicy {
+    Off,
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +298,7 @@ pub struct ClientConfig {
     pub introspect_any: bool,
     /// `http://` redirect URIs on non-loopback hosts are accepted with an https issuer.
     pub allow_http_redirect_uris: bool,
+    pub require_second_factor: bool,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -373,6 +384,8 @@ pub fn defaults() -> Config {
             failure_window: Duration::from_secs(300),
             max_flows_per_ip: 300,
             methods: vec![LoginMethod::Password],
+            require_second_factor: SecondFactorPolicy::Optional,
+            second_factor_groups: Vec::new(),
         },
         clients: Vec::new(),
         warnings: Vec::new(),

@@ -232,6 +232,8 @@ pub(super) fn validate(
             d.login.max_flows_per_ip,
         ),
         methods: Vec::new(),
+        require_second_factor: d.login.require_second_factor,
+        second_factor_groups: Vec::new(),
     };
     let plex = f.plex.map(|p| plex(errors, p));
     let mut login = login;
@@ -1243,6 +1245,7 @@ fn client(
         access_token_format,
         introspect_any,
         allow_http_redirect_uris,
+        require_second_factor: false,
     }
 }
 
