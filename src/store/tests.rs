@@ -59,6 +59,7 @@ fn grant(id: &str, user_id: &str) -> Grant {
         expires_at: NOW + 30 * 86_400,
         revoked_at: None,
         sid: Some("sid-of-the-session".into()),
+        acr: None,
     }
 }
 
@@ -1024,6 +1025,7 @@ async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
             keys: 1,
             plex_pins: 0,
             guest_links: 0,
+            lockouts: 0,
         }
     );
     assert!(store.get_session(&h(11), later).await.unwrap().is_some());
