@@ -139,16 +139,15 @@ pub fn release(p: &LockoutPolicy, c: &mut [LockoutCounter], now: Timestamp) {
             *slot = counter;
             continue;
         }
-        let reached = counter.failures >= limit;
         counter.failures = counter.failures.saturating_sub(1);
         if counter.failures == 0 {
             counter = LockoutCounter::default();
         } else if counter.failures < limit {
-            // Below the limit again: no block (only the attempt that reached it starts one).
+            // Below the limit again: no block (only the attempt that reaches it starts one).
             counter.blocked_until = 0;
-        } else if reached {
-            // Still past the limit: the block of this attempt ends now, the earlier one has
-            // ended already (or the attempt would have been refused); the count is kept.
+        } else {
+            // Still past the limit: the block this attempt started ends now (the one before
+            // had ended, or the attempt would have been refused); the count stays remembered.
             counter.blocked_until = counter.blocked_until.min(now);
         }
         *slot = counter;
@@ -378,7 +377,11 @@ mod tests {
         assert_eq!(c[0].blocked_until, NOW + 30);
         release(&p, &mut c, NOW);
         assert_eq!(c, two);
-        assert_eq!(reserve(&p, &mut c, NOW), None, "not blocked after the release");
+        assert_eq!(
+            reserve(&p, &mut c, NOW),
+            None,
+            "not blocked after the release"
+        );
 
         // Past the limit: a released attempt ends its own block but the count stays
         // remembered (the next failure still doubles).
@@ -473,12 +476,20 @@ mod tests {
             let _ = lockout.reserve("u1", "ip-a", NOW).await.unwrap().unwrap();
         }
         assert_eq!(
-            lockout.reserve("u1", "ip-a", NOW + 10).await.unwrap().unwrap_err(),
+            lockout
+                .reserve("u1", "ip-a", NOW + 10)
+                .await
+                .unwrap()
+                .unwrap_err(),
             20
         );
         // The last second still says one.
         assert_eq!(
-            lockout.reserve("u1", "ip-a", NOW + 29).await.unwrap().unwrap_err(),
+            lockout
+                .reserve("u1", "ip-a", NOW + 29)
+                .await
+                .unwrap()
+                .unwrap_err(),
             1
         );
 

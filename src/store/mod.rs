@@ -358,8 +358,12 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<()>;
     /// Atomically marks the unused recovery code `code` used: true only the first time.
-    async fn use_recovery_code(&self, user_id: &str, code: &Hash, now: Timestamp)
-        -> StoreResult<bool>;
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// How many unused recovery codes the user has.
     async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<u32>;
     /// Deletes the user's TOTP and recovery codes; true if there was any.

@@ -1545,12 +1545,11 @@ impl Store for SqliteStore {
             let guest_links = tx
                 .prepare_cached("DELETE FROM jitsi_guest_links WHERE expires_at <= ?1")?
                 .execute([now])? as u64;
-            let lockouts = tx
-                .prepare_cached(
+            let lockouts =
+                tx.prepare_cached(
                     "DELETE FROM lockouts WHERE updated_at < ?2 AND blocked_until < ?1",
                 )?
-                .execute(params![now, now.saturating_sub(LOCKOUT_IDLE)])?
-                as u64;
+                .execute(params![now, now.saturating_sub(LOCKOUT_IDLE)])? as u64;
             tx.commit()?;
             Ok(Swept {
                 sessions,

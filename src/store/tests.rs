@@ -1249,10 +1249,7 @@ async fn a_live_flow_payload_is_replaced_and_an_expired_one_is_not() {
         .unwrap());
     let f = store.get_flow(&h(40), NOW).await.unwrap().unwrap();
     assert_eq!(f.payload, r#"{"kind":"code"}"#);
-    assert!(!store
-        .update_flow_payload(&h(41), "{}", NOW)
-        .await
-        .unwrap());
+    assert!(!store.update_flow_payload(&h(41), "{}", NOW).await.unwrap());
     assert_eq!(store.get_flow(&h(41), NOW).await.unwrap(), None);
 }
 
@@ -1278,7 +1275,10 @@ async fn totp_steps_are_accepted_once_and_only_forward() {
     );
     assert!(store.accept_totp_step("u1", 100).await.unwrap());
     assert!(!store.accept_totp_step("u1", 100).await.unwrap(), "replay");
-    assert!(!store.accept_totp_step("u1", 99).await.unwrap(), "older step");
+    assert!(
+        !store.accept_totp_step("u1", 99).await.unwrap(),
+        "older step"
+    );
     assert!(store.accept_totp_step("u1", 101).await.unwrap());
     assert_eq!(
         store.get_totp("u1").await.unwrap().unwrap().last_step,
@@ -1361,7 +1361,10 @@ async fn concurrent_uses_of_one_totp_step_or_recovery_code_succeed_once() {
                 if i % 2 == 0 {
                     (store.accept_totp_step("u1", 42).await.unwrap(), false)
                 } else {
-                    (false, store.use_recovery_code("u1", &h(1), NOW).await.unwrap())
+                    (
+                        false,
+                        store.use_recovery_code("u1", &h(1), NOW).await.unwrap(),
+                    )
                 }
             })
         })
@@ -1499,7 +1502,11 @@ async fn lockout_counters_are_read_in_order_written_back_and_deleted_at_default(
         .unwrap();
     assert_eq!(answer, None);
     assert_eq!(
-        seen.lock().unwrap().iter().map(|c| c.failures).collect::<Vec<_>>(),
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.failures)
+            .collect::<Vec<_>>(),
         vec![5, 2]
     );
     assert_eq!(
@@ -1515,7 +1522,12 @@ async fn lockout_counters_are_read_in_order_written_back_and_deleted_at_default(
     assert!(store.lockouts_of("u2").await.unwrap().is_empty());
 
     // Clearing an account removes all of its counters and only its.
-    add_failure(&store, vec![lkey("u1", "198.51.100.9"), lkey("u2", "")], NOW).await;
+    add_failure(
+        &store,
+        vec![lkey("u1", "198.51.100.9"), lkey("u2", "")],
+        NOW,
+    )
+    .await;
     assert_eq!(store.clear_lockouts("u1").await.unwrap(), 2);
     assert_eq!(store.clear_lockouts("u1").await.unwrap(), 0);
     assert!(store.lockouts_of("u1").await.unwrap().is_empty());
