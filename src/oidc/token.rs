@@ -75,6 +75,7 @@ impl Provider {
             expires_at: now + secs(client.lifetimes.refresh_token_max),
             revoked_at: None,
             sid: Some(self.sid_for(&session.id_hash)),
+            acr: None,
         };
         let code = random_token();
         let row = AuthCode {
