@@ -28,8 +28,12 @@ pub struct Inner {
     pub cloudflare: Option<Arc<crate::forward_auth::cloudflare::CloudflareVerifier>>,
     pub templates: Templates,
     pub hasher: PasswordHasher,
-    /// Every sign-in limit: failures per IP and account, flows per IP, Plex PINs per IP.
+    /// The in-process sign-in limits: failures per IP, flows per IP, Plex PINs per IP.
     pub limiter: SignInLimiter,
+    /// The per-account lockout (per account and IP, then per account), kept in the store.
+    pub lockout: crate::accounts::lockout::Lockout,
+    /// Seals secrets at rest under `secret_key` (TOTP secrets; Plex keeps its own).
+    pub secret_box: Arc<crate::secrets::SecretBox>,
     pub csrf: CsrfKey,
     pub clock: Arc<dyn Clock>,
     /// The discovery document, serialized once.

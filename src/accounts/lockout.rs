@@ -29,6 +29,20 @@ pub struct LockoutPolicy {
     pub max: i64,
 }
 
+impl LockoutPolicy {
+    /// The policy `[login]` configures.
+    pub fn of(login: &crate::config::LoginConfig) -> LockoutPolicy {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+        LockoutPolicy {
+            per_pair: login.max_failures_per_account,
+            per_account: login.max_failures_per_account.saturating_mul(5),
+            window: secs(login.failure_window).max(1),
+            base: 30,
+            max: 900,
+        }
+    }
+}
+
 impl Default for LockoutPolicy {
     /// The documented defaults: 10 per pair, 50 per account, 5 minutes, 30 s doubling to 15 min.
     fn default() -> LockoutPolicy {

@@ -201,14 +201,15 @@ async fn password(
         store: &*state.store,
         hasher: &state.hasher,
         limiter: &state.limiter,
+        lockout: &state.lockout,
         clock: &*state.clock,
     };
     let (checked, user) = pw::check(&deps, ip, &username, form.password).await?;
     let who = pw::who(user.as_ref()).to_string();
     let client = client_of(purpose);
     let user = match (checked, user) {
-        (Checked::Verified, Some(user)) => user,
-        (Checked::Verified | Checked::Wrong, _) => {
+        (Checked::Verified(reservation), Some(user)) => (reservation, user),
+        (Checked::Verified(_) | Checked::Wrong, _) => {
             tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %who, ip = %ip, client = %client, outcome = "failure");
             return Ok(view(
                 &username,
@@ -237,7 +238,9 @@ async fn password(
             return Ok(resp);
         }
     };
+    let (reservation, user) = user;
     tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "success");
+    reservation.succeeded(state.now()).await?;
     let (set, url) = signed_in(&state, &cookies, &flow, purpose, &user, vec!["pwd".into()]).await?;
     Ok(redirect_with_cookies(&url, &set))
 }

@@ -171,6 +171,18 @@ pub async fn start_session(
     session::start(store, config, user, amr, now).await
 }
 
+/// Moves a stored flow to its next step. False when the flow has expired meanwhile.
+pub async fn advance(
+    store: &dyn Store,
+    flow: &Flow,
+    state: &FlowState,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    store
+        .update_flow_payload(&flow.id_hash, &state.payload(), now)
+        .await
+}
+
 /// The flow is used up: gone from the store.
 pub async fn close(store: &dyn Store, flow: &Hash) -> StoreResult<()> {
     store.delete_flow(flow).await

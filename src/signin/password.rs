@@ -3,25 +3,29 @@
 
 use std::net::IpAddr;
 
+use crate::accounts::lockout::{Lockout, Reservation};
 use crate::accounts::PasswordHasher;
 use crate::clock::Clock;
 use crate::store::{Store, StoreResult, User};
 
-use super::limits::{LimitReason, Limited, SignInLimiter};
+use super::limits::{IpKey, LimitReason, Limited, SignInLimiter};
 
 /// What the password step needs.
 pub struct Deps<'a> {
     pub store: &'a dyn Store,
     pub hasher: &'a PasswordHasher,
     pub limiter: &'a SignInLimiter,
+    pub lockout: &'a Lockout,
     pub clock: &'a dyn Clock,
 }
 
 /// The answer to one password attempt.
-#[derive(Debug)]
 pub enum Checked {
-    /// The password is right and the account (returned beside) may sign in.
-    Verified,
+    /// The password is right and the account (returned beside) may sign in. The lockout
+    /// reservation is the caller's to settle: `succeeded` when the sign-in is complete (which
+    /// resets the account's failures), or dropped (one failure) when a second factor is still
+    /// due, so a stolen password cannot reset the count of wrong codes.
+    Verified(Reservation),
     /// Wrong username or password (the two are never told apart), or a disabled account.
     Wrong,
     /// Refused before any hashing: wait `retry_after` seconds.
@@ -71,16 +75,35 @@ pub async fn check(
         .as_ref()
         .map(|u| u.id.clone())
         .unwrap_or_else(|| username.to_lowercase());
-    let mut attempt = match deps.limiter.attempt(ip, &account, deps.clock).await {
+    let mut attempt = match deps.limiter.attempt(ip, deps.clock).await {
         Ok(attempt) => attempt,
         Err(limited) => return Ok((Checked::Limited(limited), user)),
+    };
+    // The per-account lockout (per account and IP, then per account), in the store: counted
+    // as a failure now, before any hashing, so parallel attempts cannot overrun it.
+    let now = deps.clock.now();
+    let reservation = match deps
+        .lockout
+        .reserve(&account, &IpKey::of(ip).to_string(), now)
+        .await?
+    {
+        Ok(r) => r,
+        Err(retry_after) => {
+            let limited = Limited {
+                retry_after,
+                reason: LimitReason::Failures,
+            };
+            return Ok((Checked::Limited(limited), user));
+        }
     };
     let hash = user
         .as_ref()
         .filter(|u| !u.disabled)
         .and_then(|u| u.password_hash.clone());
     let Ok(admission) = deps.hasher.admit() else {
-        // Not checked: the attempt's slot goes back unused when `attempt` drops.
+        // Not checked: the attempt's slot goes back unused when `attempt` drops, and the
+        // lockout's provisional failure is taken back.
+        reservation.unused(now).await?;
         return Ok((Checked::Busy, user));
     };
     // From here a request that goes away counts as a failure: its hash runs to the end.
@@ -89,10 +112,12 @@ pub async fn check(
     match (ok, user) {
         (true, Some(u)) => {
             attempt.succeeded(deps.clock.now_ms());
-            Ok((Checked::Verified, Some(u)))
+            Ok((Checked::Verified(reservation), Some(u)))
         }
         (_, user) => {
             attempt.failed(deps.clock.now_ms());
+            // The reservation stays counted: a failure.
+            drop(reservation);
             Ok((Checked::Wrong, user))
         }
     }
@@ -128,12 +153,12 @@ mod tests {
 
     async fn setup() -> (
         tempfile::TempDir,
-        SqliteStore,
+        std::sync::Arc<SqliteStore>,
         PasswordHasher,
         SignInLimiter,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
         let config = crate::config::defaults();
         let fast = argon2::Params::new(256, 1, 1, None).unwrap();
         let hasher = PasswordHasher::new(fast, 2, 4).unwrap();
@@ -163,21 +188,27 @@ mod tests {
     async fn right_wrong_unknown_and_disabled() {
         let (_d, store, hasher, limiter) = setup().await;
         let clock = ManualClock::default();
+        clock.freeze();
+        let lockout = Lockout::new(store.clone(), policy());
         let deps = Deps {
-            store: &store,
+            store: &*store,
             hasher: &hasher,
             limiter: &limiter,
+            lockout: &lockout,
             clock: &clock,
         };
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let (c, u) = check(&deps, ip, "alice", "correct horse".into())
             .await
             .unwrap();
-        assert!(matches!(c, Checked::Verified) && u.unwrap().id == "u1");
+        assert!(matches!(c, Checked::Verified(_)) && u.unwrap().id == "u1");
         let (c, _) = check(&deps, ip, " ALICE@example.com ", "correct horse".into())
             .await
             .unwrap();
-        assert!(matches!(c, Checked::Verified), "email, any case, trimmed");
+        assert!(
+            matches!(c, Checked::Verified(_)),
+            "email, any case, trimmed"
+        );
         let (c, u) = check(&deps, ip, "alice", "wrong".into()).await.unwrap();
         assert!(matches!(c, Checked::Wrong) && u.is_some());
         let (c, u) = check(&deps, ip, "nobody", "correct horse".into())
@@ -196,6 +227,62 @@ mod tests {
             matches!(c, Checked::Wrong),
             "a disabled account never signs in"
         );
+    }
+
+    fn policy() -> crate::accounts::lockout::LockoutPolicy {
+        crate::accounts::lockout::LockoutPolicy {
+            per_pair: 3,
+            per_account: 5,
+            window: 300,
+            base: 30,
+            max: 120,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_locked_account_refuses_even_the_right_password_until_the_delay_passes() {
+        let (_d, store, hasher, limiter) = setup().await;
+        let clock = ManualClock::default();
+        clock.freeze();
+        let lockout = Lockout::new(store.clone(), policy());
+        let deps = Deps {
+            store: &*store,
+            hasher: &hasher,
+            limiter: &limiter,
+            lockout: &lockout,
+            clock: &clock,
+        };
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            let (c, _) = check(&deps, ip, "alice", "wrong".into()).await.unwrap();
+            assert!(matches!(c, Checked::Wrong));
+        }
+        let before = hasher.verifications();
+        let (c, _) = check(&deps, ip, "alice", "correct horse".into())
+            .await
+            .unwrap();
+        match c {
+            Checked::Limited(l) => assert_eq!(l.retry_after, 30),
+            _ => panic!("the right password is not checked while locked"),
+        }
+        assert_eq!(hasher.verifications(), before, "refused before argon2");
+        // Another IP is not locked below the per-account limit.
+        let other: IpAddr = "198.51.100.7".parse().unwrap();
+        let (c, _) = check(&deps, other, "alice", "correct horse".into())
+            .await
+            .unwrap();
+        let Checked::Verified(r) = c else {
+            panic!("another IP signs in")
+        };
+        r.succeeded(clock.now()).await.unwrap();
+        clock.advance(30);
+        let (c, _) = check(&deps, ip, "alice", "correct horse".into())
+            .await
+            .unwrap();
+        let Checked::Verified(r) = c else {
+            panic!("the delay has passed")
+        };
+        r.succeeded(clock.now()).await.unwrap();
     }
 
     #[test]
