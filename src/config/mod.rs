@@ -228,13 +228,36 @@ pub struct Lifetimes {
     pub refresh_token_max: Duration,
 }
 
+/// `[login] require_second_factor`: who needs an authenticator code after the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorPolicy {
+    /// Nobody is asked for a code and nobody can enrol.
+    Off,
+    /// Users may enrol; a code is needed from those who did, from `second_factor_groups`, for
+    /// clients with `require_second_factor` and for `acr_values=2fa`.
+    Optional,
+    /// Every password sign-in needs a second factor (those without one enrol first).
+    Required,
+}
+
 #[derive(Debug, Clone)]
 pub struct LoginConfig {
-    /// Failed password attempts allowed per account within `failure_window` before delays.
+    /// Failed sign-ins (passwords or codes) allowed per (account, client IP) within
+    /// `failure_window` before that pair is locked out.
     pub max_failures_per_account: u32,
-    /// Failed attempts allowed per client IP within `failure_window`.
+    /// Failed sign-ins allowed per account over all client IPs within `failure_window` before
+    /// the account is locked out; at least `max_failures_per_account`.
+    pub max_failures_per_account_all_ips: u32,
+    /// Failed attempts allowed per client IP, whatever the account, within `failure_window`.
     pub max_failures_per_ip: u32,
     pub failure_window: Duration,
+    /// The first lockout at a limit; doubled per further failure, up to `lockout_max`.
+    pub lockout_base: Duration,
+    /// The longest lockout; at least `lockout_base`.
+    pub lockout_max: Duration,
+    pub require_second_factor: SecondFactorPolicy,
+    /// Members of any of these groups need a second factor.
+    pub second_factor_groups: Vec<String>,
     /// Sign-in flows one client IP may open per minute (completed ones are given back).
     pub max_flows_per_ip: u32,
     /// What the landing page offers, in order.
@@ -288,6 +311,8 @@ pub struct ClientConfig {
     pub introspect_any: bool,
     /// `http://` redirect URIs on non-loopback hosts are accepted with an https issuer.
     pub allow_http_redirect_uris: bool,
+    /// Signing in to this client needs a second factor.
+    pub require_second_factor: bool,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -369,8 +394,13 @@ pub fn defaults() -> Config {
         },
         login: LoginConfig {
             max_failures_per_account: 10,
+            max_failures_per_account_all_ips: 50,
             max_failures_per_ip: 50,
             failure_window: Duration::from_secs(300),
+            lockout_base: Duration::from_secs(30),
+            lockout_max: Duration::from_secs(15 * 60),
+            require_second_factor: SecondFactorPolicy::Optional,
+            second_factor_groups: Vec::new(),
             max_flows_per_ip: 300,
             methods: vec![LoginMethod::Password],
         },

@@ -189,6 +189,7 @@ mod tests {
             access_token_format: crate::config::AccessTokenFormat::Opaque,
             introspect_any: false,
             allow_http_redirect_uris: false,
+            require_second_factor: false,
         }
     }
 
