@@ -46,7 +46,10 @@ mod tests {
         let short = svg("otpauth://totp/doorman:alice?secret=MY").unwrap();
         assert!(short.starts_with("<svg"), "{short}");
         assert!(short.ends_with("</svg>"), "{short}");
-        assert!(short.contains(r#"role="img" aria-label="QR code""#), "{short}");
+        assert!(
+            short.contains(r#"role="img" aria-label="QR code""#),
+            "{short}"
+        );
         assert!(short.contains(r#"width="200" height="200""#), "{short}");
         // Version 3 (29 modules) plus the quiet zone of four on each side.
         assert!(short.contains(r#"viewBox="0 0 37 37""#), "{short}");

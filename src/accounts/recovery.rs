@@ -88,7 +88,10 @@ mod tests {
                 "{code}"
             );
             assert!(!code.contains(['0', 'o', '1', 'l', 'i']), "{code}");
-            assert_eq!(normalise(code).as_deref(), Some(code.replace('-', "").as_str()));
+            assert_eq!(
+                normalise(code).as_deref(),
+                Some(code.replace('-', "").as_str())
+            );
         }
         assert_ne!(generate(), codes);
         // At least 48 bits each.

@@ -158,7 +158,11 @@ mod tests {
                 "T = {time}"
             );
             // Six digits are the same number modulo 10^6.
-            assert_eq!(code_at(RFC_SECRET, step_at(time)), expected[2..], "T = {time}");
+            assert_eq!(
+                code_at(RFC_SECRET, step_at(time)),
+                expected[2..],
+                "T = {time}"
+            );
         }
     }
 
@@ -169,7 +173,11 @@ mod tests {
             "399871", "520489",
         ];
         for (counter, code) in expected.iter().enumerate() {
-            assert_eq!(code_at(RFC_SECRET, counter as i64), *code, "count {counter}");
+            assert_eq!(
+                code_at(RFC_SECRET, counter as i64),
+                *code,
+                "count {counter}"
+            );
         }
     }
 
@@ -188,8 +196,14 @@ mod tests {
         let step = step_at(now);
         let code = |s| code_at(RFC_SECRET, s);
         assert_eq!(matching_step(RFC_SECRET, &code(step), now), Some(step));
-        assert_eq!(matching_step(RFC_SECRET, &code(step - 1), now), Some(step - 1));
-        assert_eq!(matching_step(RFC_SECRET, &code(step + 1), now), Some(step + 1));
+        assert_eq!(
+            matching_step(RFC_SECRET, &code(step - 1), now),
+            Some(step - 1)
+        );
+        assert_eq!(
+            matching_step(RFC_SECRET, &code(step + 1), now),
+            Some(step + 1)
+        );
         for far in [step - 2, step + 2, step - 10] {
             let c = code(far);
             // Skip the one-in-a-million case where a far step shares a code with a near one.
@@ -211,8 +225,16 @@ mod tests {
         assert_eq!(matching_step(RFC_SECRET, "287 082", now), Some(1));
         assert_eq!(matching_step(RFC_SECRET, " 28 70 82 ", now), Some(1));
         for junk in [
-            "", "      ", "28708", "2870820", "94287082", "287-082", "28708a", "２８７０８２",
-            "+287082", "287082\u{0}",
+            "",
+            "      ",
+            "28708",
+            "2870820",
+            "94287082",
+            "287-082",
+            "28708a",
+            "２８７０８２",
+            "+287082",
+            "287082\u{0}",
         ] {
             assert_eq!(matching_step(RFC_SECRET, junk, now), None, "{junk:?}");
         }

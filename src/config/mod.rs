@@ -868,7 +868,10 @@ mod tests {
              lockout_base = \"1s\"\nlockout_max = \"1s\"\n{CLIENT}require_second_factor = true"
         ))
         .unwrap();
-        assert_eq!(set.login.require_second_factor, SecondFactorPolicy::Required);
+        assert_eq!(
+            set.login.require_second_factor,
+            SecondFactorPolicy::Required
+        );
         assert_eq!(set.login.second_factor_groups, ["admins"]);
         assert_eq!(set.login.max_failures_per_account_all_ips, 3);
         assert_eq!(set.login.lockout_base, Duration::from_secs(1));
@@ -889,8 +892,9 @@ mod tests {
     fn the_all_ips_limit_defaults_to_five_times_the_per_account_one() {
         let c = parse("[login]\nmax_failures_per_account = 4").unwrap();
         assert_eq!(c.login.max_failures_per_account_all_ips, 20);
-        let c = parse("[login]\nmax_failures_per_account = 4\nmax_failures_per_account_all_ips = 9")
-            .unwrap();
+        let c =
+            parse("[login]\nmax_failures_per_account = 4\nmax_failures_per_account_all_ips = 9")
+                .unwrap();
         assert_eq!(c.login.max_failures_per_account_all_ips, 9);
         error_at(
             "[login]\nmax_failures_per_account = 4\nmax_failures_per_account_all_ips = 3",
@@ -952,7 +956,9 @@ mod tests {
             "turn [login] require_second_factor to optional or required",
         );
         error_at(
-            &format!("[login]\nrequire_second_factor = \"off\"\n{CLIENT}require_second_factor = true"),
+            &format!(
+                "[login]\nrequire_second_factor = \"off\"\n{CLIENT}require_second_factor = true"
+            ),
             "clients[0].require_second_factor",
             "turn [login] require_second_factor to optional or required",
         );

@@ -775,8 +775,17 @@ fn failures_all_ips(errors: &mut Vec<ConfigError>, value: Option<i64>, per_accou
 }
 
 /// `[login] lockout_base` (at least 1s) and `lockout_max` (at least `lockout_base`).
-fn lockouts(errors: &mut Vec<ConfigError>, l: &file::Login, d: &LoginConfig) -> (Duration, Duration) {
-    let base = dur(errors, "login.lockout_base", l.lockout_base.as_deref(), d.lockout_base);
+fn lockouts(
+    errors: &mut Vec<ConfigError>,
+    l: &file::Login,
+    d: &LoginConfig,
+) -> (Duration, Duration) {
+    let base = dur(
+        errors,
+        "login.lockout_base",
+        l.lockout_base.as_deref(),
+        d.lockout_base,
+    );
     let base = base.filter(|b| {
         let long_enough = *b >= Duration::from_secs(1);
         if !long_enough {
@@ -791,7 +800,12 @@ fn lockouts(errors: &mut Vec<ConfigError>, l: &file::Login, d: &LoginConfig) -> 
         }
         long_enough
     });
-    let max = dur(errors, "login.lockout_max", l.lockout_max.as_deref(), d.lockout_max);
+    let max = dur(
+        errors,
+        "login.lockout_max",
+        l.lockout_max.as_deref(),
+        d.lockout_max,
+    );
     if let (Some(b), Some(m)) = (base, max) {
         if m < b {
             push(
