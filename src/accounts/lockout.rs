@@ -35,10 +35,10 @@ impl LockoutPolicy {
         let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
         LockoutPolicy {
             per_pair: login.max_failures_per_account,
-            per_account: login.max_failures_per_account.saturating_mul(5),
+            per_account: login.max_failures_per_account_all_ips,
             window: secs(login.failure_window).max(1),
-            base: 30,
-            max: 900,
+            base: secs(login.lockout_base).max(1),
+            max: secs(login.lockout_max).max(1),
         }
     }
 }

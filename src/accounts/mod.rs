@@ -2,6 +2,9 @@
 
 pub mod lockout;
 pub mod password;
+pub mod qr;
+pub mod recovery;
+pub mod totp;
 pub mod users;
 
 pub use password::PasswordHasher;
