@@ -15,8 +15,8 @@ use crate::oidc::authorize::{
 };
 use crate::oidc::error::OAuthError;
 use crate::oidc::paths;
-use crate::signin::policy::{self, AtAuthorize};
-use crate::signin::Purpose;
+use crate::signin::policy::{self, AtAuthorize, Next};
+use crate::signin::{FlowState, Purpose};
 use crate::state::AppState;
 use crate::store::{Session, User};
 use crate::web::{found, live_session, parse_form, ClientIp, Cookies};
@@ -109,9 +109,23 @@ async fn authorize(
         AtAuthorize::InteractionRequired => Ok(back(OAuthError::interaction_required(
             "the application requires a second factor, which the user must enter",
         ))),
-        AtAuthorize::StepUp | AtAuthorize::SignIn => {
-            super::begin(&state, &cookies, ip, purpose.clone()).await
+        AtAuthorize::StepUp => {
+            let Some((session, user)) = &live else {
+                return Err(WebError::Internal("no session to step up".into()));
+            };
+            // Signed in with a password only: the code (or enrolment) first, no password again.
+            let next = match super::after_password(&state, &purpose, user, &session.amr).await? {
+                Next::Finish(_) => Next::Enrol,
+                other => other,
+            };
+            let step = super::second_factor_step(&state, next, user, session.amr.clone())?;
+            let flow_state = FlowState {
+                purpose: purpose.clone(),
+                step,
+            };
+            super::begin_at(&state, &cookies, ip, flow_state).await
         }
+        AtAuthorize::SignIn => super::begin(&state, &cookies, ip, purpose.clone()).await,
     }
 }
 

@@ -6,9 +6,11 @@
 //! - `authorize.rs`: `GET|POST /authorize`, the one place that decides between SSO, a second
 //!   factor and the landing page, and issues the code once signed in.
 //! - `plex.rs`: the Plex PIN routes of the landing page.
+//! - `second_factor.rs`: the code page, enrolment, recovery codes, `/account/second-factor`.
 
 pub mod authorize;
 pub mod plex;
+pub mod second_factor;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -22,6 +24,7 @@ use crate::error::WebError;
 use crate::secrets::digest;
 use crate::session::{self, CookieNames};
 use crate::signin::password::{self as pw, Checked};
+use crate::signin::policy::{self, Next};
 use crate::signin::{self, FlowState, Purpose};
 use crate::state::AppState;
 use crate::store::{Flow, Session, User};
@@ -37,6 +40,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(plex::routes(state))
         .merge(authorize::routes())
+        .merge(second_factor::routes())
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }
@@ -97,14 +101,15 @@ pub async fn begin_at(
     let mut resp = if flow_state.step == signin::Step::FirstFactor && plex::redirect_mode(state) {
         plex::redirect_to_plex(state, ip, &flow, &flow_id).await?
     } else {
-        let page = LoginView {
-            purpose: &flow_state.purpose,
-            flow_id: &flow_id,
-            browser: &browser.value,
-            username: flow_state.purpose.login_hint().unwrap_or(""),
-            error: None,
-        };
-        render_login(state, &page, StatusCode::OK)
+        second_factor::render_step(
+            state,
+            &flow_id,
+            &browser.value,
+            &flow_state,
+            None,
+            StatusCode::OK,
+        )
+        .await?
     };
     browser.keep(state, &mut resp);
     Ok(resp)
@@ -182,6 +187,19 @@ async fn password(
     }
     let (flow, flow_state, browser) =
         load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
+    if flow_state.step != signin::Step::FirstFactor {
+        // The password of this flow was already accepted (a second submit, the back button):
+        // show the step it is at.
+        return second_factor::render_step(
+            &state,
+            &form.flow,
+            &browser,
+            &flow_state,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    }
     let purpose = &flow_state.purpose;
     let username = form.username.trim().to_string();
     let view = |username: &str, error: Option<&str>, status| {
@@ -239,10 +257,82 @@ async fn password(
         }
     };
     let (reservation, user) = user;
-    tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "success");
-    reservation.succeeded(state.now()).await?;
-    let (set, url) = signed_in(&state, &cookies, &flow, purpose, &user, vec!["pwd".into()]).await?;
-    Ok(redirect_with_cookies(&url, &set))
+    let amr = vec!["pwd".to_string()];
+    let now = state.now();
+    match after_password(&state, purpose, &user, &amr).await? {
+        Next::Finish(amr) => {
+            tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "success");
+            reservation.succeeded(now).await?;
+            let (set, url) = signed_in(&state, &cookies, &flow, purpose, &user, amr).await?;
+            Ok(redirect_with_cookies(&url, &set))
+        }
+        next => {
+            // The right password alone does not reset the failures: a second factor is due
+            // (the reservation stays counted until the code is right).
+            drop(reservation);
+            tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "second_factor_due");
+            let step = second_factor_step(&state, next, &user, amr)?;
+            let moved = FlowState {
+                purpose: purpose.clone(),
+                step,
+            };
+            if !signin::advance(&*state.store, &flow, &moved, now).await? {
+                return Err(WebError::page(
+                    StatusCode::BAD_REQUEST,
+                    "This sign-in page has expired",
+                    "Go back to the application and start signing in again.",
+                ));
+            }
+            second_factor::render_step(&state, &form.flow, &browser, &moved, None, StatusCode::OK)
+                .await
+        }
+    }
+}
+
+/// What follows a proved first factor `amr` for this user and purpose.
+pub(crate) async fn after_password(
+    state: &AppState,
+    purpose: &Purpose,
+    user: &User,
+    amr: &[String],
+) -> Result<Next, WebError> {
+    let must_have = policy::must_have_second_factor(
+        &state.config.login,
+        purpose.client_id().and_then(|id| state.clients.get(id)),
+        purpose.asks_second_factor(),
+        user,
+    );
+    let has = signin::second_factor::has_one(&*state.store, &user.id).await?;
+    Ok(policy::after_first_factor(
+        amr,
+        has,
+        must_have,
+        state.config.login.require_second_factor,
+    ))
+}
+
+/// The step a flow moves to for `next` (ask for the code, or enrol).
+pub(crate) fn second_factor_step(
+    state: &AppState,
+    next: Next,
+    user: &User,
+    amr: Vec<String>,
+) -> Result<signin::Step, WebError> {
+    Ok(match next {
+        Next::Enrol => {
+            let (secret, _) = signin::second_factor::pending_secret(&state.secret_box)
+                .ok_or_else(|| WebError::Internal("cannot encrypt a TOTP secret".into()))?;
+            signin::Step::Enrol {
+                user_id: user.id.clone(),
+                amr,
+                secret,
+            }
+        }
+        Next::AskCode | Next::Finish(_) => signin::Step::SecondFactor {
+            user_id: user.id.clone(),
+            amr,
+        },
+    })
 }
 
 /// A 303 to `url` setting `cookies`.

@@ -122,7 +122,12 @@ pub(crate) async fn render_step(
 
 /// The name authenticator apps show for doorman: the issuer's host.
 fn issuer_label(state: &AppState) -> String {
-    state.config.issuer.host_str().unwrap_or("doorman").to_string()
+    state
+        .config
+        .issuer
+        .host_str()
+        .unwrap_or("doorman")
+        .to_string()
 }
 
 fn expired() -> WebError {
@@ -322,7 +327,9 @@ async fn enrol(
     if !signin::advance(&*state.store, &flow, &done, now).await? {
         return Err(expired());
     }
-    let csrf = state.csrf.token(&super::flow_purpose_key(&form.flow), &browser);
+    let csrf = state
+        .csrf
+        .token(&super::flow_purpose_key(&form.flow), &browser);
     let html = state.templates.render(
         "recovery_codes.html",
         RecoveryPage {
@@ -340,7 +347,9 @@ async fn enrol(
         &mut resp,
         &session::session_cookie(&state.config, &cookie_value),
     );
-    if let Some(c) = session::start_forward_auth(&*state.store, &state.config, &session, now).await? {
+    if let Some(c) =
+        session::start_forward_auth(&*state.store, &state.config, &session, now).await?
+    {
         append_cookie(&mut resp, &c);
     }
     Ok(resp)

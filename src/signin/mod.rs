@@ -7,12 +7,14 @@
 //! - `limits`: every in-process sign-in limit (failures per IP, flows per IP, Plex PINs).
 //! - `password`: the password check with its limits and lockout, before any argon2 work.
 //! - `policy`: who must have a second factor, and what /authorize does with a session.
+//! - `second_factor`: TOTP codes, enrolment and recovery codes.
 //!
 //! The handlers in `crate::login` render the pages for each step and call these functions.
 
 pub mod limits;
 pub mod password;
 pub mod policy;
+pub mod second_factor;
 
 use serde::{Deserialize, Serialize};
 
