@@ -199,7 +199,9 @@ pub fn validate(
 }
 
 /// The `acr` values doorman knows (`acr_values_supported`): one factor, or two.
-pub const ACR_VALUES: &[&str] = &["1fa", "2fa"];
+pub const ACR_1FA: &str = "1fa";
+pub const ACR_2FA: &str = "2fa";
+pub const ACR_VALUES: &[&str] = &[ACR_1FA, ACR_2FA];
 
 fn check_pkce(
     params: &AuthorizeParams,

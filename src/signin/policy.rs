@@ -5,9 +5,7 @@ use crate::config::{ClientConfig, LoginConfig, SecondFactorPolicy};
 use crate::oidc::authorize::{session_satisfies, AuthorizeRequest};
 use crate::store::{Session, Timestamp, User};
 
-/// The `acr` values doorman publishes (`acr_values_supported`): one factor, or two.
-pub const ACR_1FA: &str = "1fa";
-pub const ACR_2FA: &str = "2fa";
+pub use crate::oidc::authorize::{ACR_1FA, ACR_2FA};
 
 /// A sign-in that began with doorman's own password (the methods a second factor adds to).
 pub fn is_local(amr: &[String]) -> bool {
@@ -15,19 +13,10 @@ pub fn is_local(amr: &[String]) -> bool {
 }
 
 /// Two factors were used: a TOTP code, a recovery code, or a key (later: passkeys).
-pub fn has_second_factor(amr: &[String]) -> bool {
-    amr.iter()
-        .any(|m| matches!(m.as_str(), "otp" | "mfa" | "hwk" | "swk"))
-}
+pub use crate::oidc::claims::two_factors as has_second_factor;
 
 /// The `acr` of a sign-in with `amr`.
-pub fn acr_of(amr: &[String]) -> &'static str {
-    if has_second_factor(amr) {
-        ACR_2FA
-    } else {
-        ACR_1FA
-    }
-}
+pub use crate::oidc::claims::acr_for as acr_of;
 
 /// Must this user have a second factor to finish this sign-in? `[login]
 /// require_second_factor = "required"`, a member of `second_factor_groups`, a client with
