@@ -201,14 +201,18 @@ mod tests {
         let (c, u) = check(&deps, ip, "alice", "correct horse".into())
             .await
             .unwrap();
-        assert!(matches!(c, Checked::Verified(_)) && u.unwrap().id == "u1");
+        let Checked::Verified(r) = c else {
+            panic!("the right password")
+        };
+        assert_eq!(u.unwrap().id, "u1");
+        r.succeeded(clock.now()).await.unwrap();
         let (c, _) = check(&deps, ip, " ALICE@example.com ", "correct horse".into())
             .await
             .unwrap();
-        assert!(
-            matches!(c, Checked::Verified(_)),
-            "email, any case, trimmed"
-        );
+        let Checked::Verified(r) = c else {
+            panic!("email, any case, trimmed")
+        };
+        r.succeeded(clock.now()).await.unwrap();
         let (c, u) = check(&deps, ip, "alice", "wrong".into()).await.unwrap();
         assert!(matches!(c, Checked::Wrong) && u.is_some());
         let (c, u) = check(&deps, ip, "nobody", "correct horse".into())
