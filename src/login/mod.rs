@@ -267,9 +267,9 @@ async fn password(
             Ok(redirect_with_cookies(&url, &set))
         }
         next => {
-            // The right password alone does not reset the failures: a second factor is due
-            // (the reservation stays counted until the code is right).
-            drop(reservation);
+            // A right password is no failure, but it resets nothing either while a second
+            // factor is due: a stolen password cannot wipe the count of wrong codes.
+            reservation.unused(now).await?;
             tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "second_factor_due");
             let step = second_factor_step(&state, next, &user, amr)?;
             let moved = FlowState {

@@ -23,8 +23,8 @@ pub struct Deps<'a> {
 pub enum Checked {
     /// The password is right and the account (returned beside) may sign in. The lockout
     /// reservation is the caller's to settle: `succeeded` when the sign-in is complete (which
-    /// resets the account's failures), or dropped (one failure) when a second factor is still
-    /// due, so a stolen password cannot reset the count of wrong codes.
+    /// resets the account's failures), or `unused` when a second factor is still due (no
+    /// failure, and no reset: a stolen password cannot wipe the count of wrong codes).
     Verified(Reservation),
     /// Wrong username or password (the two are never told apart), or a disabled account.
     Wrong,
