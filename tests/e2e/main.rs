@@ -26,6 +26,7 @@ mod proxy_forward_auth;
 mod proxy_nginx;
 mod restart;
 mod rp;
+mod second_factor;
 mod signin_cookies;
 mod signin_limits;
 mod sso;

@@ -93,7 +93,7 @@ fn assert_limited(page: &Page, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_passwords_for_one_account_verify_at_most_the_limit() {
     let server = TestServer::start(
-        "trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\n",
+        "trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\nmax_failures_per_account_all_ips = 10\n",
     )
     .await;
     server.clock.freeze();
@@ -123,7 +123,7 @@ async fn parallel_wrong_passwords_for_one_account_verify_at_most_the_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_password_late_in_a_burst_does_not_get_in() {
     let server = TestServer::start(
-        "trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\n",
+        "trusted_proxies = [\"127.0.0.1\"]\n[login]\nmax_failures_per_account = 10\nmax_failures_per_account_all_ips = 10\n",
     )
     .await;
     server.clock.freeze();
