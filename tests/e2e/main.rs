@@ -32,3 +32,4 @@ mod signin_limits;
 mod sso;
 mod token_rules;
 mod tokens;
+mod totp_browser;
