@@ -182,8 +182,9 @@ try {
 
   if (mode === 'enrol') {
     // Sign in at the account page, then enrol.
-    await page.goto(`${base}/account/second-factor`, { waitUntil: 'load' });
-    step(`opened ${page.url()}`);
+    const resp = await page.goto(`${base}/account/second-factor`, { waitUntil: 'load' });
+    step(`opened ${page.url()}: ${resp && resp.status()}`);
+    if (!resp || resp.status() !== 200) throw new Error(`/account/second-factor answered ${resp && resp.status()}`);
     await typePassword();
     const secret = await readSecret();
     await shoot('enrol');

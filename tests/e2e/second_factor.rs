@@ -35,7 +35,8 @@ redirect_uris = ["http://127.0.0.1:1/strict"]
 require_second_factor = true
 "#;
 
-const LOCKOUT: &str = "[login]\nmax_failures_per_account = 3\nlockout_base = \"30s\"\nlockout_max = \"2m\"\n";
+const LOCKOUT: &str =
+    "[login]\nmax_failures_per_account = 3\nlockout_base = \"30s\"\nlockout_max = \"2m\"\n";
 
 // ---------------------------------------------------------------------------------------------
 // An authenticator app: RFC 4648 base32, RFC 4226 HOTP, RFC 6238 TOTP (SHA-1, 6 digits, 30 s)
@@ -318,7 +319,9 @@ fn recovery_codes(page: &Page, what: &str) -> Vec<String> {
     assert_eq!(distinct.len(), 10, "{what}: distinct: {codes:?}");
     assert!(
         page.text.contains("class=\"download\"")
-            && page.text.contains("download=\"doorman-recovery-codes.txt\"")
+            && page
+                .text
+                .contains("download=\"doorman-recovery-codes.txt\"")
             && page.text.contains("href=\"data:text/plain"),
         "{what}: the download link:\n{}",
         page.text
@@ -564,7 +567,11 @@ async fn enrol_from_a_session_then_sign_in_with_password_and_code() {
         "{}",
         status.text
     );
-    assert!(!status.text.contains("class=\"warning\""), "{}", status.text);
+    assert!(
+        !status.text.contains("class=\"warning\""),
+        "{}",
+        status.text
+    );
     assert!(
         !status.text.contains("class=\"totp-secret\""),
         "the secret is shown only while enrolling"
@@ -586,7 +593,10 @@ async fn enrol_from_a_session_then_sign_in_with_password_and_code() {
     let code = code_of(&server, &req, &done, "after the code");
     let claims = id_claims(&server, &req, &code).await;
     assert_eq!(claims["amr"], json!(["pwd", "otp"]), "{claims}");
-    assert!(claims.get("acr").is_none(), "no acr_values, no acr: {claims}");
+    assert!(
+        claims.get("acr").is_none(),
+        "no acr_values, no acr: {claims}"
+    );
     assert_eq!(claims["preferred_username"], ALICE);
 
     // That browser's session now gets codes without asking again.
@@ -603,9 +613,14 @@ async fn a_code_is_accepted_once() {
     let server = start("").await;
     let alice = enrol(&server, ALICE, ALICE_PASSWORD).await;
     let code = alice.code(&server);
-    let (_, claims) =
-        sign_in_with_code(&server, &request(&server, RP, &[]), ALICE, ALICE_PASSWORD, &code)
-            .await;
+    let (_, claims) = sign_in_with_code(
+        &server,
+        &request(&server, RP, &[]),
+        ALICE,
+        ALICE_PASSWORD,
+        &code,
+    )
+    .await;
     assert_eq!(claims["amr"], json!(["pwd", "otp"]));
 
     // The same code in another sign-in, still within its step: refused.
@@ -696,9 +711,7 @@ async fn a_recovery_code_signs_in_once() {
         .unwrap_or_else(|| panic!("a regenerate form:\n{}", page.text));
     assert!(regen.get("csrf").is_some(), "{regen:?}");
     // Without its csrf token: refused.
-    let forged = b
-        .post_form(&regen.action, &[("csrf", "forged")])
-        .await;
+    let forged = b.post_form(&regen.action, &[("csrf", "forged")]).await;
     assert_eq!(forged.status, 403, "{}", forged.text);
     let page = submit(&b, &regen).await;
     let new_codes = recovery_codes(&page, "regenerated");
@@ -716,11 +729,22 @@ async fn a_recovery_code_signs_in_once() {
     let page = password_step(&b, &req, ALICE, ALICE_PASSWORD).await;
     let form = code_page(&page, ALICE, "with an old recovery code");
     let old = submit_code(&b, &form, &alice.recovery[2]).await;
-    assert_eq!(old.status, 401, "an unused code of the old set:\n{}", old.text);
+    assert_eq!(
+        old.status, 401,
+        "an unused code of the old set:\n{}",
+        old.text
+    );
 
     // Used down to three: the account page warns.
     for c in &new_codes[..7] {
-        sign_in_with_code(&server, &request(&server, RP, &[]), ALICE, ALICE_PASSWORD, c).await;
+        sign_in_with_code(
+            &server,
+            &request(&server, RP, &[]),
+            ALICE,
+            ALICE_PASSWORD,
+            c,
+        )
+        .await;
     }
     let (b, _) = sign_in_with_code(
         &server,
@@ -807,10 +831,22 @@ async fn the_code_form_needs_its_csrf_token_and_browser() {
     for (what, page) in [
         ("without csrf", post(&a, flow_a, None).await),
         ("empty csrf", post(&a, flow_a, Some("")).await),
-        ("A's form posted from B", post(&b, flow_a, Some(csrf_a)).await),
-        ("B's csrf with A's flow", post(&a, flow_a, Some(csrf_b)).await),
-        ("B's whole form from A", post(&a, flow_b, Some(csrf_b)).await),
-        ("without the browser cookie", post(&bare, flow_a, Some(csrf_a)).await),
+        (
+            "A's form posted from B",
+            post(&b, flow_a, Some(csrf_a)).await,
+        ),
+        (
+            "B's csrf with A's flow",
+            post(&a, flow_a, Some(csrf_b)).await,
+        ),
+        (
+            "B's whole form from A",
+            post(&a, flow_b, Some(csrf_b)).await,
+        ),
+        (
+            "without the browser cookie",
+            post(&bare, flow_a, Some(csrf_a)).await,
+        ),
     ] {
         assert_eq!(page.status, 403, "{what}: {}", page.text);
         assert!(page.location().is_none(), "{what}");
@@ -892,7 +928,13 @@ async fn a_required_second_factor_is_enrolled_inside_the_sign_in() {
     assert_eq!(claims["amr"], json!(["pwd", "otp"]), "{claims}");
     assert_eq!(claims["preferred_username"], BOB);
     // From now on bob is asked for a code.
-    let page = password_step(&Browser::new(), &request(&server, RP, &[]), BOB, BOB_PASSWORD).await;
+    let page = password_step(
+        &Browser::new(),
+        &request(&server, RP, &[]),
+        BOB,
+        BOB_PASSWORD,
+    )
+    .await;
     code_page(&page, BOB, "bob's next sign-in");
 }
 
@@ -927,7 +969,11 @@ async fn a_client_can_require_a_second_factor_and_sessions_step_up() {
     // has a factor now, so the code page, without a password form.
     let req = request(&server, STRICT, &[]);
     let page = bob.get(&req.url).await;
-    assert!(page.login_form().is_none(), "no password asked:\n{}", page.text);
+    assert!(
+        page.login_form().is_none(),
+        "no password asked:\n{}",
+        page.text
+    );
     code_page(&page, BOB, "bob's step-up");
 
     // Alice enrols elsewhere; her kept password-only session asks for the strict client: the
@@ -935,7 +981,11 @@ async fn a_client_can_require_a_second_factor_and_sessions_step_up() {
     let alice = enrol(&server, ALICE, ALICE_PASSWORD).await;
     let req = request(&server, STRICT, &[]);
     let page = kept.get(&req.url).await;
-    assert!(page.login_form().is_none(), "no password asked:\n{}", page.text);
+    assert!(
+        page.login_form().is_none(),
+        "no password asked:\n{}",
+        page.text
+    );
     let form = code_page(&page, ALICE, "alice's step-up");
     let done = submit_code(&kept, &form, &alice.code(&server)).await;
     let code = code_of(&server, &req, &done, "after the step-up code");
@@ -945,7 +995,11 @@ async fn a_client_can_require_a_second_factor_and_sessions_step_up() {
     );
     let req = request(&server, STRICT, &[]);
     let page = kept.get(&req.url).await;
-    assert_eq!(page.status, 302, "the upgraded session satisfies it:\n{}", page.text);
+    assert_eq!(
+        page.status, 302,
+        "the upgraded session satisfies it:\n{}",
+        page.text
+    );
     let claims = id_claims(&server, &req, &query(&page.redirect())["code"]).await;
     assert_eq!(claims["amr"], json!(["pwd", "otp"]));
 }
@@ -963,9 +1017,18 @@ async fn a_password_only_session_enrols_for_a_strict_client() {
     // The strict client: the enrolment page at once, no password.
     let req = request(&server, STRICT, &[]);
     let page = b.get(&req.url).await;
-    assert!(page.login_form().is_none(), "no password asked:\n{}", page.text);
+    assert!(
+        page.login_form().is_none(),
+        "no password asked:\n{}",
+        page.text
+    );
     let done = enrol_inside_sign_in(&server, &b, &page).await;
-    let code = code_of(&server, &req, &done, "after enrolling for the strict client");
+    let code = code_of(
+        &server,
+        &req,
+        &done,
+        "after enrolling for the strict client",
+    );
     assert_eq!(
         id_claims(&server, &req, &code).await["amr"],
         json!(["pwd", "otp"])
@@ -1056,7 +1119,10 @@ async fn a_locked_account_waits_even_with_the_right_password() {
     assert!(locked.login_form().is_some(), "the sign-in page again");
     // A wrong password while locked says the same.
     let again = b.submit_login(&locked, ALICE, "wrong-password").await;
-    assert_eq!(assert_locked(&again, "a wrong password while locked"), retry);
+    assert_eq!(
+        assert_locked(&again, "a wrong password while locked"),
+        retry
+    );
 
     // Bob is not affected.
     let other = Browser::new();
@@ -1084,7 +1150,11 @@ async fn each_further_failure_doubles_the_wait_up_to_lockout_max() {
     let mut retry = assert_locked(&locked, "first block");
     assert!((25..=30).contains(&retry), "{retry}");
     let mut page = locked;
-    for (expected, what) in [(60, "doubled"), (120, "doubled again"), (120, "capped at 2m")] {
+    for (expected, what) in [
+        (60, "doubled"),
+        (120, "doubled again"),
+        (120, "capped at 2m"),
+    ] {
         server.clock.advance(retry);
         page = wrong_passwords(&b, page, 1, &[]).await;
         let locked = b.submit_login(&page, ALICE, ALICE_PASSWORD).await;
@@ -1132,7 +1202,13 @@ async fn the_lockout_is_per_address_first_then_per_account() {
     .await;
     for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         let b = Browser::new();
-        wrong_passwords(&b, login_page(&server, &b).await, 2, &[("x-forwarded-for", ip)]).await;
+        wrong_passwords(
+            &b,
+            login_page(&server, &b).await,
+            2,
+            &[("x-forwarded-for", ip)],
+        )
+        .await;
     }
     for ip in ["198.51.100.7", "203.0.113.1"] {
         let b = Browser::new();
@@ -1226,7 +1302,10 @@ async fn unlock_reset_2fa_and_list_on_the_command_line() {
     let (alice_before, bob_before) = (list_row(&config, ALICE), list_row(&config, BOB));
     let alice = enrol(&server, ALICE, ALICE_PASSWORD).await;
     let alice_with = list_row(&config, ALICE);
-    assert_ne!(alice_with, alice_before, "user list shows alice's second factor");
+    assert_ne!(
+        alice_with, alice_before,
+        "user list shows alice's second factor"
+    );
     assert_eq!(list_row(&config, BOB), bob_before, "bob has none");
 
     // Locked out...
@@ -1245,7 +1324,11 @@ async fn unlock_reset_2fa_and_list_on_the_command_line() {
     // reset-2fa: the factor is gone and her sessions end.
     let out = cli(&config, &["user", "reset-2fa", ALICE]);
     assert_ok(&out, "user reset-2fa");
-    assert_eq!(list_row(&config, ALICE), alice_before, "user list: no factor");
+    assert_eq!(
+        list_row(&config, ALICE),
+        alice_before,
+        "user list: no factor"
+    );
     // The server's caches hold sessions for up to 5 s (the README's promise): wait that out.
     tokio::time::sleep(doorman::store::cached::TTL + Duration::from_millis(500)).await;
     let page = b.get(&request(&server, RP, &[]).url).await;
@@ -1257,5 +1340,9 @@ async fn unlock_reset_2fa_and_list_on_the_command_line() {
     );
     // The next sign-in asks no code.
     let done = b.submit_login(&page, ALICE, ALICE_PASSWORD).await;
-    assert_eq!(done.status, 303, "no code page after reset-2fa:\n{}", done.text);
+    assert_eq!(
+        done.status, 303,
+        "no code page after reset-2fa:\n{}",
+        done.text
+    );
 }

@@ -72,10 +72,11 @@ impl Setup {
             "screenshots": Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"),
             "timeout_ms": 30000,
         });
-        let (report, _stderr) =
-            tokio::task::spawn_blocking(move || run_script("totp.mjs", &args, Duration::from_secs(180)))
-                .await
-                .unwrap();
+        let (report, _stderr) = tokio::task::spawn_blocking(move || {
+            run_script("totp.mjs", &args, Duration::from_secs(180))
+        })
+        .await
+        .unwrap();
         assert_eq!(
             report["scriptErrors"],
             json!([]),
@@ -118,7 +119,12 @@ impl Setup {
             assert_eq!(q.get("state"), Some(&self.state), "{url}");
             assert_eq!(q.get("iss"), Some(&self.server.base), "{url}");
             assert!(
-                self.rp.hits.lock().unwrap().iter().any(|h| h.contains(code.as_str())),
+                self.rp
+                    .hits
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|h| h.contains(code.as_str())),
                 "the RP page loaded with {code}"
             );
         }
@@ -158,9 +164,21 @@ async fn totp_enrol_sign_in_replay_and_recovery_in_chromium() {
     );
     let codes = s.check_landings(&report);
     assert_eq!(codes.len(), 3, "{report:#}");
-    assert_eq!(s.amr(&codes[0]).await, json!(["pwd", "otp"]), "password + code");
-    assert_eq!(s.amr(&codes[1]).await, json!(["pwd", "mfa"]), "recovery code");
-    assert_eq!(s.amr(&codes[2]).await, json!(["pwd", "otp"]), "the next code");
+    assert_eq!(
+        s.amr(&codes[0]).await,
+        json!(["pwd", "otp"]),
+        "password + code"
+    );
+    assert_eq!(
+        s.amr(&codes[1]).await,
+        json!(["pwd", "mfa"]),
+        "recovery code"
+    );
+    assert_eq!(
+        s.amr(&codes[2]).await,
+        json!(["pwd", "otp"]),
+        "the next code"
+    );
     // The two refusals were 401s on the code form; nothing else failed.
     let errors = http_errors(&report);
     assert_eq!(
@@ -173,8 +191,9 @@ async fn totp_enrol_sign_in_replay_and_recovery_in_chromium() {
     );
     for name in ["code", "enrol", "recovery"] {
         for width in [390, 1280] {
-            let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("target/screenshots/second-factor-{name}-{width}.png"));
+            let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "target/screenshots/second-factor-{name}-{width}.png"
+            ));
             assert!(shot.exists(), "a screenshot at {}", shot.display());
         }
     }
