@@ -12,16 +12,16 @@
 //! 16-connection keep-alive loop), full SSO flows per second with the server's CPU time per
 //! flow (8 signed-in browsers looping authorize → token → userinfo), the peak RSS, one
 //! RSA-2048 signature (`openssl speed`) to compare the CPU per flow against, and the binary
-//! size. On the same server, whole sign-ins in fresh browsers (2 at a time),
-//! each GET /authorize → password → code → token → userinfo: first password-only (alice, for
-//! `--seconds`), then password + TOTP, reported next to it with the server CPU per sign-in
-//! measured the same way (target: within 5%). TOTP refuses a replayed code, so every password
-//! + TOTP sign-in is a user of its own: as many as the password-only phase completed (at most
+//! size. On the same server, whole sign-ins in fresh browsers (2 at a time), each
+//! GET /authorize → password → code → token → userinfo: first password-only (alice, for
+//! `--seconds`), then password and TOTP, reported next to it with the server CPU per sign-in
+//! measured the same way (target: within 5%). TOTP refuses a replayed code, so each TOTP
+//! sign-in is a user of its own: as many as the password-only phase completed (at most
 //! `MAX_TOTP_FLOWS`), created with `doorman user add` and enrolled up front through the pages
 //! (/account/second-factor: password, the secret from the page, a code), outside the
-//! measurement; the bench computes the codes itself (RFC 6238 on aws-lc-rs HMAC-SHA1), one step
-//! past the enrolment's. Prints a table with the targets beside each figure; with `--json` the table goes to
-//! stderr and one JSON object to stdout.
+//! measurement; the bench computes the codes itself (RFC 6238 on aws-lc-rs HMAC-SHA1), one
+//! step past the enrolment's. Prints a table with the targets beside each figure; with
+//! `--json` the table goes to stderr and one JSON object to stdout.
 //!
 //! Then Sign in with Plex (unless `--skip-plex`), against a second doorman (its own data dir,
 //! `[plex]` pointing at a fake plex.tv served by this process, `trusted_proxies` = 127.0.0.1 so
@@ -1229,7 +1229,9 @@ struct TotpUser {
     enrolled_step: i64,
 }
 
+/// The wall clock: the bench is a client of the real binary, whose clock is the system's.
 fn unix_now() -> i64 {
+    #[allow(clippy::disallowed_methods)]
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
