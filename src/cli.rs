@@ -141,6 +141,18 @@ pub enum UserCommand {
         /// The user to enable.
         name: String,
     },
+    /// Remove a user's second factor (authenticator app and recovery codes) and end their
+    /// sessions and refresh tokens; their next sign-in sets one up again where one is required.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// The user whose second factor to remove.
+        name: String,
+    },
+    /// Lift a lockout after too many failed sign-ins (for every client IP).
+    Unlock {
+        /// The user to unlock.
+        name: String,
+    },
     /// Delete a user with their sessions and tokens.
     Delete {
         /// The user to delete.
@@ -461,17 +473,29 @@ async fn user_command(
         }
         UserCommand::List => {
             println!(
-                "{:<24} {:<32} {:<24} {:<9} SUB",
-                "USERNAME", "EMAIL", "GROUPS", "STATE"
+                "{:<24} {:<32} {:<24} {:<9} {:<4} SUB",
+                "USERNAME", "EMAIL", "GROUPS", "STATE", "2FA"
             );
+            let with_factor: std::collections::HashSet<String> = store
+                .second_factor_users()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect();
             for u in store.list_users().await.map_err(|e| e.to_string())? {
                 let state = if u.disabled { "disabled" } else { "active" };
+                let factor = if with_factor.contains(&u.id) {
+                    "totp"
+                } else {
+                    "-"
+                };
                 println!(
-                    "{:<24} {:<32} {:<24} {:<9} {}",
+                    "{:<24} {:<32} {:<24} {:<9} {:<4} {}",
                     u.username,
                     u.email.unwrap_or_default(),
                     u.groups.join(","),
                     state,
+                    factor,
                     u.id
                 );
             }
@@ -532,6 +556,28 @@ async fn user_command(
                 "disabled {name}: {ended} (a running server sees it within {} s)",
                 crate::store::cached::TTL.as_secs()
             );
+        }
+        UserCommand::Reset2fa { name } => {
+            let (_, removed, ended) = users::reset_second_factor(store, name, now)
+                .await
+                .map_err(e)?;
+            let what = if removed {
+                "removed the authenticator app and recovery codes of"
+            } else {
+                "no second factor to remove for"
+            };
+            println!(
+                "{what} {name}; {ended} (a running server sees it within {} s)",
+                crate::store::cached::TTL.as_secs()
+            );
+        }
+        UserCommand::Unlock { name } => {
+            let (_, cleared) = users::unlock(store, name).await.map_err(e)?;
+            if cleared == 0 {
+                println!("{name} was not locked");
+            } else {
+                println!("unlocked {name}: {cleared} failure counter(s) cleared");
+            }
         }
         UserCommand::Enable { name } => {
             users::set_disabled(store, name, false, now)

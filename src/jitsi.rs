@@ -22,11 +22,12 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::config::{JitsiConfig, RoomClaim};
 use crate::error::WebError;
-use crate::login::{self, FlowPurpose};
+use crate::login;
 use crate::session::CookieNames;
+use crate::signin::Purpose;
 use crate::state::AppState;
 use crate::store::{GuestLink, Timestamp, User};
-use crate::web::{ClientIp, Cookies};
+use crate::web::{live_session, Browser, ClientIp, Cookies};
 
 pub mod paths {
     pub const ROOM: &str = "/jitsi/{room}";
@@ -425,6 +426,42 @@ pub fn destination(
     Ok(redirect_url(config, room, &token, hash))
 }
 
+/// The address of the room's TOKEN_AUTH_URL page, with Jitsi's `state`.
+fn room_url(state: &AppState, room: &str, jitsi_state: Option<&str>) -> String {
+    let mut url = state.url(&format!("/jitsi/{}", encode_uri_component(room)));
+    if let Some(s) = jitsi_state {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", s)
+            .finish();
+        url = format!("{url}?{query}");
+    }
+    url
+}
+
+/// The sign-in that `GET /jitsi/{room}` began has finished: straight on to the meeting (the
+/// same answer the room page gives a signed-in user), without a hop back through doorman.
+/// None for any other doorman URL under `/jitsi/`.
+pub fn resume(state: &AppState, url: &str, user: &User) -> Result<Option<String>, WebError> {
+    let Some(rest) = url.strip_prefix(&state.url("/jitsi/")) else {
+        return Ok(None);
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.contains('/') {
+        return Ok(None);
+    }
+    let Ok(room) = percent_encoding::percent_decode_str(path).decode_utf8() else {
+        return Ok(None);
+    };
+    if validate_room(&room).is_err() {
+        return Ok(None);
+    }
+    let jitsi_state = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned());
+    let hash = hash_from_state(jitsi_state.as_deref(), config(state)?.skip_prejoin);
+    destination(state, &room, &hash, user).map(Some)
+}
+
 #[derive(Debug, Deserialize)]
 struct RoomQuery {
     state: Option<String>,
@@ -468,13 +505,15 @@ async fn room(
         .map_err(|e| WebError::Internal(e.to_string()))?;
         return Ok(to_meet(&redirect_url(config, &room, &token, &hash)));
     }
-    if let Some((_, user)) = login::live_session(&state, &cookies).await? {
+    if let Some((_, user)) = live_session(&state, &cookies).await? {
         if !may_join(config, &user) {
             return Err(denied(&user));
         }
         return Ok(to_meet(&destination(&state, &room, &hash, &user)?));
     }
-    login::begin(&state, &cookies, ip, FlowPurpose::Jitsi { room, hash }).await
+    // Sign in first, then continue here (`resume` finishes without the extra hop).
+    let url = room_url(&state, &room, q.state.as_deref());
+    login::begin(&state, &cookies, ip, Purpose::Continue { url: Some(url) }).await
 }
 
 #[derive(Serialize)]
@@ -535,14 +574,14 @@ async fn moderator(
     room: &str,
 ) -> Result<Result<User, Response>, WebError> {
     let config = config(state)?;
-    let Some((_, user)) = login::live_session(state, cookies).await? else {
+    let Some((_, user)) = live_session(state, cookies).await? else {
         // Sign in first, then come back here.
         let rd = state.url(&format!("/jitsi/invite/{}", encode_uri_component(room)));
         return Ok(Err(login::begin(
             state,
             cookies,
             ip,
-            FlowPurpose::SignIn { rd: Some(rd) },
+            Purpose::Continue { url: Some(rd) },
         )
         .await?));
     };
@@ -620,12 +659,10 @@ async fn invite_page(
         Ok(u) => u,
         Err(resp) => return Ok(resp),
     };
-    let (browser, new_browser) = login::browser_binding(&state, &cookies);
-    let csrf = state.csrf.token(&invite_purpose(&room), &browser);
+    let browser = Browser::of(&state, &cookies);
+    let csrf = state.csrf.token(&invite_purpose(&room), &browser.value);
     let mut resp = render_invite(&state, &room, &user, &csrf, Shown::default()).await?;
-    if new_browser {
-        login::append_cookie(&mut resp, &login::browser_cookie(&state, &browser));
-    }
+    browser.keep(&state, &mut resp);
     Ok(resp)
 }
 

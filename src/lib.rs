@@ -32,6 +32,7 @@ pub mod plex;
 pub mod secrets;
 pub mod server;
 pub mod session;
+pub mod signin;
 pub mod state;
 pub mod store;
 pub mod web;

@@ -18,13 +18,13 @@ use crate::accounts::PasswordHasher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{self, Keys};
-use crate::login::csrf::CsrfKey;
-use crate::login::ratelimit::SignInLimiter;
 use crate::oidc::clients::Clients;
 use crate::oidc::{discovery, Provider};
+use crate::signin::limits::SignInLimiter;
 use crate::state::{AppState, Inner};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
+use crate::web::csrf::CsrfKey;
 use crate::web::Templates;
 
 pub const HEALTHZ: &str = "/healthz";
@@ -105,7 +105,12 @@ pub async fn build_state(
     cors_origins.sort();
     cors_origins.dedup();
     let discovery_json = discovery::document(&issuer).to_string().into();
-    let plex = build_plex(&config, store.clone()).await?;
+    let key = secret_key(&config)?;
+    let plex = build_plex(&config, store.clone(), &key).await?;
+    let secret_box = Arc::new(
+        crate::secrets::SecretBox::new(&key)
+            .ok_or_else(|| StartError::Other("cannot set up secret encryption".into()))?,
+    );
     let policy = plex.clone().map(|p| p as Arc<dyn crate::oidc::UserPolicy>);
     let config = Arc::new(config);
     Ok(AppState(Arc::new(Inner {
@@ -126,6 +131,11 @@ pub async fn build_state(
             None => None,
         },
         limiter: SignInLimiter::new(&config.login),
+        lockout: crate::accounts::lockout::Lockout::new(
+            store.clone(),
+            crate::accounts::lockout::LockoutPolicy::of(&config.login),
+        ),
+        secret_box,
         config,
         store,
         keys,
@@ -135,6 +145,7 @@ pub async fn build_state(
         clock,
         discovery_json,
         cors_origins,
+        continuations: vec![("/jitsi/", crate::jitsi::resume)],
     })))
 }
 
@@ -149,7 +160,7 @@ pub fn secret_key(config: &Config) -> Result<String, StartError> {
         |e: std::io::Error| StartError::Other(format!("secret key file {}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
         Ok(k) if k.trim().len() >= 32 => {
-            tracing::warn!(path = %path.display(), "secret_key is not configured: using the generated key beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens. Set secret_key (or secret_key_file) to keep them apart");
+            tracing::warn!(path = %path.display(), "secret_key is not configured: using the generated key beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens and TOTP secrets. Set secret_key (or secret_key_file) to keep them apart");
             Ok(k.trim().to_string())
         }
         Ok(_) => Err(StartError::Other(format!(
@@ -169,7 +180,7 @@ pub fn secret_key(config: &Config) -> Result<String, StartError> {
                 .open(&path)
                 .map_err(fail)?;
             f.write_all(key.as_bytes()).map_err(fail)?;
-            tracing::warn!(path = %path.display(), "secret_key is not configured: generated one beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens. Set secret_key (or secret_key_file) to keep them apart");
+            tracing::warn!(path = %path.display(), "secret_key is not configured: generated one beside the database; anyone with a copy of data_dir can decrypt stored Plex tokens and TOTP secrets. Set secret_key (or secret_key_file) to keep them apart");
             Ok(key)
         }
         Err(e) => Err(fail(e)),
@@ -179,11 +190,12 @@ pub fn secret_key(config: &Config) -> Result<String, StartError> {
 async fn build_plex(
     config: &Config,
     store: Arc<dyn Store>,
+    key: &str,
 ) -> Result<Option<Arc<crate::plex::PlexService>>, StartError> {
     let Some(plex) = &config.plex else {
         return Ok(None);
     };
-    let cipher = crate::secrets::SecretBox::new(&secret_key(config)?)
+    let cipher = crate::secrets::SecretBox::new(key)
         .ok_or_else(|| StartError::Other("cannot set up token encryption".into()))?;
     // One identifier for every call, kept across restarts and shared by replicas: plex.tv
     // refuses to answer a PIN poll made under another one.

@@ -6,11 +6,11 @@ use crate::accounts::PasswordHasher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::Keys;
-use crate::login::csrf::CsrfKey;
-use crate::login::ratelimit::SignInLimiter;
 use crate::oidc::clients::Clients;
 use crate::oidc::Provider;
+use crate::signin::limits::SignInLimiter;
 use crate::store::{Store, Timestamp};
+use crate::web::csrf::CsrfKey;
 use crate::web::Templates;
 
 #[derive(Clone)]
@@ -28,15 +28,26 @@ pub struct Inner {
     pub cloudflare: Option<Arc<crate::forward_auth::cloudflare::CloudflareVerifier>>,
     pub templates: Templates,
     pub hasher: PasswordHasher,
-    /// Every sign-in limit: failures per IP and account, flows per IP, Plex PINs per IP.
+    /// The in-process sign-in limits: failures per IP, flows per IP, Plex PINs per IP.
     pub limiter: SignInLimiter,
+    /// The per-account lockout (per account and IP, then per account), kept in the store.
+    pub lockout: crate::accounts::lockout::Lockout,
+    /// Seals secrets at rest under `secret_key` (TOTP secrets; Plex keeps its own).
+    pub secret_box: Arc<crate::secrets::SecretBox>,
     pub csrf: CsrfKey,
     pub clock: Arc<dyn Clock>,
     /// The discovery document, serialized once.
     pub discovery_json: Arc<str>,
     /// Cross-origin requests allowed from these origins (every client's `allowed_origins`).
     pub cors_origins: Vec<String>,
+    /// Features that finish a sign-in themselves: a sign-in that continues to a URL under
+    /// `prefix` (a doorman path) asks `resume` where to go instead of redirecting there.
+    pub continuations: Vec<(&'static str, Resume)>,
 }
+
+/// Where a signed-in user goes for a continuation URL; None: to the URL itself.
+pub type Resume =
+    fn(&AppState, &str, &crate::store::User) -> Result<Option<String>, crate::error::WebError>;
 
 impl std::ops::Deref for AppState {
     type Target = Inner;

@@ -1,6 +1,10 @@
 //! Accounts: users and their credentials. Domain logic only: no HTTP, no SQL.
 
+pub mod lockout;
 pub mod password;
+pub mod qr;
+pub mod recovery;
+pub mod totp;
 pub mod users;
 
 pub use password::PasswordHasher;

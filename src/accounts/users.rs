@@ -251,6 +251,33 @@ pub async fn set_disabled(
     Ok((user, ended))
 }
 
+/// Removes the user's second factor (TOTP and recovery codes) and ends their sessions and
+/// grants: whoever signs in next as them sets one up again. `false`: they had none.
+pub async fn reset_second_factor(
+    store: &dyn Store,
+    username: &str,
+    now: Timestamp,
+) -> Result<(User, bool, Ended), AccountError> {
+    let user = find(store, username).await?;
+    let removed = store
+        .remove_second_factor(&user.id)
+        .await
+        .map_err(AccountError::Store)?;
+    let ended = end_sign_ins(store, &user.id, now).await?;
+    Ok((user, removed, ended))
+}
+
+/// Lifts every lockout of the user's account (per IP and over all IPs); the number of
+/// counters cleared.
+pub async fn unlock(store: &dyn Store, username: &str) -> Result<(User, u64), AccountError> {
+    let user = find(store, username).await?;
+    let cleared = store
+        .clear_lockouts(&user.id)
+        .await
+        .map_err(AccountError::Store)?;
+    Ok((user, cleared))
+}
+
 pub async fn delete(store: &dyn Store, username: &str) -> Result<User, AccountError> {
     let user = find(store, username).await?;
     store

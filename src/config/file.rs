@@ -208,12 +208,26 @@ pub(super) struct Lifetimes {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Login {
-    /// Failed logins per account within `failure_window` before attempts are slowed.
+    /// Failed sign-ins (wrong passwords or codes) per account and client IP within
+    /// `failure_window` before that pair is locked out for a while.
     pub max_failures_per_account: Option<i64>,
-    /// Failed logins per client IP within `failure_window` before attempts are slowed.
+    /// Failed sign-ins per account over all client IPs within `failure_window` before the account
+    /// is locked out for a while (default 5 x `max_failures_per_account`).
+    pub max_failures_per_account_all_ips: Option<i64>,
+    /// Failed sign-ins per client IP, whatever the account, within `failure_window` before that
+    /// IP's attempts are slowed.
     pub max_failures_per_ip: Option<i64>,
-    /// The window the two counters above cover.
+    /// The window the failure counters cover.
     pub failure_window: Option<String>,
+    /// The first lockout at a failure limit; it doubles with each further failure.
+    pub lockout_base: Option<String>,
+    /// The longest lockout.
+    pub lockout_max: Option<String>,
+    /// "off", "optional" (users may add an authenticator app) or "required" (every password
+    /// sign-in needs one).
+    pub require_second_factor: Option<String>,
+    /// Members of these groups need a second factor (with "optional").
+    pub second_factor_groups: Option<Vec<String>>,
     /// Sign-in flows one client IP may open per minute; completed ones do not count.
     pub max_flows_per_ip: Option<i64>,
     /// What the landing page offers: "password", "plex".
@@ -261,6 +275,8 @@ pub(super) struct Client {
     pub introspect_any: Option<bool>,
     /// Allow `http://` redirect URIs on non-loopback hosts with an https issuer (LAN apps).
     pub allow_http_redirect_uris: Option<bool>,
+    /// Signing in to this client needs a second factor (password + authenticator code).
+    pub require_second_factor: Option<bool>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -393,8 +409,13 @@ pub(super) const TOKENS: Fields = &[
 
 pub(super) const LOGIN: Fields = &[
     ("max_failures_per_account", Int),
+    ("max_failures_per_account_all_ips", Int),
     ("max_failures_per_ip", Int),
     ("failure_window", Duration),
+    ("lockout_base", Duration),
+    ("lockout_max", Duration),
+    ("require_second_factor", Str),
+    ("second_factor_groups", StrList),
     ("max_flows_per_ip", Int),
     ("methods", StrList),
 ];
@@ -419,6 +440,7 @@ pub(super) const CLIENT: Fields = &[
     ("access_token_audience", Str),
     ("introspect_any", Bool),
     ("allow_http_redirect_uris", Bool),
+    ("require_second_factor", Bool),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),

@@ -228,13 +228,36 @@ pub struct Lifetimes {
     pub refresh_token_max: Duration,
 }
 
+/// `[login] require_second_factor`: who needs an authenticator code after the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorPolicy {
+    /// Nobody is asked for a code and nobody can enrol.
+    Off,
+    /// Users may enrol; a code is needed from those who did, from `second_factor_groups`, for
+    /// clients with `require_second_factor` and for `acr_values=2fa`.
+    Optional,
+    /// Every password sign-in needs a second factor (those without one enrol first).
+    Required,
+}
+
 #[derive(Debug, Clone)]
 pub struct LoginConfig {
-    /// Failed password attempts allowed per account within `failure_window` before delays.
+    /// Failed sign-ins (passwords or codes) allowed per (account, client IP) within
+    /// `failure_window` before that pair is locked out.
     pub max_failures_per_account: u32,
-    /// Failed attempts allowed per client IP within `failure_window`.
+    /// Failed sign-ins allowed per account over all client IPs within `failure_window` before
+    /// the account is locked out; at least `max_failures_per_account`.
+    pub max_failures_per_account_all_ips: u32,
+    /// Failed attempts allowed per client IP, whatever the account, within `failure_window`.
     pub max_failures_per_ip: u32,
     pub failure_window: Duration,
+    /// The first lockout at a limit; doubled per further failure, up to `lockout_max`.
+    pub lockout_base: Duration,
+    /// The longest lockout; at least `lockout_base`.
+    pub lockout_max: Duration,
+    pub require_second_factor: SecondFactorPolicy,
+    /// Members of any of these groups need a second factor.
+    pub second_factor_groups: Vec<String>,
     /// Sign-in flows one client IP may open per minute (completed ones are given back).
     pub max_flows_per_ip: u32,
     /// What the landing page offers, in order.
@@ -288,6 +311,8 @@ pub struct ClientConfig {
     pub introspect_any: bool,
     /// `http://` redirect URIs on non-loopback hosts are accepted with an https issuer.
     pub allow_http_redirect_uris: bool,
+    /// Signing in to this client needs a second factor.
+    pub require_second_factor: bool,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -369,8 +394,13 @@ pub fn defaults() -> Config {
         },
         login: LoginConfig {
             max_failures_per_account: 10,
+            max_failures_per_account_all_ips: 50,
             max_failures_per_ip: 50,
             failure_window: Duration::from_secs(300),
+            lockout_base: Duration::from_secs(30),
+            lockout_max: Duration::from_secs(15 * 60),
+            require_second_factor: SecondFactorPolicy::Optional,
+            second_factor_groups: Vec::new(),
             max_flows_per_ip: 300,
             methods: vec![LoginMethod::Password],
         },
@@ -819,6 +849,125 @@ mod tests {
             "login.max_flows_per_ip",
             "out of range",
         );
+    }
+
+    #[test]
+    fn second_factor_and_lockout_defaults() {
+        let c = parse(CLIENT).unwrap();
+        assert_eq!(c.login.require_second_factor, SecondFactorPolicy::Optional);
+        assert!(c.login.second_factor_groups.is_empty());
+        assert_eq!(c.login.max_failures_per_account, 10);
+        assert_eq!(c.login.max_failures_per_account_all_ips, 50);
+        assert_eq!(c.login.lockout_base, Duration::from_secs(30));
+        assert_eq!(c.login.lockout_max, Duration::from_secs(15 * 60));
+        assert!(!c.clients[0].require_second_factor);
+
+        let set = parse(&format!(
+            "[login]\nrequire_second_factor = \"required\"\nsecond_factor_groups = [\"admins\"]\n\
+             max_failures_per_account = 3\nmax_failures_per_account_all_ips = 3\n\
+             lockout_base = \"1s\"\nlockout_max = \"1s\"\n{CLIENT}require_second_factor = true"
+        ))
+        .unwrap();
+        assert_eq!(
+            set.login.require_second_factor,
+            SecondFactorPolicy::Required
+        );
+        assert_eq!(set.login.second_factor_groups, ["admins"]);
+        assert_eq!(set.login.max_failures_per_account_all_ips, 3);
+        assert_eq!(set.login.lockout_base, Duration::from_secs(1));
+        assert_eq!(set.login.lockout_max, Duration::from_secs(1));
+        assert!(set.clients[0].require_second_factor);
+        let off = parse("[login]\nrequire_second_factor = \"off\"").unwrap();
+        assert_eq!(off.login.require_second_factor, SecondFactorPolicy::Off);
+        // From the environment too.
+        let vars = env(&[("DOORMAN_LOGIN__REQUIRE_SECOND_FACTOR", "required")]);
+        let from_env = from_str("", &vars, Path::new(".")).unwrap();
+        assert_eq!(
+            from_env.login.require_second_factor,
+            SecondFactorPolicy::Required
+        );
+    }
+
+    #[test]
+    fn the_all_ips_limit_defaults_to_five_times_the_per_account_one() {
+        let c = parse("[login]\nmax_failures_per_account = 4").unwrap();
+        assert_eq!(c.login.max_failures_per_account_all_ips, 20);
+        let c =
+            parse("[login]\nmax_failures_per_account = 4\nmax_failures_per_account_all_ips = 9")
+                .unwrap();
+        assert_eq!(c.login.max_failures_per_account_all_ips, 9);
+        error_at(
+            "[login]\nmax_failures_per_account = 4\nmax_failures_per_account_all_ips = 3",
+            "login.max_failures_per_account_all_ips",
+            "raise it to at least 4",
+        );
+        error_at(
+            "[login]\nmax_failures_per_account_all_ips = 0",
+            "login.max_failures_per_account_all_ips",
+            "out of range",
+        );
+    }
+
+    #[test]
+    fn lockout_durations_are_checked() {
+        error_at(
+            "[login]\nlockout_base = \"500ms\"",
+            "login.lockout_base",
+            "at least \"1s\"",
+        );
+        error_at(
+            "[login]\nlockout_base = \"0s\"",
+            "login.lockout_base",
+            "longer than 0",
+        );
+        error_at(
+            "[login]\nlockout_base = \"soon\"",
+            "login.lockout_base",
+            "not a duration",
+        );
+        error_at(
+            "[login]\nlockout_base = \"1m\"\nlockout_max = \"30s\"",
+            "login.lockout_max",
+            "raise lockout_max or shorten lockout_base",
+        );
+        // The default base (30s) counts too.
+        error_at(
+            "[login]\nlockout_max = \"10s\"",
+            "login.lockout_max",
+            "shorter than lockout_base (30s)",
+        );
+    }
+
+    #[test]
+    fn second_factor_policy_values_and_contradictions() {
+        error_at(
+            "[login]\nrequire_second_factor = \"always\"",
+            "login.require_second_factor",
+            "use \"off\", \"optional\" (the default) or \"required\"",
+        );
+        error_at(
+            "[login]\nrequire_second_factor = true",
+            "login.require_second_factor",
+            "",
+        );
+        error_at(
+            "[login]\nrequire_second_factor = \"off\"\nsecond_factor_groups = [\"admins\"]",
+            "login.second_factor_groups",
+            "turn [login] require_second_factor to optional or required",
+        );
+        error_at(
+            &format!(
+                "[login]\nrequire_second_factor = \"off\"\n{CLIENT}require_second_factor = true"
+            ),
+            "clients[0].require_second_factor",
+            "turn [login] require_second_factor to optional or required",
+        );
+        // Off is fine when nothing asks for a second factor, and an empty list asks nothing.
+        let off = parse(&format!(
+            "[login]\nrequire_second_factor = \"off\"\nsecond_factor_groups = []\n\
+             {CLIENT}require_second_factor = false"
+        ));
+        assert!(off.is_ok(), "{off:?}");
     }
 
     #[test]

@@ -205,13 +205,28 @@ pub(super) fn validate(
         .and_then(|s| dur(errors, "keys.rotate_after", Some(s), Duration::ZERO));
     let tokens = lifetimes(errors, "tokens.", &f.tokens, d.tokens);
 
+    let max_failures_per_account = count(
+        errors,
+        "login.max_failures_per_account",
+        f.login.max_failures_per_account,
+        d.login.max_failures_per_account,
+    );
+    let (lockout_base, lockout_max) = lockouts(errors, &f.login, &d.login);
     let login = LoginConfig {
-        max_failures_per_account: count(
+        max_failures_per_account,
+        max_failures_per_account_all_ips: failures_all_ips(
             errors,
-            "login.max_failures_per_account",
-            f.login.max_failures_per_account,
-            d.login.max_failures_per_account,
+            f.login.max_failures_per_account_all_ips,
+            max_failures_per_account,
         ),
+        lockout_base,
+        lockout_max,
+        require_second_factor: second_factor_policy(
+            errors,
+            f.login.require_second_factor.as_deref(),
+            d.login.require_second_factor,
+        ),
+        second_factor_groups: f.login.second_factor_groups.clone().unwrap_or_default(),
         max_failures_per_ip: count(
             errors,
             "login.max_failures_per_ip",
@@ -268,6 +283,7 @@ pub(super) fn validate(
         ));
     }
 
+    second_factor_needs_a_policy(errors, &login, &clients);
     for (i, c) in clients.iter().enumerate() {
         match c.plex_token_claim {
             Some(_) if plex.is_none() => push(errors, &format!("clients[{i}].plex_token_claim"), "needs a [plex] table; add one or remove the key"),
@@ -735,6 +751,136 @@ fn login_methods(
         );
     }
     out
+}
+
+/// `[login] max_failures_per_account_all_ips`: 5 x `max_failures_per_account` when unset, and
+/// never below it (the per-pair limit would then never be reached).
+fn failures_all_ips(errors: &mut Vec<ConfigError>, value: Option<i64>, per_account: u32) -> u32 {
+    let key = "login.max_failures_per_account_all_ips";
+    let default = per_account.saturating_mul(5);
+    let n = count(errors, key, value, default);
+    if n < per_account {
+        push(
+            errors,
+            key,
+            format!(
+                "({n}) is below max_failures_per_account ({per_account}), the limit for one \
+                 client IP; raise it to at least {per_account} or remove it (default: 5 x \
+                 max_failures_per_account)"
+            ),
+        );
+        return default;
+    }
+    n
+}
+
+/// `[login] lockout_base` (at least 1s) and `lockout_max` (at least `lockout_base`).
+fn lockouts(
+    errors: &mut Vec<ConfigError>,
+    l: &file::Login,
+    d: &LoginConfig,
+) -> (Duration, Duration) {
+    let base = dur(
+        errors,
+        "login.lockout_base",
+        l.lockout_base.as_deref(),
+        d.lockout_base,
+    );
+    let base = base.filter(|b| {
+        let long_enough = *b >= Duration::from_secs(1);
+        if !long_enough {
+            push(
+                errors,
+                "login.lockout_base",
+                format!(
+                    "({}) is shorter than 1s; write at least \"1s\" (default \"30s\")",
+                    format_duration(*b)
+                ),
+            );
+        }
+        long_enough
+    });
+    let max = dur(
+        errors,
+        "login.lockout_max",
+        l.lockout_max.as_deref(),
+        d.lockout_max,
+    );
+    if let (Some(b), Some(m)) = (base, max) {
+        if m < b {
+            push(
+                errors,
+                "login.lockout_max",
+                format!(
+                    "({}) is shorter than lockout_base ({}); raise lockout_max or shorten \
+                     lockout_base",
+                    format_duration(m),
+                    format_duration(b)
+                ),
+            );
+        }
+    }
+    let base = base.unwrap_or(d.lockout_base);
+    (base, max.unwrap_or(d.lockout_max).max(base))
+}
+
+fn second_factor_policy(
+    errors: &mut Vec<ConfigError>,
+    value: Option<&str>,
+    default: SecondFactorPolicy,
+) -> SecondFactorPolicy {
+    match value.map(str::trim) {
+        None => default,
+        Some("off") => SecondFactorPolicy::Off,
+        Some("optional") => SecondFactorPolicy::Optional,
+        Some("required") => SecondFactorPolicy::Required,
+        Some(other) => {
+            push(
+                errors,
+                "login.require_second_factor",
+                format!(
+                    "unknown value \"{other}\"; use \"off\", \"optional\" (the default) or \
+                     \"required\""
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// Asking for a second factor somewhere while `require_second_factor = "off"` turns it off
+/// everywhere is a contradiction: say so rather than silently skip the code.
+fn second_factor_needs_a_policy(
+    errors: &mut Vec<ConfigError>,
+    login: &LoginConfig,
+    clients: &[ClientConfig],
+) {
+    if login.require_second_factor != SecondFactorPolicy::Off {
+        return;
+    }
+    const FIX: &str = "turn [login] require_second_factor to optional or required";
+    if !login.second_factor_groups.is_empty() {
+        push(
+            errors,
+            "login.second_factor_groups",
+            format!(
+                "asks members of these groups for a second factor, but require_second_factor = \
+                 \"off\"; {FIX}, or empty this list"
+            ),
+        );
+    }
+    for (i, c) in clients.iter().enumerate() {
+        if c.require_second_factor {
+            push(
+                errors,
+                &format!("clients[{i}].require_second_factor"),
+                format!(
+                    "is true but [login] require_second_factor = \"off\"; {FIX}, or remove \
+                     this key"
+                ),
+            );
+        }
+    }
 }
 
 fn parse_issuer(s: &str) -> Result<Url, String> {
@@ -1243,6 +1389,7 @@ fn client(
         access_token_format,
         introspect_any,
         allow_http_redirect_uris,
+        require_second_factor: c.require_second_factor.unwrap_or(false),
     }
 }
 

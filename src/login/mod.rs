@@ -1,11 +1,16 @@
-//! The landing page and its routes. A sign-in always belongs to a pending flow (an
-//! authorization request, or a plain sign-in with a return address) stored in the store and
-//! bound to this browser; the password step verifies, starts the SSO session and completes
-//! the flow. A second factor will slot in between `verify` and `complete`.
+//! The sign-in pages: thin handlers over [`crate::signin`]. A sign-in always belongs to a
+//! pending flow (see `signin::FlowState`) stored in the store and bound to this browser; each
+//! handler loads the flow (checking its CSRF token against this browser), asks `signin` for the
+//! next step, and renders that step's page or finishes the purpose.
+//!
+//! - `authorize.rs`: `GET|POST /authorize`, the one place that decides between SSO, a second
+//!   factor and the landing page, and issues the code once signed in.
+//! - `plex.rs`: the Plex PIN routes of the landing page.
+//! - `second_factor.rs`: the code page, enrolment, recovery codes, `/account/second-factor`.
 
-pub mod csrf;
+pub mod authorize;
 pub mod plex;
-pub mod ratelimit;
+pub mod second_factor;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -16,41 +21,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LoginMethod;
 use crate::error::WebError;
-use crate::oidc::authorize::{error_redirect, user_allowed, AuthorizeRequest};
-use crate::oidc::error::OAuthError;
-use crate::secrets::{digest, random_token};
+use crate::secrets::digest;
 use crate::session::{self, CookieNames};
+use crate::signin::password::{self as pw, Checked};
+use crate::signin::policy::{self, Next};
+use crate::signin::{self, FlowState, Purpose};
 use crate::state::AppState;
 use crate::store::{Flow, Session, User};
-use crate::web::{BrowserScheme, ClientIp, Cookies, Transport};
-use ratelimit::{LimitReason, Limited};
+pub use crate::web::append_cookie;
+use crate::web::{Browser, BrowserScheme, ClientIp, Cookies, SignedIn, Transport};
 
 pub mod paths {
     pub const LOGIN: &str = "/login";
     pub const PASSWORD: &str = "/login/password";
 }
 
-/// How long a sign-in page stays usable.
-const FLOW_LIFETIME: i64 = 30 * 60;
-
-/// What happens once the user is signed in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FlowPurpose {
-    /// Finish an OIDC authorization request: issue the code and return to the client.
-    Authorize(AuthorizeRequest),
-    /// A plain sign-in (`/login?rd=`): return to `rd` if it is allowed.
-    SignIn { rd: Option<String> },
-    /// Jitsi's TOKEN_AUTH_URL: mint a token for the room and send the browser to the meeting.
-    Jitsi {
-        room: String,
-        hash: Vec<(String, bool)>,
-    },
-}
-
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(plex::routes(state))
+        .merge(authorize::routes())
+        .merge(second_factor::routes())
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }
@@ -71,28 +61,27 @@ fn flow_purpose_key(flow_id: &str) -> String {
     format!("flow:{flow_id}")
 }
 
-/// Stores a new pending flow for this browser and renders the landing page in this response.
+/// Starts a sign-in for `purpose` and renders the landing page in this response.
 pub async fn begin(
     state: &AppState,
     cookies: &Cookies,
     ip: std::net::IpAddr,
-    purpose: FlowPurpose,
+    purpose: Purpose,
+) -> Result<Response, WebError> {
+    begin_at(state, cookies, ip, FlowState::new(purpose)).await
+}
+
+/// Stores a new pending flow in `flow_state` for this browser and renders its step's page in
+/// this response.
+pub async fn begin_at(
+    state: &AppState,
+    cookies: &Cookies,
+    ip: std::net::IpAddr,
+    flow_state: FlowState,
 ) -> Result<Response, WebError> {
     let now = state.now();
-    let (browser, new_browser) = browser_binding(state, cookies);
-    let flow_id = random_token();
-    let login_hint = match &purpose {
-        FlowPurpose::Authorize(r) => r.login_hint.clone(),
-        FlowPurpose::SignIn { .. } | FlowPurpose::Jitsi { .. } => None,
-    };
-    let payload = serde_json::to_string(&purpose).map_err(|e| WebError::Internal(e.to_string()))?;
-    let flow = Flow {
-        id_hash: digest(&flow_id),
-        browser_hash: digest(&browser),
-        payload,
-        created_at: now,
-        expires_at: now + FLOW_LIFETIME,
-    };
+    let browser = Browser::of(state, cookies);
+    let (flow_id, flow) = signin::new_flow(&flow_state, &browser.value, now);
     if let Err(limited) = state.limiter.open_flow(ip, flow.id_hash, state.now_ms()) {
         tracing::warn!(target: "audit", event = "sign_in_flow", ip = %ip, outcome = "rate_limited");
         let mut resp = WebError::page(
@@ -100,7 +89,7 @@ pub async fn begin(
             "Too many sign-in attempts",
             format!(
                 "Too many sign-in pages were opened from this address. {}",
-                wait_text(limited.retry_after)
+                pw::wait_text(limited.retry_after)
             ),
         )
         .into_response();
@@ -109,50 +98,24 @@ pub async fn begin(
     }
     state.store.put_flow(&flow).await?;
     // A Plex-only site in redirect mode shows no doorman page at all: straight to Plex.
-    let mut resp = if plex::redirect_mode(state) {
+    let mut resp = if flow_state.step == signin::Step::FirstFactor && plex::redirect_mode(state) {
         plex::redirect_to_plex(state, ip, &flow, &flow_id).await?
     } else {
-        let page = LoginView {
-            purpose: &purpose,
-            flow_id: &flow_id,
-            browser: &browser,
-            username: login_hint.as_deref().unwrap_or(""),
-            error: None,
-        };
-        render_login(state, &page, StatusCode::OK)
+        second_factor::render_step(
+            state,
+            &flow_id,
+            &browser.value,
+            &flow_state,
+            None,
+            StatusCode::OK,
+        )
+        .await?
     };
-    if new_browser {
-        append_cookie(&mut resp, &browser_cookie(state, &browser));
-    }
+    browser.keep(state, &mut resp);
     Ok(resp)
 }
 
-/// This browser's binding cookie when doorman minted it, else a new one (and `true`): a value
-/// planted by another site is never adopted.
-pub(crate) fn browser_binding(state: &AppState, cookies: &Cookies) -> (String, bool) {
-    match cookies.get(CookieNames::of(&state.config).browser) {
-        Some(b) if state.csrf.minted(b) => (b.to_string(), false),
-        _ => (state.csrf.mint_browser(), true),
-    }
-}
-
-/// The Set-Cookie value for the browser-binding cookie.
-pub(crate) fn browser_cookie(state: &AppState, value: &str) -> String {
-    session::cookie(
-        &state.config,
-        CookieNames::of(&state.config).browser,
-        value,
-        None,
-    )
-}
-
-/// "Wait 1 second and try again." / "Wait 5 seconds and try again."
-fn wait_text(seconds: i64) -> String {
-    let unit = if seconds == 1 { "second" } else { "seconds" };
-    format!("Wait {seconds} {unit} and try again.")
-}
-
-fn set_retry_after(resp: &mut Response, seconds: i64) {
+pub(crate) fn set_retry_after(resp: &mut Response, seconds: i64) {
     if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -160,7 +123,7 @@ fn set_retry_after(resp: &mut Response, seconds: i64) {
 
 /// What the landing page shows for one pending flow.
 pub(crate) struct LoginView<'a> {
-    pub purpose: &'a FlowPurpose,
+    pub purpose: &'a Purpose,
     pub flow_id: &'a str,
     pub browser: &'a str,
     pub username: &'a str,
@@ -168,13 +131,11 @@ pub(crate) struct LoginView<'a> {
 }
 
 pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: StatusCode) -> Response {
-    let client_name = match view.purpose {
-        FlowPurpose::Authorize(r) => state
-            .clients
-            .get(&r.client_id)
-            .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
-        FlowPurpose::SignIn { .. } | FlowPurpose::Jitsi { .. } => None,
-    };
+    let client_name = view
+        .purpose
+        .client_id()
+        .and_then(|id| state.clients.get(id))
+        .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone()));
     let csrf = state
         .csrf
         .token(&flow_purpose_key(view.flow_id), view.browser);
@@ -193,12 +154,6 @@ pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: Statu
         },
     );
     crate::web::html(status, html)
-}
-
-pub fn append_cookie(resp: &mut Response, cookie: &str) {
-    if let Ok(v) = HeaderValue::from_str(cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,12 +185,26 @@ async fn password(
             "Use the other sign-in option on the previous page.",
         ));
     }
-    let (flow, purpose, browser) =
+    let (flow, flow_state, browser) =
         load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
+    if flow_state.step != signin::Step::FirstFactor {
+        // The password of this flow was already accepted (a second submit, the back button):
+        // show the step it is at.
+        return second_factor::render_step(
+            &state,
+            &form.flow,
+            &browser,
+            &flow_state,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let purpose = &flow_state.purpose;
     let username = form.username.trim().to_string();
     let view = |username: &str, error: Option<&str>, status| {
         let v = LoginView {
-            purpose: &purpose,
+            purpose,
             flow_id: &form.flow,
             browser: &browser,
             username,
@@ -243,128 +212,168 @@ async fn password(
         };
         render_login(&state, &v, status)
     };
-    if username.is_empty() || username.len() > 254 || form.password.len() > 1024 {
+    if !pw::well_formed(&username, &form.password) {
         return Ok(view("", Some(GENERIC_FAILURE), StatusCode::UNAUTHORIZED));
     }
-    let user = if username.contains('@') {
-        state.store.find_user_by_email(&username).await?
-    } else {
-        state.store.find_user_by_username(&username).await?
+    let deps = pw::Deps {
+        store: &*state.store,
+        hasher: &state.hasher,
+        limiter: &state.limiter,
+        lockout: &state.lockout,
+        clock: &*state.clock,
     };
-    // What the log may say about who tried: a name typed into the username field may be a
-    // password, so only an existing account is named.
-    let who = user
-        .as_ref()
-        .map_or_else(|| "unknown".to_string(), |u| u.username.clone());
-    // The per-account budget is keyed on the account, so its username and its email share
-    // one budget; unknown names are counted as typed.
-    let account = user
-        .as_ref()
-        .map(|u| u.id.clone())
-        .unwrap_or_else(|| username.to_lowercase());
-    // Reserved before any argon2 work: the limit holds however many requests arrive at once.
-    let mut attempt = match state.limiter.attempt(ip, &account, &*state.clock).await {
-        Ok(attempt) => attempt,
-        Err(Limited {
-            retry_after,
-            reason,
-        }) => {
-            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %who, ip = %ip, outcome = "rate_limited");
-            let msg = match reason {
-                LimitReason::Busy => format!(
-                    "Too many sign-in attempts are being checked right now. {}",
-                    wait_text(retry_after)
-                ),
-                LimitReason::Failures | LimitReason::Rate => {
-                    format!("Too many failed attempts. {}", wait_text(retry_after))
-                }
-            };
-            let mut resp = view(&username, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
-            set_retry_after(&mut resp, retry_after);
-            return Ok(resp);
-        }
-    };
-    let hash = user
-        .as_ref()
-        .filter(|u| !u.disabled)
-        .and_then(|u| u.password_hash.clone());
-    // Runs argon2 even for unknown users, so the answer takes the same time (no enumeration).
-    let Ok(admission) = state.hasher.admit() else {
-        // Not checked: the attempt's slot goes back unused when `attempt` drops.
-        tracing::warn!(ip = %ip, "sign-in refused: the password-check queue is full (503)");
-        let mut resp = view(
-            &username,
-            Some("doorman is busy checking other sign-ins. Try again in a moment."),
-            StatusCode::SERVICE_UNAVAILABLE,
-        );
-        set_retry_after(&mut resp, 2);
-        return Ok(resp);
-    };
-    // From here a request that goes away counts as a failure: its hash runs to the end.
-    attempt.checking();
-    let ok = admission.verify(hash, form.password).await;
-    let user = match (ok, user) {
-        (true, Some(u)) => u,
-        _ => {
-            attempt.failed(state.now_ms());
-            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %who, ip = %ip, client = %client_of(&purpose), outcome = "failure");
+    let (checked, user) = pw::check(&deps, ip, &username, form.password).await?;
+    let who = pw::who(user.as_ref()).to_string();
+    let client = client_of(purpose);
+    let user = match (checked, user) {
+        (Checked::Verified(reservation), Some(user)) => (reservation, user),
+        (Checked::Verified(_) | Checked::Wrong, _) => {
+            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %who, ip = %ip, client = %client, outcome = "failure");
             return Ok(view(
                 &username,
                 Some(GENERIC_FAILURE),
                 StatusCode::UNAUTHORIZED,
             ));
         }
+        (Checked::Limited(limited), _) => {
+            tracing::warn!(target: "audit", event = "sign_in", method = "password", user = %who, ip = %ip, outcome = "rate_limited");
+            let mut resp = view(
+                &username,
+                Some(&pw::limited_text(&limited)),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            set_retry_after(&mut resp, limited.retry_after);
+            return Ok(resp);
+        }
+        (Checked::Busy, _) => {
+            tracing::warn!(ip = %ip, "sign-in refused: the password-check queue is full (503)");
+            let mut resp = view(
+                &username,
+                Some("doorman is busy checking other sign-ins. Try again in a moment."),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+            set_retry_after(&mut resp, 2);
+            return Ok(resp);
+        }
     };
-    attempt.succeeded(state.now_ms());
-    tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client_of(&purpose), outcome = "success");
-    let (set, url) = signed_in(&state, &cookies, &flow, &purpose, &user, "pwd").await?;
-    let mut resp = Redirect::to(&url).into_response();
-    for c in &set {
-        append_cookie(&mut resp, c);
+    let (reservation, user) = user;
+    let amr = vec!["pwd".to_string()];
+    let now = state.now();
+    match after_password(&state, purpose, &user, &amr).await? {
+        Next::Finish(amr) => {
+            tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "success");
+            reservation.succeeded(now).await?;
+            let (set, url) = signed_in(&state, &cookies, &flow, purpose, &user, amr).await?;
+            Ok(redirect_with_cookies(&url, &set))
+        }
+        next => {
+            // The right password alone does not reset the failures: a second factor is due
+            // (the reservation stays counted until the code is right).
+            drop(reservation);
+            tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "second_factor_due");
+            let step = second_factor_step(&state, next, &user, amr)?;
+            let moved = FlowState {
+                purpose: purpose.clone(),
+                step,
+            };
+            if !signin::advance(&*state.store, &flow, &moved, now).await? {
+                return Err(WebError::page(
+                    StatusCode::BAD_REQUEST,
+                    "This sign-in page has expired",
+                    "Go back to the application and start signing in again.",
+                ));
+            }
+            second_factor::render_step(&state, &form.flow, &browser, &moved, None, StatusCode::OK)
+                .await
+        }
     }
-    Ok(resp)
 }
 
-/// The user proved who they are with `method`: a new SSO session (a fresh id at every sign-in,
-/// so no session fixation; the old one ends), the flow is used up (and no longer counts
-/// against its IP), the browser-binding cookie is minted anew, and the answer is the cookies
-/// to set and where the browser goes next.
+/// What follows a proved first factor `amr` for this user and purpose.
+pub(crate) async fn after_password(
+    state: &AppState,
+    purpose: &Purpose,
+    user: &User,
+    amr: &[String],
+) -> Result<Next, WebError> {
+    let must_have = policy::must_have_second_factor(
+        &state.config.login,
+        purpose.client_id().and_then(|id| state.clients.get(id)),
+        purpose.asks_second_factor(),
+        user,
+    );
+    let has = signin::second_factor::has_one(&*state.store, &user.id).await?;
+    Ok(policy::after_first_factor(
+        amr,
+        has,
+        must_have,
+        state.config.login.require_second_factor,
+    ))
+}
+
+/// The step a flow moves to for `next` (ask for the code, or enrol).
+pub(crate) fn second_factor_step(
+    state: &AppState,
+    next: Next,
+    user: &User,
+    amr: Vec<String>,
+) -> Result<signin::Step, WebError> {
+    Ok(match next {
+        Next::Enrol => {
+            let (secret, _) = signin::second_factor::pending_secret(&state.secret_box)
+                .ok_or_else(|| WebError::Internal("cannot encrypt a TOTP secret".into()))?;
+            signin::Step::Enrol {
+                user_id: user.id.clone(),
+                amr,
+                secret,
+            }
+        }
+        Next::AskCode | Next::Finish(_) => signin::Step::SecondFactor {
+            user_id: user.id.clone(),
+            amr,
+        },
+    })
+}
+
+/// A 303 to `url` setting `cookies`.
+pub(crate) fn redirect_with_cookies(url: &str, cookies: &[String]) -> Response {
+    let mut resp = Redirect::to(url).into_response();
+    for c in cookies {
+        append_cookie(&mut resp, c);
+    }
+    resp
+}
+
+/// The user proved who they are with `amr`: a new SSO session, the flow is used up (and no
+/// longer counts against its IP), the browser-binding cookie is minted anew, and the answer is
+/// the cookies to set and where the browser goes next.
 pub(crate) async fn signed_in(
     state: &AppState,
     cookies: &Cookies,
     flow: &Flow,
-    purpose: &FlowPurpose,
+    purpose: &Purpose,
     user: &User,
-    method: &str,
+    amr: Vec<String>,
 ) -> Result<(Vec<String>, String), WebError> {
-    if let Some(old) = cookies.get(CookieNames::of(&state.config).session) {
-        session::end(&*state.store, old).await?;
-    }
     let now = state.now();
-    let (cookie_value, session) = session::start(
-        &*state.store,
-        &state.config,
-        user,
-        vec![method.to_string()],
-        now,
-    )
-    .await?;
-    state.store.delete_flow(&flow.id_hash).await?;
+    let old = cookies.get(CookieNames::of(&state.config).session);
+    let (cookie_value, session) =
+        signin::start_session(&*state.store, &state.config, old, user, amr, now).await?;
+    signin::close(&*state.store, &flow.id_hash).await?;
     state.limiter.flow_completed(&flow.id_hash, state.now_ms());
     let url = completion_url(state, purpose, &session, user).await?;
     let mut set = vec![
         session::session_cookie(&state.config, &cookie_value),
-        browser_cookie(state, &state.csrf.mint_browser()),
+        Browser::set_cookie(state, &state.csrf.mint_browser()),
     ];
     set.extend(session::start_forward_auth(&*state.store, &state.config, &session, now).await?);
     Ok((set, url))
 }
 
-pub(crate) fn client_of(purpose: &FlowPurpose) -> &str {
+pub(crate) fn client_of(purpose: &Purpose) -> &str {
     match purpose {
-        FlowPurpose::Authorize(r) => &r.client_id,
-        FlowPurpose::SignIn { .. } => "-",
-        FlowPurpose::Jitsi { .. } => "jitsi",
+        Purpose::Authorize(r) => &r.client_id,
+        Purpose::Continue { .. } => "-",
     }
 }
 
@@ -375,7 +384,7 @@ pub(crate) async fn load_flow(
     transport: Transport,
     flow_id: &str,
     csrf: &str,
-) -> Result<(Flow, FlowPurpose, String), WebError> {
+) -> Result<(Flow, FlowState, String), WebError> {
     let browser = cookies
         .get(CookieNames::of(&state.config).browser)
         .ok_or_else(|| missing_browser_cookie(state, transport))?
@@ -387,8 +396,8 @@ pub(crate) async fn load_flow(
     {
         return Err(forged());
     }
-    let (flow, purpose) = load_browser_flow(state, &browser, flow_id).await?;
-    Ok((flow, purpose, browser))
+    let (flow, flow_state) = load_browser_flow(state, &browser, flow_id).await?;
+    Ok((flow, flow_state, browser))
 }
 
 /// No browser cookie on a form post. When the issuer is https and the browser used plain http,
@@ -422,7 +431,7 @@ pub(crate) async fn load_browser_flow(
     state: &AppState,
     browser: &str,
     flow_id: &str,
-) -> Result<(Flow, FlowPurpose), WebError> {
+) -> Result<(Flow, FlowState), WebError> {
     let expired = || {
         WebError::page(
             StatusCode::BAD_REQUEST,
@@ -438,94 +447,37 @@ pub(crate) async fn load_browser_flow(
     if !crate::secrets::digest_eq(&flow.browser_hash, &digest(browser)) {
         return Err(forged());
     }
-    let purpose: FlowPurpose = serde_json::from_str(&flow.payload).map_err(|_| expired())?;
-    Ok((flow, purpose))
+    let flow_state = FlowState::of(&flow).ok_or_else(expired)?;
+    Ok((flow, flow_state))
 }
 
-/// The user is signed in: finish what the flow was for.
-pub async fn complete(
-    state: &AppState,
-    purpose: &FlowPurpose,
-    session: &Session,
-    user: &User,
-) -> Result<Response, WebError> {
-    Ok(Redirect::to(&completion_url(state, purpose, session, user).await?).into_response())
-}
-
-/// Where the browser goes once signed in: the client with a code, the `rd` of a plain sign-in
-/// when it is safe, else doorman's own signed-in page.
+/// Where the browser goes once signed in: the client with a code, or the URL to continue to
+/// (a feature's own continuation when it registered one for that URL, see
+/// `AppState::continuations`), else doorman's own signed-in page.
 pub async fn completion_url(
     state: &AppState,
-    purpose: &FlowPurpose,
+    purpose: &Purpose,
     session: &Session,
     user: &User,
 ) -> Result<String, WebError> {
     match purpose {
-        FlowPurpose::Authorize(req) => authorize_redirect(state, req, session, user).await,
-        FlowPurpose::SignIn { rd } => Ok(match rd.as_deref().filter(|rd| safe_return(state, rd)) {
-            Some(rd) => rd.to_string(),
-            None => state.url(paths::LOGIN),
-        }),
-        FlowPurpose::Jitsi { room, hash } => crate::jitsi::destination(state, room, hash, user),
-    }
-}
-
-/// The SSO session behind this browser's cookie, if it is live and its user still allowed (a
-/// federation may have withdrawn access since: Plex re-checks). A withdrawn session ends here.
-pub async fn live_session(
-    state: &AppState,
-    cookies: &Cookies,
-) -> Result<Option<(Session, User)>, WebError> {
-    let Some(cookie) = cookies.get(CookieNames::of(&state.config).session) else {
-        return Ok(None);
-    };
-    let now = state.now();
-    let Some((session, user)) = session::lookup(&*state.store, &state.config, cookie, now).await?
-    else {
-        return Ok(None);
-    };
-    if !state.provider.still_allowed(&user, &session.amr, now).await {
-        session::end(&*state.store, cookie).await?;
-        return Ok(None);
-    }
-    Ok(Some((session, user)))
-}
-
-/// Where the browser goes for an authorization request with a signed-in user: the code, or
-/// `access_denied` when the client's `allowed_groups` exclude the user.
-pub async fn authorize_redirect(
-    state: &AppState,
-    req: &AuthorizeRequest,
-    session: &Session,
-    user: &User,
-) -> Result<String, WebError> {
-    let client = state
-        .clients
-        .get(&req.client_id)
-        .ok_or_else(|| WebError::bad_request("The application is no longer registered."))?;
-    if !user_allowed(client, user) {
-        tracing::warn!(target: "audit", event = "authorize", user = %user.username, client = %client.id, outcome = "access_denied");
-        let e =
-            OAuthError::access_denied("the user is not in a group allowed to use this application");
-        return Ok(error_redirect(
-            &req.redirect_uri,
-            req.state.as_deref(),
-            &e,
-            state.issuer(),
-        ));
-    }
-    match state
-        .provider
-        .issue_code(req, client, session, state.now())
-        .await
-    {
-        Ok(url) => Ok(url),
-        Err(e) => Ok(error_redirect(
-            &req.redirect_uri,
-            req.state.as_deref(),
-            &e,
-            state.issuer(),
-        )),
+        Purpose::Authorize(req) => authorize::code_redirect(state, req, session, user).await,
+        Purpose::Continue { url } => {
+            let Some(url) = url
+                .as_deref()
+                .filter(|u| crate::web::safe_return(&state.config, u))
+            else {
+                return Ok(state.url(paths::LOGIN));
+            };
+            for (prefix, resume) in &state.continuations {
+                if url.starts_with(&state.url(prefix)) {
+                    if let Some(to) = resume(state, url, user)? {
+                        return Ok(to);
+                    }
+                }
+            }
+            Ok(url.to_string())
+        }
     }
 }
 
@@ -535,42 +487,6 @@ fn signed_in_page(state: &AppState, user: &User) -> Response {
         serde_json::json!({"base": state.issuer(), "title": "You are signed in", "message": format!("Signed in as {}.", user.username)}),
     );
     crate::web::html(StatusCode::OK, html)
-}
-
-/// Return addresses after a plain sign-in: only doorman's own origin for now (forward-auth
-/// widens this to the hosts its rules cover).
-/// Return addresses after a plain sign-in or a logout: doorman's own origin, or an http(s) host
-/// that forward-auth protects (its rules or the shared cookie domain). Anything else would make
-/// doorman an open redirector.
-pub fn safe_return(state: &AppState, rd: &str) -> bool {
-    let Ok(url) = url::Url::parse(rd) else {
-        return false;
-    };
-    if url.origin() == state.config.issuer.origin() {
-        return true;
-    }
-    if !matches!(url.scheme(), "http" | "https")
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return false;
-    }
-    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
-        return false;
-    };
-    let by_domain = state
-        .config
-        .session
-        .cookie_domain
-        .as_deref()
-        .is_some_and(|d| host == d || host.ends_with(&format!(".{d}")));
-    let by_rule = state
-        .config
-        .forward_auth
-        .rules
-        .iter()
-        .any(|r| r.host.matches(&host));
-    by_domain || by_rule
 }
 
 #[derive(Debug, Deserialize)]
@@ -583,10 +499,15 @@ async fn login_page(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     cookies: Cookies,
+    SignedIn(live): SignedIn,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
-    if let Some((session, user)) = live_session(&state, &cookies).await? {
-        let mut resp = match q.rd.as_deref().filter(|rd| safe_return(&state, rd)) {
+    if let Some((session, user)) = live {
+        let mut resp = match q
+            .rd
+            .as_deref()
+            .filter(|rd| crate::web::safe_return(&state.config, rd))
+        {
             Some(rd) => Redirect::to(rd).into_response(),
             None => signed_in_page(&state, &user),
         };
@@ -607,5 +528,5 @@ async fn login_page(
         }
         return Ok(resp);
     }
-    begin(&state, &cookies, ip, FlowPurpose::SignIn { rd: q.rd }).await
+    begin(&state, &cookies, ip, Purpose::Continue { url: q.rd }).await
 }

@@ -18,12 +18,13 @@ use serde_json::json;
 
 use super::{
     append_cookie, load_browser_flow, load_flow, render_login, set_retry_after, signed_in,
-    FlowPurpose, LoginView,
+    LoginView,
 };
 use crate::config::{LoginMethod, PlexMode};
 use crate::error::WebError;
 use crate::plex::{auth_app_url_for, PlexError, SignInError};
 use crate::session::CookieNames;
+use crate::signin::Purpose;
 use crate::state::AppState;
 use crate::store::{Flow, PlexPin};
 use crate::web::{ClientIp, Cookies, Transport};
@@ -210,7 +211,7 @@ async fn poll_once(
     state: &AppState,
     cookies: &Cookies,
     flow: &Flow,
-    purpose: &FlowPurpose,
+    purpose: &Purpose,
 ) -> Result<Poll, WebError> {
     let plex = plex_enabled(state)?;
     let Some(pin) = state.store.get_plex_pin(&flow.id_hash).await? else {
@@ -306,7 +307,8 @@ async fn poll_once(
         .delete_plex_pin(&flow.id_hash, pin.pin_id)
         .await?;
     tracing::info!(target: "audit", event = "sign_in", method = "plex", user = %user.username, client = %super::client_of(purpose), outcome = "success");
-    let (set, redirect) = signed_in(state, cookies, flow, purpose, &user, crate::plex::AMR).await?;
+    let amr = vec![crate::plex::AMR.to_string()];
+    let (set, redirect) = signed_in(state, cookies, flow, purpose, &user, amr).await?;
     Ok(Poll::Done {
         cookies: set,
         redirect,
@@ -323,7 +325,7 @@ async fn poll(
     let result = async {
         let (flow, purpose, _) =
             load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
-        poll_once(&state, &cookies, &flow, &purpose).await
+        poll_once(&state, &cookies, &flow, &purpose.purpose).await
     }
     .await;
     match result {
@@ -374,7 +376,7 @@ async fn same_tab(
             Err(NoPin::Limited(after)) => (TOO_MANY, StatusCode::TOO_MANY_REQUESTS, Some(after)),
         };
     let view = LoginView {
-        purpose: &purpose,
+        purpose: &purpose.purpose,
         flow_id: &form.flow,
         browser: &browser,
         username: "",
@@ -457,14 +459,14 @@ async fn plex_return(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(POLL_EVERY_MS as u64)).await;
         }
-        outcome = poll_once(&state, &cookies, &flow, &purpose).await?;
+        outcome = poll_once(&state, &cookies, &flow, &purpose.purpose).await?;
         if !matches!(outcome, Poll::Pending(_)) {
             break;
         }
     }
     let page = |message: &str, status| {
         let view = LoginView {
-            purpose: &purpose,
+            purpose: &purpose.purpose,
             flow_id: &flow_id,
             browser: &browser,
             username: "",

@@ -26,6 +26,7 @@ pub struct AuthorizeParams {
     pub prompt: Option<String>,
     pub max_age: Option<String>,
     pub login_hint: Option<String>,
+    pub acr_values: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
 }
@@ -44,6 +45,9 @@ pub struct AuthorizeRequest {
     pub prompt_login: bool,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// Requested `acr` values, in order of preference (`1fa`, `2fa`); unknown ones ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acr_values: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +116,7 @@ pub fn validate(
         ("state", &params.state),
         ("nonce", &params.nonce),
         ("login_hint", &params.login_hint),
+        ("acr_values", &params.acr_values),
     ] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_PARAM) {
             return Err(back(OAuthError::invalid_request(format!(
@@ -182,8 +187,21 @@ pub fn validate(
         prompt_login: prompts.contains(&"login"),
         max_age,
         login_hint: params.login_hint.clone(),
+        acr_values: params
+            .acr_values
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|v| ACR_VALUES.contains(v))
+            .map(str::to_string)
+            .collect(),
     })
 }
+
+/// The `acr` values doorman knows (`acr_values_supported`): one factor, or two.
+pub const ACR_1FA: &str = "1fa";
+pub const ACR_2FA: &str = "2fa";
+pub const ACR_VALUES: &[&str] = &[ACR_1FA, ACR_2FA];
 
 fn check_pkce(
     params: &AuthorizeParams,
@@ -302,6 +320,7 @@ mod tests {
             plex_token_claim: None,
             access_token_format: crate::config::AccessTokenFormat::Opaque,
             introspect_any: false,
+            require_second_factor: false,
             allow_http_redirect_uris: false,
         };
         Clients::new(&[c])

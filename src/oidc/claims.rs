@@ -107,12 +107,19 @@ pub fn at_hash(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(d.get(..16).unwrap_or_default())
 }
 
-/// `acr`: "1" for one factor, "2" once a second factor was used.
+/// Two factors were used (RFC 8176 values): a TOTP code (`otp`), a recovery code (`mfa`), or a
+/// key (`hwk`, `swk`).
+pub fn two_factors(amr: &[String]) -> bool {
+    amr.iter()
+        .any(|m| matches!(m.as_str(), "otp" | "mfa" | "hwk" | "swk"))
+}
+
+/// `acr` (one of `acr_values_supported`): `2fa` once a second factor was used, else `1fa`.
 pub fn acr_for(amr: &[String]) -> &'static str {
-    if amr.iter().any(|m| m == "otp" || m == "hwk") {
-        "2"
+    if two_factors(amr) {
+        super::authorize::ACR_2FA
     } else {
-        "1"
+        super::authorize::ACR_1FA
     }
 }
 
@@ -130,7 +137,9 @@ pub struct IdTokenClaims {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,
     pub amr: Vec<String>,
-    pub acr: String,
+    /// Only when the client asked with `acr_values`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     /// The SSO session's public handle (OIDC Back-Channel Logout §2.1); absent for grants
     /// made before doorman issued it.
     #[serde(skip_serializing_if = "Option::is_none")]

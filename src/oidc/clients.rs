@@ -188,6 +188,7 @@ mod tests {
             plex_token_claim: None,
             access_token_format: crate::config::AccessTokenFormat::Opaque,
             introspect_any: false,
+            require_second_factor: false,
             allow_http_redirect_uris: false,
         }
     }

@@ -32,6 +32,7 @@ pub fn document(issuer: &str) -> Value {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "prompt_values_supported": ["none", "login"],
+        "acr_values_supported": super::authorize::ACR_VALUES,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

@@ -29,6 +29,7 @@ codes! {
     invalid_scope => "invalid_scope",
     access_denied => "access_denied",
     login_required => "login_required",
+    interaction_required => "interaction_required",
     request_not_supported => "request_not_supported",
     request_uri_not_supported => "request_uri_not_supported",
     invalid_token => "invalid_token",

@@ -10,16 +10,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::authorize::{self, error_redirect, AuthorizeParams, AuthorizeReject};
+use super::authorize;
 use super::clients::ClientCredentials;
 use super::error::OAuthError;
 use super::paths;
 use super::token::TokenRequest;
 use crate::error::WebError;
-use crate::login::{self, append_cookie, FlowPurpose};
 use crate::session::{self, CookieNames};
 use crate::state::AppState;
-use crate::web::{ClientIp, Cookies};
+use crate::web::{append_cookie, found, parse_form, safe_return, Browser, Cookies};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     // CORS for browser-based clients, from every client's `allowed_origins`.
@@ -46,7 +45,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(paths::USERINFO, get(userinfo).post(userinfo))
         .route(paths::REVOKE, post(revoke));
     cors(cross_origin)
-        .route(paths::AUTHORIZE, get(authorize_get).post(authorize_post))
         .route(paths::INTROSPECT, post(introspect))
         .route(paths::LOGOUT, get(logout_get).post(logout_post))
 }
@@ -71,92 +69,6 @@ async fn discovery(State(state): State<AppState>) -> Response {
 
 async fn jwks(State(state): State<AppState>) -> Response {
     json_bytes(state.keys.jwks_json(), crate::keys::JWKS_CACHE_CONTROL)
-}
-
-/// Form bodies and query strings: parse failures (duplicates, bad encoding) become a clear
-/// error instead of axum's plain-text rejection.
-fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
-    serde_urlencoded::from_bytes(raw).map_err(|e| format!("malformed parameters: {e}"))
-}
-
-async fn authorize_get(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    cookies: Cookies,
-    RawQuery(q): RawQuery,
-) -> Result<Response, WebError> {
-    let params = parse_form::<AuthorizeParams>(q.unwrap_or_default().as_bytes())
-        .map_err(WebError::bad_request)?;
-    authorize(state, cookies, ip, params).await
-}
-
-async fn authorize_post(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    cookies: Cookies,
-    body: Bytes,
-) -> Result<Response, WebError> {
-    let params = parse_form::<AuthorizeParams>(&body).map_err(WebError::bad_request)?;
-    authorize(state, cookies, ip, params).await
-}
-
-fn found(url: &str) -> Response {
-    match HeaderValue::from_str(url) {
-        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
-        Err(_) => WebError::bad_request("The return address is not a valid URL.").into_response(),
-    }
-}
-
-/// GET|POST /authorize (see `oidc::authorize` for the order of checks).
-async fn authorize(
-    state: AppState,
-    cookies: Cookies,
-    ip: std::net::IpAddr,
-    params: AuthorizeParams,
-) -> Result<Response, WebError> {
-    let req = match authorize::validate(&params, &state.clients) {
-        Ok(req) => req,
-        Err(AuthorizeReject::Page(message)) => {
-            tracing::warn!(target: "audit", event = "authorize", outcome = "rejected", reason = %message);
-            return Err(WebError::page(
-                StatusCode::BAD_REQUEST,
-                "This sign-in link is not valid",
-                message,
-            ));
-        }
-        Err(AuthorizeReject::Redirect {
-            redirect_uri,
-            state: st,
-            error,
-        }) => {
-            return Ok(found(&error_redirect(
-                &redirect_uri,
-                st.as_deref(),
-                &error,
-                state.issuer(),
-            )));
-        }
-    };
-    let now = state.now();
-    let live = login::live_session(&state, &cookies).await?;
-    if let Some((session, user)) = &live {
-        if authorize::session_satisfies(&req, session, now) {
-            // SSO: straight back to the client, no page at all.
-            return Ok(found(
-                &login::authorize_redirect(&state, &req, session, user).await?,
-            ));
-        }
-    }
-    if req.prompt_none {
-        let e = OAuthError::login_required("the user must sign in");
-        return Ok(found(&error_redirect(
-            &req.redirect_uri,
-            req.state.as_deref(),
-            &e,
-            state.issuer(),
-        )));
-    }
-    login::begin(&state, &cookies, ip, FlowPurpose::Authorize(req)).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -425,24 +337,22 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
     });
     if let (Some((_, user)), false, false) = (&live, hint_matches, confirmed_by_form) {
         // Ask first.
-        let (browser, new_browser) = login::browser_binding(&state, &cookies);
+        let browser = Browser::of(&state, &cookies);
         let html = state.templates.render(
             "logout.html",
             serde_json::json!({
                 "base": state.issuer(),
-                "csrf": state.csrf.token(LOGOUT_PURPOSE, &browser),
+                "csrf": state.csrf.token(LOGOUT_PURPOSE, &browser.value),
                 "username": user.username,
                 "client_id": client_id,
                 "client_name": client.map(|c| c.name.clone().unwrap_or_else(|| c.id.clone())),
                 "post_logout_redirect_uri": redirect,
                 "state": p.state,
-                "rd": p.rd.as_deref().filter(|rd| login::safe_return(&state, rd)),
+                "rd": p.rd.as_deref().filter(|rd| safe_return(&state.config, rd)),
             }),
         );
         let mut resp = crate::web::html(StatusCode::OK, html);
-        if new_browser {
-            append_cookie(&mut resp, &login::browser_cookie(&state, &browser));
-        }
+        browser.keep(&state, &mut resp);
         return Ok(resp);
     }
     if let Some(c) = session_cookie {
@@ -451,7 +361,7 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
     if let Some((_, user)) = &live {
         tracing::info!(target: "audit", event = "logout", user = %user.username, client = client_id.as_deref().unwrap_or("-"));
     }
-    let rd = p.rd.as_deref().filter(|rd| login::safe_return(&state, rd));
+    let rd = p.rd.as_deref().filter(|rd| safe_return(&state.config, rd));
     let mut resp = match (redirect, rd) {
         (Some(uri), _) => {
             let params: Vec<(&str, &str)> = p.state.as_deref().map(|s| vec![("state", s)]).unwrap_or_default();

@@ -75,6 +75,8 @@ impl Provider {
             expires_at: now + secs(client.lifetimes.refresh_token_max),
             revoked_at: None,
             sid: Some(self.sid_for(&session.id_hash)),
+            // Asked for with `acr_values`: the level this session reached.
+            acr: (!req.acr_values.is_empty()).then(|| acr_for(&session.amr).to_string()),
         };
         let code = random_token();
         let row = AuthCode {
@@ -380,7 +382,7 @@ impl Provider {
             },
             at_hash: Some(at_hash(&access)),
             amr: grant.amr.clone(),
-            acr: acr_for(&grant.amr).to_string(),
+            acr: grant.acr.clone(),
             sid: grant.sid.clone(),
             profile: profile_claims(
                 user,

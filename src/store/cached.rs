@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use moka::sync::Cache;
 
 use super::{
-    AccessToken, AuthCode, CodeRedemption, Flow, Grant, GuestLink, Hash, Identity, PlexPin,
-    RefreshRotation, RefreshToken, Session, SigningKey, Store, StoreResult, Swept, Timestamp, User,
+    AccessToken, AuthCode, CodeRedemption, Flow, Grant, GuestLink, Hash, Identity, LockoutCounter,
+    LockoutKey, LockoutUpdate, PlexPin, RefreshRotation, RefreshToken, Session, SigningKey, Store,
+    StoreResult, Swept, Timestamp, Totp, User,
 };
 
 /// How long a cached read may be stale when another process wrote.
@@ -191,6 +192,83 @@ impl Store for CachedStore {
 
     async fn delete_flow(&self, id_hash: &Hash) -> StoreResult<()> {
         self.inner.delete_flow(id_hash).await
+    }
+
+    async fn update_flow_payload(
+        &self,
+        id_hash: &Hash,
+        payload: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner.update_flow_payload(id_hash, payload, now).await
+    }
+
+    // The second factor and the lockout counters are never cached: a replayed code and a
+    // failure counted by another replica must be seen at once.
+
+    async fn get_totp(&self, user_id: &str) -> StoreResult<Option<Totp>> {
+        self.inner.get_totp(user_id).await
+    }
+
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        recovery: &[Hash],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.inner.enable_totp(user_id, secret, recovery, now).await
+    }
+
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        self.inner.accept_totp_step(user_id, step).await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        codes: &[Hash],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.inner.replace_recovery_codes(user_id, codes, now).await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner.use_recovery_code(user_id, code, now).await
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<u32> {
+        self.inner.recovery_codes_left(user_id).await
+    }
+
+    async fn remove_second_factor(&self, user_id: &str) -> StoreResult<bool> {
+        self.inner.remove_second_factor(user_id).await
+    }
+
+    async fn second_factor_users(&self) -> StoreResult<Vec<String>> {
+        self.inner.second_factor_users().await
+    }
+
+    async fn update_lockouts(
+        &self,
+        keys: Vec<LockoutKey>,
+        now: Timestamp,
+        f: LockoutUpdate,
+    ) -> StoreResult<Option<Timestamp>> {
+        self.inner.update_lockouts(keys, now, f).await
+    }
+
+    async fn clear_lockouts(&self, account: &str) -> StoreResult<u64> {
+        self.inner.clear_lockouts(account).await
+    }
+
+    async fn lockouts_of(&self, account: &str) -> StoreResult<Vec<(LockoutKey, LockoutCounter)>> {
+        self.inner.lockouts_of(account).await
     }
 
     async fn create_grant_with_code(&self, grant: &Grant, code: &AuthCode) -> StoreResult<()> {

@@ -105,6 +105,8 @@ pub struct Grant {
     /// The `sid` claim: the public handle of the SSO session the grant was made in (never the
     /// session id or its hash). None for grants stored before it existed.
     pub sid: Option<String>,
+    /// The `acr` claim ("1fa" / "2fa"), set only when the client asked with `acr_values`.
+    pub acr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +240,40 @@ pub struct GuestLink {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A user's TOTP second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totp {
+    pub user_id: String,
+    /// The shared secret, encrypted by the caller (`secrets::SecretBox`).
+    pub secret: Vec<u8>,
+    pub enabled_at: Timestamp,
+    /// The newest time step accepted; a code of this step or an earlier one is a replay.
+    /// None until the first code is accepted.
+    pub last_step: Option<i64>,
+}
+
+/// A failed-sign-in counter's key: an account with one client IP (its /64 for IPv6), or the
+/// account over all IPs (`ip` empty).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockoutKey {
+    pub account: String,
+    pub ip: String,
+}
+
+/// One failed-sign-in counter. The default (nothing counted, not blocked) is never stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockoutCounter {
+    pub failures: u32,
+    /// When the current counting window began.
+    pub window_start: Timestamp,
+    /// Attempts are refused while `now < blocked_until`.
+    pub blocked_until: Timestamp,
+}
+
+/// Changes the counters of an `update_lockouts` call, in the order of its keys, inside the
+/// store's transaction; its result is the call's result.
+pub type LockoutUpdate = Box<dyn FnOnce(&mut [LockoutCounter]) -> Option<Timestamp> + Send>;
+
 /// Counts of rows removed by a sweep, for the log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -250,6 +286,7 @@ pub struct Swept {
     pub keys: u64,
     pub plex_pins: u64,
     pub guest_links: u64,
+    pub lockouts: u64,
 }
 
 #[async_trait]
@@ -273,7 +310,8 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces every field but id, username and created_at. Conflict on a taken email.
     async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn record_login(&self, user_id: &str, now: Timestamp) -> StoreResult<()>;
-    /// Removes the user with their sessions and grants (and so their tokens).
+    /// Removes the user with their sessions and grants (and so their tokens), their second
+    /// factor and recovery codes, and the lockout counters of account `id`.
     async fn delete_user(&self, id: &str) -> StoreResult<()>;
 
     // ---- SSO sessions ----
@@ -289,6 +327,65 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the flow only while `now < expires_at`.
     async fn get_flow(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Flow>>;
     async fn delete_flow(&self, id_hash: &Hash) -> StoreResult<()>;
+    /// Replaces the payload of a live flow (its sign-in moved on a step); false if the flow is
+    /// gone or expired (`expires_at <= now`).
+    async fn update_flow_payload(
+        &self,
+        id_hash: &Hash,
+        payload: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    // ---- second factor: TOTP and recovery codes ----
+    async fn get_totp(&self, user_id: &str) -> StoreResult<Option<Totp>>;
+    /// In one transaction: replaces any earlier TOTP of the user with `secret` (no step
+    /// accepted yet) and the user's recovery codes with `recovery`.
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        recovery: &[Hash],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Atomically records `step` as accepted, only if it is newer than the last accepted one:
+    /// true once; a replayed code (or a replica racing with the same step) gets false.
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    /// Deletes the user's recovery codes and stores `codes` as the new set, in one transaction.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        codes: &[Hash],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Atomically marks the unused recovery code `code` used: true only the first time.
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// How many unused recovery codes the user has.
+    async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<u32>;
+    /// Deletes the user's TOTP and recovery codes; true if there was any.
+    async fn remove_second_factor(&self, user_id: &str) -> StoreResult<bool>;
+    /// The ids of the users with a TOTP.
+    async fn second_factor_users(&self) -> StoreResult<Vec<String>>;
+
+    // ---- sign-in lockouts ----
+    /// In one write transaction: reads the counters of `keys` in order (a missing one is
+    /// `LockoutCounter::default()`), lets `f` change them, writes every one back (one equal to
+    /// the default is deleted instead) stamped `now`, and returns what `f` returned. Callers on
+    /// any replica are serialised: none sees a counter another is changing.
+    async fn update_lockouts(
+        &self,
+        keys: Vec<LockoutKey>,
+        now: Timestamp,
+        f: LockoutUpdate,
+    ) -> StoreResult<Option<Timestamp>>;
+    /// Deletes every counter of `account` (all IPs); returns how many there were.
+    async fn clear_lockouts(&self, account: &str) -> StoreResult<u64>;
+    /// Every stored counter of `account`, the all-IPs one (`ip` empty) first.
+    async fn lockouts_of(&self, account: &str) -> StoreResult<Vec<(LockoutKey, LockoutCounter)>>;
 
     // ---- grants, codes, tokens ----
     /// Stores the grant and its code in one transaction.
@@ -408,7 +505,8 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- housekeeping ----
     /// Deletes what has expired: sessions, flows, codes, tokens, grants (revoked or past their
-    /// absolute expiry with no live token), keys past retire_at.
+    /// absolute expiry with no live token), keys past retire_at, lockout counters untouched
+    /// for a day and not blocking.
     async fn sweep(&self, now: Timestamp) -> StoreResult<Swept>;
     /// Writes a consistent copy of the live database to `path`.
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;

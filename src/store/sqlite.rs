@@ -33,9 +33,9 @@ use rusqlite::types::Type;
 use rusqlite::{ffi, params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::{
-    AccessToken, AuthCode, CodeRedemption, Flow, Grant, GuestLink, Hash, Identity, PlexPin,
-    RefreshRotation, RefreshToken, Session, SigningKey, Store, StoreError, StoreResult, Swept,
-    Timestamp, User,
+    AccessToken, AuthCode, CodeRedemption, Flow, Grant, GuestLink, Hash, Identity, LockoutCounter,
+    LockoutKey, LockoutUpdate, PlexPin, RefreshRotation, RefreshToken, Session, SigningKey, Store,
+    StoreError, StoreResult, Swept, Timestamp, Totp, User,
 };
 
 /// Schema migrations, in order. Migration `i` (0-based) brings `PRAGMA user_version` from
@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_forward_auth.sql"),
     include_str!("migrations/0004_fewer_write_indexes.sql"),
     include_str!("migrations/0005_sid_and_guest_links.sql"),
+    include_str!("migrations/0006_second_factor.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -65,6 +66,9 @@ const CODE_GRACE: i64 = 600;
 
 /// Revoked grants are kept this long (their tokens are already dead through the revocation).
 const REVOKED_GRANT_GRACE: i64 = 86_400;
+
+/// Lockout counters untouched this long (and not blocking) are swept.
+const LOCKOUT_IDLE: i64 = 86_400;
 
 /// The SQLite store. Cheap to share: wrap it in an `Arc<dyn Store>`.
 pub struct SqliteStore {
@@ -471,7 +475,7 @@ fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
 macro_rules! grant_cols {
     () => {
         "id, client_id, user_id, scope, auth_time, amr, nonce, created_at, expires_at, revoked_at, \
-         sid"
+         sid, acr"
     };
 }
 
@@ -488,6 +492,7 @@ fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
         expires_at: row.get(8)?,
         revoked_at: row.get(9)?,
         sid: row.get(10)?,
+        acr: row.get(11)?,
     })
 }
 
@@ -637,7 +642,7 @@ fn refresh_with_grant(
         "SELECT ",
         refresh_cols!(),
         ", g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.nonce, g.created_at, \
-         g.expires_at, g.revoked_at, g.sid \
+         g.expires_at, g.revoked_at, g.sid, g.acr \
          FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id WHERE t.hash = ?1"
     ))?
     .query_row([hash], |row| {
@@ -655,6 +660,7 @@ fn refresh_with_grant(
             expires_at: row.get(16)?,
             revoked_at: row.get(17)?,
             sid: row.get(18)?,
+            acr: row.get(19)?,
         };
         Ok((token, grant))
     })
@@ -812,10 +818,20 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
-        // ON DELETE CASCADE removes sessions and grants, and through grants every code and token.
+        // ON DELETE CASCADE removes sessions, grants (and through them every code and token),
+        // the TOTP and the recovery codes. Lockout counters have no foreign key (unknown
+        // usernames are counted too): the user's go here, in the same transaction.
         self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
-                .execute([id])
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM users WHERE id = ?1")?
+                .execute([&id])?;
+            if deleted > 0 {
+                tx.prepare_cached("DELETE FROM lockouts WHERE account = ?1")?
+                    .execute([&id])?;
+            }
+            tx.commit()?;
+            Ok(deleted)
         })
         .await
         .and_then(one_row)
@@ -936,6 +952,246 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_flow_payload(
+        &self,
+        id_hash: &Hash,
+        payload: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (id_hash, payload) = (*id_hash, payload.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE flows SET payload = ?2 WHERE id_hash = ?1 AND ?3 < expires_at",
+            )?
+            .execute(params![id_hash, payload, now])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    // ---- second factor ----
+
+    async fn get_totp(&self, user_id: &str) -> StoreResult<Option<Totp>> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT user_id, secret, enabled_at, last_step FROM totp WHERE user_id = ?1",
+            )?
+            .query_row([user_id], |row| {
+                Ok(Totp {
+                    user_id: row.get(0)?,
+                    secret: row.get(1)?,
+                    enabled_at: row.get(2)?,
+                    last_step: row.get(3)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        recovery: &[Hash],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (user_id, secret, recovery) = (user_id.to_owned(), secret.to_vec(), recovery.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "INSERT INTO totp (user_id, secret, enabled_at, last_step) \
+                 VALUES (?1, ?2, ?3, NULL) \
+                 ON CONFLICT (user_id) DO UPDATE SET \
+                 secret = excluded.secret, enabled_at = excluded.enabled_at, last_step = NULL",
+            )?
+            .execute(params![user_id, secret, now])?;
+            replace_codes_on(&tx, &user_id, &recovery, now)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        let user_id = user_id.to_owned();
+        // One statement checks and records: of two racing uses of a code only one sees the
+        // step still newer than the last.
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE totp SET last_step = ?2 \
+                 WHERE user_id = ?1 AND (last_step IS NULL OR last_step < ?2)",
+            )?
+            .execute(params![user_id, step])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        codes: &[Hash],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (user_id, codes) = (user_id.to_owned(), codes.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            replace_codes_on(&tx, &user_id, &codes, now)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (user_id, code) = (user_id.to_owned(), *code);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE recovery_codes SET used_at = ?3 \
+                 WHERE user_id = ?1 AND hash = ?2 AND used_at IS NULL",
+            )?
+            .execute(params![user_id, code, now])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<u32> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
+            )?
+            .query_row([user_id], |row| row.get(0))
+        })
+        .await
+    }
+
+    async fn remove_second_factor(&self, user_id: &str) -> StoreResult<bool> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let totp = tx
+                .prepare_cached("DELETE FROM totp WHERE user_id = ?1")?
+                .execute([&user_id])?;
+            let codes = tx
+                .prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?
+                .execute([&user_id])?;
+            tx.commit()?;
+            Ok(totp > 0 || codes > 0)
+        })
+        .await
+    }
+
+    async fn second_factor_users(&self) -> StoreResult<Vec<String>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT user_id FROM totp ORDER BY user_id")?
+                .query_map([], |row| row.get(0))?
+                .collect()
+        })
+        .await
+    }
+
+    // ---- sign-in lockouts ----
+
+    async fn update_lockouts(
+        &self,
+        keys: Vec<LockoutKey>,
+        now: Timestamp,
+        f: LockoutUpdate,
+    ) -> StoreResult<Option<Timestamp>> {
+        self.write(move |conn| {
+            // IMMEDIATE: the counters are read under the write lock, so two attempts (in this
+            // process or another replica's) cannot both read the same count.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut counters = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let counter = tx
+                    .prepare_cached(
+                        "SELECT failures, window_start, blocked_until FROM lockouts \
+                         WHERE account = ?1 AND ip = ?2",
+                    )?
+                    .query_row(params![key.account, key.ip], |row| {
+                        Ok(LockoutCounter {
+                            failures: row.get(0)?,
+                            window_start: row.get(1)?,
+                            blocked_until: row.get(2)?,
+                        })
+                    })
+                    .optional()?
+                    .unwrap_or_default();
+                counters.push(counter);
+            }
+            let result = f(&mut counters);
+            for (key, counter) in keys.iter().zip(&counters) {
+                if *counter == LockoutCounter::default() {
+                    tx.prepare_cached("DELETE FROM lockouts WHERE account = ?1 AND ip = ?2")?
+                        .execute(params![key.account, key.ip])?;
+                } else {
+                    tx.prepare_cached(
+                        "INSERT INTO lockouts \
+                         (account, ip, failures, window_start, blocked_until, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         ON CONFLICT (account, ip) DO UPDATE SET \
+                         failures = excluded.failures, window_start = excluded.window_start, \
+                         blocked_until = excluded.blocked_until, updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![
+                        key.account,
+                        key.ip,
+                        counter.failures,
+                        counter.window_start,
+                        counter.blocked_until,
+                        now
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn clear_lockouts(&self, account: &str) -> StoreResult<u64> {
+        let account = account.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM lockouts WHERE account = ?1")?
+                .execute([account])
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn lockouts_of(&self, account: &str) -> StoreResult<Vec<(LockoutKey, LockoutCounter)>> {
+        let account = account.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT account, ip, failures, window_start, blocked_until FROM lockouts \
+                 WHERE account = ?1 ORDER BY ip",
+            )?
+            .query_map([account], |row| {
+                Ok((
+                    LockoutKey {
+                        account: row.get(0)?,
+                        ip: row.get(1)?,
+                    },
+                    LockoutCounter {
+                        failures: row.get(2)?,
+                        window_start: row.get(3)?,
+                        blocked_until: row.get(4)?,
+                    },
+                ))
+            })?
+            .collect()
+        })
+        .await
+    }
+
     // ---- grants, codes, tokens ----
 
     async fn create_grant_with_code(&self, grant: &Grant, code: &AuthCode) -> StoreResult<()> {
@@ -945,7 +1201,7 @@ impl Store for SqliteStore {
             tx.prepare_cached(concat!(
                 "INSERT INTO grants (",
                 grant_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ))?
             .execute(params![
                 g.id,
@@ -958,7 +1214,8 @@ impl Store for SqliteStore {
                 g.created_at,
                 g.expires_at,
                 g.revoked_at,
-                g.sid
+                g.sid,
+                g.acr
             ])?;
             tx.prepare_cached(concat!(
                 "INSERT INTO auth_codes (",
@@ -1288,6 +1545,11 @@ impl Store for SqliteStore {
             let guest_links = tx
                 .prepare_cached("DELETE FROM jitsi_guest_links WHERE expires_at <= ?1")?
                 .execute([now])? as u64;
+            let lockouts =
+                tx.prepare_cached(
+                    "DELETE FROM lockouts WHERE updated_at < ?2 AND blocked_until < ?1",
+                )?
+                .execute(params![now, now.saturating_sub(LOCKOUT_IDLE)])? as u64;
             tx.commit()?;
             Ok(Swept {
                 sessions,
@@ -1299,6 +1561,7 @@ impl Store for SqliteStore {
                 keys,
                 plex_pins,
                 guest_links,
+                lockouts,
             })
         })
         .await
@@ -1594,6 +1857,25 @@ fn backup_to(source: &Path, target: &Path) -> StoreResult<()> {
         let _ = std::fs::remove_file(target);
     }
     result.map(|_| ())
+}
+
+/// Deletes the user's recovery codes and inserts `codes` (inside the caller's transaction).
+fn replace_codes_on(
+    conn: &Connection,
+    user_id: &str,
+    codes: &[Hash],
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?
+        .execute([user_id])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO recovery_codes (user_id, hash, created_at, used_at) \
+         VALUES (?1, ?2, ?3, NULL)",
+    )?;
+    for code in codes {
+        insert.execute(params![user_id, code, now])?;
+    }
+    Ok(())
 }
 
 /// Marks a code used, in one transaction with (on a first use) the access token it buys.

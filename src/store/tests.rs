@@ -59,6 +59,7 @@ fn grant(id: &str, user_id: &str) -> Grant {
         expires_at: NOW + 30 * 86_400,
         revoked_at: None,
         sid: Some("sid-of-the-session".into()),
+        acr: None,
     }
 }
 
@@ -1024,6 +1025,7 @@ async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
             keys: 1,
             plex_pins: 0,
             guest_links: 0,
+            lockouts: 0,
         }
     );
     assert!(store.get_session(&h(11), later).await.unwrap().is_some());
@@ -1224,4 +1226,435 @@ async fn plex_polls_are_claimed_at_most_once_per_slot() {
     let swept = store.sweep(NOW + 1800).await.unwrap();
     assert_eq!(swept.plex_pins, 1);
     assert_eq!(store.get_plex_pin(&h(1)).await.unwrap(), None);
+}
+
+// ---- issue 10: flow steps, second factor, lockouts, acr ----
+
+#[tokio::test]
+async fn a_live_flow_payload_is_replaced_and_an_expired_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.put_flow(&flow(h(40), NOW + 600)).await.unwrap();
+    assert!(store
+        .update_flow_payload(&h(40), r#"{"kind":"code"}"#, NOW + 599)
+        .await
+        .unwrap());
+    let f = store.get_flow(&h(40), NOW).await.unwrap().unwrap();
+    assert_eq!(f.payload, r#"{"kind":"code"}"#);
+    assert_eq!(f.expires_at, NOW + 600, "the step does not extend the flow");
+    // Expired (even before the sweep removed it) or unknown: false, nothing written.
+    assert!(!store
+        .update_flow_payload(&h(40), r#"{"kind":"late"}"#, NOW + 600)
+        .await
+        .unwrap());
+    let f = store.get_flow(&h(40), NOW).await.unwrap().unwrap();
+    assert_eq!(f.payload, r#"{"kind":"code"}"#);
+    assert!(!store.update_flow_payload(&h(41), "{}", NOW).await.unwrap());
+    assert_eq!(store.get_flow(&h(41), NOW).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn totp_steps_are_accepted_once_and_only_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    assert_eq!(store.get_totp("u1").await.unwrap(), None);
+    assert!(!store.accept_totp_step("u1", 1).await.unwrap(), "no TOTP");
+
+    store
+        .enable_totp("u1", b"sealed-secret", &[h(1), h(2)], NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_totp("u1").await.unwrap(),
+        Some(Totp {
+            user_id: "u1".into(),
+            secret: b"sealed-secret".to_vec(),
+            enabled_at: NOW,
+            last_step: None,
+        })
+    );
+    assert!(store.accept_totp_step("u1", 100).await.unwrap());
+    assert!(!store.accept_totp_step("u1", 100).await.unwrap(), "replay");
+    assert!(
+        !store.accept_totp_step("u1", 99).await.unwrap(),
+        "older step"
+    );
+    assert!(store.accept_totp_step("u1", 101).await.unwrap());
+    assert_eq!(
+        store.get_totp("u1").await.unwrap().unwrap().last_step,
+        Some(101)
+    );
+    assert_eq!(store.second_factor_users().await.unwrap(), vec!["u1"]);
+}
+
+#[tokio::test]
+async fn enabling_again_replaces_the_secret_the_step_and_the_recovery_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    store
+        .enable_totp("u1", b"first", &[h(1), h(2), h(3)], NOW)
+        .await
+        .unwrap();
+    assert!(store.accept_totp_step("u1", 500).await.unwrap());
+    assert!(store.use_recovery_code("u1", &h(1), NOW).await.unwrap());
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 2);
+
+    store
+        .enable_totp("u1", b"second", &[h(7), h(8)], NOW + 10)
+        .await
+        .unwrap();
+    let totp = store.get_totp("u1").await.unwrap().unwrap();
+    assert_eq!(totp.secret, b"second".to_vec());
+    assert_eq!(totp.enabled_at, NOW + 10);
+    assert_eq!(totp.last_step, None, "a new secret starts without a step");
+    // The old set is gone, used or not; the new one works.
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 2);
+    assert!(!store.use_recovery_code("u1", &h(2), NOW).await.unwrap());
+    assert!(store.use_recovery_code("u1", &h(7), NOW).await.unwrap());
+    assert_eq!(store.second_factor_users().await.unwrap(), vec!["u1"]);
+}
+
+#[tokio::test]
+async fn recovery_codes_work_once_each_and_only_for_their_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 0);
+    store
+        .replace_recovery_codes("u1", &[h(1), h(2), h(3)], NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 3);
+    assert!(!store.use_recovery_code("u2", &h(1), NOW).await.unwrap());
+    assert!(store.use_recovery_code("u1", &h(1), NOW).await.unwrap());
+    assert!(!store.use_recovery_code("u1", &h(1), NOW + 1).await.unwrap());
+    assert!(!store.use_recovery_code("u1", &h(9), NOW).await.unwrap());
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 2);
+
+    // A new set: the old codes stop working.
+    store
+        .replace_recovery_codes("u1", &[h(4), h(5)], NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 2);
+    assert!(!store.use_recovery_code("u1", &h(2), NOW).await.unwrap());
+    assert!(store.use_recovery_code("u1", &h(5), NOW).await.unwrap());
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 1);
+    // Recovery codes alone are not a TOTP.
+    assert!(store.second_factor_users().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_of_one_totp_step_or_recovery_code_succeed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(with_grant(&dir).await);
+    store
+        .enable_totp("u1", b"sealed", &[h(1)], NOW)
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                if i % 2 == 0 {
+                    (store.accept_totp_step("u1", 42).await.unwrap(), false)
+                } else {
+                    (
+                        false,
+                        store.use_recovery_code("u1", &h(1), NOW).await.unwrap(),
+                    )
+                }
+            })
+        })
+        .collect();
+    let (mut steps, mut codes) = (0, 0);
+    for task in tasks {
+        let (step, code) = task.await.unwrap();
+        steps += usize::from(step);
+        codes += usize::from(code);
+    }
+    assert_eq!((steps, codes), (1, 1));
+}
+
+#[tokio::test]
+async fn removing_the_second_factor_deletes_totp_and_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    assert!(!store.remove_second_factor("u1").await.unwrap());
+    store
+        .enable_totp("u1", b"sealed", &[h(1), h(2)], NOW)
+        .await
+        .unwrap();
+    assert!(store.remove_second_factor("u1").await.unwrap());
+    assert_eq!(store.get_totp("u1").await.unwrap(), None);
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 0);
+    assert!(!store.use_recovery_code("u1", &h(1), NOW).await.unwrap());
+    assert!(store.second_factor_users().await.unwrap().is_empty());
+    assert!(!store.remove_second_factor("u1").await.unwrap());
+    // Recovery codes without a TOTP count as something removed too.
+    store
+        .replace_recovery_codes("u1", &[h(3)], NOW)
+        .await
+        .unwrap();
+    assert!(store.remove_second_factor("u1").await.unwrap());
+}
+
+fn lkey(account: &str, ip: &str) -> LockoutKey {
+    LockoutKey {
+        account: account.into(),
+        ip: ip.into(),
+    }
+}
+
+/// Adds one failure to every counter of `keys` (window from `now`) and returns f's answer.
+async fn add_failure(store: &SqliteStore, keys: Vec<LockoutKey>, now: Timestamp) -> Option<i64> {
+    store
+        .update_lockouts(
+            keys,
+            now,
+            Box::new(move |counters| {
+                for c in counters.iter_mut() {
+                    c.failures += 1;
+                    c.window_start = now;
+                }
+                Some(7)
+            }),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lockout_counters_are_read_in_order_written_back_and_deleted_at_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let keys = vec![lkey("u1", "192.0.2.1"), lkey("u1", "")];
+
+    // Missing rows are handed over as defaults, in the order of the keys.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let answer = store
+        .update_lockouts(
+            keys.clone(),
+            NOW,
+            Box::new(move |c| {
+                log.lock().unwrap().extend_from_slice(c);
+                c[0] = LockoutCounter {
+                    failures: 2,
+                    window_start: NOW,
+                    blocked_until: 0,
+                };
+                c[1] = LockoutCounter {
+                    failures: 5,
+                    window_start: NOW - 1,
+                    blocked_until: NOW + 30,
+                };
+                Some(NOW + 30)
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, Some(NOW + 30), "f's result is returned");
+    assert_eq!(*seen.lock().unwrap(), vec![LockoutCounter::default(); 2]);
+    assert_eq!(
+        store.lockouts_of("u1").await.unwrap(),
+        vec![
+            (
+                lkey("u1", ""),
+                LockoutCounter {
+                    failures: 5,
+                    window_start: NOW - 1,
+                    blocked_until: NOW + 30,
+                }
+            ),
+            (
+                lkey("u1", "192.0.2.1"),
+                LockoutCounter {
+                    failures: 2,
+                    window_start: NOW,
+                    blocked_until: 0,
+                }
+            ),
+        ]
+    );
+    let updated: i64 = raw(&dir)
+        .query_row("SELECT MAX(updated_at) FROM lockouts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(updated, NOW);
+
+    // Stored counters are read back in key order (the reverse here); a counter set back to
+    // the default is deleted.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let answer = store
+        .update_lockouts(
+            vec![lkey("u1", ""), lkey("u1", "192.0.2.1")],
+            NOW + 1,
+            Box::new(move |c| {
+                log.lock().unwrap().extend_from_slice(c);
+                c[1] = LockoutCounter::default();
+                None
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, None);
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.failures)
+            .collect::<Vec<_>>(),
+        vec![5, 2]
+    );
+    assert_eq!(
+        store
+            .lockouts_of("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        vec![lkey("u1", "")]
+    );
+    assert!(store.lockouts_of("u2").await.unwrap().is_empty());
+
+    // Clearing an account removes all of its counters and only its.
+    add_failure(
+        &store,
+        vec![lkey("u1", "198.51.100.9"), lkey("u2", "")],
+        NOW,
+    )
+    .await;
+    assert_eq!(store.clear_lockouts("u1").await.unwrap(), 2);
+    assert_eq!(store.clear_lockouts("u1").await.unwrap(), 0);
+    assert!(store.lockouts_of("u1").await.unwrap().is_empty());
+    assert_eq!(store.lockouts_of("u2").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_lockout_updates_serialise() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let n = 40;
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                add_failure(&store, vec![lkey("u1", "192.0.2.1"), lkey("u1", "")], NOW).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Some(7));
+    }
+    let counters = store.lockouts_of("u1").await.unwrap();
+    assert_eq!(
+        counters.iter().map(|(_, c)| c.failures).collect::<Vec<_>>(),
+        vec![40, 40]
+    );
+}
+
+#[tokio::test]
+async fn sweep_removes_lockouts_idle_for_a_day_unless_still_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let later = NOW + 86_400 + 1;
+    let set = |blocked_until: Timestamp| -> LockoutUpdate {
+        Box::new(move |c| {
+            c[0] = LockoutCounter {
+                failures: 3,
+                window_start: NOW,
+                blocked_until,
+            };
+            None
+        })
+    };
+    // Idle a day, block over: swept.
+    store
+        .update_lockouts(vec![lkey("idle", "")], NOW, set(NOW + 30))
+        .await
+        .unwrap();
+    // Idle a day but still blocking at `later`: kept.
+    store
+        .update_lockouts(vec![lkey("blocked", "")], NOW, set(later + 1))
+        .await
+        .unwrap();
+    // Touched within the day: kept.
+    store
+        .update_lockouts(vec![lkey("recent", "")], NOW + 10, set(NOW + 30))
+        .await
+        .unwrap();
+    let swept = store.sweep(later).await.unwrap();
+    assert_eq!(swept.lockouts, 1);
+    assert!(store.lockouts_of("idle").await.unwrap().is_empty());
+    assert_eq!(store.lockouts_of("blocked").await.unwrap().len(), 1);
+    assert_eq!(store.lockouts_of("recent").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_a_user_removes_their_second_factor_and_lockouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    store
+        .enable_totp("u1", b"sealed", &[h(1), h(2)], NOW)
+        .await
+        .unwrap();
+    store
+        .enable_totp("u2", b"sealed", &[h(1)], NOW)
+        .await
+        .unwrap();
+    add_failure(&store, vec![lkey("u1", "192.0.2.1"), lkey("u1", "")], NOW).await;
+    add_failure(&store, vec![lkey("u2", "")], NOW).await;
+
+    store.delete_user("u1").await.unwrap();
+    let conn = raw(&dir);
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM totp WHERE user_id = 'u1'"), 0);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM recovery_codes WHERE user_id = 'u1'"),
+        0
+    );
+    assert!(store.lockouts_of("u1").await.unwrap().is_empty());
+    // Bob keeps his.
+    assert!(store.get_totp("u2").await.unwrap().is_some());
+    assert_eq!(store.recovery_codes_left("u2").await.unwrap(), 1);
+    assert_eq!(store.lockouts_of("u2").await.unwrap().len(), 1);
+    assert_eq!(store.second_factor_users().await.unwrap(), vec!["u2"]);
+    // A user that is not there: NotFound, and nothing else is touched.
+    assert!(matches!(
+        store.delete_user("u1").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn grants_keep_their_acr() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    assert_eq!(store.get_grant("g1").await.unwrap().unwrap().acr, None);
+    let mut g = grant("g2", "u1");
+    g.acr = Some("2fa".into());
+    store
+        .create_grant_with_code(&g, &code(h(2), "g2"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_grant("g2").await.unwrap(), Some(g.clone()));
+    match store.redeem_code(&h(2), NOW).await.unwrap() {
+        CodeRedemption::Fresh(_, grant) => assert_eq!(grant.acr.as_deref(), Some("2fa")),
+        other => panic!("expected Fresh, got {other:?}"),
+    }
+    store
+        .put_refresh_token(&refresh(h(30), "g2", NOW + 86_400))
+        .await
+        .unwrap();
+    match rotate(&store, h(30), refresh(h(31), "g2", NOW + 86_400), NOW + 1).await {
+        RefreshRotation::Rotated(_, grant) => assert_eq!(grant.acr.as_deref(), Some("2fa")),
+        other => panic!("expected Rotated, got {other:?}"),
+    }
 }

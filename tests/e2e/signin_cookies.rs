@@ -280,7 +280,8 @@ async fn an_https_issuer_over_plain_http_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_page_has_no_empty_status_and_plural_waits() {
-    let server = TestServer::start("[login]\nmax_failures_per_account = 1\n").await;
+    let server =
+        TestServer::start("[login]\nmax_failures_per_account = 1\nlockout_base = \"1s\"\n").await;
     server.clock.freeze();
     let browser = Browser::new();
     let page = browser.get(&server.auth_request(RP, "openid").url).await;

@@ -1,189 +1,18 @@
-//! Pages and assets: minijinja templates and static files embedded in the binary, each
-//! overridable by a file of the same name in `theme_dir`; the security headers every response
-//! carries; the error-page renderer; and the request facts handlers must not parse themselves
-//! (client IP behind trusted proxies, cookies).
+//! Extractors for what handlers keep re-deriving: the client IP, the transport the browser
+//! used, the cookies, this browser's binding cookie and the signed-in user. Imports no feature.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
-use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
-use include_dir::{include_dir, Dir};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use ipnet::IpNet;
-use minijinja::Environment;
-use serde::Serialize;
 
-use crate::error::PageError;
+use crate::error::WebError;
+use crate::session::{self, CookieNames};
 use crate::state::AppState;
-
-static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/static");
-
-pub struct Templates {
-    env: Environment<'static>,
-}
-
-impl Templates {
-    pub fn new(theme_dir: Option<PathBuf>) -> Templates {
-        let mut env = Environment::new();
-        env.set_loader(move |name| {
-            if name.contains("..") {
-                return Ok(None);
-            }
-            if let Some(dir) = &theme_dir {
-                if let Ok(text) = std::fs::read_to_string(dir.join("templates").join(name)) {
-                    return Ok(Some(text));
-                }
-            }
-            Ok(EMBEDDED
-                .get_file(format!("templates/{name}"))
-                .and_then(|f| f.contents_utf8())
-                .map(str::to_string))
-        });
-        Templates { env }
-    }
-
-    /// Renders a template; a broken theme template falls back to a plain message, logged.
-    pub fn render<S: Serialize>(&self, name: &str, ctx: S) -> String {
-        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
-            Ok(html) => html,
-            Err(e) => {
-                tracing::error!(template = name, error = %e, "template failed to render");
-                "<!doctype html><title>doorman</title><p>This page could not be shown. The operator's log says why.</p>".to_string()
-            }
-        }
-    }
-
-    /// Checks every embedded template (and its theme override) compiles; for start-up.
-    pub fn check(&self) -> Result<(), String> {
-        for file in EMBEDDED
-            .get_dir("templates")
-            .map(|d| d.files())
-            .into_iter()
-            .flatten()
-        {
-            let name = file
-                .path()
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            self.env
-                .get_template(name)
-                .map_err(|e| format!("template {name}: {e}"))?;
-        }
-        Ok(())
-    }
-}
-
-/// GET /static/{*path}: the theme's file if it has one, else the embedded one.
-pub async fn static_file(State(state): State<AppState>, Path(path): Path<String>) -> Response {
-    if path.split('/').any(|seg| seg == ".." || seg.is_empty()) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let bytes: Option<Vec<u8>> = state
-        .config
-        .theme_dir
-        .as_ref()
-        .and_then(|dir| std::fs::read(dir.join("static").join(&path)).ok())
-        .or_else(|| EMBEDDED.get_file(&path).map(|f| f.contents().to_vec()));
-    let Some(bytes) = bytes else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let mime = match path.rsplit('.').next() {
-        Some("css") => "text/css; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("ico") => "image/x-icon",
-        Some("woff2") => "font/woff2",
-        _ => "application/octet-stream",
-    };
-    (
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        bytes,
-    )
-        .into_response()
-}
-
-/// Headers on every response. Pages get a strict CSP; `form-action` is left out on purpose:
-/// browsers apply it to the redirect that follows a login POST, which goes to the client.
-pub async fn security_headers(
-    State(state): State<AppState>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data: https:; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if state.config.issuer.scheme() == "https" {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    resp
-}
-
-#[derive(Serialize)]
-struct ErrorPage<'a> {
-    title: &'a str,
-    message: &'a str,
-    error_id: Option<&'a str>,
-    base: &'a str,
-}
-
-/// Fills the body of responses marked with `PageError` from the `error.html` template.
-pub async fn render_pages(
-    State(state): State<AppState>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let resp = next.run(req).await;
-    let Some(page) = resp.extensions().get::<PageError>().cloned() else {
-        return resp;
-    };
-    let html = state.templates.render(
-        "error.html",
-        ErrorPage {
-            title: &page.title,
-            message: &page.message,
-            error_id: page.error_id.as_deref(),
-            base: state.issuer(),
-        },
-    );
-    let (mut parts, _) = resp.into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(html))
-}
-
-pub fn html(status: StatusCode, body: String) -> Response {
-    (status, Html(body)).into_response()
-}
+use crate::store::{Session, User};
 
 /// The client's IP: the socket peer, or what the peer says when it is one of `trusted_proxies`,
 /// read from `client_ip_header`. For `X-Forwarded-For` that is the right-most entry we do not
@@ -349,6 +178,102 @@ impl<S: Send + Sync> FromRequestParts<S> for Cookies {
     }
 }
 
+/// This browser's binding cookie (login CSRF, Plex PIN binding) when doorman minted it, else a
+/// new one (`fresh`): a value planted by another site is never adopted.
+#[derive(Debug, Clone)]
+pub struct Browser {
+    pub value: String,
+    /// Minted for this response: set it with [`Browser::keep`].
+    pub fresh: bool,
+}
+
+impl Browser {
+    pub fn of(state: &AppState, cookies: &Cookies) -> Browser {
+        match cookies.get(CookieNames::of(&state.config).browser) {
+            Some(b) if state.csrf.minted(b) => Browser {
+                value: b.to_string(),
+                fresh: false,
+            },
+            _ => Browser {
+                value: state.csrf.mint_browser(),
+                fresh: true,
+            },
+        }
+    }
+
+    /// The Set-Cookie value for a browser-binding cookie.
+    pub fn set_cookie(state: &AppState, value: &str) -> String {
+        session::cookie(
+            &state.config,
+            CookieNames::of(&state.config).browser,
+            value,
+            None,
+        )
+    }
+
+    /// Sets the cookie on `resp` when it was minted for this request.
+    pub fn keep(&self, state: &AppState, resp: &mut Response) {
+        if self.fresh {
+            append_cookie(resp, &Browser::set_cookie(state, &self.value));
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Browser {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Browser, Self::Rejection> {
+        let cookies = Cookies::from_request_parts(parts, state).await?;
+        Ok(Browser::of(state, &cookies))
+    }
+}
+
+/// Appends a Set-Cookie header.
+pub fn append_cookie(resp: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The SSO session behind this browser's cookie, if it is live and its user still allowed (a
+/// federation may have withdrawn access since: Plex re-checks). A withdrawn session ends here.
+pub async fn live_session(
+    state: &AppState,
+    cookies: &Cookies,
+) -> Result<Option<(Session, User)>, WebError> {
+    let Some(cookie) = cookies.get(CookieNames::of(&state.config).session) else {
+        return Ok(None);
+    };
+    let now = state.now();
+    let Some((session, user)) = session::lookup(&*state.store, &state.config, cookie, now).await?
+    else {
+        return Ok(None);
+    };
+    if !state.provider.still_allowed(&user, &session.amr, now).await {
+        session::end(&*state.store, cookie).await?;
+        return Ok(None);
+    }
+    Ok(Some((session, user)))
+}
+
+/// The signed-in user of this request, or none (see [`live_session`]).
+pub struct SignedIn(pub Option<(Session, User)>);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = WebError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<SignedIn, Self::Rejection> {
+        let cookies = Cookies::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
+        Ok(SignedIn(live_session(state, &cookies).await?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,10 +354,5 @@ mod tests {
             transport(Some(proxy), &HeaderMap::new(), &trusted).scheme,
             BrowserScheme::Unknown
         );
-    }
-
-    #[test]
-    fn embedded_templates_compile() {
-        Templates::new(None).check().unwrap();
     }
 }

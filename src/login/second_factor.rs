@@ -1,0 +1,511 @@
+//! The second-factor pages: the code page of a sign-in (`POST /login/code`), enrolling an
+//! authenticator app (`POST /login/enrol`, inside a sign-in or from
+//! `GET /account/second-factor`), the recovery codes shown once (`POST /login/continue` goes on),
+//! and new recovery codes (`POST /account/second-factor/recovery-codes`). Each form belongs to a
+//! flow (same CSRF rules as the password form), except the last, which is bound to the session.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{load_flow, redirect_with_cookies, set_retry_after, LoginView};
+use crate::error::WebError;
+use crate::session::{self, CookieNames};
+use crate::signin::limits::IpKey;
+use crate::signin::password::wait_text;
+use crate::signin::second_factor::{self as factor, CodeCheck};
+use crate::signin::{self, FlowState, Purpose, SecondFactorKind, Step};
+use crate::state::AppState;
+use crate::store::{Flow, User};
+use crate::web::{append_cookie, Browser, ClientIp, Cookies, SignedIn, Transport};
+
+pub mod paths {
+    pub const CODE: &str = "/login/code";
+    pub const ENROL: &str = "/login/enrol";
+    pub const CONTINUE: &str = "/login/continue";
+    pub const ACCOUNT: &str = "/account/second-factor";
+    pub const NEW_CODES: &str = "/account/second-factor/recovery-codes";
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::CODE, post(code))
+        .route(paths::ENROL, post(enrol))
+        .route(paths::CONTINUE, post(continue_on))
+        .route(paths::ACCOUNT, get(account_page))
+        .route(paths::NEW_CODES, post(new_codes))
+}
+
+const WRONG_CODE: &str = "That code is not right.";
+/// The CSRF purpose of the session-bound form on the status page.
+const STATUS_PURPOSE: &str = "second-factor";
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    flow: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// A flow's page for its current step, in this response.
+pub(crate) async fn render_step(
+    state: &AppState,
+    flow_id: &str,
+    browser: &str,
+    flow_state: &FlowState,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<Response, WebError> {
+    let user = match flow_state.step.user_id() {
+        Some(id) => Some(state.store.get_user(id).await?.ok_or_else(expired)?),
+        None => None,
+    };
+    let csrf = state.csrf.token(&super::flow_purpose_key(flow_id), browser);
+    let client_name = flow_state
+        .purpose
+        .client_id()
+        .and_then(|id| state.clients.get(id))
+        .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone()));
+    let base = state.issuer();
+    let html = match (&flow_state.step, &user) {
+        (Step::SecondFactor { .. }, Some(user)) => state.templates.render(
+            "second_factor_code.html",
+            serde_json::json!({
+                "base": base, "flow": flow_id, "csrf": csrf, "username": user.username,
+                "client_name": client_name, "error": error,
+            }),
+        ),
+        (Step::Enrol { secret, .. }, Some(user)) => {
+            let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
+            let view = factor::enrol_view(&issuer_label(state), &user.username, &secret);
+            state.templates.render(
+                "second_factor_enrol.html",
+                serde_json::json!({
+                    "base": base, "flow": flow_id, "csrf": csrf, "username": user.username,
+                    "client_name": client_name, "error": error, "qr": view.qr_svg,
+                    "secret": view.secret, "uri": view.uri,
+                    "required": matches!(flow_state.purpose, Purpose::Authorize(_)),
+                }),
+            )
+        }
+        (Step::Done { .. }, Some(_)) => state.templates.render(
+            "recovery_codes.html",
+            RecoveryPage {
+                base,
+                codes: Vec::new(),
+                download: String::new(),
+                flow: Some(flow_id),
+                csrf: &csrf,
+                continue_url: "",
+                enrolled: true,
+            },
+        ),
+        _ => {
+            let view = LoginView {
+                purpose: &flow_state.purpose,
+                flow_id,
+                browser,
+                username: flow_state.purpose.login_hint().unwrap_or(""),
+                error,
+            };
+            return Ok(super::render_login(state, &view, status));
+        }
+    };
+    Ok(crate::web::html(status, html))
+}
+
+/// The name authenticator apps show for doorman: the issuer's host.
+fn issuer_label(state: &AppState) -> String {
+    state
+        .config
+        .issuer
+        .host_str()
+        .unwrap_or("doorman")
+        .to_string()
+}
+
+fn expired() -> WebError {
+    WebError::page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in page has expired",
+        "Go back to the application and start signing in again.",
+    )
+}
+
+#[derive(Serialize)]
+struct RecoveryPage<'a> {
+    base: &'a str,
+    codes: Vec<String>,
+    download: String,
+    /// Inside a sign-in: the Continue form's flow.
+    flow: Option<&'a str>,
+    csrf: &'a str,
+    /// Outside a sign-in: where Continue goes.
+    continue_url: &'a str,
+    enrolled: bool,
+}
+
+/// The flow's user, when the flow is at a step that has one and the account may still sign in.
+async fn flow_user(state: &AppState, step: &Step) -> Result<User, WebError> {
+    let id = step.user_id().ok_or_else(expired)?;
+    let user = state.store.get_user(id).await?.ok_or_else(expired)?;
+    if user.disabled {
+        return Err(WebError::page(
+            StatusCode::FORBIDDEN,
+            "This account is disabled",
+            "Ask the operator.",
+        ));
+    }
+    Ok(user)
+}
+
+/// The lockout answer: the step's page with 429 and Retry-After, before any check.
+async fn locked(
+    state: &AppState,
+    form_flow: &str,
+    browser: &str,
+    flow_state: &FlowState,
+    retry_after: i64,
+) -> Result<Response, WebError> {
+    let msg = format!("Too many failed attempts. {}", wait_text(retry_after));
+    let mut resp = render_step(
+        state,
+        form_flow,
+        browser,
+        flow_state,
+        Some(&msg),
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await?;
+    set_retry_after(&mut resp, retry_after);
+    Ok(resp)
+}
+
+/// POST /login/code: the TOTP or recovery code after the password (or for a step-up).
+async fn code(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    transport: Transport,
+    cookies: Cookies,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, WebError> {
+    let (flow, flow_state, browser) =
+        load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
+    let Step::SecondFactor { amr, .. } = &flow_state.step else {
+        return render_step(
+            &state,
+            &form.flow,
+            &browser,
+            &flow_state,
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    let user = flow_user(&state, &flow_state.step).await?;
+    let now = state.now();
+    // Counted before the check, like a password: wrong codes lock the account too.
+    let reservation = match state
+        .lockout
+        .reserve(&user.id, &IpKey::of(ip).to_string(), now)
+        .await?
+    {
+        Ok(r) => r,
+        Err(retry_after) => {
+            tracing::warn!(target: "audit", event = "second_factor", action = "code", user = %user.username, ip = %ip, outcome = "rate_limited");
+            return locked(&state, &form.flow, &browser, &flow_state, retry_after).await;
+        }
+    };
+    let client = super::client_of(&flow_state.purpose).to_string();
+    match factor::check_code(&*state.store, &state.secret_box, &user.id, &form.code, now).await? {
+        CodeCheck::Accepted(kind) => {
+            reservation.succeeded(now).await?;
+            if kind == SecondFactorKind::RecoveryCode {
+                let left = state.store.recovery_codes_left(&user.id).await?;
+                tracing::warn!(target: "audit", event = "second_factor", action = "recovery_code_used", user = %user.username, ip = %ip, client = %client, left);
+            }
+            tracing::info!(target: "audit", event = "sign_in", method = if kind == SecondFactorKind::Totp { "totp" } else { "recovery_code" }, user = %user.username, ip = %ip, client = %client, outcome = "success");
+            let amr = signin::with_second_factor(amr, kind);
+            let (set, url) =
+                super::signed_in(&state, &cookies, &flow, &flow_state.purpose, &user, amr).await?;
+            Ok(redirect_with_cookies(&url, &set))
+        }
+        CodeCheck::Wrong => {
+            // The reservation stays counted as a failure.
+            drop(reservation);
+            tracing::warn!(target: "audit", event = "second_factor", action = "code", user = %user.username, ip = %ip, client = %client, outcome = "failure");
+            render_step(
+                &state,
+                &form.flow,
+                &browser,
+                &flow_state,
+                Some(WRONG_CODE),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await
+        }
+    }
+}
+
+/// POST /login/enrol: the first code from a newly added authenticator app turns it on; the
+/// browser is signed in from here, and the recovery codes are shown once.
+async fn enrol(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    transport: Transport,
+    cookies: Cookies,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, WebError> {
+    let (flow, flow_state, browser) =
+        load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
+    let Step::Enrol { amr, secret, .. } = &flow_state.step else {
+        return render_step(
+            &state,
+            &form.flow,
+            &browser,
+            &flow_state,
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    let user = flow_user(&state, &flow_state.step).await?;
+    let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
+    let now = state.now();
+    let reservation = match state
+        .lockout
+        .reserve(&user.id, &IpKey::of(ip).to_string(), now)
+        .await?
+    {
+        Ok(r) => r,
+        Err(retry_after) => {
+            return locked(&state, &form.flow, &browser, &flow_state, retry_after).await;
+        }
+    };
+    let Some(codes) = factor::enrol(
+        &*state.store,
+        &state.secret_box,
+        &user.id,
+        &secret,
+        &form.code,
+        now,
+    )
+    .await?
+    else {
+        drop(reservation);
+        tracing::warn!(target: "audit", event = "second_factor", action = "enrol", user = %user.username, ip = %ip, outcome = "failure");
+        return render_step(
+            &state,
+            &form.flow,
+            &browser,
+            &flow_state,
+            Some(WRONG_CODE),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    };
+    reservation.succeeded(now).await?;
+    tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "totp", user = %user.username, ip = %ip, outcome = "success");
+    // Signed in with both factors from here; the flow waits for "Continue" (the relying
+    // party's code is issued then, so reading the codes cannot make it expire).
+    let amr = signin::with_second_factor(amr, SecondFactorKind::Totp);
+    let old = cookies.get(CookieNames::of(&state.config).session);
+    let (cookie_value, session) =
+        signin::start_session(&*state.store, &state.config, old, &user, amr, now).await?;
+    let done = FlowState {
+        purpose: flow_state.purpose.clone(),
+        step: Step::Done {
+            user_id: user.id.clone(),
+        },
+    };
+    if !signin::advance(&*state.store, &flow, &done, now).await? {
+        return Err(expired());
+    }
+    let csrf = state
+        .csrf
+        .token(&super::flow_purpose_key(&form.flow), &browser);
+    let html = state.templates.render(
+        "recovery_codes.html",
+        RecoveryPage {
+            base: state.issuer(),
+            download: factor::download_href(&codes),
+            codes,
+            flow: Some(&form.flow),
+            csrf: &csrf,
+            continue_url: "",
+            enrolled: true,
+        },
+    );
+    let mut resp = crate::web::html(StatusCode::OK, html);
+    append_cookie(
+        &mut resp,
+        &session::session_cookie(&state.config, &cookie_value),
+    );
+    if let Some(c) =
+        session::start_forward_auth(&*state.store, &state.config, &session, now).await?
+    {
+        append_cookie(&mut resp, &c);
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct FlowForm {
+    #[serde(default)]
+    flow: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// POST /login/continue: after the recovery codes, on to wherever the flow was going.
+async fn continue_on(
+    State(state): State<AppState>,
+    transport: Transport,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+    Form(form): Form<FlowForm>,
+) -> Result<Response, WebError> {
+    let (flow, flow_state, _) =
+        load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
+    let Step::Done { user_id } = &flow_state.step else {
+        return Err(expired());
+    };
+    let Some((session, user)) = live.filter(|(_, u)| &u.id == user_id) else {
+        return Err(expired());
+    };
+    finish_done(&state, &flow, &flow_state.purpose, &session, &user).await
+}
+
+async fn finish_done(
+    state: &AppState,
+    flow: &Flow,
+    purpose: &Purpose,
+    session: &crate::store::Session,
+    user: &User,
+) -> Result<Response, WebError> {
+    signin::close(&*state.store, &flow.id_hash).await?;
+    state.limiter.flow_completed(&flow.id_hash, state.now_ms());
+    let url = super::completion_url(state, purpose, session, user).await?;
+    let browser = Browser::set_cookie(state, &state.csrf.mint_browser());
+    Ok(redirect_with_cookies(&url, &[browser]))
+}
+
+/// GET /account/second-factor: sign in first; then the status of the user's second factor, or
+/// the enrolment page when they have none.
+async fn account_page(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+) -> Result<Response, WebError> {
+    let here = state.url(paths::ACCOUNT);
+    let Some((session, user)) = live else {
+        return super::begin(&state, &cookies, ip, Purpose::Continue { url: Some(here) }).await;
+    };
+    if state.config.login.require_second_factor == crate::config::SecondFactorPolicy::Off {
+        return Err(WebError::page(
+            StatusCode::NOT_FOUND,
+            "Second factors are turned off",
+            "The operator has turned second factors off on this server.",
+        ));
+    }
+    if factor::has_one(&*state.store, &user.id).await? {
+        let browser = Browser::of(&state, &cookies);
+        let left = state.store.recovery_codes_left(&user.id).await?;
+        let html = state.templates.render(
+            "second_factor_status.html",
+            serde_json::json!({
+                "base": state.issuer(),
+                "username": user.username,
+                "left": left,
+                "csrf": state.csrf.token(&status_purpose(&session), &browser.value),
+            }),
+        );
+        let mut resp = crate::web::html(StatusCode::OK, html);
+        browser.keep(&state, &mut resp);
+        return Ok(resp);
+    }
+    let (sealed, _) = factor::pending_secret(&state.secret_box)
+        .ok_or_else(|| WebError::Internal("cannot encrypt a TOTP secret".into()))?;
+    let flow_state = FlowState {
+        purpose: Purpose::Continue { url: Some(here) },
+        step: Step::Enrol {
+            user_id: user.id.clone(),
+            amr: session.amr.clone(),
+            secret: sealed,
+        },
+    };
+    super::begin_at(&state, &cookies, ip, flow_state).await
+}
+
+/// The status page's form is bound to the session as well as the browser.
+fn status_purpose(session: &crate::store::Session) -> String {
+    format!(
+        "{STATUS_PURPOSE}:{}",
+        crate::secrets::to_hex(&session.id_hash)
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// POST /account/second-factor/recovery-codes: a new set; the old one stops working.
+async fn new_codes(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    let forged = || {
+        WebError::page(
+            StatusCode::FORBIDDEN,
+            "This form could not be verified",
+            "The form did not come from doorman's page in this browser. Open the page again.",
+        )
+    };
+    let Some((session, user)) = live else {
+        return Err(forged());
+    };
+    let browser = cookies
+        .get(CookieNames::of(&state.config).browser)
+        .ok_or_else(forged)?;
+    if !state
+        .csrf
+        .verify(&status_purpose(&session), browser, &form.csrf)
+    {
+        return Err(forged());
+    }
+    if !factor::has_one(&*state.store, &user.id).await? {
+        return Err(WebError::page(
+            StatusCode::BAD_REQUEST,
+            "No second factor yet",
+            "Set up an authenticator app first: recovery codes come with it.",
+        ));
+    }
+    let codes = factor::new_recovery_codes(&*state.store, &user.id, state.now()).await?;
+    tracing::info!(target: "audit", event = "second_factor", action = "recovery_codes_replaced", user = %user.username, ip = %ip);
+    let here = state.url(paths::ACCOUNT);
+    let html = state.templates.render(
+        "recovery_codes.html",
+        RecoveryPage {
+            base: state.issuer(),
+            download: factor::download_href(&codes),
+            codes,
+            flow: None,
+            csrf: "",
+            continue_url: &here,
+            enrolled: false,
+        },
+    );
+    Ok(crate::web::html(StatusCode::OK, html))
+}
