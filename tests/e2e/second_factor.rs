@@ -317,14 +317,19 @@ fn recovery_codes(page: &Page, what: &str) -> Vec<String> {
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), 10, "{what}: distinct: {codes:?}");
+    let link = page
+        .text
+        .find("<a class=\"download\"")
+        .map(|at| &page.text[at..at + page.text[at..].find('>').unwrap_or(0)])
+        .unwrap_or_else(|| panic!("{what}: <a class=\"download\">:\n{}", page.text));
+    assert_eq!(
+        attr(link, "download").as_deref(),
+        Some("doorman-recovery-codes.txt"),
+        "{what}: {link}"
+    );
     assert!(
-        page.text.contains("class=\"download\"")
-            && page
-                .text
-                .contains("download=\"doorman-recovery-codes.txt\"")
-            && page.text.contains("href=\"data:text/plain"),
-        "{what}: the download link:\n{}",
-        page.text
+        attr(link, "href").is_some_and(|h| h.starts_with("data:text/plain")),
+        "{what}: the download link: {link}"
     );
     codes
 }
@@ -477,7 +482,9 @@ async fn sign_in_with_code(
     let done = submit_code(&b, &form, code).await;
     assert!(
         done.sets_cookie("doorman_session"),
-        "signed in after the code"
+        "signed in after the code {code:?}: {} {}",
+        done.status,
+        done.text
     );
     let code = code_of(server, req, &done, "after the code");
     let claims = id_claims(server, req, &code).await;
