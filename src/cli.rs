@@ -561,6 +561,9 @@ async fn user_command(
             let (_, removed, ended) = users::reset_second_factor(store, name, now)
                 .await
                 .map_err(e)?;
+            if removed {
+                tracing::warn!(target: "audit", event = "second_factor", action = "removed", user = %name, by = "cli");
+            }
             let what = if removed {
                 "removed the authenticator app and recovery codes of"
             } else {

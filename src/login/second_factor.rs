@@ -90,7 +90,7 @@ pub(crate) async fn render_step(
                     "base": base, "flow": flow_id, "csrf": csrf, "username": user.username,
                     "client_name": client_name, "error": error, "qr": view.qr_svg,
                     "secret": view.secret, "uri": view.uri,
-                    "required": matches!(flow_state.purpose, Purpose::Authorize(_)),
+                    "required": !is_account_page(state, &flow_state.purpose),
                 }),
             )
         }
@@ -118,6 +118,12 @@ pub(crate) async fn render_step(
         }
     };
     Ok(crate::web::html(status, html))
+}
+
+/// The flow began at `/account/second-factor` (enrolment by choice, not because a sign-in
+/// requires it).
+fn is_account_page(state: &AppState, purpose: &Purpose) -> bool {
+    matches!(purpose, Purpose::Continue { url: Some(u) } if *u == state.url(paths::ACCOUNT))
 }
 
 /// The name authenticator apps show for doorman: the issuer's host.
@@ -413,6 +419,13 @@ async fn account_page(
             StatusCode::NOT_FOUND,
             "Second factors are turned off",
             "The operator has turned second factors off on this server.",
+        ));
+    }
+    if user.password_hash.is_none() && !factor::has_one(&*state.store, &user.id).await? {
+        return Err(WebError::page(
+            StatusCode::BAD_REQUEST,
+            "No doorman password on this account",
+            "This account signs in through another service (such as Plex), which has its own second factor. A code from an authenticator app is for doorman passwords.",
         ));
     }
     if factor::has_one(&*state.store, &user.id).await? {

@@ -109,7 +109,7 @@ pub async fn enrol(
         ));
     };
     let codes = recovery::generate();
-    let hashes: Vec<_> = codes.iter().map(|c| recovery::hash(c)).collect();
+    let hashes = hashes_of(&codes);
     store.enable_totp(user_id, &sealed, &hashes, now).await?;
     // The code that turned it on must not sign in a second time.
     store.accept_totp_step(user_id, step).await?;
@@ -123,9 +123,18 @@ pub async fn new_recovery_codes(
     now: Timestamp,
 ) -> StoreResult<Vec<String>> {
     let codes = recovery::generate();
-    let hashes: Vec<_> = codes.iter().map(|c| recovery::hash(c)).collect();
+    let hashes = hashes_of(&codes);
     store.replace_recovery_codes(user_id, &hashes, now).await?;
     Ok(codes)
+}
+
+/// What the store keeps of a set of codes: the hash of each one's typed-in form.
+fn hashes_of(codes: &[String]) -> Vec<crate::store::Hash> {
+    codes
+        .iter()
+        .filter_map(|c| recovery::normalise(c))
+        .map(|c| recovery::hash(&c))
+        .collect()
 }
 
 /// The "download as text" link of a set of codes.
@@ -133,4 +142,151 @@ pub fn download_href(codes: &[String]) -> String {
     let text = recovery::as_text(codes);
     let encoded = percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC);
     format!("data:text/plain;charset=utf-8,{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::User;
+
+    async fn setup() -> (tempfile::TempDir, SqliteStore, SecretBox) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let user = User {
+            id: "u1".into(),
+            username: "alice".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            groups: vec![],
+            password_hash: None,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+        };
+        store.create_user(&user).await.unwrap();
+        let cipher = SecretBox::new("0123456789abcdef0123456789abcdef").unwrap();
+        (dir, store, cipher)
+    }
+
+    const NOW: Timestamp = 1_800_000_000;
+
+    #[tokio::test]
+    async fn enrolment_needs_the_right_code_and_that_code_is_used_up() {
+        let (_d, store, cipher) = setup().await;
+        let (sealed, secret) = pending_secret(&cipher).unwrap();
+        assert_eq!(open_pending(&cipher, &sealed).unwrap(), secret);
+        assert!(!has_one(&store, "u1").await.unwrap());
+        let step = totp::step_at(NOW);
+        let wrong = if totp::code_at(&secret, step) == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        assert_eq!(
+            enrol(&store, &cipher, "u1", &secret, wrong, NOW)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(!has_one(&store, "u1").await.unwrap());
+        let code = totp::code_at(&secret, step);
+        let codes = enrol(&store, &cipher, "u1", &secret, &code, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(codes.len(), recovery::COUNT);
+        assert!(has_one(&store, "u1").await.unwrap());
+        // The code that turned it on does not sign in.
+        assert_eq!(
+            check_code(&store, &cipher, "u1", &code, NOW).await.unwrap(),
+            CodeCheck::Wrong
+        );
+        // The next step's code does, once.
+        let next = totp::code_at(&secret, step + 1);
+        let later = NOW + totp::PERIOD;
+        assert_eq!(
+            check_code(&store, &cipher, "u1", &next, later)
+                .await
+                .unwrap(),
+            CodeCheck::Accepted(SecondFactorKind::Totp)
+        );
+        assert_eq!(
+            check_code(&store, &cipher, "u1", &next, later)
+                .await
+                .unwrap(),
+            CodeCheck::Wrong,
+            "a replayed code is refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn recovery_codes_sign_in_once_each_and_a_new_set_voids_the_old() {
+        let (_d, store, cipher) = setup().await;
+        let (_, secret) = pending_secret(&cipher).unwrap();
+        let code = totp::code_at(&secret, totp::step_at(NOW));
+        let codes = enrol(&store, &cipher, "u1", &secret, &code, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        let first = codes.first().unwrap().to_uppercase().replace('-', " ");
+        assert_eq!(
+            check_code(&store, &cipher, "u1", &first, NOW)
+                .await
+                .unwrap(),
+            CodeCheck::Accepted(SecondFactorKind::RecoveryCode),
+            "typed in capitals with a space"
+        );
+        assert_eq!(
+            check_code(&store, &cipher, "u1", &first, NOW)
+                .await
+                .unwrap(),
+            CodeCheck::Wrong
+        );
+        assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 9);
+        let fresh = new_recovery_codes(&store, "u1", NOW).await.unwrap();
+        let old = codes.get(1).unwrap();
+        assert_eq!(
+            check_code(&store, &cipher, "u1", old, NOW).await.unwrap(),
+            CodeCheck::Wrong
+        );
+        assert_eq!(
+            check_code(&store, &cipher, "u1", fresh.first().unwrap(), NOW)
+                .await
+                .unwrap(),
+            CodeCheck::Accepted(SecondFactorKind::RecoveryCode)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_sealed_under_another_key_checks_nothing() {
+        let (_d, store, cipher) = setup().await;
+        let (_, secret) = pending_secret(&cipher).unwrap();
+        let code = totp::code_at(&secret, totp::step_at(NOW));
+        enrol(&store, &cipher, "u1", &secret, &code, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        let other = SecretBox::new("another key another key another key").unwrap();
+        let next = totp::code_at(&secret, totp::step_at(NOW) + 1);
+        assert_eq!(
+            check_code(&store, &other, "u1", &next, NOW + 30)
+                .await
+                .unwrap(),
+            CodeCheck::Wrong
+        );
+    }
+
+    #[test]
+    fn the_download_link_is_a_text_data_url() {
+        let href = download_href(&["abcde-fghjk".to_string()]);
+        assert!(href.starts_with("data:text/plain;charset=utf-8,"));
+        assert!(href.contains("abcde%2Dfghjk"), "{href}");
+        assert!(!href.contains(' ') && !href.contains('\n'));
+    }
 }

@@ -186,6 +186,10 @@ fn on_a_terminal(args: &[&str], answers: &[(&str, &str)]) -> (String, bool) {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // rpassword prints its prompt a moment before it turns the terminal's echo off; type
+        // like a person, a little after the prompt shows (on a loaded machine that moment
+        // is longer than the 20 ms poll).
+        std::thread::sleep(Duration::from_millis(300));
         stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
