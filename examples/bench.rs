@@ -12,8 +12,16 @@
 //! 16-connection keep-alive loop), full SSO flows per second with the server's CPU time per
 //! flow (8 signed-in browsers looping authorize → token → userinfo), the peak RSS, one
 //! RSA-2048 signature (`openssl speed`) to compare the CPU per flow against, and the binary
-//! size. Prints a table with the targets beside each figure; with `--json` the table goes to
-//! stderr and one JSON object to stdout.
+//! size. On the same server, whole sign-ins in fresh browsers (2 at a time), each
+//! GET /authorize → password → code → token → userinfo: first password-only (alice, for
+//! `--seconds`), then password and TOTP, reported next to it with the server CPU per sign-in
+//! measured the same way (target: within 5%). TOTP refuses a replayed code, so each TOTP
+//! sign-in is a user of its own: as many as the password-only phase completed (at most
+//! `MAX_TOTP_FLOWS`), created with `doorman user add` and enrolled up front through the pages
+//! (/account/second-factor: password, the secret from the page, a code), outside the
+//! measurement; the bench computes the codes itself (RFC 6238 on aws-lc-rs HMAC-SHA1), one
+//! step past the enrolment's. Prints a table with the targets beside each figure; with
+//! `--json` the table goes to stderr and one JSON object to stdout.
 //!
 //! Then Sign in with Plex (unless `--skip-plex`), against a second doorman (its own data dir,
 //! `[plex]` pointing at a fake plex.tv served by this process, `trusted_proxies` = 127.0.0.1 so
@@ -50,8 +58,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -294,6 +302,17 @@ fn run(args: &Args) -> Result<()> {
 
     // 6. Peak RSS.
     let peak_rss_kib = proc_status_kib(pid, "VmHWM")?;
+
+    // 6b. Whole sign-ins: password only, then password + TOTP.
+    let sign_in = rt.block_on(sign_in_phase(
+        &bin,
+        &config,
+        &base,
+        pid,
+        clk_tck,
+        args.seconds,
+    ))?;
+    server.check_alive("sign-in flows")?;
     server.stop();
 
     // 7. Sign in with Plex, on a second server with its own data dir and config.
@@ -328,6 +347,7 @@ fn run(args: &Args) -> Result<()> {
         jwks_rps,
         sso,
         peak_rss_kib,
+        sign_in,
         rsa_sign_ms,
         plex,
         forward_auth,
@@ -352,16 +372,14 @@ fn free_port() -> Result<u16> {
 }
 
 fn add_user(bin: &Path, config: &Path) -> Result<()> {
+    add_user_named(bin, config, USERNAME, EMAIL)
+}
+
+/// `doorman user add NAME --email EMAIL`, with the bench's password on standard input.
+fn add_user_named(bin: &Path, config: &Path, name: &str, email: &str) -> Result<()> {
     let step = "doorman user add";
     let mut child = Command::new(bin)
-        .args([
-            "user",
-            "add",
-            USERNAME,
-            "--email",
-            EMAIL,
-            "--password-stdin",
-        ])
+        .args(["user", "add", name, "--email", email, "--password-stdin"])
         .arg("--config")
         .arg(config)
         .stdin(Stdio::piped())
@@ -918,6 +936,11 @@ impl Browser {
     }
 
     async fn userinfo(&self, token: &str) -> Result<()> {
+        self.userinfo_of(token, EMAIL).await
+    }
+
+    /// GET /userinfo: `email` and a `sub`.
+    async fn userinfo_of(&self, token: &str, email: &str) -> Result<()> {
         let step = "GET /userinfo";
         let resp = self
             .http
@@ -927,7 +950,7 @@ impl Browser {
             .await
             .map_err(|e| step_err(step, e))?;
         let body = json_body(step, expect(step, resp, reqwest::StatusCode::OK).await?).await?;
-        if body["email"] != EMAIL || !body["sub"].is_string() {
+        if body["email"] != email || !body["sub"].is_string() {
             return Err(step_err(
                 step,
                 format!("unexpected claims: {}", snippet(&body.to_string())),
@@ -1130,6 +1153,422 @@ async fn sso_load(base: &str, pid: u32, clk_tck: u64, seconds: u64) -> Result<Ss
         elapsed,
         cpu_ms: (cpu_after - cpu_before) as f64 * 1000.0 / clk_tck as f64,
         times: [series(0), series(1), series(2), series(3)],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole sign-ins: password only, and password + TOTP.
+
+/// Fresh browsers signing in at once (argon2 is most of a sign-in: two keep the queue short on
+/// a small machine and never reach the per-account attempt budget).
+const SIGNIN_WORKERS: usize = 2;
+/// At most this many password + TOTP sign-ins (each needs a user enrolled up front).
+const MAX_TOTP_FLOWS: usize = 120;
+/// The target: a TOTP check costs microseconds next to argon2.
+const TARGET_TOTP_CPU_RATIO: f64 = 1.05;
+/// RFC 6238 time step.
+const TOTP_STEP: i64 = 30;
+
+/// One load of whole sign-ins: microseconds of each, and the server's CPU meanwhile.
+struct SignInLoad {
+    times: Vec<u32>,
+    elapsed: Duration,
+    cpu_ms: f64,
+}
+
+impl SignInLoad {
+    fn flows(&self) -> usize {
+        self.times.len()
+    }
+
+    fn flows_per_s(&self) -> f64 {
+        self.flows() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_ms_per_flow(&self) -> f64 {
+        self.cpu_ms / self.flows().max(1) as f64
+    }
+
+    fn p50_ms(&self) -> f64 {
+        let mut v = self.times.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).map_or(0.0, |t| f64::from(*t) / 1000.0)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "flows": self.flows(),
+            "elapsed_s": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            "flows_per_s": (self.flows_per_s() * 10.0).round() / 10.0,
+            "p50_ms": (self.p50_ms() * 1000.0).round() / 1000.0,
+            "server_cpu_ms": (self.cpu_ms * 10.0).round() / 10.0,
+            "server_cpu_ms_per_flow": (self.cpu_ms_per_flow() * 10_000.0).round() / 10_000.0,
+        })
+    }
+}
+
+struct SignInResult {
+    password: SignInLoad,
+    totp: SignInLoad,
+    totp_users: usize,
+    enrol_elapsed: Duration,
+}
+
+impl SignInResult {
+    fn cpu_ratio(&self) -> f64 {
+        self.totp.cpu_ms_per_flow() / self.password.cpu_ms_per_flow().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// A user enrolled for the password + TOTP sign-ins: the secret, as an authenticator app holds
+/// it, and the step of the code that enrolled it.
+struct TotpUser {
+    name: String,
+    email: String,
+    secret: Vec<u8>,
+    enrolled_step: i64,
+}
+
+/// The wall clock: the bench is a client of the real binary, whose clock is the system's.
+fn unix_now() -> i64 {
+    #[allow(clippy::disallowed_methods)]
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// RFC 4648 base32 (spaces and padding ignored).
+fn base32_decode(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u64, 0u32);
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c.to_ascii_uppercase())? as u64;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// RFC 4226 HOTP (HMAC-SHA1, 6 digits) at RFC 6238 step `step`.
+fn totp_code(secret: &[u8], step: i64) -> String {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    let tag = hmac::sign(&key, &(step as u64).to_be_bytes());
+    let h = tag.as_ref();
+    let offset = usize::from(h[19] & 0x0f);
+    let bin = (u32::from(h[offset] & 0x7f) << 24)
+        | (u32::from(h[offset + 1]) << 16)
+        | (u32::from(h[offset + 2]) << 8)
+        | u32::from(h[offset + 3]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// The first form of `html` whose action ends with `path`.
+fn form_to(html: &str, path: &str) -> Option<LoginForm> {
+    let mut from = 0;
+    while let Some(i) = html[from..].find("<form") {
+        let at = from + i;
+        if let Some(form) = LoginForm::parse(&html[at..]) {
+            if form.action.ends_with(path) {
+                return Some(form);
+            }
+        }
+        from = at + 5;
+    }
+    None
+}
+
+/// The text of the first element with `class="CLASS"`.
+fn text_of_class(html: &str, class: &str) -> Option<String> {
+    let at = html.find(&format!("class=\"{class}\""))?;
+    let start = at + html[at..].find('>')? + 1;
+    let len = html[start..].find('<')?;
+    Some(html_unescape(html[start..start + len].trim()))
+}
+
+/// POSTs `form` (resolved against `page`) with its hidden fields and `extra`.
+async fn post_form(
+    http: &reqwest::Client,
+    step: &str,
+    page: &reqwest::Url,
+    form: LoginForm,
+    extra: &[(&str, &str)],
+    want: reqwest::StatusCode,
+) -> Result<reqwest::Response> {
+    let action = page
+        .join(&form.action)
+        .map_err(|e| step_err(step, format!("form action {:?}: {e}", form.action)))?;
+    let mut fields = form.hidden;
+    fields.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let resp = http
+        .post(action)
+        .form(&fields)
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    expect(step, resp, want).await
+}
+
+/// Enrols `name` through the pages: /account/second-factor (the sign-in page, the password,
+/// back), the secret from the enrolment page, a code, the recovery codes, Continue.
+async fn enrol_totp(base: &str, name: &str, email: &str) -> Result<TotpUser> {
+    let http = http_client(true)?;
+    let account = reqwest::Url::parse(&format!("{base}/account/second-factor"))?;
+    let step = "enrol: GET /account/second-factor";
+    let resp = http
+        .get(account.clone())
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    let html = expect(step, resp, reqwest::StatusCode::OK)
+        .await?
+        .text()
+        .await?;
+    let (action, fields) = password_form_as(step, &account, &html, name)?;
+    let step = "enrol: POST the password form";
+    let resp = http
+        .post(action)
+        .form(&fields)
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    let resp = expect(step, resp, reqwest::StatusCode::SEE_OTHER).await?;
+    let back = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| step_err(step, "no Location"))?;
+    let back = account.join(back)?;
+    let step = "enrol: the enrolment page";
+    let resp = http
+        .get(back.clone())
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    let html = expect(step, resp, reqwest::StatusCode::OK)
+        .await?
+        .text()
+        .await?;
+    let secret = text_of_class(&html, "totp-secret")
+        .and_then(|b32| base32_decode(&b32))
+        .ok_or_else(|| {
+            step_err(
+                step,
+                format!("no <code class=\"totp-secret\">: {}", snippet(&html)),
+            )
+        })?;
+    let form = form_to(&html, "/login/enrol")
+        .ok_or_else(|| step_err(step, format!("no /login/enrol form: {}", snippet(&html))))?;
+    let enrolled_step = unix_now().div_euclid(TOTP_STEP);
+    let step = "enrol: POST /login/enrol";
+    let code = totp_code(&secret, enrolled_step);
+    let resp = post_form(
+        &http,
+        step,
+        &back,
+        form,
+        &[("code", &code)],
+        reqwest::StatusCode::OK,
+    )
+    .await?;
+    let html = resp.text().await?;
+    if !html.contains("class=\"recovery-codes\"") {
+        return Err(step_err(
+            step,
+            format!("no recovery codes: {}", snippet(&html)),
+        ));
+    }
+    if let Some(form) = form_to(&html, "/login/continue") {
+        post_form(
+            &http,
+            "enrol: Continue",
+            &back,
+            form,
+            &[],
+            reqwest::StatusCode::SEE_OTHER,
+        )
+        .await?;
+    }
+    Ok(TotpUser {
+        name: name.to_string(),
+        email: email.to_string(),
+        secret,
+        enrolled_step,
+    })
+}
+
+/// One whole sign-in in a fresh browser: GET /authorize → password (→ code) → token →
+/// userinfo. Microseconds.
+async fn sign_in_flow(base: &str, user: Option<&TotpUser>) -> Result<u32> {
+    let b = Browser {
+        http: http_client(true)?,
+        base: base.to_string(),
+    };
+    let (name, email) = user.map_or((USERNAME, EMAIL), |u| (u.name.as_str(), u.email.as_str()));
+    let a = Attempt::new();
+    let t0 = Instant::now();
+    let step = "sign-in: GET /authorize";
+    let url = a.authorize_url(base)?;
+    let resp = b
+        .http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    let html = expect(step, resp, reqwest::StatusCode::OK)
+        .await?
+        .text()
+        .await?;
+    let (action, fields) = password_form_as(step, &url, &html, name)?;
+    let step = "sign-in: POST the password form";
+    let resp = b
+        .http
+        .post(action)
+        .form(&fields)
+        .send()
+        .await
+        .map_err(|e| step_err(step, e))?;
+    let resp = match user {
+        None => expect(step, resp, reqwest::StatusCode::SEE_OTHER).await?,
+        Some(u) => {
+            let html = expect(step, resp, reqwest::StatusCode::OK)
+                .await?
+                .text()
+                .await?;
+            let step = "sign-in: the code page";
+            let form = form_to(&html, "/login/code").ok_or_else(|| {
+                step_err(step, format!("no /login/code form: {}", snippet(&html)))
+            })?;
+            // A step the server has not accepted for this user: past the enrolment's, and
+            // within one step of now either way.
+            let code = totp_code(
+                &u.secret,
+                (u.enrolled_step + 1).max(unix_now().div_euclid(TOTP_STEP)),
+            );
+            let step = "sign-in: POST /login/code";
+            post_form(
+                &b.http,
+                step,
+                &url,
+                form,
+                &[("code", &code)],
+                reqwest::StatusCode::SEE_OTHER,
+            )
+            .await?
+        }
+    };
+    let code = a.code_from(step, &resp)?;
+    let token = b.redeem(&a, &code).await?;
+    b.userinfo_of(&token, email).await?;
+    Ok(micros(t0.elapsed()))
+}
+
+/// `SIGNIN_WORKERS` loops of whole sign-ins: alice's for `seconds`, or else one per user of
+/// `queue` until it is empty; the server's CPU time over the whole load.
+async fn sign_in_load(
+    base: &str,
+    pid: u32,
+    clk_tck: u64,
+    seconds: u64,
+    queue: Option<Arc<Mutex<Vec<TotpUser>>>>,
+) -> Result<SignInLoad> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = proc_cpu_ticks(pid)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..SIGNIN_WORKERS {
+        let (base, queue, stop) = (base.to_string(), queue.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let user = match &queue {
+                    None if Instant::now() >= deadline => break,
+                    None => None,
+                    Some(q) => match q.lock().ok().and_then(|mut q| q.pop()) {
+                        Some(u) => Some(u),
+                        None => break,
+                    },
+                };
+                match sign_in_flow(&base, user.as_ref()).await {
+                    Ok(t) => times.push(t),
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok::<_, BoxError>(times)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut first_error = None;
+    for t in tasks {
+        match t.await.map_err(|e| step_err("sign-in", e)).and_then(|r| r) {
+            Ok(t) => times.extend(t),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu_after = proc_cpu_ticks(pid)?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if times.is_empty() {
+        return Err(step_err("sign-in", "no sign-in completed"));
+    }
+    Ok(SignInLoad {
+        times,
+        elapsed,
+        cpu_ms: (cpu_after - cpu_before) as f64 * 1000.0 / clk_tck as f64,
+    })
+}
+
+/// Password-only sign-ins for `seconds`, then as many password + TOTP ones (at most
+/// `MAX_TOTP_FLOWS`), each by a user of its own, created and enrolled first (not measured).
+async fn sign_in_phase(
+    bin: &Path,
+    config: &Path,
+    base: &str,
+    pid: u32,
+    clk_tck: u64,
+    seconds: u64,
+) -> Result<SignInResult> {
+    log(format!(
+        "password sign-ins: {SIGNIN_WORKERS} fresh browsers at a time for {seconds} s"
+    ));
+    let password = sign_in_load(base, pid, clk_tck, seconds, None).await?;
+    let n = password.flows().clamp(1, MAX_TOTP_FLOWS);
+    log(format!(
+        "password + TOTP sign-ins: {n} users (doorman user add, then enrolled through the pages)"
+    ));
+    let t0 = Instant::now();
+    let mut users = Vec::new();
+    for i in 0..n {
+        let (name, email) = (format!("totp{i}"), format!("totp{i}@example.com"));
+        add_user_named(bin, config, &name, &email)?;
+        users.push(enrol_totp(base, &name, &email).await?);
+    }
+    let enrol_elapsed = t0.elapsed();
+    let totp_users = users.len();
+    log(format!(
+        "password + TOTP sign-ins: {SIGNIN_WORKERS} fresh browsers at a time, {totp_users} sign-ins"
+    ));
+    let queue = Arc::new(Mutex::new(users));
+    let totp = sign_in_load(base, pid, clk_tck, seconds, Some(queue)).await?;
+    Ok(SignInResult {
+        password,
+        totp,
+        totp_users,
+        enrol_elapsed,
     })
 }
 
@@ -3147,6 +3586,7 @@ struct Report {
     jwks_rps: f64,
     sso: SsoResult,
     peak_rss_kib: u64,
+    sign_in: SignInResult,
     rsa_sign_ms: Option<f64>,
     plex: Option<PlexResult>,
     forward_auth: Option<FaResult>,
@@ -3208,6 +3648,13 @@ impl Report {
                 format!("<= {TARGET_CPU_PER_FLOW_IN_SIGNS}x one RSA-2048 signature"),
                 self.cpu_over_sign()
                     .map(|r| r <= TARGET_CPU_PER_FLOW_IN_SIGNS),
+            ),
+            (
+                "totp_cpu_ratio",
+                self.sign_in.cpu_ratio(),
+                "x the password-only CPU per sign-in",
+                format!("<= {TARGET_TOTP_CPU_RATIO}x password only"),
+                Some(self.sign_in.cpu_ratio() <= TARGET_TOTP_CPU_RATIO),
             ),
             (
                 "binary_size",
@@ -3372,6 +3819,46 @@ impl Report {
                 format!("{:.1} MiB", s.rss_after_load_kib as f64 / 1024.0),
                 "-".into(),
                 String::new(),
+            ],
+            [
+                format!("password sign-ins ({SIGNIN_WORKERS} fresh browsers at a time)"),
+                format!(
+                    "{:.1} sign-ins/s ({} sign-ins, p50 {:.1} ms)",
+                    self.sign_in.password.flows_per_s(),
+                    self.sign_in.password.flows(),
+                    self.sign_in.password.p50_ms()
+                ),
+                "-".into(),
+                String::new(),
+            ],
+            [
+                "  server CPU per sign-in".into(),
+                format!("{:.3} ms", self.sign_in.password.cpu_ms_per_flow()),
+                "-".into(),
+                String::new(),
+            ],
+            [
+                format!("password + TOTP sign-ins ({SIGNIN_WORKERS} at a time)"),
+                format!(
+                    "{:.1} sign-ins/s ({} sign-ins, p50 {:.1} ms; {} users enrolled in {:.1} s)",
+                    self.sign_in.totp.flows_per_s(),
+                    self.sign_in.totp.flows(),
+                    self.sign_in.totp.p50_ms(),
+                    self.sign_in.totp_users,
+                    self.sign_in.enrol_elapsed.as_secs_f64()
+                ),
+                "-".into(),
+                String::new(),
+            ],
+            [
+                "  server CPU per sign-in".into(),
+                format!(
+                    "{:.3} ms ({:.3}x password only)",
+                    self.sign_in.totp.cpu_ms_per_flow(),
+                    self.sign_in.cpu_ratio()
+                ),
+                format!("<= {TARGET_TOTP_CPU_RATIO}x password only"),
+                v("totp_cpu_ratio").into(),
             ],
             [
                 "binary size".into(),
@@ -3604,6 +4091,14 @@ impl Report {
             "peak_rss_kib": self.peak_rss_kib,
             "peak_rss_after_logins_kib": s.hwm_after_logins_kib,
             "rss_after_load_kib": s.rss_after_load_kib,
+            "sign_in": {
+                "workers": SIGNIN_WORKERS,
+                "password": self.sign_in.password.json(),
+                "password_totp": self.sign_in.totp.json(),
+                "totp_users_enrolled": self.sign_in.totp_users,
+                "enrol_elapsed_s": round(self.sign_in.enrol_elapsed.as_secs_f64(), 3),
+                "totp_cpu_ratio": round(self.sign_in.cpu_ratio(), 4),
+            },
             "rsa2048_sign_ms": self.rsa_sign_ms.map(|x| round(x, 4)),
             "cpu_per_flow_over_rsa_sign": self.cpu_over_sign().map(|x| round(x, 3)),
             "binary_bytes": self.binary_bytes,
@@ -3893,6 +4388,16 @@ fn password_form(
     page: &reqwest::Url,
     html: &str,
 ) -> Result<(reqwest::Url, Vec<(String, String)>)> {
+    password_form_as(step, page, html, USERNAME)
+}
+
+/// The sign-in form of a landing page with `user`'s credentials (the bench's password).
+fn password_form_as(
+    step: &str,
+    page: &reqwest::Url,
+    html: &str,
+    user: &str,
+) -> Result<(reqwest::Url, Vec<(String, String)>)> {
     let form = LoginForm::parse(html).ok_or_else(|| {
         step_err(
             step,
@@ -3911,7 +4416,7 @@ fn password_form(
             ));
         }
     }
-    fields.push(("username".into(), USERNAME.into()));
+    fields.push(("username".into(), user.into()));
     fields.push(("password".into(), PASSWORD.into()));
     Ok((action, fields))
 }

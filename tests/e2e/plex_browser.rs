@@ -21,7 +21,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CLIENT_ID: &str = "browser-rp";
 const CLIENT_SECRET: &str = "browser-rp-secret-0123";
 
-fn enabled(test: &str) -> bool {
+pub(crate) fn enabled(test: &str) -> bool {
     if std::env::var("DOORMAN_BROWSER_TESTS").as_deref() == Ok("1") {
         return true;
     }
@@ -29,12 +29,12 @@ fn enabled(test: &str) -> bool {
     false
 }
 
-fn browser_dir() -> PathBuf {
+pub(crate) fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
 /// Fails (never skips) when what the browser tests need is missing.
-fn require_tools() {
+pub(crate) fn require_tools() {
     let dir = browser_dir();
     let missing: Vec<String> = [
         (
@@ -63,9 +63,9 @@ fn require_tools() {
 }
 
 /// The relying party: answers 200 "ok" at its redirect URI and records what it was sent.
-struct RpStub {
-    redirect: String,
-    hits: Arc<Mutex<Vec<String>>>,
+pub(crate) struct RpStub {
+    pub(crate) redirect: String,
+    pub(crate) hits: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -75,7 +75,7 @@ impl Drop for RpStub {
     }
 }
 
-async fn rp_stub() -> RpStub {
+pub(crate) async fn rp_stub() -> RpStub {
     let hits = Arc::new(Mutex::new(Vec::new()));
     let seen = hits.clone();
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
@@ -99,8 +99,13 @@ async fn rp_stub() -> RpStub {
 
 /// Runs `node tests/browser/plex-login.mjs ARGS`, killed after `limit`.
 fn run_node(args: &Value, limit: Duration) -> (Value, String) {
+    run_script("plex-login.mjs", args, limit)
+}
+
+/// Runs `node tests/browser/SCRIPT ARGS`, killed after `limit`: its last JSON line and stderr.
+pub(crate) fn run_script(script: &str, args: &Value, limit: Duration) -> (Value, String) {
     let mut child = Command::new("node")
-        .arg("plex-login.mjs")
+        .arg(script)
         .arg(args.to_string())
         .current_dir(browser_dir())
         .stdin(Stdio::null())
