@@ -2,6 +2,7 @@
 
 pub mod lockout;
 pub mod password;
+pub mod password_policy;
 pub mod qr;
 pub mod recovery;
 pub mod totp;

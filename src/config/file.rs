@@ -35,6 +35,9 @@ pub(super) struct File {
     pub tokens: Lifetimes,
     #[serde(default)]
     pub login: Login,
+    /// Local accounts: password policy, self-service, admins.
+    #[serde(default)]
+    pub accounts: Accounts,
     #[serde(default)]
     pub clients: Vec<Client>,
     /// Key that encrypts stored Plex tokens (or `secret_key_file`); generated in data_dir if unset.
@@ -236,6 +239,20 @@ pub(super) struct Login {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct Accounts {
+    /// The shortest password doorman accepts (at least 8).
+    pub min_password_length: Option<i64>,
+    /// Users may change their own email on /account (it is then unverified until confirmed).
+    pub users_may_change_email: Option<bool>,
+    /// Changes that matter (password, second factor, email) need a sign-in this recent, or
+    /// ask for the password again.
+    pub reauth_after: Option<String>,
+    /// Members of these groups may use /admin.
+    pub admin_groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Client {
     /// The `client_id`: printable ASCII, no spaces or `:`, unique.
     pub id: Option<String>,
@@ -325,6 +342,7 @@ pub(super) const ROOT: Fields = &[
     ("keys", Table(KEYS)),
     ("tokens", Table(TOKENS)),
     ("login", Table(LOGIN)),
+    ("accounts", Table(ACCOUNTS)),
     ("clients", Tables(CLIENT)),
     ("secret_key", Str),
     ("plex", Table(PLEX)),
@@ -418,6 +436,13 @@ pub(super) const LOGIN: Fields = &[
     ("second_factor_groups", StrList),
     ("max_flows_per_ip", Int),
     ("methods", StrList),
+];
+
+pub(super) const ACCOUNTS: Fields = &[
+    ("min_password_length", Int),
+    ("users_may_change_email", Bool),
+    ("reauth_after", Duration),
+    ("admin_groups", StrList),
 ];
 
 pub(super) const CLIENT: Fields = &[

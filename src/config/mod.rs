@@ -39,6 +39,7 @@ pub struct Config {
     /// Global token lifetimes; each client's `lifetimes` already has these filled in.
     pub tokens: Lifetimes,
     pub login: LoginConfig,
+    pub accounts: AccountsConfig,
     pub clients: Vec<ClientConfig>,
     /// Things worth logging at start-up that are not errors, e.g. ignored `DOORMAN_*` variables.
     pub warnings: Vec<String>,
@@ -240,6 +241,18 @@ pub enum SecondFactorPolicy {
     Required,
 }
 
+/// `[accounts]`: local accounts.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// The shortest password accepted anywhere (CLI, invites, /account, reset links).
+    pub min_password_length: usize,
+    pub users_may_change_email: bool,
+    /// Changes that matter need a sign-in at most this old (or the password again).
+    pub reauth_after: Duration,
+    /// Who may use /admin.
+    pub admin_groups: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LoginConfig {
     /// Failed sign-ins (passwords or codes) allowed per (account, client IP) within
@@ -403,6 +416,12 @@ pub fn defaults() -> Config {
             second_factor_groups: Vec::new(),
             max_flows_per_ip: 300,
             methods: vec![LoginMethod::Password],
+        },
+        accounts: AccountsConfig {
+            min_password_length: 10,
+            users_may_change_email: false,
+            reauth_after: Duration::from_secs(600),
+            admin_groups: vec!["admins".to_string()],
         },
         clients: Vec::new(),
         warnings: Vec::new(),

@@ -310,6 +310,7 @@ pub(super) fn validate(
         keys: KeysConfig { rotate_after },
         tokens,
         login,
+        accounts: accounts(errors, f.accounts, &d.accounts),
         clients,
         warnings,
         source: super::NO_FILE.to_string(),
@@ -974,6 +975,46 @@ fn nonempty_path(
         return None;
     }
     Some(PathBuf::from(value))
+}
+
+fn accounts(
+    errors: &mut Vec<ConfigError>,
+    a: super::file::Accounts,
+    d: &super::AccountsConfig,
+) -> super::AccountsConfig {
+    let min_password_length = match a.min_password_length {
+        None => d.min_password_length,
+        Some(n) if (8..=1024).contains(&n) => usize::try_from(n).unwrap_or(d.min_password_length),
+        Some(n) => {
+            push(
+                errors,
+                "accounts.min_password_length",
+                format!("{n} is out of range; use a length from 8 to 1024 (the default is 10)"),
+            );
+            d.min_password_length
+        }
+    };
+    let admin_groups = a
+        .admin_groups
+        .map(|g| {
+            g.into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_else(|| d.admin_groups.clone());
+    super::AccountsConfig {
+        min_password_length,
+        users_may_change_email: a.users_may_change_email.unwrap_or(d.users_may_change_email),
+        reauth_after: dur(
+            errors,
+            "accounts.reauth_after",
+            a.reauth_after.as_deref(),
+            d.reauth_after,
+        )
+        .unwrap_or(d.reauth_after),
+        admin_groups,
+    }
 }
 
 /// A positive duration: `default` when unset, None (and an error) when invalid.
