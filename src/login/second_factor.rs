@@ -12,6 +12,7 @@ use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{load_flow, redirect_with_cookies, set_retry_after, LoginView};
+use crate::accounts::lockout::Reservation;
 use crate::error::WebError;
 use crate::session::{self, CookieNames};
 use crate::signin::limits::IpKey;
@@ -200,26 +201,70 @@ async fn flow_user(state: &AppState, step: &Step) -> Result<User, WebError> {
     Ok(user)
 }
 
-/// The lockout answer: the step's page with 429 and Retry-After, before any check.
-async fn locked(
-    state: &AppState,
-    form_flow: &str,
-    browser: &str,
-    flow_state: &FlowState,
-    retry_after: i64,
-) -> Result<Response, WebError> {
-    let msg = format!("Too many failed attempts. {}", wait_text(retry_after));
-    let mut resp = render_step(
-        state,
-        form_flow,
-        browser,
-        flow_state,
-        Some(&msg),
-        StatusCode::TOO_MANY_REQUESTS,
-    )
-    .await?;
-    set_retry_after(&mut resp, retry_after);
-    Ok(resp)
+/// A step form's flow, loaded and checked (CSRF token, this browser).
+struct Posted {
+    flow: Flow,
+    state: FlowState,
+    browser: String,
+    /// The flow id the form carried.
+    id: String,
+}
+
+impl Posted {
+    async fn load(
+        state: &AppState,
+        cookies: &Cookies,
+        transport: Transport,
+        form: &CodeForm,
+    ) -> Result<Posted, WebError> {
+        let (flow, flow_state, browser) =
+            load_flow(state, cookies, transport, &form.flow, &form.csrf).await?;
+        Ok(Posted {
+            flow,
+            state: flow_state,
+            browser,
+            id: form.flow.clone(),
+        })
+    }
+
+    /// The page of the flow's current step.
+    async fn page(
+        &self,
+        state: &AppState,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Result<Response, WebError> {
+        render_step(state, &self.id, &self.browser, &self.state, error, status).await
+    }
+
+    /// A code attempt for `user`, counted before the check like a password (wrong codes lock
+    /// the account too, and are kept on the account's code counter, which only a right code
+    /// resets); or the lockout answer: the step's page with 429 and Retry-After.
+    async fn reserve(
+        &self,
+        state: &AppState,
+        user: &User,
+        ip: std::net::IpAddr,
+        action: &str,
+    ) -> Result<Result<Reservation, Response>, WebError> {
+        let now = state.now();
+        match state
+            .lockout
+            .reserve_code(&user.id, &IpKey::of(ip).to_string(), now)
+            .await?
+        {
+            Ok(r) => Ok(Ok(r)),
+            Err(retry_after) => {
+                tracing::warn!(target: "audit", event = "second_factor", action, user = %user.username, ip = %ip, outcome = "rate_limited");
+                let msg = format!("Too many failed attempts. {}", wait_text(retry_after));
+                let mut resp = self
+                    .page(state, Some(&msg), StatusCode::TOO_MANY_REQUESTS)
+                    .await?;
+                set_retry_after(&mut resp, retry_after);
+                Ok(Err(resp))
+            }
+        }
+    }
 }
 
 /// POST /login/code: the TOTP or recovery code after the password (or for a step-up).
@@ -231,34 +276,17 @@ async fn code(
     cookies: Cookies,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, WebError> {
-    let (flow, flow_state, browser) =
-        load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
-    let Step::SecondFactor { amr, .. } = &flow_state.step else {
-        return render_step(
-            &state,
-            &form.flow,
-            &browser,
-            &flow_state,
-            None,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+    let posted = Posted::load(&state, &cookies, transport, &form).await?;
+    let Step::SecondFactor { amr, .. } = &posted.state.step else {
+        return posted.page(&state, None, StatusCode::BAD_REQUEST).await;
     };
-    let user = flow_user(&state, &flow_state.step).await?;
+    let user = flow_user(&state, &posted.state.step).await?;
     let now = state.now();
-    // Counted before the check, like a password: wrong codes lock the account too, and they
-    // are also kept on the account's code counter, which only a right code resets.
-    let reservation = match state
-        .lockout
-        .reserve_code(&user.id, &IpKey::of(ip).to_string(), now)
-        .await?
-    {
+    let reservation = match posted.reserve(&state, &user, ip, "code").await? {
         Ok(r) => r,
-        Err(retry_after) => {
-            tracing::warn!(target: "audit", event = "second_factor", action = "code", user = %user.username, ip = %ip, outcome = "rate_limited");
-            return locked(&state, &form.flow, &browser, &flow_state, retry_after).await;
-        }
+        Err(locked) => return Ok(locked),
     };
+    let (flow, flow_state) = (&posted.flow, &posted.state);
     let client = super::client_of(&flow_state.purpose).to_string();
     match factor::check_code(&*state.store, &state.secret_box, &user.id, &form.code, now).await? {
         CodeCheck::Accepted(kind) => {
@@ -272,7 +300,7 @@ async fn code(
             let (set, url) = super::signed_in(
                 &state,
                 &cookies,
-                &flow,
+                flow,
                 &flow_state.purpose,
                 &user,
                 amr,
@@ -285,15 +313,9 @@ async fn code(
             // The reservation stays counted as a failure.
             drop(reservation);
             tracing::warn!(target: "audit", event = "second_factor", action = "code", user = %user.username, ip = %ip, client = %client, outcome = "failure");
-            render_step(
-                &state,
-                &form.flow,
-                &browser,
-                &flow_state,
-                Some(WRONG_CODE),
-                StatusCode::UNAUTHORIZED,
-            )
-            .await
+            posted
+                .page(&state, Some(WRONG_CODE), StatusCode::UNAUTHORIZED)
+                .await
         }
     }
 }
@@ -308,20 +330,11 @@ async fn enrol(
     cookies: Cookies,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, WebError> {
-    let (flow, flow_state, browser) =
-        load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
-    let Step::Enrol { amr, secret, .. } = &flow_state.step else {
-        return render_step(
-            &state,
-            &form.flow,
-            &browser,
-            &flow_state,
-            None,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+    let posted = Posted::load(&state, &cookies, transport, &form).await?;
+    let Step::Enrol { amr, secret, .. } = &posted.state.step else {
+        return posted.page(&state, None, StatusCode::BAD_REQUEST).await;
     };
-    let user = flow_user(&state, &flow_state.step).await?;
+    let user = flow_user(&state, &posted.state.step).await?;
     let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
     if factor::has_one(&*state.store, &user.id).await? {
         // Set up meanwhile (another tab, another flow): this one must not replace it.
@@ -332,16 +345,11 @@ async fn enrol(
         ));
     }
     let now = state.now();
-    let reservation = match state
-        .lockout
-        .reserve_code(&user.id, &IpKey::of(ip).to_string(), now)
-        .await?
-    {
+    let reservation = match posted.reserve(&state, &user, ip, "enrol").await? {
         Ok(r) => r,
-        Err(retry_after) => {
-            return locked(&state, &form.flow, &browser, &flow_state, retry_after).await;
-        }
+        Err(locked) => return Ok(locked),
     };
+    let (flow, flow_state, browser) = (&posted.flow, &posted.state, &posted.browser);
     let Some(codes) = factor::enrol(
         &*state.store,
         &state.secret_box,
@@ -354,15 +362,9 @@ async fn enrol(
     else {
         drop(reservation);
         tracing::warn!(target: "audit", event = "second_factor", action = "enrol", user = %user.username, ip = %ip, outcome = "failure");
-        return render_step(
-            &state,
-            &form.flow,
-            &browser,
-            &flow_state,
-            Some(WRONG_CODE),
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
+        return posted
+            .page(&state, Some(WRONG_CODE), StatusCode::UNAUTHORIZED)
+            .await;
     };
     reservation.succeeded(now).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "totp", user = %user.username, ip = %ip, outcome = "success");
@@ -383,12 +385,12 @@ async fn enrol(
             user_id: user.id.clone(),
         },
     };
-    if !signin::advance(&*state.store, &flow, &done, now).await? {
+    if !signin::advance(&*state.store, flow, &done, now).await? {
         return Err(expired());
     }
     let csrf = state
         .csrf
-        .token(&super::flow_purpose_key(&form.flow), &browser);
+        .token(&super::flow_purpose_key(&form.flow), browser);
     let html = state.templates.render(
         "recovery_codes.html",
         RecoveryPage {
