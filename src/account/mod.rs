@@ -154,7 +154,12 @@ async fn user_sessions(
     // PENDING-SESSIONS: `Store::list_user_sessions` lands on main with the integrator.
     let _ = (user, state.now());
     let mut all = vec![current.clone()];
-    all.sort_by_key(|s| (s.id_hash != current.id_hash, std::cmp::Reverse(s.last_seen_at)));
+    all.sort_by_key(|s| {
+        (
+            s.id_hash != current.id_hash,
+            std::cmp::Reverse(s.last_seen_at),
+        )
+    });
     Ok(all)
 }
 
@@ -429,7 +434,10 @@ async fn profile(
     }
     let name_changed = change.name != user.name;
     tracing::info!(target: "audit", event = "account", action = "profile", user = %user.username, ip = %ip, name_changed, email_changed, email_verified = false, outcome = "success");
-    Ok(done(&state, if email_changed { "email" } else { "profile" }))
+    Ok(done(
+        &state,
+        if email_changed { "email" } else { "profile" },
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -624,8 +632,16 @@ async fn end_session(
             sessions: Some("That session has already ended.".into()),
             ..Errors::default()
         };
-        return refuse(&state, &cookies, &session, &user, errors, StatusCode::NOT_FOUND, None)
-            .await;
+        return refuse(
+            &state,
+            &cookies,
+            &session,
+            &user,
+            errors,
+            StatusCode::NOT_FOUND,
+            None,
+        )
+        .await;
     };
     state.store.delete_session(&target.id_hash).await?;
     let own = target.id_hash == session.id_hash;
@@ -633,7 +649,10 @@ async fn end_session(
     if own {
         let mut resp = Redirect::to(&state.url(paths::ACCOUNT)).into_response();
         let names = CookieNames::of(&state.config);
-        append_cookie(&mut resp, &session::clear_cookie(&state.config, names.session));
+        append_cookie(
+            &mut resp,
+            &session::clear_cookie(&state.config, names.session),
+        );
         if let Some(c) = session::clear_forward_auth_cookie(&state.config) {
             append_cookie(&mut resp, &c);
         }
@@ -693,8 +712,16 @@ async fn revoke_application(
             applications: Some("That application has no access to revoke.".into()),
             ..Errors::default()
         };
-        return refuse(&state, &cookies, &session, &user, errors, StatusCode::NOT_FOUND, None)
-            .await;
+        return refuse(
+            &state,
+            &cookies,
+            &session,
+            &user,
+            errors,
+            StatusCode::NOT_FOUND,
+            None,
+        )
+        .await;
     }
     for g in &grants {
         state.store.revoke_grant(&g.id, now).await?;

@@ -182,7 +182,10 @@ mod tests {
         let u = user(Some("alice@example.com"));
         let c = profile_change(&u, "  Alice L. ", Some("ALICE@example.com"), false).unwrap();
         assert_eq!(c.name.as_deref(), Some("Alice L."));
-        assert_eq!(c.email, None, "the same address in another case is no change");
+        assert_eq!(
+            c.email, None,
+            "the same address in another case is no change"
+        );
         assert_eq!(
             profile_change(&u, "Alice", Some("new@example.com"), false),
             Err(ProfileError::EmailLocked)
@@ -195,8 +198,16 @@ mod tests {
         assert_eq!(c.email, Some(Some("new@example.com".into())));
         assert!(!c.is_empty(&u));
         let c = profile_change(&u, "", None, false).unwrap();
-        assert_eq!(c, ProfileChange { name: None, email: None });
-        assert!(profile_change(&u, "Alice", None, false).unwrap().is_empty(&u));
+        assert_eq!(
+            c,
+            ProfileChange {
+                name: None,
+                email: None
+            }
+        );
+        assert!(profile_change(&u, "Alice", None, false)
+            .unwrap()
+            .is_empty(&u));
         assert_eq!(
             profile_change(&u, &"x".repeat(201), None, false),
             Err(ProfileError::NameTooLong)
@@ -215,7 +226,10 @@ mod tests {
             method_text(&amr(&["pwd", "otp"])),
             "password + authenticator app"
         );
-        assert_eq!(method_text(&amr(&["pwd", "mfa"])), "password + recovery code");
+        assert_eq!(
+            method_text(&amr(&["pwd", "mfa"])),
+            "password + recovery code"
+        );
         assert_eq!(method_text(&amr(&["plex"])), "Plex");
         let g = |id: &str, client: &str, at: i64| Grant {
             id: id.into(),
@@ -231,9 +245,10 @@ mod tests {
             sid: None,
             acr: None,
         };
-        let apps = applications(&[g("1", "nc", 5), g("2", "wiki", 7), g("3", "nc", 3)], |c| {
-            (c == "nc").then(|| "Nextcloud".to_string())
-        });
+        let apps = applications(
+            &[g("1", "nc", 5), g("2", "wiki", 7), g("3", "nc", 3)],
+            |c| (c == "nc").then(|| "Nextcloud".to_string()),
+        );
         assert_eq!(
             apps,
             vec![

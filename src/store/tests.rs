@@ -1689,7 +1689,10 @@ async fn a_users_grants_with_a_live_refresh_token_are_listed_oldest_first() {
         (12, "g-expired-token", NOW),
         (13, "g-revoked", NOW + 3600),
     ] {
-        store.put_refresh_token(&refresh(h(t), g, exp)).await.unwrap();
+        store
+            .put_refresh_token(&refresh(h(t), g, exp))
+            .await
+            .unwrap();
     }
     let mut bobs = refresh(h(14), "g-bob", NOW + 3600);
     bobs.user_id = "u2".into();
@@ -1700,7 +1703,10 @@ async fn a_users_grants_with_a_live_refresh_token_are_listed_oldest_first() {
         .await
         .unwrap();
     raw(&dir)
-        .execute("UPDATE refresh_tokens SET used_at = 1 WHERE grant_id = 'g-used'", [])
+        .execute(
+            "UPDATE refresh_tokens SET used_at = 1 WHERE grant_id = 'g-used'",
+            [],
+        )
         .unwrap();
     store.revoke_grant("g-revoked", NOW).await.unwrap();
     let ids: Vec<String> = store
@@ -1738,13 +1744,19 @@ async fn ending_a_users_other_sessions_keeps_the_one_named() {
         .await
         .unwrap();
     assert_eq!(
-        store.delete_user_sessions_except("u1", &h(1)).await.unwrap(),
+        store
+            .delete_user_sessions_except("u1", &h(1))
+            .await
+            .unwrap(),
         2
     );
     assert!(store.get_session(&h(1), NOW).await.unwrap().is_some());
     assert!(store.get_session(&h(2), NOW).await.unwrap().is_none());
     assert!(store.get_session(&h(3), NOW).await.unwrap().is_none());
-    assert!(store.get_session(&h(4), NOW).await.unwrap().is_some(), "bob's");
+    assert!(
+        store.get_session(&h(4), NOW).await.unwrap().is_some(),
+        "bob's"
+    );
     assert!(
         store.forward_auth_parent(&h(20)).await.unwrap().is_none(),
         "its forward-auth session went with it"

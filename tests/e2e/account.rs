@@ -24,7 +24,11 @@ async fn sign_in(server: &TestServer, browser: &Browser, user: &str, pass: &str)
     );
     let done = browser.submit_login(&landing, user, pass).await;
     assert_eq!(done.status, 303, "sign-in failed:\n{}", done.text);
-    assert_eq!(done.redirect().as_str(), server.url(ACCOUNT), "back to /account");
+    assert_eq!(
+        done.redirect().as_str(),
+        server.url(ACCOUNT),
+        "back to /account"
+    );
     account_page(server, browser).await
 }
 
@@ -112,12 +116,17 @@ async fn not_signed_in_the_landing_page_then_back_to_the_account_page() {
     let server = TestServer::start("").await;
     let browser = Browser::new();
     let page = sign_in(&server, &browser, ALICE, ALICE_PASSWORD).await;
-    assert!(page.text.contains("class=\"username\">alice<"), "{}", page.text);
+    assert!(
+        page.text.contains("class=\"username\">alice<"),
+        "{}",
+        page.text
+    );
     assert!(page.text.contains("alice@example.com"));
     assert!(page.text.contains("(verified)"));
     assert!(page.text.contains("value=\"Alice Liddell\""));
     assert!(
-        page.text.contains("Only the operator can change your email address."),
+        page.text
+            .contains("Only the operator can change your email address."),
         "email not editable by default"
     );
     assert!(!page.text.contains("name=\"email\""));
@@ -159,7 +168,11 @@ async fn the_name_can_be_changed() {
     let u = alice(&server).await;
     assert_eq!(u.email.as_deref(), Some(ALICE_EMAIL));
     assert!(u.email_verified);
-    assert_eq!(u.name.as_deref(), Some("Alice Pleasance Liddell"), "nothing saved");
+    assert_eq!(
+        u.name.as_deref(),
+        Some("Alice Pleasance Liddell"),
+        "nothing saved"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +195,10 @@ async fn a_changed_email_is_unverified_and_needs_a_recent_sign_in_or_the_passwor
         &browser,
         &page,
         "/account/profile",
-        &[("name", "Alice Liddell"), ("email", "alice@wonderland.example")],
+        &[
+            ("name", "Alice Liddell"),
+            ("email", "alice@wonderland.example"),
+        ],
     )
     .await;
     assert_done(&server, &answer, "email");
@@ -191,7 +207,9 @@ async fn a_changed_email_is_unverified_and_needs_a_recent_sign_in_or_the_passwor
     assert!(!u.email_verified, "a changed email is not verified");
     let page = account_page(&server, &browser).await;
     assert!(page.text.contains("(not verified)"), "{}", page.text);
-    assert!(page.text.contains("Confirmation by mail is not available here yet"));
+    assert!(page
+        .text
+        .contains("Confirmation by mail is not available here yet"));
 
     // Eleven minutes later the sign-in is no longer recent: the password is asked for.
     server.clock.advance(11 * 60);
@@ -230,7 +248,10 @@ async fn a_changed_email_is_unverified_and_needs_a_recent_sign_in_or_the_passwor
         &browser,
         &page,
         "/account/profile",
-        &[("name", "A. Liddell"), ("email", "alice@wonderland.example")],
+        &[
+            ("name", "A. Liddell"),
+            ("email", "alice@wonderland.example"),
+        ],
     )
     .await;
     assert_done(&server, &answer, "profile");
@@ -250,7 +271,13 @@ async fn changing_the_password_ends_the_other_sessions_and_applications_but_not_
     let elsewhere = Browser::new();
     sign_in(&server, &elsewhere, ALICE, ALICE_PASSWORD).await;
     let tokens = server
-        .code_flow(&elsewhere, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .code_flow(
+            &elsewhere,
+            RP,
+            "openid offline_access",
+            ALICE,
+            ALICE_PASSWORD,
+        )
         .await;
     let refresh = tokens.refresh_token.clone().expect("a refresh token");
     let change = |current: &'static str, new: &'static str, again: &'static str| {
@@ -270,7 +297,12 @@ async fn changing_the_password_ends_the_other_sessions_and_applications_but_not_
             .await
         }
     };
-    let answer = change("wrong-password", "a-new-long-passphrase", "a-new-long-passphrase").await;
+    let answer = change(
+        "wrong-password",
+        "a-new-long-passphrase",
+        "a-new-long-passphrase",
+    )
+    .await;
     assert_eq!(answer.status, 401);
     assert_eq!(alert(&answer), "Your current password is not right.");
     let answer = change(ALICE_PASSWORD, "short", "short").await;
@@ -293,12 +325,20 @@ async fn changing_the_password_ends_the_other_sessions_and_applications_but_not_
         "nothing changed so far"
     );
 
-    let answer = change(ALICE_PASSWORD, "a-new-long-passphrase", "a-new-long-passphrase").await;
+    let answer = change(
+        ALICE_PASSWORD,
+        "a-new-long-passphrase",
+        "a-new-long-passphrase",
+    )
+    .await;
     assert_done(&server, &answer, "password");
     let page = here.get(answer.redirect().as_str()).await;
     page.assert_status(200);
     assert!(page.text.contains("Your password was changed."));
-    assert!(signed_out(&server, &elsewhere).await, "the other browser is signed out");
+    assert!(
+        signed_out(&server, &elsewhere).await,
+        "the other browser is signed out"
+    );
     let refreshed = server.refresh(RP, &refresh).await;
     assert_eq!(refreshed.status, 400, "{}", refreshed.text);
     assert_eq!(refreshed.oauth_error(), "invalid_grant");
@@ -364,7 +404,12 @@ async fn one_other_session_can_be_signed_out() {
 
     let page = account_page(&server, &here).await;
     let others = other_sids(&page);
-    assert_eq!(others.len(), 2, "alice's two other sessions, not bob's:\n{}", page.text);
+    assert_eq!(
+        others.len(),
+        2,
+        "alice's two other sessions, not bob's:\n{}",
+        page.text
+    );
     assert!(page.text.contains("This browser"));
     // The phone's session is the one the phone's own page calls current.
     let phone_page = account_page(&server, &phone).await;
@@ -464,7 +509,10 @@ async fn revoking_an_application_stops_its_refresh_token() {
     assert_eq!(refreshed.oauth_error(), "invalid_grant");
     let page = account_page(&server, &browser).await;
     assert!(!page.text.contains("data-client=\"rp\""));
-    assert!(!signed_out(&server, &browser).await, "the browser stays signed in");
+    assert!(
+        !signed_out(&server, &browser).await,
+        "the browser stays signed in"
+    );
     let again = post(
         &server,
         &browser,
@@ -496,7 +544,13 @@ fn code_now(server: &TestServer, secret: &[u8]) -> String {
 
 async fn alice_has_totp(server: &TestServer) -> bool {
     let user = alice(server).await;
-    server.state.store.get_totp(&user.id).await.unwrap().is_some()
+    server
+        .state
+        .store
+        .get_totp(&user.id)
+        .await
+        .unwrap()
+        .is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,7 +562,11 @@ async fn removing_the_second_factor_needs_a_code_or_the_password() {
     assert!(page.text.contains("class=\"factor-status\">off<"));
     let secret = give_alice_totp(&server).await;
     let page = account_page(&server, &browser).await;
-    assert!(page.text.contains("class=\"factor-status\">on<"), "{}", page.text);
+    assert!(
+        page.text.contains("class=\"factor-status\">on<"),
+        "{}",
+        page.text
+    );
     let remove = |code: String, pass: &'static str| {
         let (server, browser, page) = (&server, &browser, &page);
         async move {
@@ -526,7 +584,11 @@ async fn removing_the_second_factor_needs_a_code_or_the_password() {
     assert_eq!(answer.status, 400);
     assert!(alert(&answer).contains("Type a code"));
     let right = code_now(&server, &secret);
-    let wrong = if right == "000000" { "000001" } else { "000000" };
+    let wrong = if right == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
     let answer = remove(wrong.to_string(), "").await;
     assert_eq!(answer.status, 401);
     assert_eq!(alert(&answer), "That code is not right.");
@@ -557,7 +619,10 @@ async fn every_form_refuses_a_token_of_another_browser_or_session() {
         .await;
     let other_sid = other_sids(&account_page(&server, &browser).await).remove(0);
     let forms: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("/account/profile", vec![("name", "Mallory"), ("email", "m@evil.example")]),
+        (
+            "/account/profile",
+            vec![("name", "Mallory"), ("email", "m@evil.example")],
+        ),
         (
             "/account/password",
             vec![
@@ -566,7 +631,10 @@ async fn every_form_refuses_a_token_of_another_browser_or_session() {
                 ("new_password_confirm", "mallorys-passphrase"),
             ],
         ),
-        ("/account/second-factor/remove", vec![("password", ALICE_PASSWORD)]),
+        (
+            "/account/second-factor/remove",
+            vec![("password", ALICE_PASSWORD)],
+        ),
         ("/account/sessions/end", vec![("sid", other_sid.as_str())]),
         ("/account/sessions/end-others", vec![]),
         ("/account/applications/revoke", vec![("client", RP)]),
@@ -584,7 +652,10 @@ async fn every_form_refuses_a_token_of_another_browser_or_session() {
             all.extend_from_slice(fields);
             let answer = who.post_form(&server.url(path), &all).await;
             assert_eq!(answer.status, 403, "{path}: {what}: {}", answer.text);
-            assert!(answer.text.contains("could not be verified"), "{path}: {what}");
+            assert!(
+                answer.text.contains("could not be verified"),
+                "{path}: {what}"
+            );
         }
         // A token from this browser without its browser cookie (another site's form).
         let bare = reqwest::Client::new();
@@ -596,7 +667,9 @@ async fn every_form_refuses_a_token_of_another_browser_or_session() {
                 "cookie",
                 format!(
                     "doorman_session={}",
-                    browser.cookie(&server.url(ACCOUNT), "doorman_session").unwrap()
+                    browser
+                        .cookie(&server.url(ACCOUNT), "doorman_session")
+                        .unwrap()
                 ),
             )
             .form(&all)
@@ -611,7 +684,13 @@ async fn every_form_refuses_a_token_of_another_browser_or_session() {
     assert_eq!(u.email.as_deref(), Some(ALICE_EMAIL));
     assert!(alice_has_totp(&server).await);
     assert!(!signed_out(&server, &other).await);
-    assert_eq!(server.refresh(RP, tokens.refresh_token.as_ref().unwrap()).await.status, 200);
+    assert_eq!(
+        server
+            .refresh(RP, tokens.refresh_token.as_ref().unwrap())
+            .await
+            .status,
+        200
+    );
     sign_in(&server, &Browser::new(), ALICE, ALICE_PASSWORD).await;
 }
 
