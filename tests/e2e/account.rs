@@ -729,3 +729,41 @@ fn current_sid(page: &Page) -> String {
     let v = tag.find("data-sid=\"").unwrap() + "data-sid=\"".len();
     tag[v..v + tag[v..].find('"').unwrap()].to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_plex_identity_is_shown_with_when_it_was_last_checked() {
+    let server = TestServer::start("").await;
+    let browser = Browser::new();
+    let page = sign_in(&server, &browser, ALICE, ALICE_PASSWORD).await;
+    assert!(
+        !page.text.contains("id=\"plex\""),
+        "no Plex section without one"
+    );
+    let user = alice(&server).await;
+    server
+        .state
+        .store
+        .put_identity(&doorman::store::Identity {
+            provider: "plex".into(),
+            subject: "424242".into(),
+            user_id: user.id.clone(),
+            token: None,
+            server_token: None,
+            owner: false,
+            allowed: true,
+            checked_at: Some(1_767_225_600),
+            created_at: 1_767_225_600,
+            updated_at: 1_767_225_600,
+        })
+        .await
+        .unwrap();
+    let page = account_page(&server, &browser).await;
+    assert!(page.text.contains("id=\"plex\""), "{}", page.text);
+    assert!(page.text.contains("(id 424242)"));
+    assert!(
+        page.text
+            .contains("class=\"plex-checked\">2026-01-01 00:00:00 UTC<"),
+        "{}",
+        page.text
+    );
+}
