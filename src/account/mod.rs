@@ -151,9 +151,10 @@ async fn user_sessions(
     user: &User,
     current: &Session,
 ) -> Result<Vec<Session>, WebError> {
-    // PENDING-SESSIONS: `Store::list_user_sessions` lands on main with the integrator.
-    let _ = (user, state.now());
-    let mut all = vec![current.clone()];
+    let mut all = state
+        .store
+        .list_user_sessions(&user.id, state.now())
+        .await?;
     all.sort_by_key(|s| {
         (
             s.id_hash != current.id_hash,
@@ -194,8 +195,8 @@ async fn render(
             started: crate::keys::utc(s.created_at),
             last_seen: crate::keys::utc(s.last_seen_at),
             method: rules::method_text(&s.amr),
-            ip: None::<String>,         // PENDING-SESSIONS: s.ip.clone()
-            user_agent: None::<String>, // PENDING-SESSIONS: s.user_agent.clone()
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
         })
         .collect();
     let other_sessions = sessions.iter().any(|s| !s.current);
