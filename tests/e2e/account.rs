@@ -411,6 +411,12 @@ async fn one_other_session_can_be_signed_out() {
         page.text
     );
     assert!(page.text.contains("This browser"));
+    assert!(
+        page.text
+            .contains(" with password from 127.0.0.1; last seen "),
+        "method, IP and last seen:\n{}",
+        page.text
+    );
     // The phone's session is the one the phone's own page calls current.
     let phone_page = account_page(&server, &phone).await;
     let phone_sid = others
@@ -462,13 +468,30 @@ async fn signing_out_everywhere_else_keeps_this_browser() {
     let server = TestServer::start("").await;
     let here = Browser::new();
     sign_in(&server, &here, ALICE, ALICE_PASSWORD).await;
-    let others: Vec<Browser> = (0..2).map(|_| Browser::new()).collect();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let firefox = Browser {
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Firefox/140.0")
+            .build()
+            .unwrap(),
+        jar,
+    };
+    let others: Vec<Browser> = vec![Browser::new(), firefox];
     for b in &others {
         sign_in(&server, b, ALICE, ALICE_PASSWORD).await;
     }
     let bobs = Browser::new();
     sign_in(&server, &bobs, BOB, BOB_PASSWORD).await;
     let page = account_page(&server, &here).await;
+    assert_eq!(other_sids(&page).len(), 2);
+    assert!(
+        html_unescape(&page.text)
+            .contains("<strong>Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Firefox/140.0</strong>"),
+        "the other browser's user agent:\n{}",
+        page.text
+    );
     let answer = post(&server, &here, &page, "/account/sessions/end-others", &[]).await;
     assert_done(&server, &answer, "others");
     for b in &others {
@@ -691,7 +714,12 @@ async fn every_form_refuses_a_token_of_another_browser_or_session() {
             .status,
         200
     );
-    sign_in(&server, &Browser::new(), ALICE, ALICE_PASSWORD).await;
+    // The password is unchanged: it still gets alice as far as her code page.
+    let fresh = Browser::new();
+    let landing = fresh.get(&server.url(ACCOUNT)).await;
+    let next = fresh.submit_login(&landing, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(next.status, 200, "{}", next.text);
+    assert!(next.text.contains("/login/code"), "{}", next.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
