@@ -434,7 +434,7 @@ async fn profile(
         Err(e) => return Err(WebError::Internal(format!("profile: {e}"))),
     }
     let name_changed = change.name != user.name;
-    tracing::info!(target: "audit", event = "account", action = "profile", user = %user.username, ip = %ip, name_changed, email_changed, email_verified = false, outcome = "success");
+    tracing::info!(target: "audit", event = "account", action = "profile", user = %user.username, ip = %ip, name_changed, email_changed, outcome = "success");
     Ok(done(
         &state,
         if email_changed { "email" } else { "profile" },
