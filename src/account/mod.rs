@@ -309,7 +309,6 @@ fn password_refusal(current: Current) -> Option<(StatusCode, String, Option<i64>
 }
 
 /// Renders the page with one section's error; sets Retry-After when given.
-#[allow(clippy::too_many_arguments)]
 async fn refuse(
     state: &AppState,
     cookies: &Cookies,
