@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod account;
 pub mod accounts;
 pub mod cli;
 pub mod clock;

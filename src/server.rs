@@ -251,6 +251,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(to_landing_page))
         .merge(crate::oidc::routes::routes(&state))
         .merge(crate::login::routes(&state))
+        .merge(crate::account::routes())
         .merge(crate::jitsi::routes())
         .merge(crate::forward_auth::routes())
         .route(HEALTHZ, get(healthz))

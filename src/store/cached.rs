@@ -513,6 +513,18 @@ impl Store for CachedStore {
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()> {
         self.inner.backup(path).await
     }
+
+    // ---- /account: the applications a user signed in to, their other sessions ----
+
+    async fn list_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Grant>> {
+        self.inner.list_user_grants(user_id, now).await
+    }
+
+    async fn delete_user_sessions_except(&self, user_id: &str, keep: &Hash) -> StoreResult<u64> {
+        let result = self.inner.delete_user_sessions_except(user_id, keep).await;
+        self.sessions.invalidate_all();
+        result
+    }
 }
 
 #[cfg(test)]

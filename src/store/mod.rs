@@ -517,4 +517,12 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep(&self, now: Timestamp) -> StoreResult<Swept>;
     /// Writes a consistent copy of the live database to `path`.
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;
+
+    // ---- /account: the applications a user signed in to, their other sessions ----
+    /// The user's live grants (not revoked, `now < expires_at`) that still have a live refresh
+    /// token (unused, `now < expires_at`), oldest first.
+    async fn list_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Grant>>;
+    /// Deletes every SSO session of the user except `keep` (their forward-auth sessions go
+    /// with them); how many.
+    async fn delete_user_sessions_except(&self, user_id: &str, keep: &Hash) -> StoreResult<u64>;
 }

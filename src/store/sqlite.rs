@@ -1831,6 +1831,35 @@ impl Store for SqliteStore {
         let target = path.to_path_buf();
         blocking(move || backup_to(&source, &target)).await
     }
+
+    // ---- /account: the applications a user signed in to, their other sessions ----
+
+    async fn list_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Grant>> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                grant_cols!(),
+                " FROM grants g WHERE g.user_id = ?1 AND g.revoked_at IS NULL \
+                 AND g.expires_at > ?2 AND EXISTS (SELECT 1 FROM refresh_tokens r \
+                 WHERE r.grant_id = g.id AND r.used_at IS NULL AND r.expires_at > ?2) \
+                 ORDER BY g.created_at, g.id"
+            ))?
+            .query_map(params![user_id, now], grant_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn delete_user_sessions_except(&self, user_id: &str, keep: &Hash) -> StoreResult<u64> {
+        let (user_id, keep) = (user_id.to_owned(), *keep);
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2")?
+                .execute(params![user_id, keep])
+                .map(|n| n as u64)
+        })
+        .await
+    }
 }
 
 /// Writes a compacted, consistent snapshot of `source` to the new file `target` (0600).

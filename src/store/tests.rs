@@ -1696,3 +1696,107 @@ async fn a_users_live_sessions_are_listed_newest_first_with_where_they_began() {
         Some("Firefox")
     );
 }
+
+// ---- /account: the applications a user signed in to, their other sessions ----
+
+#[tokio::test]
+async fn a_users_grants_with_a_live_refresh_token_are_listed_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    let mut older = grant("g-old", "u1");
+    older.created_at = NOW - 10;
+    for (g, c) in [
+        (older, 1),
+        (grant("g-live", "u1"), 2),
+        (grant("g-used", "u1"), 3),
+        (grant("g-expired-token", "u1"), 4),
+        (grant("g-revoked", "u1"), 5),
+        (grant("g-none", "u1"), 6),
+        (grant("g-bob", "u2"), 7),
+    ] {
+        store
+            .create_grant_with_code(&g, &code(h(c), &g.id))
+            .await
+            .unwrap();
+    }
+    for (t, g, exp) in [
+        (10, "g-old", NOW + 3600),
+        (11, "g-live", NOW + 3600),
+        (12, "g-expired-token", NOW),
+        (13, "g-revoked", NOW + 3600),
+    ] {
+        store
+            .put_refresh_token(&refresh(h(t), g, exp))
+            .await
+            .unwrap();
+    }
+    let mut bobs = refresh(h(14), "g-bob", NOW + 3600);
+    bobs.user_id = "u2".into();
+    store.put_refresh_token(&bobs).await.unwrap();
+    // A rotated token no longer counts; its successor would.
+    store
+        .put_refresh_token(&refresh(h(15), "g-used", NOW + 3600))
+        .await
+        .unwrap();
+    raw(&dir)
+        .execute(
+            "UPDATE refresh_tokens SET used_at = 1 WHERE grant_id = 'g-used'",
+            [],
+        )
+        .unwrap();
+    store.revoke_grant("g-revoked", NOW).await.unwrap();
+    let ids: Vec<String> = store
+        .list_user_grants("u1", NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(ids, ["g-old", "g-live"]);
+    assert!(
+        store
+            .list_user_grants("u1", NOW + 31 * 86_400)
+            .await
+            .unwrap()
+            .is_empty(),
+        "past the grants' absolute expiry"
+    );
+}
+
+#[tokio::test]
+async fn ending_a_users_other_sessions_keeps_the_one_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    for (n, u) in [(1, "u1"), (2, "u1"), (3, "u1"), (4, "u2")] {
+        store
+            .create_session(&session(h(n), u, NOW + 3600))
+            .await
+            .unwrap();
+    }
+    store
+        .create_forward_auth_session(&h(20), &h(2), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .delete_user_sessions_except("u1", &h(1))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(store.get_session(&h(1), NOW).await.unwrap().is_some());
+    assert!(store.get_session(&h(2), NOW).await.unwrap().is_none());
+    assert!(store.get_session(&h(3), NOW).await.unwrap().is_none());
+    assert!(
+        store.get_session(&h(4), NOW).await.unwrap().is_some(),
+        "bob's"
+    );
+    assert!(
+        store.forward_auth_parent(&h(20)).await.unwrap().is_none(),
+        "its forward-auth session went with it"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod account;
 mod authorize_rules;
 mod binary;
 mod claims;

@@ -1,0 +1,25 @@
+//! Ending a user's sign-ins from their own account page: the variant of
+//! [`crate::accounts::users::end_sign_ins`] that keeps the browser doing it signed in.
+
+use crate::accounts::users::Ended;
+use crate::store::{Hash, Store, StoreResult, Timestamp};
+
+/// Ends every SSO session of the user except `keep` (forward-auth sessions end with theirs)
+/// and revokes every grant (so every refresh and access token): whoever knew the old password,
+/// or holds another session, is signed out; this browser stays signed in. Another process's
+/// caches see it within their TTL.
+pub async fn end_other_sign_ins(
+    store: &dyn Store,
+    user_id: &str,
+    keep: &Hash,
+    now: Timestamp,
+) -> StoreResult<Ended> {
+    let sessions = store.delete_user_sessions_except(user_id, keep).await?;
+    let grants = store.revoke_user_grants(user_id, now).await?;
+    Ok(Ended { sessions, grants })
+}
+
+/// Ends the other SSO sessions of the user, leaving their grants.
+pub async fn end_other_sessions(store: &dyn Store, user_id: &str, keep: &Hash) -> StoreResult<u64> {
+    store.delete_user_sessions_except(user_id, keep).await
+}
