@@ -450,3 +450,39 @@ async fn rd_is_honoured_only_for_a_safe_return_address() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_add_and_passwd_apply_the_password_policy() {
+    let (server, config) = server_with_config().await;
+    let with_stdin = |args: &[&str], stdin: &str| {
+        let mut cmd: Command = doorman_command();
+        cmd.args(args).arg("--config").arg(&config);
+        output_with_stdin(cmd, stdin)
+    };
+    let add = ["user", "add", "kim", "--email", "kim@example.com", "--password-stdin"];
+    for (password, rule) in [
+        ("short", "at least 10 characters"),
+        ("kim@example.com", "not be your username or email"),
+        ("password123", "most common"),
+        ("Qwertyuiop", "most common"),
+    ] {
+        let out = with_stdin(&add, &format!("{password}\n"));
+        assert!(!out.status.success(), "{password} accepted");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("password refused") && stderr.contains(rule), "{password}: {stderr}");
+    }
+    assert!(server
+        .state
+        .store
+        .find_user_by_username("kim")
+        .await
+        .unwrap()
+        .is_none());
+    // `user passwd` checks against the user's own name and email.
+    for password in [ALICE, ALICE_EMAIL, "1234567890"] {
+        let out = with_stdin(&["user", "passwd", ALICE], &format!("{password}\n"));
+        assert!(!out.status.success(), "{password} accepted");
+        assert!(text(&out.stderr).contains("password refused"), "{}", text(&out.stderr));
+    }
+    assert_ok(&with_stdin(&add, &format!("{PASSWORD}\n")), "user add kim");
+}
