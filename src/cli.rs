@@ -959,10 +959,7 @@ mod tests {
             "{said:?}"
         );
         // The rest of the policy: not the username, not a common password.
-        let (r, said) = prompt(
-            &["Alice", "password123", "pw-three-x", "pw-three-x"],
-            false,
-        );
+        let (r, said) = prompt(&["Alice", "password123", "pw-three-x", "pw-three-x"], false);
         assert_eq!(r.unwrap().as_deref(), Some("pw-three-x"));
         assert!(
             said.iter().any(|s| s.contains("most common ones")),

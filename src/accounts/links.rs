@@ -331,7 +331,10 @@ mod tests {
         for new in bad {
             let what = format!("{new:?}");
             assert!(
-                matches!(create_invite(&s, new, NOW).await, Err(LinkError::Invalid(_))),
+                matches!(
+                    create_invite(&s, new, NOW).await,
+                    Err(LinkError::Invalid(_))
+                ),
                 "{what}"
             );
         }

@@ -13,8 +13,8 @@ use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::links::{self, LinkState, RedeemError};
-use crate::accounts::users::{self, AccountError};
 use crate::accounts::password_policy;
+use crate::accounts::users::{self, AccountError};
 use crate::error::WebError;
 use crate::secrets::to_hex;
 use crate::session::{self, CookieNames};

@@ -529,11 +529,19 @@ impl Store for CachedStore {
         self.inner.give_back_link_use(id).await
     }
 
-    async fn find_link(&self, token_hash: &Hash, now: Timestamp) -> StoreResult<Option<super::Link>> {
+    async fn find_link(
+        &self,
+        token_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<super::Link>> {
         self.inner.find_link(token_hash, now).await
     }
 
-    async fn list_links(&self, kind: super::LinkKind, now: Timestamp) -> StoreResult<Vec<super::Link>> {
+    async fn list_links(
+        &self,
+        kind: super::LinkKind,
+        now: Timestamp,
+    ) -> StoreResult<Vec<super::Link>> {
         self.inner.list_links(kind, now).await
     }
 

@@ -1742,7 +1742,12 @@ async fn links_are_taken_by_token_and_kind_until_used_up() {
             .unwrap();
     }
     assert_eq!(
-        store.find_link(&h(1), NOW).await.unwrap().unwrap().uses_left,
+        store
+            .find_link(&h(1), NOW)
+            .await
+            .unwrap()
+            .unwrap()
+            .uses_left,
         0
     );
 }

@@ -119,10 +119,16 @@ async fn invite_create_prints_the_link_last_list_never_shows_it_and_revoke_ends_
     assert!(last.starts_with(&prefix), "last line: {last:?}\n{stdout}");
     let token = token_of(last);
     assert_eq!(token.len(), 43, "{token}");
-    assert!(stdout.contains("family,media") && stdout.contains("2 uses"), "{stdout}");
+    assert!(
+        stdout.contains("family,media") && stdout.contains("2 uses"),
+        "{stdout}"
+    );
 
     // JSON: everything, the link included.
-    let out = cli(&config, &["invite", "create", "--format", "json", "--expires", "2h"]);
+    let out = cli(
+        &config,
+        &["invite", "create", "--format", "json", "--expires", "2h"],
+    );
     assert_ok(&out, "invite create --format json");
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let json_link = json["link"].as_str().unwrap().to_string();
@@ -138,9 +144,15 @@ async fn invite_create_prints_the_link_last_list_never_shows_it_and_revoke_ends_
     let out = cli(&config, &["invite", "list"]);
     assert_ok(&out, "invite list");
     let list = text(&out.stdout);
-    assert!(list.contains("for Carol") && list.contains("family,media"), "{list}");
+    assert!(
+        list.contains("for Carol") && list.contains("family,media"),
+        "{list}"
+    );
     assert!(list.contains(&json_id) && list.contains("2/2"), "{list}");
-    assert!(!list.contains(&token) && !list.contains(&token_of(&json_link)), "{list}");
+    assert!(
+        !list.contains(&token) && !list.contains(&token_of(&json_link)),
+        "{list}"
+    );
     let out = cli(&config, &["invite", "list", "--format", "json"]);
     assert_ok(&out, "invite list --format json");
     let all = text(&out.stdout);
@@ -157,18 +169,30 @@ async fn invite_create_prints_the_link_last_list_never_shows_it_and_revoke_ends_
     let page = b.get(&json_link).await;
     page.assert_status(410);
     assert!(page.text.contains("withdrawn"), "{}", page.text);
-    assert!(page.text.contains("Ask the person who invited you"), "{}", page.text);
+    assert!(
+        page.text.contains("Ask the person who invited you"),
+        "{}",
+        page.text
+    );
     let list = text(&cli(&config, &["invite", "list"]).stdout);
     assert!(!list.contains(&json_id), "{list}");
     // Revoking it again, or an unknown id: a clear error.
     let out = cli(&config, &["invite", "revoke", &json_id]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("invite list"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("invite list"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A bad argument says what is wrong.
     let out = cli(&config, &["invite", "create", "--expires", "7"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--expires"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--expires"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The CLI's invite makes an account with its groups and its email, verified.
     let page = redeem(&server, &b, &token, "carol", PASSWORD).await;
@@ -216,7 +240,10 @@ async fn redeeming_makes_the_account_and_signs_the_browser_in() {
     // The password works in a fresh browser; the one-use link is used up.
     let other = Browser::new();
     let login = other.get(&server.url("/login")).await;
-    assert_eq!(other.submit_login(&login, "dave", PASSWORD).await.status, 303);
+    assert_eq!(
+        other.submit_login(&login, "dave", PASSWORD).await.status,
+        303
+    );
     let page = other.get(&server.url(&format!("/invite/{token}"))).await;
     page.assert_status(410);
     assert!(page.text.contains("already been used"), "{}", page.text);
@@ -271,7 +298,12 @@ async fn expired_revoked_used_up_and_unknown_links_say_so() {
         .find(|l| l.token_hash == links::token_hash(&token))
         .unwrap()
         .id;
-    assert!(server.state.store.revoke_link(&id, server.now()).await.unwrap());
+    assert!(server
+        .state
+        .store
+        .revoke_link(&id, server.now())
+        .await
+        .unwrap());
     let page = b.get(&page_of(&token)).await;
     page.assert_status(410);
     assert!(page.text.contains("withdrawn"), "{}", page.text);
@@ -352,8 +384,18 @@ async fn usernames_and_passwords_follow_the_rules_and_refusals_keep_the_invite()
         ("frank smith", PASSWORD, PASSWORD, "invalid username"),
         // The policy: length, not the username or email, not a common password.
         ("frank", "short", "short", "at least 10 characters"),
-        ("frank.jones", "Frank.Jones", "Frank.Jones", "not be your username or email"),
-        ("frank", "frank@example.com", "frank@example.com", "not be your username or email"),
+        (
+            "frank.jones",
+            "Frank.Jones",
+            "Frank.Jones",
+            "not be your username or email",
+        ),
+        (
+            "frank",
+            "frank@example.com",
+            "frank@example.com",
+            "not be your username or email",
+        ),
         ("frank", "password123", "password123", "most common"),
         ("frank", "1234567890", "1234567890", "most common"),
         // The confirmation.
@@ -459,7 +501,14 @@ async fn user_add_and_passwd_apply_the_password_policy() {
         cmd.args(args).arg("--config").arg(&config);
         output_with_stdin(cmd, stdin)
     };
-    let add = ["user", "add", "kim", "--email", "kim@example.com", "--password-stdin"];
+    let add = [
+        "user",
+        "add",
+        "kim",
+        "--email",
+        "kim@example.com",
+        "--password-stdin",
+    ];
     for (password, rule) in [
         ("short", "at least 10 characters"),
         ("kim@example.com", "not be your username or email"),
@@ -469,7 +518,10 @@ async fn user_add_and_passwd_apply_the_password_policy() {
         let out = with_stdin(&add, &format!("{password}\n"));
         assert!(!out.status.success(), "{password} accepted");
         let stderr = text(&out.stderr);
-        assert!(stderr.contains("password refused") && stderr.contains(rule), "{password}: {stderr}");
+        assert!(
+            stderr.contains("password refused") && stderr.contains(rule),
+            "{password}: {stderr}"
+        );
     }
     assert!(server
         .state
@@ -482,7 +534,11 @@ async fn user_add_and_passwd_apply_the_password_policy() {
     for password in [ALICE, ALICE_EMAIL, "1234567890"] {
         let out = with_stdin(&["user", "passwd", ALICE], &format!("{password}\n"));
         assert!(!out.status.success(), "{password} accepted");
-        assert!(text(&out.stderr).contains("password refused"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("password refused"),
+            "{}",
+            text(&out.stderr)
+        );
     }
     assert_ok(&with_stdin(&add, &format!("{PASSWORD}\n")), "user add kim");
 }
