@@ -78,6 +78,21 @@ pub fn well_formed_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// `path` as it may be logged: the token of an invite or reset link (`.../invite/{token}`,
+/// `.../reset/{token}`) is replaced by `{token}`, so request logs never hold a usable link.
+pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let mut segments = path.rsplitn(2, '/');
+    let (Some(last), Some(head)) = (segments.next(), segments.next()) else {
+        return path.into();
+    };
+    let link_page = head.ends_with(INVITE_PATH) || head.ends_with(RESET_PATH);
+    if link_page && well_formed_token(last) {
+        format!("{head}/{{token}}").into()
+    } else {
+        path.into()
+    }
+}
+
 /// The digest a token is stored under.
 pub fn token_hash(token: &str) -> crate::store::Hash {
     digest(token)
@@ -300,6 +315,19 @@ mod tests {
         );
         assert_eq!(state(&link, NOW), LinkState::Usable);
         assert_eq!(state(&link, link.expires_at), LinkState::Expired);
+    }
+
+    #[test]
+    fn logged_paths_never_hold_a_link_token() {
+        let token = random_token();
+        assert_eq!(redact_path(&format!("/invite/{token}")), "/invite/{token}");
+        assert_eq!(
+            redact_path(&format!("/auth/reset/{token}")),
+            "/auth/reset/{token}"
+        );
+        assert_eq!(redact_path("/invite/short"), "/invite/short");
+        assert_eq!(redact_path("/jitsi/room"), "/jitsi/room");
+        assert_eq!(redact_path("/"), "/");
     }
 
     #[tokio::test]
