@@ -190,11 +190,11 @@ pub async fn create_invite(
     Ok((token, link))
 }
 
-/// Creates a single-use password-reset link for `user` (default lifetime 24 hours); returns
-/// the token and the stored link.
+/// Creates a single-use password-reset link for the user `user_id` (default lifetime 24
+/// hours); returns the token and the stored link.
 pub async fn create_reset(
     store: &dyn Store,
-    user: &User,
+    user_id: &str,
     created_by: &str,
     expires_in: Option<i64>,
     now: Timestamp,
@@ -209,7 +209,7 @@ pub async fn create_reset(
         email: None,
         email_verified: false,
         note: None,
-        user_id: Some(user.id.clone()),
+        user_id: Some(user_id.to_string()),
         uses: 1,
         uses_left: 1,
         created_by: created_by.to_string(),
@@ -428,7 +428,9 @@ mod tests {
         )
         .await
         .unwrap();
-        let (token, link) = create_reset(&s, &user, "alice", None, NOW).await.unwrap();
+        let (token, link) = create_reset(&s, &user.id, "alice", None, NOW)
+            .await
+            .unwrap();
         assert_eq!(link.expires_at, NOW + 86_400);
         assert_eq!(link.user_id.as_deref(), Some(user.id.as_str()));
         assert_eq!(

@@ -323,9 +323,10 @@ async fn expired_revoked_used_up_and_unknown_links_say_so() {
         .await
         .unwrap()
         .unwrap();
-    let (reset, _) = links::create_reset(&*server.state.store, &bob, "alice", None, server.now())
-        .await
-        .unwrap();
+    let (reset, _) =
+        links::create_reset(&*server.state.store, &bob.id, "alice", None, server.now())
+            .await
+            .unwrap();
     b.get(&page_of(&reset)).await.assert_status(404);
 }
 
