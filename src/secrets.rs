@@ -82,6 +82,9 @@ mod tests {
 /// server's `secret_key`. Sealed form: 12-byte random nonce || ciphertext || tag.
 pub struct SecretBox {
     key: aws_lc_rs::aead::LessSafeKey,
+    /// Keyed hashes of low-entropy secrets at rest (recovery codes), from the same
+    /// `secret_key`: a copy of the database alone cannot test guesses against them.
+    mac_key: aws_lc_rs::hmac::Key,
 }
 
 impl SecretBox {
@@ -91,9 +94,26 @@ impl SecretBox {
         h.update(secret_key.as_bytes());
         let key =
             aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &h.finalize()).ok()?;
+        let mut m = Sha256::new();
+        m.update(b"doorman mac v1\0");
+        m.update(secret_key.as_bytes());
         Some(SecretBox {
             key: aws_lc_rs::aead::LessSafeKey::new(key),
+            mac_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &m.finalize()),
         })
+    }
+
+    /// HMAC-SHA256 of `parts`, each followed by a NUL (so parts cannot run into each other).
+    pub fn mac(&self, parts: &[&[u8]]) -> Hash {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac_key);
+        for p in parts {
+            ctx.update(p);
+            ctx.update(b"\0");
+        }
+        let tag = ctx.sign();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref().get(..32).unwrap_or(&[0u8; 32]));
+        out
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Option<Vec<u8>> {
@@ -128,6 +148,15 @@ impl SecretBox {
 #[cfg(test)]
 mod box_tests {
     use super::SecretBox;
+
+    #[test]
+    fn macs_depend_on_the_key_and_each_part() {
+        let a = SecretBox::new("0123456789abcdef0123456789abcdef").unwrap();
+        let b = SecretBox::new("another key another key another key").unwrap();
+        assert_eq!(a.mac(&[b"x", b"y"]), a.mac(&[b"x", b"y"]));
+        assert_ne!(a.mac(&[b"x", b"y"]), b.mac(&[b"x", b"y"]));
+        assert_ne!(a.mac(&[b"xy", b""]), a.mac(&[b"x", b"y"]));
+    }
 
     #[test]
     fn seals_and_opens_only_with_the_same_key() {

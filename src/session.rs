@@ -53,12 +53,32 @@ fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
+/// Where a session is started from, for the user's own list of sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The longest User-Agent kept with a session.
+const MAX_USER_AGENT: usize = 200;
+
+impl SessionMeta {
+    pub fn new(ip: std::net::IpAddr, user_agent: Option<&str>) -> SessionMeta {
+        SessionMeta {
+            ip: Some(ip.to_string()),
+            user_agent: user_agent.map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+        }
+    }
+}
+
 /// Starts a session for `user`; returns the cookie value (the only copy of the id).
 pub async fn start(
     store: &dyn Store,
     config: &Config,
     user: &User,
     amr: Vec<String>,
+    meta: &SessionMeta,
     now: Timestamp,
 ) -> Result<(String, Session), StoreError> {
     let id = random_token();
@@ -70,6 +90,8 @@ pub async fn start(
         created_at: now,
         last_seen_at: now,
         expires_at: now + secs(config.session.max_lifetime),
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.clone(),
     };
     store.create_session(&session).await?;
     store.record_login(&user.id, now).await?;

@@ -56,16 +56,42 @@ impl Default for LockoutPolicy {
     }
 }
 
+/// What a counter of an attempt stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The account from this IP key.
+    Pair,
+    /// The account from all IPs together.
+    Account,
+    /// Wrong second-factor codes of the account, from anywhere: remembered until a right code
+    /// (or `doorman user unlock`), never forgotten by the window, so a stolen password buys a
+    /// bounded number of code guesses however slowly they come.
+    Codes,
+    /// Not a counter: the IP key signed in to this account before (until `blocked_until`), so
+    /// the all-IPs counter does not apply to it: a stranger spreading failures over many
+    /// addresses cannot lock the owner out at a place they signed in from.
+    Known,
+}
+
+/// How long an IP key that completed a sign-in stays known to the account.
+pub const KNOWN_FOR: i64 = 30 * 86_400;
+
 impl LockoutPolicy {
-    /// The limit of counter `index` (0: the pair, otherwise the account over all IPs). A limit
-    /// of 0 is read as 1: validation refuses it, and nothing may be admitted unlimited.
-    fn limit(&self, index: usize) -> u32 {
-        let limit = if index == 0 {
-            self.per_pair
-        } else {
-            self.per_account
+    /// The limit of a counter. A limit of 0 is read as 1: validation refuses it, and nothing
+    /// may be admitted unlimited.
+    fn limit(&self, role: Role) -> u32 {
+        let limit = match role {
+            Role::Pair | Role::Codes | Role::Known => self.per_pair,
+            Role::Account => self.per_account,
         };
         limit.max(1)
+    }
+
+    fn window(&self, role: Role) -> i64 {
+        match role {
+            Role::Codes => i64::MAX,
+            _ => self.window,
+        }
     }
 
     /// How long a counter with `failures` at or past `limit` waits:
@@ -81,11 +107,12 @@ impl LockoutPolicy {
 
     /// The counter as of `now`: a window below the limit that is over starts again; a counter
     /// at or past its limit is kept until `window` after its block ends.
-    fn current(&self, c: LockoutCounter, limit: u32, now: Timestamp) -> LockoutCounter {
+    fn current(&self, c: LockoutCounter, role: Role, now: Timestamp) -> LockoutCounter {
+        let (limit, window) = (self.limit(role), self.window(role));
         let forget_at = if c.failures >= limit {
-            c.blocked_until.saturating_add(self.window)
+            c.blocked_until.saturating_add(window)
         } else {
-            c.window_start.saturating_add(self.window)
+            c.window_start.saturating_add(window)
         };
         if c.failures == 0 || now >= forget_at {
             LockoutCounter::default()
@@ -98,43 +125,82 @@ impl LockoutPolicy {
 /// The counter keys of an attempt on `account` from `ip_key`, in the order the policy reads
 /// them: the pair `(account, ip_key)`, then the account over all IPs `(account, "")`.
 pub fn keys(account: &str, ip_key: &str) -> Vec<LockoutKey> {
-    vec![
-        LockoutKey {
+    keys_for(account, ip_key, &[Role::Pair, Role::Account])
+}
+
+/// The store keys of `roles` for an attempt on `account` from `ip_key`.
+pub fn keys_for(account: &str, ip_key: &str, roles: &[Role]) -> Vec<LockoutKey> {
+    roles
+        .iter()
+        .map(|role| LockoutKey {
             account: account.to_owned(),
-            ip: ip_key.to_owned(),
-        },
-        LockoutKey {
-            account: account.to_owned(),
-            ip: String::new(),
-        },
-    ]
+            ip: match role {
+                Role::Pair => ip_key.to_owned(),
+                Role::Account => String::new(),
+                // Neither can be an IP key (those are addresses or `.../64`).
+                Role::Codes => "codes".to_owned(),
+                Role::Known => format!("known {ip_key}"),
+            },
+        })
+        .collect()
+}
+
+/// The counters that count for this attempt: every one but the known-IP marker, and not the
+/// all-IPs counter when the IP is known to the account.
+fn counts(roles: &[Role], c: &[LockoutCounter], now: Timestamp) -> Vec<bool> {
+    let known = roles
+        .iter()
+        .zip(c)
+        .any(|(r, c)| *r == Role::Known && c.blocked_until > now);
+    roles
+        .iter()
+        .map(|r| *r != Role::Known && !(known && *r == Role::Account))
+        .collect()
+}
+
+/// Reserve an attempt (the pair and the account counter): see [`reserve_roles`].
+pub fn reserve(p: &LockoutPolicy, c: &mut [LockoutCounter], now: Timestamp) -> Option<Timestamp> {
+    reserve_roles(p, &[Role::Pair, Role::Account], c, now)
 }
 
 /// Reserve an attempt: counters as of `now` (a window that is over starts again; a counter at
-/// or past its limit is remembered until `window` after its block ends); if any counter is
-/// blocked (`blocked_until > now`) -> Some(blocked_until) and nothing changes; else counts the
-/// attempt as a failure in BOTH counters (so parallel attempts cannot overrun the limit: the
-/// attempt that reaches a limit starts that counter's block at once) and returns None.
-pub fn reserve(p: &LockoutPolicy, c: &mut [LockoutCounter], now: Timestamp) -> Option<Timestamp> {
+/// or past its limit is remembered until `window` after its block ends); if any counter that
+/// counts is blocked (`blocked_until > now`) -> Some(blocked_until) and nothing changes; else
+/// counts the attempt as a failure in each of them (so parallel attempts cannot overrun the
+/// limit: the attempt that reaches a limit starts that counter's block at once) and returns
+/// None.
+pub fn reserve_roles(
+    p: &LockoutPolicy,
+    roles: &[Role],
+    c: &mut [LockoutCounter],
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let counting = counts(roles, c, now);
     let current: Vec<LockoutCounter> = c
         .iter()
-        .enumerate()
-        .map(|(i, counter)| p.current(*counter, p.limit(i), now))
+        .zip(roles)
+        .map(|(counter, role)| p.current(*counter, *role, now))
         .collect();
     let blocked = current
         .iter()
-        .map(|counter| counter.blocked_until)
+        .zip(&counting)
+        .filter(|(_, counts)| **counts)
+        .map(|(counter, _)| counter.blocked_until)
         .filter(|until| *until > now)
         .max();
     if blocked.is_some() {
         return blocked;
     }
-    for (i, (slot, mut counter)) in c.iter_mut().zip(current).enumerate() {
+    for (((slot, mut counter), role), counts) in c.iter_mut().zip(current).zip(roles).zip(counting)
+    {
+        if !counts {
+            continue;
+        }
         if counter.failures == 0 {
             counter.window_start = now;
         }
         counter.failures = counter.failures.saturating_add(1);
-        let limit = p.limit(i);
+        let limit = p.limit(*role);
         if counter.failures >= limit {
             counter.blocked_until = now.saturating_add(p.delay(counter.failures, limit));
         }
@@ -144,11 +210,20 @@ pub fn reserve(p: &LockoutPolicy, c: &mut [LockoutCounter], now: Timestamp) -> O
 }
 
 /// The attempt was not checked after all (queue full): take its provisional failure back and
-/// lift a block it started.
+/// lift a block it started (the pair and the account counter).
 pub fn release(p: &LockoutPolicy, c: &mut [LockoutCounter], now: Timestamp) {
-    for (i, slot) in c.iter_mut().enumerate() {
-        let limit = p.limit(i);
-        let mut counter = p.current(*slot, limit, now);
+    release_roles(p, &[Role::Pair, Role::Account], c, now)
+}
+
+/// [`release`] for the counters of `roles`.
+pub fn release_roles(p: &LockoutPolicy, roles: &[Role], c: &mut [LockoutCounter], now: Timestamp) {
+    let counting = counts(roles, c, now);
+    for ((slot, role), counts) in c.iter_mut().zip(roles).zip(counting) {
+        if !counts {
+            continue;
+        }
+        let limit = p.limit(*role);
+        let mut counter = p.current(*slot, *role, now);
         if counter.failures == 0 {
             *slot = counter;
             continue;
@@ -175,6 +250,25 @@ pub fn succeed(c: &mut [LockoutCounter]) {
     }
 }
 
+/// A completed sign-in: every counter of `roles` resets, and the IP key becomes known to the
+/// account for [`KNOWN_FOR`].
+pub fn succeed_roles(roles: &[Role], c: &mut [LockoutCounter], now: Timestamp) {
+    for (counter, role) in c.iter_mut().zip(roles) {
+        *counter = match role {
+            Role::Known => LockoutCounter {
+                failures: 0,
+                window_start: now,
+                blocked_until: now.saturating_add(KNOWN_FOR),
+            },
+            _ => LockoutCounter::default(),
+        };
+    }
+}
+
+/// The counters of a password attempt, and of a code attempt.
+const PASSWORD: &[Role] = &[Role::Pair, Role::Account, Role::Known];
+const CODE: &[Role] = &[Role::Pair, Role::Account, Role::Known, Role::Codes];
+
 /// The lockout of the running server: the policy applied to the store's counters.
 #[derive(Clone)]
 pub struct Lockout {
@@ -191,28 +285,50 @@ impl Lockout {
         &self.policy
     }
 
-    /// Reserves an attempt on `account` from `ip_key` (counted as a failure until settled):
-    /// Ok(Reservation) or Err(retry_after_seconds >= 1).
+    /// Reserves a password attempt on `account` from `ip_key` (counted as a failure until
+    /// settled): Ok(Reservation) or Err(retry_after_seconds >= 1).
     pub async fn reserve(
         &self,
         account: &str,
         ip_key: &str,
         now: Timestamp,
     ) -> StoreResult<Result<Reservation, i64>> {
-        let keys = keys(account, ip_key);
+        self.reserve_as(account, ip_key, PASSWORD, now).await
+    }
+
+    /// Reserves a second-factor code attempt: the password's counters and the account's
+    /// code counter ([`Role::Codes`]).
+    pub async fn reserve_code(
+        &self,
+        account: &str,
+        ip_key: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<Reservation, i64>> {
+        self.reserve_as(account, ip_key, CODE, now).await
+    }
+
+    async fn reserve_as(
+        &self,
+        account: &str,
+        ip_key: &str,
+        roles: &'static [Role],
+        now: Timestamp,
+    ) -> StoreResult<Result<Reservation, i64>> {
+        let keys = keys_for(account, ip_key, roles);
         let policy = self.policy;
         let blocked = self
             .store
             .update_lockouts(
                 keys.clone(),
                 now,
-                Box::new(move |c| reserve(&policy, c, now)),
+                Box::new(move |c| reserve_roles(&policy, roles, c, now)),
             )
             .await?;
         Ok(match blocked {
             Some(until) => Err(until.saturating_sub(now).max(1)),
             None => Ok(Reservation {
                 keys,
+                roles,
                 store: Arc::clone(&self.store),
                 policy,
             }),
@@ -226,6 +342,7 @@ impl Lockout {
 #[must_use = "a reservation is a counted failure until settled"]
 pub struct Reservation {
     keys: Vec<LockoutKey>,
+    roles: &'static [Role],
     store: Arc<dyn Store>,
     policy: LockoutPolicy,
 }
@@ -239,14 +356,15 @@ impl std::fmt::Debug for Reservation {
 }
 
 impl Reservation {
-    /// The password or code was right: both counters reset.
+    /// The sign-in is complete: its counters reset, and the IP key is known to the account.
     pub async fn succeeded(self, now: Timestamp) -> StoreResult<()> {
+        let roles = self.roles;
         self.store
             .update_lockouts(
                 self.keys,
                 now,
-                Box::new(|c| {
-                    succeed(c);
+                Box::new(move |c| {
+                    succeed_roles(roles, c, now);
                     None
                 }),
             )
@@ -256,13 +374,13 @@ impl Reservation {
 
     /// The attempt was not checked after all: its failure is taken back.
     pub async fn unused(self, now: Timestamp) -> StoreResult<()> {
-        let policy = self.policy;
+        let (policy, roles) = (self.policy, self.roles);
         self.store
             .update_lockouts(
                 self.keys,
                 now,
                 Box::new(move |c| {
-                    release(&policy, c, now);
+                    release_roles(&policy, roles, c, now);
                     None
                 }),
             )
@@ -516,11 +634,12 @@ mod tests {
         assert_eq!(rows[1].0.ip, "ip-a");
         let r = lockout.reserve("u1", "ip-b", NOW).await.unwrap().unwrap();
         r.succeeded(NOW).await.unwrap();
-        // Both counters of that attempt (the ip-b pair and the all-IPs one) are gone.
+        // Both counters of that attempt (the ip-b pair and the all-IPs one) are gone, and
+        // ip-b is now known to the account.
         let rows = store.lockouts_of("u1").await.unwrap();
         assert_eq!(
             rows.iter().map(|(k, _)| k.ip.as_str()).collect::<Vec<_>>(),
-            vec!["ip-a"]
+            vec!["ip-a", "known ip-b"]
         );
     }
 
@@ -553,5 +672,79 @@ mod tests {
             }
         }
         assert_eq!(admitted.len(), 10);
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::*;
+
+    const NOW: Timestamp = 1_700_000_000;
+
+    fn policy() -> LockoutPolicy {
+        LockoutPolicy {
+            per_pair: 3,
+            per_account: 5,
+            window: 300,
+            base: 30,
+            max: 200,
+        }
+    }
+
+    #[test]
+    fn wrong_codes_are_not_forgotten_by_the_window() {
+        let p = policy();
+        let roles = CODE;
+        let mut c = [LockoutCounter::default(); 4];
+        // Three wrong codes from three IPs' worth of time apart: the code counter keeps them.
+        for i in 0..3 {
+            let now = NOW + i * 10_000;
+            // Fresh pair/account counters each time (the window has passed for them).
+            let mut fresh = c;
+            fresh[0] = LockoutCounter::default();
+            fresh[1] = LockoutCounter::default();
+            c = fresh;
+            assert_eq!(reserve_roles(&p, roles, &mut c, now), None, "guess {i}");
+        }
+        assert_eq!(c[3].failures, 3);
+        // Hours later the pair and account counters have forgotten; the code counter has
+        // not: the third guess started its block, the doubled one follows the next guess.
+        let later = NOW + 20_000 + 1;
+        c[0] = LockoutCounter::default();
+        c[1] = LockoutCounter::default();
+        assert_eq!(
+            reserve_roles(&p, roles, &mut c, NOW + 20_000 + 1),
+            Some(NOW + 20_000 + 30),
+            "locked by the code counter alone"
+        );
+        // A right code resets it.
+        succeed_roles(roles, &mut c, later);
+        assert_eq!(c[3], LockoutCounter::default());
+        assert!(c[2].blocked_until > later, "and the IP is known");
+    }
+
+    #[test]
+    fn a_known_ip_is_not_locked_by_failures_from_elsewhere() {
+        let p = policy();
+        let mut c = [LockoutCounter::default(); 3];
+        // The account over all IPs is at its limit (a stranger's spread).
+        c[1] = LockoutCounter {
+            failures: 5,
+            window_start: NOW,
+            blocked_until: NOW + 30,
+        };
+        assert!(reserve_roles(&p, PASSWORD, &mut c, NOW).is_some());
+        // The owner's IP signed in before: the all-IPs counter does not apply to it.
+        succeed_roles(&[Role::Known], &mut c[2..], NOW - 100);
+        assert_eq!(reserve_roles(&p, PASSWORD, &mut c, NOW), None);
+        assert_eq!(c[1].failures, 5, "and its failures do not count there");
+        assert_eq!(c[0].failures, 1, "the pair still counts");
+    }
+
+    #[test]
+    fn keys_of_each_role_differ() {
+        let k = keys_for("u1", "192.0.2.1", CODE);
+        let ips: Vec<&str> = k.iter().map(|k| k.ip.as_str()).collect();
+        assert_eq!(ips, ["192.0.2.1", "", "known 192.0.2.1", "codes"]);
     }
 }

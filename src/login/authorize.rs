@@ -16,7 +16,7 @@ use crate::oidc::authorize::{
 use crate::oidc::error::OAuthError;
 use crate::oidc::paths;
 use crate::signin::policy::{self, AtAuthorize, Next};
-use crate::signin::{FlowState, Purpose};
+use crate::signin::{FlowState, Proof, Purpose};
 use crate::state::AppState;
 use crate::store::{Session, User};
 use crate::web::{found, live_session, parse_form, ClientIp, Cookies};
@@ -113,12 +113,19 @@ async fn authorize(
             let Some((session, user)) = &live else {
                 return Err(WebError::Internal("no session to step up".into()));
             };
-            // Signed in with a password only: the code (or enrolment) first, no password again.
-            let next = match super::after_password(&state, &purpose, user, &session.amr).await? {
-                Next::Finish(_) => Next::Enrol,
-                other => other,
-            };
-            let step = super::second_factor_step(&state, next, user, session.amr.clone())?;
+            // Signed in with a password only: the code first, no password again. Without a
+            // factor yet, the password is asked again before enrolling (a session cookie alone
+            // must not set up an authenticator app).
+            if !crate::signin::second_factor::has_one(&*state.store, &user.id).await? {
+                return super::begin(&state, &cookies, ip, purpose.clone()).await;
+            }
+            let step = super::second_factor_step(
+                &state,
+                Next::AskCode,
+                user,
+                session.amr.clone(),
+                Proof::session(session),
+            )?;
             let flow_state = FlowState {
                 purpose: purpose.clone(),
                 step,

@@ -20,7 +20,7 @@ use crate::secrets::to_hex;
 use crate::session::{self, CookieNames};
 use crate::state::AppState;
 use crate::store::{Hash, Link, LinkKind};
-use crate::web::{Browser, ClientIp, Cookies};
+use crate::web::{Browser, ClientInfo, ClientIp, Cookies};
 
 pub mod paths {
     /// The invite page; the whole last segment is the token.
@@ -203,6 +203,7 @@ fn forged() -> WebError {
 async fn submit(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    ClientInfo(meta): ClientInfo,
     cookies: Cookies,
     Path(token): Path<String>,
     Query(q): Query<InviteQuery>,
@@ -282,29 +283,44 @@ async fn submit(
     };
     tracing::info!(target: "audit", event = "invite_redeemed", invite = %link.id, user = %user.username, groups = %user.groups.join(","), ip = %ip, outcome = "success");
 
-    // Signed in with the password just set.
-    let old = cookies.get(CookieNames::of(&state.config).session);
+    // Signed in with the password just set, before the optional second factor.
+    let names = CookieNames::of(&state.config);
+    let old = cookies.get(names.session);
     let (cookie_value, session) = crate::signin::start_session(
         &*state.store,
         &state.config,
         old,
         &user,
         vec!["pwd".to_string()],
+        &meta,
         now,
     )
     .await?;
+    let fresh_browser = state.csrf.mint_browser();
     let mut set = vec![
         session::session_cookie(&state.config, &cookie_value),
-        Browser::set_cookie(&state, &state.csrf.mint_browser()),
+        Browser::set_cookie(&state, &fresh_browser),
     ];
     set.extend(session::start_forward_auth(&*state.store, &state.config, &session, now).await?);
     let continue_url = safe_rd(&state, q.rd.as_deref())
         .map(str::to_string)
         .unwrap_or_else(|| state.url(paths::ACCOUNT));
-    // TODO(i11-enrol-ready): offer TOTP enrolment here with
-    // `crate::login::second_factor::offer_enrolment(&state, &cookies, ip, &user, &continue_url)`
-    // once it is on main; until then straight on.
-    Ok(crate::login::redirect_with_cookies(&continue_url, &set))
+    // The enrolment page (with its Skip link to `continue_url`), bound to the fresh browser
+    // cookie this response sets.
+    let fresh = Cookies(format!("{}={fresh_browser}", names.browser));
+    let mut resp = crate::login::second_factor::offer_enrolment(
+        &state,
+        &fresh,
+        ip,
+        &user,
+        &session,
+        &continue_url,
+    )
+    .await?;
+    for c in &set {
+        crate::web::append_cookie(&mut resp, c);
+    }
+    Ok(resp)
 }
 
 fn taken(username: &str) -> String {

@@ -30,7 +30,7 @@ use crate::signin::{self, FlowState, Purpose};
 use crate::state::AppState;
 use crate::store::{Flow, Session, User};
 pub use crate::web::append_cookie;
-use crate::web::{Browser, BrowserScheme, ClientIp, Cookies, SignedIn, Transport};
+use crate::web::{Browser, BrowserScheme, ClientInfo, ClientIp, Cookies, SignedIn, Transport};
 
 pub mod paths {
     pub const LOGIN: &str = "/login";
@@ -176,6 +176,7 @@ const GENERIC_FAILURE: &str = "Wrong username or password.";
 async fn password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    ClientInfo(meta): ClientInfo,
     transport: Transport,
     cookies: Cookies,
     Form(form): Form<PasswordForm>,
@@ -265,7 +266,7 @@ async fn password(
         Next::Finish(amr) => {
             tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "success");
             reservation.succeeded(now).await?;
-            let (set, url) = signed_in(&state, &cookies, &flow, purpose, &user, amr).await?;
+            let (set, url) = signed_in(&state, &cookies, &flow, purpose, &user, amr, &meta).await?;
             Ok(redirect_with_cookies(&url, &set))
         }
         next => {
@@ -273,7 +274,8 @@ async fn password(
             // factor is due: a stolen password cannot wipe the count of wrong codes.
             reservation.unused(now).await?;
             tracing::info!(target: "audit", event = "sign_in", method = "password", user = %user.username, ip = %ip, client = %client, outcome = "second_factor_due");
-            let step = second_factor_step(&state, next, &user, amr)?;
+            let step =
+                second_factor_step(&state, next, &user, amr, signin::Proof::password(&user))?;
             let moved = FlowState {
                 purpose: purpose.clone(),
                 step,
@@ -319,6 +321,7 @@ pub(crate) fn second_factor_step(
     next: Next,
     user: &User,
     amr: Vec<String>,
+    proof: signin::Proof,
 ) -> Result<signin::Step, WebError> {
     Ok(match next {
         Next::Enrol => {
@@ -328,11 +331,13 @@ pub(crate) fn second_factor_step(
                 user_id: user.id.clone(),
                 amr,
                 secret,
+                proof,
             }
         }
         Next::AskCode | Next::Finish(_) => signin::Step::SecondFactor {
             user_id: user.id.clone(),
             amr,
+            proof,
         },
     })
 }
@@ -356,11 +361,12 @@ pub(crate) async fn signed_in(
     purpose: &Purpose,
     user: &User,
     amr: Vec<String>,
+    meta: &session::SessionMeta,
 ) -> Result<(Vec<String>, String), WebError> {
     let now = state.now();
     let old = cookies.get(CookieNames::of(&state.config).session);
     let (cookie_value, session) =
-        signin::start_session(&*state.store, &state.config, old, user, amr, now).await?;
+        signin::start_session(&*state.store, &state.config, old, user, amr, meta, now).await?;
     signin::close(&*state.store, &flow.id_hash).await?;
     state.limiter.flow_completed(&flow.id_hash, state.now_ms());
     let url = completion_url(state, purpose, &session, user).await?;

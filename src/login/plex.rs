@@ -27,7 +27,7 @@ use crate::session::CookieNames;
 use crate::signin::Purpose;
 use crate::state::AppState;
 use crate::store::{Flow, PlexPin};
-use crate::web::{ClientIp, Cookies, Transport};
+use crate::web::{ClientInfo, ClientIp, Cookies, Transport};
 
 pub mod paths {
     pub const START: &str = "/login/plex/start";
@@ -212,6 +212,7 @@ async fn poll_once(
     cookies: &Cookies,
     flow: &Flow,
     purpose: &Purpose,
+    meta: &crate::session::SessionMeta,
 ) -> Result<Poll, WebError> {
     let plex = plex_enabled(state)?;
     let Some(pin) = state.store.get_plex_pin(&flow.id_hash).await? else {
@@ -308,7 +309,7 @@ async fn poll_once(
         .await?;
     tracing::info!(target: "audit", event = "sign_in", method = "plex", user = %user.username, client = %super::client_of(purpose), outcome = "success");
     let amr = vec![crate::plex::AMR.to_string()];
-    let (set, redirect) = signed_in(state, cookies, flow, purpose, &user, amr).await?;
+    let (set, redirect) = signed_in(state, cookies, flow, purpose, &user, amr, meta).await?;
     Ok(Poll::Done {
         cookies: set,
         redirect,
@@ -318,6 +319,7 @@ async fn poll_once(
 /// POST /login/plex/poll: the landing page asks about once a second.
 async fn poll(
     State(state): State<AppState>,
+    ClientInfo(meta): ClientInfo,
     transport: Transport,
     cookies: Cookies,
     Form(form): Form<FlowForm>,
@@ -325,7 +327,7 @@ async fn poll(
     let result = async {
         let (flow, purpose, _) =
             load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
-        poll_once(&state, &cookies, &flow, &purpose.purpose).await
+        poll_once(&state, &cookies, &flow, &purpose.purpose, &meta).await
     }
     .await;
     match result {
@@ -438,6 +440,7 @@ struct ReturnQuery {
 /// the PIN reads as approved, so look a few times, a second apart.
 async fn plex_return(
     State(state): State<AppState>,
+    ClientInfo(meta): ClientInfo,
     cookies: Cookies,
     Query(q): Query<ReturnQuery>,
 ) -> Result<Response, WebError> {
@@ -459,7 +462,7 @@ async fn plex_return(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(POLL_EVERY_MS as u64)).await;
         }
-        outcome = poll_once(&state, &cookies, &flow, &purpose.purpose).await?;
+        outcome = poll_once(&state, &cookies, &flow, &purpose.purpose, &meta).await?;
         if !matches!(outcome, Poll::Pending(_)) {
             break;
         }

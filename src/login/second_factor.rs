@@ -6,7 +6,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
@@ -17,10 +17,10 @@ use crate::session::{self, CookieNames};
 use crate::signin::limits::IpKey;
 use crate::signin::password::wait_text;
 use crate::signin::second_factor::{self as factor, CodeCheck};
-use crate::signin::{self, FlowState, Purpose, SecondFactorKind, Step};
+use crate::signin::{self, FlowState, Proof, Purpose, SecondFactorKind, Step};
 use crate::state::AppState;
 use crate::store::{Flow, User};
-use crate::web::{append_cookie, Browser, ClientIp, Cookies, SignedIn, Transport};
+use crate::web::{append_cookie, Browser, ClientInfo, ClientIp, Cookies, SignedIn, Transport};
 
 pub mod paths {
     pub const CODE: &str = "/login/code";
@@ -83,6 +83,21 @@ pub(crate) async fn render_step(
         ),
         (Step::Enrol { secret, .. }, Some(user)) => {
             let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
+            // Optional here (the invite page): "Skip" goes on at once.
+            let skip = match &flow_state.purpose {
+                Purpose::Continue { url: Some(u) }
+                    if !is_account_page(state, &flow_state.purpose)
+                        && !crate::signin::policy::must_have_second_factor(
+                            &state.config.login,
+                            None,
+                            false,
+                            user,
+                        ) =>
+                {
+                    Some(u.clone())
+                }
+                _ => None,
+            };
             let view = factor::enrol_view(&issuer_label(state), &user.username, &secret);
             state.templates.render(
                 "second_factor_enrol.html",
@@ -90,7 +105,9 @@ pub(crate) async fn render_step(
                     "base": base, "flow": flow_id, "csrf": csrf, "username": user.username,
                     "client_name": client_name, "error": error, "qr": view.qr_svg,
                     "secret": view.secret, "uri": view.uri,
-                    "required": !is_account_page(state, &flow_state.purpose),
+                    "required": !is_account_page(state, &flow_state.purpose)
+                        && skip.is_none(),
+                    "skip_url": skip,
                 }),
             )
         }
@@ -157,7 +174,9 @@ struct RecoveryPage<'a> {
     enrolled: bool,
 }
 
-/// The flow's user, when the flow is at a step that has one and the account may still sign in.
+/// The flow's user, when the flow is at a step that has one, the account may still sign in,
+/// and what proved the first factor still holds (the password is unchanged, or the session
+/// that was stepped up is still live).
 async fn flow_user(state: &AppState, step: &Step) -> Result<User, WebError> {
     let id = step.user_id().ok_or_else(expired)?;
     let user = state.store.get_user(id).await?.ok_or_else(expired)?;
@@ -167,6 +186,16 @@ async fn flow_user(state: &AppState, step: &Step) -> Result<User, WebError> {
             "This account is disabled",
             "Ask the operator.",
         ));
+    }
+    let proof = match step {
+        Step::SecondFactor { proof, .. } | Step::Enrol { proof, .. } => Some(proof),
+        Step::FirstFactor | Step::Done { .. } => None,
+    };
+    if let Some(proof) = proof {
+        if !proof.holds(&*state.store, &user, state.now()).await? {
+            tracing::warn!(target: "audit", event = "second_factor", user = %user.username, outcome = "stale_flow", "a pending second-factor step outlived its password or session");
+            return Err(expired());
+        }
     }
     Ok(user)
 }
@@ -197,6 +226,7 @@ async fn locked(
 async fn code(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    ClientInfo(meta): ClientInfo,
     transport: Transport,
     cookies: Cookies,
     Form(form): Form<CodeForm>,
@@ -216,10 +246,11 @@ async fn code(
     };
     let user = flow_user(&state, &flow_state.step).await?;
     let now = state.now();
-    // Counted before the check, like a password: wrong codes lock the account too.
+    // Counted before the check, like a password: wrong codes lock the account too, and they
+    // are also kept on the account's code counter, which only a right code resets.
     let reservation = match state
         .lockout
-        .reserve(&user.id, &IpKey::of(ip).to_string(), now)
+        .reserve_code(&user.id, &IpKey::of(ip).to_string(), now)
         .await?
     {
         Ok(r) => r,
@@ -238,8 +269,16 @@ async fn code(
             }
             tracing::info!(target: "audit", event = "sign_in", method = if kind == SecondFactorKind::Totp { "totp" } else { "recovery_code" }, user = %user.username, ip = %ip, client = %client, outcome = "success");
             let amr = signin::with_second_factor(amr, kind);
-            let (set, url) =
-                super::signed_in(&state, &cookies, &flow, &flow_state.purpose, &user, amr).await?;
+            let (set, url) = super::signed_in(
+                &state,
+                &cookies,
+                &flow,
+                &flow_state.purpose,
+                &user,
+                amr,
+                &meta,
+            )
+            .await?;
             Ok(redirect_with_cookies(&url, &set))
         }
         CodeCheck::Wrong => {
@@ -264,6 +303,7 @@ async fn code(
 async fn enrol(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    ClientInfo(meta): ClientInfo,
     transport: Transport,
     cookies: Cookies,
     Form(form): Form<CodeForm>,
@@ -283,10 +323,18 @@ async fn enrol(
     };
     let user = flow_user(&state, &flow_state.step).await?;
     let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
+    if factor::has_one(&*state.store, &user.id).await? {
+        // Set up meanwhile (another tab, another flow): this one must not replace it.
+        return Err(WebError::page(
+            StatusCode::CONFLICT,
+            "An authenticator app is already set up",
+            "This account already has a second factor. Sign in with its code.",
+        ));
+    }
     let now = state.now();
     let reservation = match state
         .lockout
-        .reserve(&user.id, &IpKey::of(ip).to_string(), now)
+        .reserve_code(&user.id, &IpKey::of(ip).to_string(), now)
         .await?
     {
         Ok(r) => r,
@@ -318,12 +366,17 @@ async fn enrol(
     };
     reservation.succeeded(now).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "totp", user = %user.username, ip = %ip, outcome = "success");
-    // Signed in with both factors from here; the flow waits for "Continue" (the relying
-    // party's code is issued then, so reading the codes cannot make it expire).
+    // Every other session and grant of the user ends: they were signed in without this
+    // factor. This browser is signed in with both factors from here; the flow waits for
+    // "Continue" (the relying party's code is issued then, so reading the codes cannot make
+    // it expire).
+    crate::accounts::users::end_sign_ins(&*state.store, &user.id, now)
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
     let amr = signin::with_second_factor(amr, SecondFactorKind::Totp);
     let old = cookies.get(CookieNames::of(&state.config).session);
     let (cookie_value, session) =
-        signin::start_session(&*state.store, &state.config, old, &user, amr, now).await?;
+        signin::start_session(&*state.store, &state.config, old, &user, amr, &meta, now).await?;
     let done = FlowState {
         purpose: flow_state.purpose.clone(),
         step: Step::Done {
@@ -428,7 +481,25 @@ async fn account_page(
             "This account signs in through another service (such as Plex), which has its own second factor. A code from an authenticator app is for doorman passwords.",
         ));
     }
-    if factor::has_one(&*state.store, &user.id).await? {
+    let has_one = factor::has_one(&*state.store, &user.id).await?;
+    if has_one && !crate::signin::policy::has_second_factor(&session.amr) {
+        // A session without the factor (from before it was set up, or a federation's) sees
+        // nothing of it and changes nothing: the code first.
+        let flow_state = FlowState {
+            purpose: Purpose::Continue { url: Some(here) },
+            step: Step::SecondFactor {
+                user_id: user.id.clone(),
+                amr: session.amr.clone(),
+                proof: Proof::session(&session),
+            },
+        };
+        return super::begin_at(&state, &cookies, ip, flow_state).await;
+    }
+    if !has_one && !recent_password(&state, &session) {
+        // Setting up an app needs a recent password sign-in, not only a session cookie.
+        return super::begin(&state, &cookies, ip, Purpose::Continue { url: Some(here) }).await;
+    }
+    if has_one {
         let browser = Browser::of(&state, &cookies);
         let left = state.store.recovery_codes_left(&user.id).await?;
         let html = state.templates.render(
@@ -444,17 +515,41 @@ async fn account_page(
         browser.keep(&state, &mut resp);
         return Ok(resp);
     }
+    offer_enrolment(&state, &cookies, ip, &user, &session, &here).await
+}
+
+/// The session began with a password at most `[accounts] reauth_after` ago.
+fn recent_password(state: &AppState, session: &crate::store::Session) -> bool {
+    let reauth = i64::try_from(state.config.accounts.reauth_after.as_secs()).unwrap_or(i64::MAX);
+    crate::signin::policy::is_local(&session.amr)
+        && state.now().saturating_sub(session.auth_time) <= reauth
+}
+
+/// The enrolment page for a user who just signed in with a password (`session`): set up an
+/// authenticator app, then continue to `continue_url` (a Skip link goes there at once when
+/// no second factor is required). For the invite page and /account/second-factor.
+pub async fn offer_enrolment(
+    state: &AppState,
+    cookies: &Cookies,
+    ip: std::net::IpAddr,
+    user: &User,
+    session: &crate::store::Session,
+    continue_url: &str,
+) -> Result<Response, WebError> {
     let (sealed, _) = factor::pending_secret(&state.secret_box)
         .ok_or_else(|| WebError::Internal("cannot encrypt a TOTP secret".into()))?;
     let flow_state = FlowState {
-        purpose: Purpose::Continue { url: Some(here) },
+        purpose: Purpose::Continue {
+            url: Some(continue_url.to_string()),
+        },
         step: Step::Enrol {
             user_id: user.id.clone(),
             amr: session.amr.clone(),
             secret: sealed,
+            proof: Proof::session(session),
         },
     };
-    super::begin_at(&state, &cookies, ip, flow_state).await
+    super::begin_at(state, cookies, ip, flow_state).await
 }
 
 /// The status page's form is bound to the session as well as the browser.
@@ -489,6 +584,10 @@ async fn new_codes(
     let Some((session, user)) = live else {
         return Err(forged());
     };
+    if !crate::signin::policy::has_second_factor(&session.amr) {
+        // Only a session that used the factor makes new codes (see `account_page`).
+        return Ok(axum::response::Redirect::to(&state.url(paths::ACCOUNT)).into_response());
+    }
     let browser = cookies
         .get(CookieNames::of(&state.config).browser)
         .ok_or_else(forged)?;
@@ -505,7 +604,8 @@ async fn new_codes(
             "Set up an authenticator app first: recovery codes come with it.",
         ));
     }
-    let codes = factor::new_recovery_codes(&*state.store, &user.id, state.now()).await?;
+    let codes =
+        factor::new_recovery_codes(&*state.store, &state.secret_box, &user.id, state.now()).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "recovery_codes_replaced", user = %user.username, ip = %ip);
     let here = state.url(paths::ACCOUNT);
     let html = state.templates.render(

@@ -70,14 +70,19 @@ pub enum Step {
     /// The landing page: a password or a federation (Plex).
     #[default]
     FirstFactor,
-    /// The first factor is proved (`amr`); a TOTP or recovery code is due.
-    SecondFactor { user_id: String, amr: Vec<String> },
-    /// The first factor is proved; the user sets up an authenticator app. `secret` is the
-    /// pending TOTP secret, encrypted with `secret_key` (base64url).
+    /// The first factor is proved (`amr`, by `proof`); a TOTP or recovery code is due.
+    SecondFactor {
+        user_id: String,
+        amr: Vec<String>,
+        proof: Proof,
+    },
+    /// The first factor is proved (by `proof`); the user sets up an authenticator app.
+    /// `secret` is the pending TOTP secret, encrypted with `secret_key` (base64url).
     Enrol {
         user_id: String,
         amr: Vec<String>,
         secret: String,
+        proof: Proof,
     },
     /// Signed in (the session exists); the flow waits for "Continue" (after the recovery codes).
     Done { user_id: String },
@@ -92,6 +97,51 @@ impl Step {
             | Step::Enrol { user_id, .. }
             | Step::Done { user_id } => Some(user_id),
         }
+    }
+}
+
+/// What proved the first factor of a later step, checked again at every step: a pending code
+/// page dies with a password change, or with the session it stepped up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Proof {
+    /// The password whose stored hash digests to `hash` (hex): valid while it is unchanged.
+    Password { hash: String },
+    /// The SSO session with this id hash (hex): valid while it is live.
+    Session { id: String },
+}
+
+impl Proof {
+    pub fn password(user: &User) -> Proof {
+        Proof::Password {
+            hash: crate::secrets::to_hex(&digest(user.password_hash.as_deref().unwrap_or(""))),
+        }
+    }
+
+    pub fn session(session: &Session) -> Proof {
+        Proof::Session {
+            id: crate::secrets::to_hex(&session.id_hash),
+        }
+    }
+
+    /// Does it still hold for `user`?
+    pub async fn holds(&self, store: &dyn Store, user: &User, now: Timestamp) -> StoreResult<bool> {
+        Ok(match self {
+            Proof::Password { hash } => {
+                user.password_hash.is_some()
+                    && *hash
+                        == crate::secrets::to_hex(&digest(
+                            user.password_hash.as_deref().unwrap_or(""),
+                        ))
+            }
+            Proof::Session { id } => match crate::secrets::from_hex(id) {
+                Some(id_hash) => store
+                    .get_session(&id_hash, now)
+                    .await?
+                    .is_some_and(|s| s.user_id == user.id),
+                None => false,
+            },
+        })
     }
 }
 
@@ -165,12 +215,13 @@ pub async fn start_session(
     old_cookie: Option<&str>,
     user: &User,
     amr: Vec<String>,
+    meta: &session::SessionMeta,
     now: Timestamp,
 ) -> StoreResult<(String, Session)> {
     if let Some(old) = old_cookie {
         session::end(store, old).await?;
     }
-    session::start(store, config, user, amr, now).await
+    session::start(store, config, user, amr, meta, now).await
 }
 
 /// Moves a stored flow to its next step. False when the flow has expired meanwhile.
@@ -220,6 +271,7 @@ mod tests {
             step: Step::SecondFactor {
                 user_id: "u1".into(),
                 amr: amr(&["pwd"]),
+                proof: Proof::Password { hash: "ab".into() },
             },
         };
         let (_, flow) = new_flow(&s, "browser", 100);

@@ -148,6 +148,8 @@ mod tests {
             created_at: auth_time,
             last_seen_at: auth_time,
             expires_at: auth_time + 3600,
+            ip: None,
+            user_agent: None,
         }
     }
 

@@ -125,6 +125,10 @@ impl Store for CachedStore {
         Ok(session)
     }
 
+    async fn list_user_sessions(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Session>> {
+        self.inner.list_user_sessions(user_id, now).await
+    }
+
     async fn touch_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<()> {
         self.sessions.invalidate(id_hash);
         self.inner.touch_session(id_hash, now).await
@@ -612,6 +616,8 @@ mod tests {
             created_at: 0,
             last_seen_at: 0,
             expires_at: 100,
+            ip: None,
+            user_agent: None,
         };
         cached.create_session(&session).await.unwrap();
         assert!(cached.get_session(&[1; 32], 50).await.unwrap().is_some());

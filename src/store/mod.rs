@@ -71,6 +71,10 @@ pub struct Session {
     pub last_seen_at: Timestamp,
     /// Absolute end, whatever the activity.
     pub expires_at: Timestamp,
+    /// The client IP the session was started from (for the user's own session list).
+    pub ip: Option<String>,
+    /// The browser's User-Agent at the start, shortened.
+    pub user_agent: Option<String>,
 }
 
 /// A pending authorization (or other sign-in purpose) waiting for the user to sign in.
@@ -370,6 +374,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
     /// Returns the session only while `now < expires_at`.
     async fn get_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<Option<Session>>;
+    /// The user's live sessions (`now < expires_at`; the idle limit is the caller's), newest
+    /// first.
+    async fn list_user_sessions(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Session>>;
     async fn touch_session(&self, id_hash: &Hash, now: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, id_hash: &Hash) -> StoreResult<()>;
     async fn delete_user_sessions(&self, user_id: &str) -> StoreResult<u64>;

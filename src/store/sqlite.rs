@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_fewer_write_indexes.sql"),
     include_str!("migrations/0005_sid_and_guest_links.sql"),
     include_str!("migrations/0006_second_factor.sql"),
+    include_str!("migrations/0007_session_details.sql"),
     include_str!("migrations/0008_links.sql"),
 ];
 
@@ -443,7 +444,7 @@ fn pin_from_row(row: &Row<'_>) -> rusqlite::Result<PlexPin> {
 
 macro_rules! session_cols {
     () => {
-        "id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at"
+        "id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at, ip, user_agent"
     };
 }
 
@@ -458,6 +459,8 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         created_at: row.get(4)?,
         last_seen_at: row.get(5)?,
         expires_at: row.get(6)?,
+        ip: row.get(7)?,
+        user_agent: row.get(8)?,
     })
 }
 
@@ -886,7 +889,7 @@ impl Store for SqliteStore {
             conn.prepare_cached(concat!(
                 "INSERT INTO sessions (",
                 session_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
             .execute(params![
                 s.id_hash,
@@ -895,7 +898,9 @@ impl Store for SqliteStore {
                 to_json(&s.amr)?,
                 s.created_at,
                 s.last_seen_at,
-                s.expires_at
+                s.expires_at,
+                s.ip,
+                s.user_agent
             ])
             .map(|_| ())
         })
@@ -912,6 +917,20 @@ impl Store for SqliteStore {
             ))?
             .query_row(params![id_hash, now], session_from_row)
             .optional()
+        })
+        .await
+    }
+
+    async fn list_user_sessions(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Session>> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_cols!(),
+                " FROM sessions WHERE user_id = ?1 AND ?2 < expires_at ORDER BY created_at DESC"
+            ))?
+            .query_map(params![user_id, now], session_from_row)?
+            .collect()
         })
         .await
     }

@@ -110,6 +110,8 @@ fn session(hash: Hash, user_id: &str, expires_at: Timestamp) -> Session {
         created_at: NOW,
         last_seen_at: NOW,
         expires_at,
+        ip: Some("192.0.2.1".into()),
+        user_agent: Some("Firefox".into()),
     }
 }
 
@@ -1660,6 +1662,40 @@ async fn grants_keep_their_acr() {
     }
 }
 
+#[tokio::test]
+async fn a_users_live_sessions_are_listed_newest_first_with_where_they_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    let old = session(h(20), "u1", NOW + 100);
+    let new = Session {
+        created_at: NOW + 5,
+        ip: None,
+        user_agent: None,
+        ..session(h(21), "u1", NOW + 100)
+    };
+    store.create_session(&old).await.unwrap();
+    store.create_session(&new).await.unwrap();
+    store
+        .create_session(&session(h(22), "u1", NOW + 10))
+        .await
+        .unwrap();
+    store
+        .create_session(&session(h(23), "u2", NOW + 100))
+        .await
+        .unwrap();
+    let listed = store.list_user_sessions("u1", NOW + 10).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![new, old.clone()],
+        "expired and other users' left out"
+    );
+    assert_eq!(listed.get(1).unwrap().ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(
+        listed.get(1).unwrap().user_agent.as_deref(),
+        Some("Firefox")
+    );
 // ---- invite and reset links ----
 
 fn link(id: &str, token: Hash, kind: LinkKind, uses: i64) -> Link {

@@ -258,6 +258,24 @@ pub async fn live_session(
     Ok(Some((session, user)))
 }
 
+/// Where this request comes from, as a new session records it: the client IP and User-Agent.
+pub struct ClientInfo(pub session::SessionMeta);
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<ClientInfo, Self::Rejection> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let ua = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        Ok(ClientInfo(session::SessionMeta::new(ip, ua)))
+    }
+}
+
 /// The signed-in user of this request, or none (see [`live_session`]).
 pub struct SignedIn(pub Option<(Session, User)>);
 

@@ -8,8 +8,8 @@ pub mod csrf;
 pub mod extract;
 
 pub use extract::{
-    append_cookie, live_session, Browser, BrowserScheme, ClientIp, Cookies, PeerIp, SignedIn,
-    Transport,
+    append_cookie, live_session, Browser, BrowserScheme, ClientInfo, ClientIp, Cookies, PeerIp,
+    SignedIn, Transport,
 };
 
 use std::path::PathBuf;

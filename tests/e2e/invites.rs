@@ -2,7 +2,8 @@
 //! the real binary, and `/invite/{token}` over HTTP: the account it makes (the invite's groups
 //! and email, verified when the invite named it), the browser signed in, the username rules
 //! and the password policy, the CSRF binding to this browser, `rd` only to a safe return
-//! address, and the pages of expired, revoked, used-up and unknown links. Uses are counted
+//! address, the optional authenticator app on the way (the browser already signed in), and
+//! the pages of expired, revoked, used-up and unknown links. Uses are counted
 //! atomically: of two browsers racing for the last use, exactly one makes an account.
 
 use std::process::{Command, Output};
@@ -84,6 +85,22 @@ async fn redeem(
     let page = b.get(&server.url(&format!("/invite/{token}"))).await;
     let (action, csrf) = invite_form(&page);
     post_invite(b, &action, &csrf, username, password, password).await
+}
+
+/// The page after a redemption: the optional TOTP enrolment for the new account (the
+/// browser is already signed in); returns where its Skip link goes.
+fn enrolment_skip(page: &Page, username: &str) -> String {
+    assert_eq!(page.status, 200, "no enrolment page:\n{}", page.text);
+    assert!(
+        page.text.contains("Set up a second factor"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(username), "{}", page.text);
+    let marker = "class=\"skip\" href=\"";
+    let at = page.text.find(marker).expect("a Skip link") + marker.len();
+    let len = page.text[at..].find('"').unwrap();
+    html_unescape(&page.text[at..at + len])
 }
 
 /// Whether `b` is signed in (the landing page says so).
@@ -196,7 +213,7 @@ async fn invite_create_prints_the_link_last_list_never_shows_it_and_revoke_ends_
 
     // The CLI's invite makes an account with its groups and its email, verified.
     let page = redeem(&server, &b, &token, "carol", PASSWORD).await;
-    assert_eq!(page.status, 303, "{}", page.text);
+    enrolment_skip(&page, "carol");
     let carol = server
         .state
         .store
@@ -224,8 +241,8 @@ async fn redeeming_makes_the_account_and_signs_the_browser_in() {
     .await;
     let b = Browser::new();
     let done = redeem(&server, &b, &token, "dave", PASSWORD).await;
-    assert_eq!(done.status, 303, "{}", done.text);
-    assert_eq!(done.redirect().as_str(), server.url("/account"));
+    // Signed in already, then offered an authenticator app, with a Skip link to /account.
+    assert_eq!(enrolment_skip(&done, "dave"), server.url("/account"));
     assert!(signed_in(&server, &b).await, "the session cookie works");
     let dave = server
         .state
@@ -346,7 +363,7 @@ async fn two_browsers_racing_for_a_one_use_invite_make_one_account() {
         );
         let mut statuses = [p1.status, p2.status];
         statuses.sort();
-        assert_eq!(statuses, [303, 410], "{}\n{}", p1.text, p2.text);
+        assert_eq!(statuses, [200, 410], "{}\n{}", p1.text, p2.text);
         let loser = if p1.status == 410 { &p1 } else { &p2 };
         assert!(loser.text.contains("already been used"), "{}", loser.text);
         let mut made = 0;
@@ -421,7 +438,7 @@ async fn usernames_and_passwords_follow_the_rules_and_refusals_keep_the_invite()
     }
     // None of that used the invite up.
     let done = post_invite(&b, &action, &csrf, "frank", PASSWORD, PASSWORD).await;
-    assert_eq!(done.status, 303, "{}", done.text);
+    enrolment_skip(&done, "frank");
     let frank = server
         .state
         .store
@@ -457,7 +474,7 @@ async fn the_form_is_bound_to_its_browser() {
         .is_none());
     // The invite is still there for the right browser.
     let page = post_invite(&b1, &action, &csrf1, "gina", PASSWORD, PASSWORD).await;
-    assert_eq!(page.status, 303, "{}", page.text);
+    enrolment_skip(&page, "gina");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,8 +491,7 @@ async fn rd_is_honoured_only_for_a_safe_return_address() {
     assert!(!action.contains("evil"), "{action}");
     let posted = format!("{action}?rd={}", urlencode(evil));
     let done = post_invite(&b, &posted, &csrf, "hank", PASSWORD, PASSWORD).await;
-    assert_eq!(done.status, 303, "{}", done.text);
-    assert_eq!(done.redirect().as_str(), server.url("/account"));
+    assert_eq!(enrolment_skip(&done, "hank"), server.url("/account"));
 
     // doorman's own origin: carried through the form and followed.
     let token = invite(&server, NewInvite::default()).await;
@@ -486,8 +502,7 @@ async fn rd_is_honoured_only_for_a_safe_return_address() {
         .await;
     let (action, csrf) = invite_form(&page);
     let done = post_invite(&b, &action, &csrf, "ivy", PASSWORD, PASSWORD).await;
-    assert_eq!(done.status, 303, "{}", done.text);
-    assert_eq!(done.redirect().as_str(), back);
+    assert_eq!(enrolment_skip(&done, "ivy"), back);
 }
 
 fn urlencode(s: &str) -> String {
@@ -542,4 +557,92 @@ async fn user_add_and_passwd_apply_the_password_policy() {
         );
     }
     assert_ok(&with_stdin(&add, &format!("{PASSWORD}\n")), "user add kim");
+}
+
+// An authenticator app, for enrolling on the way: RFC 4648 base32, RFC 6238 TOTP (SHA-1, 6
+// digits, 30 s steps).
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u64, 0u32);
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .unwrap_or_else(|| panic!("not base32: {s:?}")) as u64;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn totp_at(secret: &[u8], now: i64) -> String {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    let tag = hmac::sign(&key, &(now.div_euclid(30) as u64).to_be_bytes());
+    let h = tag.as_ref();
+    let offset = usize::from(h[19] & 0x0f);
+    let bin = (u32::from(h[offset] & 0x7f) << 24)
+        | (u32::from(h[offset + 1]) << 16)
+        | (u32::from(h[offset + 2]) << 8)
+        | u32::from(h[offset + 3]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_may_enrol_an_authenticator_app_on_the_way() {
+    let server = TestServer::start("").await;
+    server.clock.freeze();
+    let token = invite(&server, NewInvite::default()).await;
+    let b = Browser::new();
+    let back = server.url("/login?from=invite");
+    let page = b
+        .get(&server.url(&format!("/invite/{token}?rd={}", urlencode(&back))))
+        .await;
+    let (action, csrf) = invite_form(&page);
+    let page = post_invite(&b, &action, &csrf, "jo", PASSWORD, PASSWORD).await;
+    enrolment_skip(&page, "jo");
+    let marker = "class=\"totp-secret\">";
+    let at = page.text.find(marker).unwrap() + marker.len();
+    let secret = base32_decode(&page.text[at..at + page.text[at..].find('<').unwrap()]);
+    let enrol_action = form_action(&page.text).unwrap();
+    let codes = b
+        .post_form(
+            &enrol_action,
+            &[
+                ("flow", &input_value(&page.text, "flow").unwrap()),
+                ("csrf", &input_value(&page.text, "csrf").unwrap()),
+                ("code", &totp_at(&secret, server.now())),
+            ],
+        )
+        .await;
+    codes.assert_status(200);
+    assert!(codes.text.contains("recovery codes"), "{}", codes.text);
+    let jo = server
+        .state
+        .store
+        .find_user_by_username("jo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(server.state.store.get_totp(&jo.id).await.unwrap().is_some());
+    // Continue: on to the `rd` the invite carried.
+    let done = b
+        .post_form(
+            &form_action(&codes.text).unwrap(),
+            &[
+                ("flow", &input_value(&codes.text, "flow").unwrap()),
+                ("csrf", &input_value(&codes.text, "csrf").unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(done.redirect().as_str(), back);
+    assert!(signed_in(&server, &b).await);
 }

@@ -26,6 +26,7 @@ mod proxy_caddy;
 mod proxy_forward_auth;
 mod proxy_nginx;
 mod restart;
+mod review_second_factor;
 mod rp;
 mod second_factor;
 mod signin_cookies;

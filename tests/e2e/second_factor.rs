@@ -972,21 +972,35 @@ async fn a_client_can_require_a_second_factor_and_sessions_step_up() {
         json!(["pwd", "otp"])
     );
 
-    // Step-up: bob's first browser (a password-only session) asks for the strict client: he
-    // has a factor now, so the code page, without a password form.
+    // Turning the factor on ended bob's other sessions (they were signed in without it): his
+    // first browser signs in again, password and code.
     let req = request(&server, STRICT, &[]);
     let page = bob.get(&req.url).await;
     assert!(
-        page.login_form().is_none(),
-        "no password asked:\n{}",
+        page.login_form().is_some(),
+        "enrolling elsewhere ended this password-only session:\n{}",
         page.text
     );
-    code_page(&page, BOB, "bob's step-up");
 
-    // Alice enrols elsewhere; her kept password-only session asks for the strict client: the
-    // code page, no password form, then a code for the client, and the session is upgraded.
-    let alice = enrol(&server, ALICE, ALICE_PASSWORD).await;
-    let req = request(&server, STRICT, &[]);
+    // Step-up: a password-only session of a user who has a factor (kept from before it was
+    // turned on by the operator's store, which ends no session) asks for the strict client:
+    // the code page, no password form, then a code for the client, and the session is
+    // upgraded.
+    let alice = server
+        .state
+        .store
+        .find_user_by_username(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    let secret: Vec<u8> = (1..=20).collect();
+    let sealed = server.state.secret_box.seal(&secret).unwrap();
+    server
+        .state
+        .store
+        .enable_totp(&alice.id, &sealed, &[], server.now())
+        .await
+        .unwrap();
     let page = kept.get(&req.url).await;
     assert!(
         page.login_form().is_none(),
@@ -994,7 +1008,7 @@ async fn a_client_can_require_a_second_factor_and_sessions_step_up() {
         page.text
     );
     let form = code_page(&page, ALICE, "alice's step-up");
-    let done = submit_code(&kept, &form, &alice.code(&server)).await;
+    let done = submit_code(&kept, &form, &totp_at(&secret, server.now())).await;
     let code = code_of(&server, &req, &done, "after the step-up code");
     assert_eq!(
         id_claims(&server, &req, &code).await["amr"],
@@ -1021,14 +1035,16 @@ async fn a_password_only_session_enrols_for_a_strict_client() {
     // The RP again: SSO, nothing asked (the requirement is that client's only).
     let page = b.get(&request(&server, RP, &[]).url).await;
     assert_eq!(page.status, 302, "{}", page.text);
-    // The strict client: the enrolment page at once, no password.
+    // The strict client: the password again (a session cookie alone never sets up an app),
+    // then the enrolment page.
     let req = request(&server, STRICT, &[]);
     let page = b.get(&req.url).await;
     assert!(
-        page.login_form().is_none(),
-        "no password asked:\n{}",
+        page.login_form().is_some(),
+        "the password first:\n{}",
         page.text
     );
+    let page = b.submit_login(&page, BOB, BOB_PASSWORD).await;
     let done = enrol_inside_sign_in(&server, &b, &page).await;
     let code = code_of(
         &server,
@@ -1064,7 +1080,11 @@ async fn acr_values_ask_for_a_second_factor_and_get_acr() {
     // acr_values=2fa needs a second factor: bob (none) is taken through enrolment.
     let req = request(&server, RP, &[("acr_values", "2fa")]);
     let page = b.get(&req.url).await;
-    assert!(page.login_form().is_none(), "step-up asks no password");
+    assert!(
+        page.login_form().is_some(),
+        "enrolling from a session asks for the password first"
+    );
+    let page = b.submit_login(&page, BOB, BOB_PASSWORD).await;
     let done = enrol_inside_sign_in(&server, &b, &page).await;
     let claims = id_claims(&server, &req, &code_of(&server, &req, &done, "2fa bob")).await;
     assert_eq!(claims["acr"], "2fa", "{claims}");
