@@ -1696,6 +1696,8 @@ async fn a_users_live_sessions_are_listed_newest_first_with_where_they_began() {
         listed.get(1).unwrap().user_agent.as_deref(),
         Some("Firefox")
     );
+}
+
 // ---- invite and reset links ----
 
 fn link(id: &str, token: Hash, kind: LinkKind, uses: i64) -> Link {
