@@ -1,4 +1,4 @@
-//! The command line (clap): `serve`, `check-config`, `user ...`, `keys rotate`,
+//! The command line (clap): `serve`, `check-config`, `user ...`, `invite ...`, `keys rotate`,
 //! `client secret`, `backup`. Each command loads the config, opens the store, and calls the
 //! same domain functions the server uses.
 
@@ -49,6 +49,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Invite links: someone who opens one picks a username and a password.
+    #[command(subcommand)]
+    Invite(InviteCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -168,6 +171,50 @@ pub enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Make an invite link; the link is the last line of the output.
+    Create {
+        /// Comma-separated groups the new account gets.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// How long the link works, e.g. 7d, 12h, 30m.
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// How many accounts the link can make.
+        #[arg(long, default_value_t = 1)]
+        uses: i64,
+        /// The invitee's email: the account gets it, marked verified.
+        #[arg(long)]
+        email: Option<String>,
+        /// A note for `invite list` (who it is for).
+        #[arg(long)]
+        note: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// List the invites that have not expired or been revoked (never their links).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Revoke an invite: its link stops working at once.
+    Revoke {
+        /// The invite's id (from `invite create` or `invite list`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Publish a new signing key now; it signs 5 minutes later (one JWKS cache lifetime), and
     /// older keys stay published until their tokens expire.
@@ -203,42 +250,49 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-const MIN_PASSWORD: usize = 8;
-
 /// How many times a terminal prompt asks before giving up.
 const PROMPT_TRIES: usize = 3;
 
-fn check_length(pw: &str) -> Result<(), String> {
-    if pw.chars().count() < MIN_PASSWORD {
-        return Err(format!(
-            "the password must have at least {MIN_PASSWORD} characters"
-        ));
+/// Checks a new password against the password policy; the error names the rule.
+type PolicyCheck<'a> = &'a dyn Fn(&str) -> Result<(), String>;
+
+/// The password policy (`accounts::password_policy`) for the account `username` (`email`).
+fn policy_for(
+    username: &str,
+    email: Option<&str>,
+    min_length: usize,
+) -> impl Fn(&str) -> Result<(), String> {
+    let (username, email) = (username.to_string(), email.map(str::to_string));
+    move |pw: &str| {
+        accounts::password_policy::check(pw, &username, email.as_deref(), min_length)
+            .map_err(|e| format!("password refused: {e}"))
     }
-    Ok(())
 }
 
 /// One line of `input`, without its line ending.
-fn read_password_line_from(input: &mut dyn BufRead) -> Result<String, String> {
+fn read_password_line_from(input: &mut dyn BufRead, check: PolicyCheck) -> Result<String, String> {
     let mut line = String::new();
     input
         .read_line(&mut line)
         .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
     let pw = line.strip_suffix('\n').unwrap_or(&line);
     let pw = pw.strip_suffix('\r').unwrap_or(pw).to_string();
-    check_length(&pw)?;
+    check(&pw)?;
     Ok(pw)
 }
 
-fn read_password_line() -> Result<String, String> {
-    read_password_line_from(&mut std::io::stdin().lock())
+fn read_password_line(check: PolicyCheck) -> Result<String, String> {
+    read_password_line_from(&mut std::io::stdin().lock(), check)
 }
 
 /// Asks for a new password on a terminal through `ask` (which reads without echo): twice,
-/// until both entries match and it is long enough, at most [`PROMPT_TRIES`] times; what went
-/// wrong goes to `say`. With `allow_empty`, an empty first entry means "no password" (None).
+/// until both entries match and it meets the policy `check`, at most [`PROMPT_TRIES`] times;
+/// what went wrong goes to `say`. With `allow_empty`, an empty first entry means "no password"
+/// (None).
 fn prompt_new_password(
     user: &str,
     allow_empty: bool,
+    check: PolicyCheck,
     ask: &mut dyn FnMut(&str) -> std::io::Result<String>,
     say: &mut dyn FnMut(&str),
 ) -> Result<Option<String>, String> {
@@ -255,8 +309,8 @@ fn prompt_new_password(
         if first.is_empty() && allow_empty {
             return Ok(None);
         }
-        if let Err(m) = check_length(&first) {
-            say(&format!("{m}; try again"));
+        if let Err(m) = check(&first) {
+            say(&format!("{m} Try again."));
             continue;
         }
         let second = read(ask, "Repeat the new password: ")?;
@@ -266,8 +320,8 @@ fn prompt_new_password(
         say("the two passwords differ; try again");
     }
     Err(format!(
-        "no password set: {PROMPT_TRIES} tries without two matching passwords of at least \
-         {MIN_PASSWORD} characters"
+        "no password set: {PROMPT_TRIES} tries without two matching passwords that meet the \
+         password policy"
     ))
 }
 
@@ -277,13 +331,15 @@ fn new_password(
     user: &str,
     password_stdin: bool,
     allow_empty: bool,
+    check: PolicyCheck,
 ) -> Result<Option<String>, String> {
     if password_stdin || !std::io::stdin().is_terminal() {
-        return read_password_line().map(Some);
+        return read_password_line(check).map(Some);
     }
     prompt_new_password(
         user,
         allow_empty,
+        check,
         &mut |prompt| rpassword::prompt_password(prompt),
         &mut |m| eprintln!("{m}"),
     )
@@ -417,7 +473,14 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let store = server::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            user_command(&*store, cmd, now).await
+            user_command(&*store, cmd, now, config.accounts.min_password_length).await
+        }
+        Command::Invite(cmd) => {
+            let config = load_config(&cli)?;
+            let store = server::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            invite_command(&*store, config.issuer_str(), cmd, now).await
         }
     }
 }
@@ -426,6 +489,7 @@ async fn user_command(
     store: &dyn crate::store::Store,
     cmd: &UserCommand,
     now: i64,
+    min_password_length: usize,
 ) -> Result<(), String> {
     let e = |e: users::AccountError| e.to_string();
     match cmd {
@@ -438,8 +502,9 @@ async fn user_command(
         } => {
             // Not a terminal and no --password-stdin: no password (a Plex-only account, or
             // `user passwd` later), as scripts expect.
+            let policy = policy_for(name, email.as_deref(), min_password_length);
             let password = if *password_stdin || std::io::stdin().is_terminal() {
-                new_password(name, *password_stdin, true)?
+                new_password(name, *password_stdin, true, &policy)?
             } else {
                 None
             };
@@ -536,8 +601,9 @@ async fn user_command(
             name,
             password_stdin,
         } => {
-            users::find(store, name).await.map_err(e)?;
-            let password = new_password(name, *password_stdin, false)?
+            let user = users::find(store, name).await.map_err(e)?;
+            let policy = policy_for(&user.username, user.email.as_deref(), min_password_length);
+            let password = new_password(name, *password_stdin, false, &policy)?
                 .ok_or_else(|| format!("no password given for {name}"))?;
             let hash = hash_password(&password)?;
             let (_, ended) = users::set_password_hash(store, name, hash, now)
@@ -647,6 +713,139 @@ async fn user_command(
     Ok(())
 }
 
+/// What `invite create --format json` and `invite list --format json` print of an invite
+/// (never its token, except as the link `create` prints once).
+fn invite_json(link: &crate::store::Link, url: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": link.id,
+        "groups": link.groups,
+        "uses": link.uses,
+        "uses_left": link.uses_left,
+        "email": link.email,
+        "email_verified": link.email_verified,
+        "note": link.note,
+        "created_by": link.created_by,
+        "created_at": link.created_at,
+        "expires_at": link.expires_at,
+        "expires": crate::keys::utc(link.expires_at),
+    });
+    if let (Some(url), Some(obj)) = (url, v.as_object_mut()) {
+        obj.insert("link".into(), url.into());
+    }
+    v
+}
+
+async fn invite_command(
+    store: &dyn crate::store::Store,
+    issuer: &str,
+    cmd: &InviteCommand,
+    now: i64,
+) -> Result<(), String> {
+    use crate::accounts::links::{self, LinkError, NewInvite};
+    use crate::store::LinkKind;
+    let e = |e: LinkError| e.to_string();
+    match cmd {
+        InviteCommand::Create {
+            groups,
+            expires,
+            uses,
+            email,
+            note,
+            format,
+        } => {
+            let expires_in = config::parse_duration(expires)
+                .map_err(|m| format!("--expires: {m}"))?
+                .as_secs();
+            let (token, link) = links::create_invite(
+                store,
+                NewInvite {
+                    groups: groups.clone(),
+                    expires_in: Some(i64::try_from(expires_in).unwrap_or(i64::MAX)),
+                    uses: Some(*uses),
+                    email: email.clone(),
+                    note: note.clone(),
+                    created_by: "cli".into(),
+                },
+                now,
+            )
+            .await
+            .map_err(e)?;
+            tracing::warn!(target: "audit", event = "invite_created", invite = %link.id, groups = %link.groups.join(","), uses = link.uses, by = "cli");
+            let url = links::url(issuer, LinkKind::Invite, &token);
+            match format {
+                OutputFormat::Json => println!("{}", invite_json(&link, Some(&url))),
+                OutputFormat::Text => {
+                    let plural = if link.uses == 1 { "" } else { "s" };
+                    println!(
+                        "invite {}: {} use{plural}, until {}",
+                        link.id,
+                        link.uses,
+                        crate::keys::utc(link.expires_at)
+                    );
+                    if !link.groups.is_empty() {
+                        println!("groups: {}", link.groups.join(","));
+                    }
+                    if let Some(m) = &link.email {
+                        println!("email: {m} (marked verified)");
+                    }
+                    if let Some(n) = &link.note {
+                        println!("note: {n}");
+                    }
+                    println!("send this link to the person you invite (shown only now):");
+                    println!("{url}");
+                }
+            }
+        }
+        InviteCommand::List { format } => {
+            let invites = store
+                .list_links(LinkKind::Invite, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            match format {
+                OutputFormat::Json => {
+                    let all: Vec<_> = invites.iter().map(|l| invite_json(l, None)).collect();
+                    println!("{}", serde_json::Value::from(all));
+                }
+                OutputFormat::Text => {
+                    println!(
+                        "{:<10} {:<9} {:<23} {:<24} NOTE",
+                        "ID", "USES LEFT", "EXPIRES", "GROUPS"
+                    );
+                    for l in &invites {
+                        println!(
+                            "{:<10} {:<9} {:<23} {:<24} {}",
+                            l.id,
+                            format!("{}/{}", l.uses_left, l.uses),
+                            crate::keys::utc(l.expires_at),
+                            l.groups.join(","),
+                            l.note.as_deref().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        InviteCommand::Revoke { id } => {
+            let live = store
+                .list_links(LinkKind::Invite, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            let revoked = live.iter().any(|l| &l.id == id)
+                && store
+                    .revoke_link(id, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if !revoked {
+                return Err(format!(
+                    "no invite {id:?} that is still live (see `doorman invite list`)"
+                ));
+            }
+            tracing::warn!(target: "audit", event = "invite_revoked", invite = %id, by = "cli");
+            println!("revoked invite {id}: its link no longer works");
+        }
+    }
+    Ok(())
+}
+
 /// Sets up logging: the server's on stdout (Fly has no usable stderr for logs); the other
 /// commands print their result on stdout (snippets, secrets), so their warnings go to stderr.
 pub fn init_logging(format: LogFormat, serving: bool) {
@@ -710,9 +909,11 @@ mod tests {
         let mut answers = answers.iter().map(|a| a.to_string());
         let mut prompts = Vec::new();
         let mut said = Vec::new();
+        let policy = policy_for("alice", None, 10);
         let result = prompt_new_password(
             "alice",
             allow_empty,
+            &policy,
             &mut |p| {
                 prompts.push(p.to_string());
                 answers
@@ -753,11 +954,22 @@ mod tests {
             "{said:?}"
         );
         assert!(
-            said.iter().any(|s| s.contains("at least 8 characters")),
+            said.iter()
+                .any(|s| s.contains("at least 10 characters long. Try again.")),
+            "{said:?}"
+        );
+        // The rest of the policy: not the username, not a common password.
+        let (r, said) = prompt(&["Alice", "password123", "pw-three-x", "pw-three-x"], false);
+        assert_eq!(r.unwrap().as_deref(), Some("pw-three-x"));
+        assert!(
+            said.iter().any(|s| s.contains("most common ones")),
             "{said:?}"
         );
 
-        let (r, _) = prompt(&["aaaaaaaa", "b", "aaaaaaaa", "c", "aaaaaaaa", "d"], false);
+        let (r, _) = prompt(
+            &["aaaaaaaaaa", "b", "aaaaaaaaaa", "c", "aaaaaaaaaa", "d"],
+            false,
+        );
         assert!(r.unwrap_err().contains("no password set: 3 tries"));
         // An empty entry: no password where that is allowed (user add), too short elsewhere.
         assert_eq!(prompt(&[""], true).0.unwrap(), None);
@@ -769,11 +981,15 @@ mod tests {
     #[test]
     fn a_password_line_loses_its_line_ending() {
         let mut input = std::io::Cursor::new("a long password\r\nnext line\n");
+        let policy = policy_for("alice", Some("alice@example.com"), 10);
         assert_eq!(
-            read_password_line_from(&mut input).unwrap(),
+            read_password_line_from(&mut input, &policy).unwrap(),
             "a long password"
         );
-        let mut input = std::io::Cursor::new("short\n");
-        assert!(read_password_line_from(&mut input).is_err());
+        for refused in ["short\n", "alice@example.com\n", "password123\n"] {
+            let mut input = std::io::Cursor::new(refused);
+            let err = read_password_line_from(&mut input, &policy).unwrap_err();
+            assert!(err.starts_with("password refused: "), "{err}");
+        }
     }
 }

@@ -279,8 +279,10 @@ pub fn router(state: AppState) -> Router {
     .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
     .layer(
         TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            // The path only: query strings carry codes and tokens.
-            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            // The path only: query strings carry codes and tokens; invite and reset links
+            // carry theirs in the path.
+            let path = crate::accounts::links::redact_path(req.uri().path());
+            tracing::debug_span!("request", method = %req.method(), path = %path)
         }),
     )
     .with_state(state)

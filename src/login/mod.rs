@@ -9,6 +9,7 @@
 //! - `second_factor.rs`: the code page, enrolment, recovery codes, `/account/second-factor`.
 
 pub mod authorize;
+pub mod invite;
 pub mod plex;
 pub mod second_factor;
 
@@ -41,6 +42,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(plex::routes(state))
         .merge(authorize::routes())
         .merge(second_factor::routes())
+        .merge(invite::routes())
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }

@@ -525,6 +525,45 @@ impl Store for CachedStore {
         self.sessions.invalidate_all();
         result
     }
+
+    // ---- invite and reset links: never cached (uses are counted in the database) ----
+
+    async fn create_link(&self, link: &super::Link) -> StoreResult<()> {
+        self.inner.create_link(link).await
+    }
+
+    async fn take_link_use(
+        &self,
+        token_hash: &Hash,
+        kind: super::LinkKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<super::Link>> {
+        self.inner.take_link_use(token_hash, kind, now).await
+    }
+
+    async fn give_back_link_use(&self, id: &str) -> StoreResult<()> {
+        self.inner.give_back_link_use(id).await
+    }
+
+    async fn find_link(
+        &self,
+        token_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<super::Link>> {
+        self.inner.find_link(token_hash, now).await
+    }
+
+    async fn list_links(
+        &self,
+        kind: super::LinkKind,
+        now: Timestamp,
+    ) -> StoreResult<Vec<super::Link>> {
+        self.inner.list_links(kind, now).await
+    }
+
+    async fn revoke_link(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        self.inner.revoke_link(id, now).await
+    }
 }
 
 #[cfg(test)]

@@ -291,6 +291,58 @@ pub struct Swept {
     pub plex_pins: u64,
     pub guest_links: u64,
     pub lockouts: u64,
+    pub links: u64,
+}
+
+/// What a link is for: an invite (makes an account) or a password reset (of one account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    Invite,
+    Reset,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Invite => "invite",
+            LinkKind::Reset => "reset",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LinkKind> {
+        match text {
+            "invite" => Some(LinkKind::Invite),
+            "reset" => Some(LinkKind::Reset),
+            _ => None,
+        }
+    }
+}
+
+/// An invite or password-reset link. The token in the link is stored only as its digest;
+/// `id` is the public handle for listing and revoking. Uses are counted here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Short, random, public (shown by `invite list`; never enough to redeem the link).
+    pub id: String,
+    /// SHA-256 of the token in the link.
+    pub token_hash: Hash,
+    pub kind: LinkKind,
+    /// The groups an invited account gets.
+    pub groups: Vec<String>,
+    /// The invitee's email (invites).
+    pub email: Option<String>,
+    /// The account's email is marked verified (the invite named it).
+    pub email_verified: bool,
+    pub note: Option<String>,
+    /// The account a reset link is for.
+    pub user_id: Option<String>,
+    pub uses: i64,
+    pub uses_left: i64,
+    /// A username, or "cli".
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
 }
 
 #[async_trait]
@@ -513,7 +565,7 @@ pub trait Store: Send + Sync + 'static {
     // ---- housekeeping ----
     /// Deletes what has expired: sessions, flows, codes, tokens, grants (revoked or past their
     /// absolute expiry with no live token), keys past retire_at, lockout counters untouched
-    /// for a day and not blocking.
+    /// for a day and not blocking, links expired or revoked more than a week ago.
     async fn sweep(&self, now: Timestamp) -> StoreResult<Swept>;
     /// Writes a consistent copy of the live database to `path`.
     async fn backup(&self, path: &std::path::Path) -> StoreResult<()>;
@@ -525,4 +577,26 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every SSO session of the user except `keep` (their forward-auth sessions go
     /// with them); how many.
     async fn delete_user_sessions_except(&self, user_id: &str, keep: &Hash) -> StoreResult<u64>;
+    // ---- invite and reset links ----
+    async fn create_link(&self, link: &Link) -> StoreResult<()>;
+    /// Atomically takes one use of the `kind` link with token digest `token_hash`: the link
+    /// (uses_left already counted down) only while it is unrevoked, unexpired and has a use
+    /// left. Of two redemptions racing for the last use, exactly one gets it.
+    async fn take_link_use(
+        &self,
+        token_hash: &Hash,
+        kind: LinkKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<Link>>;
+    /// Gives back a use taken by a redemption that then failed (e.g. the username was taken);
+    /// never beyond the link's `uses`.
+    async fn give_back_link_use(&self, id: &str) -> StoreResult<()>;
+    /// The link with token digest `token_hash` in whatever state (expired, used up, revoked:
+    /// the caller says which), unless it expired or was revoked more than a week before `now`
+    /// (the sweep removes those; before or after it, the answer is the same: none).
+    async fn find_link(&self, token_hash: &Hash, now: Timestamp) -> StoreResult<Option<Link>>;
+    /// The unrevoked, unexpired links of `kind` (used-up ones included), newest first.
+    async fn list_links(&self, kind: LinkKind, now: Timestamp) -> StoreResult<Vec<Link>>;
+    /// Revokes the unexpired link `id`; false if there is no such live link.
+    async fn revoke_link(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
 }

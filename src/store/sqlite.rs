@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_sid_and_guest_links.sql"),
     include_str!("migrations/0006_second_factor.sql"),
     include_str!("migrations/0007_session_details.sql"),
+    include_str!("migrations/0008_links.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -70,6 +71,10 @@ const REVOKED_GRANT_GRACE: i64 = 86_400;
 
 /// Lockout counters untouched this long (and not blocking) are swept.
 const LOCKOUT_IDLE: i64 = 86_400;
+
+/// Invite and reset links are kept this long after they expire or are revoked (their page
+/// still says which), then swept; `find_link` reads them as unknown after it either way.
+const LINK_GRACE: i64 = 7 * 86_400;
 
 /// The SQLite store. Cheap to share: wrap it in an `Arc<dyn Store>`.
 pub struct SqliteStore {
@@ -515,6 +520,42 @@ fn guest_link_from_row(row: &Row<'_>) -> rusqlite::Result<GuestLink> {
         created_at: row.get(5)?,
         expires_at: row.get(6)?,
         revoked_at: row.get(7)?,
+    })
+}
+
+use super::{Link, LinkKind};
+
+macro_rules! link_cols {
+    () => {
+        "id, token_hash, kind, groups, email, email_verified, note, user_id, uses, uses_left, \
+         created_by, created_at, expires_at, revoked_at"
+    };
+}
+
+fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
+    let kind: String = row.get(2)?;
+    let kind = LinkKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            Type::Text,
+            format!("unknown link kind {kind:?}").into(),
+        )
+    })?;
+    Ok(Link {
+        id: row.get(0)?,
+        token_hash: row.get(1)?,
+        kind,
+        groups: json_list(row, 3)?,
+        email: row.get(4)?,
+        email_verified: row.get(5)?,
+        note: row.get(6)?,
+        user_id: row.get(7)?,
+        uses: row.get(8)?,
+        uses_left: row.get(9)?,
+        created_by: row.get(10)?,
+        created_at: row.get(11)?,
+        expires_at: row.get(12)?,
+        revoked_at: row.get(13)?,
     })
 }
 
@@ -1564,6 +1605,12 @@ impl Store for SqliteStore {
             let guest_links = tx
                 .prepare_cached("DELETE FROM jitsi_guest_links WHERE expires_at <= ?1")?
                 .execute([now])? as u64;
+            let links = tx
+                .prepare_cached(
+                    "DELETE FROM links WHERE expires_at < ?1 \
+                     OR (revoked_at IS NOT NULL AND revoked_at < ?1)",
+                )?
+                .execute([now.saturating_sub(LINK_GRACE)])? as u64;
             let lockouts =
                 tx.prepare_cached(
                     "DELETE FROM lockouts WHERE updated_at < ?2 AND blocked_until < ?1",
@@ -1581,6 +1628,7 @@ impl Store for SqliteStore {
                 plex_pins,
                 guest_links,
                 lockouts,
+                links,
             })
         })
         .await
@@ -1857,6 +1905,113 @@ impl Store for SqliteStore {
             conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2")?
                 .execute(params![user_id, keep])
                 .map(|n| n as u64)
+        })
+        .await
+    }
+
+    // ---- invite and reset links ----
+
+    async fn create_link(&self, link: &Link) -> StoreResult<()> {
+        let l = link.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO links (",
+                link_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?
+            .execute(params![
+                l.id,
+                l.token_hash,
+                l.kind.as_str(),
+                to_json(&l.groups)?,
+                l.email,
+                l.email_verified,
+                l.note,
+                l.user_id,
+                l.uses,
+                l.uses_left,
+                l.created_by,
+                l.created_at,
+                l.expires_at,
+                l.revoked_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn take_link_use(
+        &self,
+        token_hash: &Hash,
+        kind: LinkKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<Link>> {
+        let token_hash = *token_hash;
+        // One statement checks and takes the use: of two racing redemptions only one sees it.
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "UPDATE links SET uses_left = uses_left - 1 \
+                 WHERE token_hash = ?1 AND kind = ?2 AND uses_left > 0 \
+                 AND revoked_at IS NULL AND ?3 < expires_at RETURNING ",
+                link_cols!()
+            ))?
+            .query_row(params![token_hash, kind.as_str(), now], link_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn give_back_link_use(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE links SET uses_left = uses_left + 1 WHERE id = ?1 AND uses_left < uses",
+            )?
+            .execute([id])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn find_link(&self, token_hash: &Hash, now: Timestamp) -> StoreResult<Option<Link>> {
+        let token_hash = *token_hash;
+        let cutoff = now.saturating_sub(LINK_GRACE);
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                link_cols!(),
+                " FROM links WHERE token_hash = ?1 AND ?2 <= expires_at \
+                  AND (revoked_at IS NULL OR ?2 <= revoked_at)"
+            ))?
+            .query_row(params![token_hash, cutoff], link_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_links(&self, kind: LinkKind, now: Timestamp) -> StoreResult<Vec<Link>> {
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                link_cols!(),
+                " FROM links WHERE kind = ?1 AND revoked_at IS NULL AND ?2 < expires_at \
+                  ORDER BY created_at DESC, id"
+            ))?
+            .query_map(params![kind.as_str(), now], link_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoke_link(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE links SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL \
+                 AND ?2 < expires_at",
+            )?
+            .execute(params![id, now])
+            .map(|n| n == 1)
         })
         .await
     }

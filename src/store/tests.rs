@@ -1028,6 +1028,7 @@ async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
             plex_pins: 0,
             guest_links: 0,
             lockouts: 0,
+            links: 0,
         }
     );
     assert!(store.get_session(&h(11), later).await.unwrap().is_some());
@@ -1799,4 +1800,198 @@ async fn ending_a_users_other_sessions_keeps_the_one_named() {
         store.forward_auth_parent(&h(20)).await.unwrap().is_none(),
         "its forward-auth session went with it"
     );
+}
+
+// ---- invite and reset links ----
+
+fn link(id: &str, token: Hash, kind: LinkKind, uses: i64) -> Link {
+    Link {
+        id: id.into(),
+        token_hash: token,
+        kind,
+        groups: vec!["family".into(), "media".into()],
+        email: Some("carol@example.com".into()),
+        email_verified: true,
+        note: Some("for Carol".into()),
+        user_id: None,
+        uses,
+        uses_left: uses,
+        created_by: "cli".into(),
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn links_are_taken_by_token_and_kind_until_used_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_link(&link("inv1", h(1), LinkKind::Invite, 2))
+        .await
+        .unwrap();
+    // The wrong kind or an unknown token takes nothing.
+    assert!(store
+        .take_link_use(&h(1), LinkKind::Reset, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .take_link_use(&h(2), LinkKind::Invite, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    let first = store
+        .take_link_use(&h(1), LinkKind::Invite, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.uses_left, 1);
+    assert_eq!(first.groups, ["family", "media"]);
+    assert_eq!(first.email.as_deref(), Some("carol@example.com"));
+    assert!(first.email_verified);
+    assert_eq!(first.note.as_deref(), Some("for Carol"));
+    let second = store
+        .take_link_use(&h(1), LinkKind::Invite, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.uses_left, 0);
+    assert!(store
+        .take_link_use(&h(1), LinkKind::Invite, NOW)
+        .await
+        .unwrap()
+        .is_none());
+    // A failed redemption gives its use back, but never beyond `uses`.
+    store.give_back_link_use("inv1").await.unwrap();
+    assert!(store
+        .take_link_use(&h(1), LinkKind::Invite, NOW)
+        .await
+        .unwrap()
+        .is_some());
+    for _ in 0..5 {
+        store.give_back_link_use("inv1").await.unwrap();
+    }
+    let found = store.find_link(&h(1), NOW).await.unwrap().unwrap();
+    assert_eq!(found.uses_left, 2);
+    // A used-up link is still found (its page says it was used), with no use left.
+    for _ in 0..2 {
+        store
+            .take_link_use(&h(1), LinkKind::Invite, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .find_link(&h(1), NOW)
+            .await
+            .unwrap()
+            .unwrap()
+            .uses_left,
+        0
+    );
+}
+
+#[tokio::test]
+async fn expired_and_revoked_links_are_not_taken_but_still_found_for_a_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_link(&link("old", h(1), LinkKind::Invite, 1))
+        .await
+        .unwrap();
+    let mut reset = link("rst", h(2), LinkKind::Reset, 1);
+    reset.user_id = Some("u1".into());
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.create_link(&reset).await.unwrap();
+    let expiry = NOW + 3600;
+    assert!(store
+        .take_link_use(&h(1), LinkKind::Invite, expiry)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.find_link(&h(1), expiry).await.unwrap().is_some());
+    // Revoked: not taken, found with its revocation; revoking again or an unknown id: false.
+    assert!(store.revoke_link("rst", NOW + 10).await.unwrap());
+    assert!(!store.revoke_link("rst", NOW + 11).await.unwrap());
+    assert!(!store.revoke_link("nope", NOW + 11).await.unwrap());
+    assert!(store
+        .take_link_use(&h(2), LinkKind::Reset, NOW + 20)
+        .await
+        .unwrap()
+        .is_none());
+    let found = store.find_link(&h(2), NOW + 20).await.unwrap().unwrap();
+    assert_eq!(found.revoked_at, Some(NOW + 10));
+    assert_eq!(found.user_id.as_deref(), Some("u1"));
+    // Only the live ones are listed, per kind.
+    store
+        .create_link(&link("new", h(3), LinkKind::Invite, 1))
+        .await
+        .unwrap();
+    let ids = |links: Vec<Link>| links.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_links(LinkKind::Invite, NOW).await.unwrap()),
+        ["new", "old"]
+    );
+    assert!(store
+        .list_links(LinkKind::Reset, NOW)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_links(LinkKind::Invite, expiry)
+        .await
+        .unwrap()
+        .is_empty());
+    // A week after expiry or revocation: unknown, and the sweep removes them.
+    let later = NOW + 3600 + 7 * 86_400 + 1;
+    assert!(store.find_link(&h(1), later).await.unwrap().is_none());
+    assert!(store.find_link(&h(2), later).await.unwrap().is_none());
+    let swept = store.sweep(later).await.unwrap();
+    assert_eq!(swept.links, 3);
+    assert!(store.find_link(&h(1), NOW).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_redemptions_of_the_last_use_succeed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    for round in 0..10u8 {
+        let token = h(100 + round);
+        store
+            .create_link(&link(&format!("l{round}"), token, LinkKind::Invite, 1))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .take_link_use(&token, LinkKind::Invite, NOW)
+                        .await
+                        .unwrap()
+                        .is_some()
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn a_reset_link_goes_with_its_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    let mut reset = link("rst", h(2), LinkKind::Reset, 1);
+    reset.user_id = Some("u1".into());
+    store.create_link(&reset).await.unwrap();
+    store.delete_user("u1").await.unwrap();
+    assert!(store.find_link(&h(2), NOW).await.unwrap().is_none());
 }

@@ -297,7 +297,7 @@ fn user_add_list_and_taken_names() {
     // Too short a password.
     let out = setup.add_user("dave", "short", &[]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("at least 8 characters"));
+    assert!(text(&out.stderr).contains("at least 10 characters"));
     let list = text(&setup.run(&["user", "list"]).stdout);
     assert!(!list.contains("dave"), "{list}");
 }

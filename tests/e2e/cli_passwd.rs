@@ -133,7 +133,7 @@ async fn user_passwd_ends_sessions_and_revokes_refresh_tokens() {
     // Too short: refused, nothing changed.
     let out = cli(&doorman.config_path, &["user", "passwd", ALICE], "short\n");
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("at least 8 characters"));
+    assert!(text(&out.stderr).contains("at least 10 characters"));
     assert!(signs_in(&doorman, "alice-third-password").await);
 }
 

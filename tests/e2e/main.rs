@@ -14,6 +14,7 @@ mod container;
 mod discovery;
 mod harness;
 mod health;
+mod invites;
 mod jitsi;
 mod jitsi_native;
 mod jitsi_prosody;

@@ -1,0 +1,328 @@
+//! Invite links in the browser: `GET /invite/{token}` shows the sign-up form of a usable
+//! invite (or a page saying why it cannot be used), `POST /invite/{token}` makes the account
+//! and signs the browser in. Thin handlers: the link rules are `accounts::links`, the username
+//! rules `accounts::users`, the password rules `accounts::password_policy`.
+//!
+//! Not here: linking a Plex account instead of setting a password.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::links::{self, LinkState, RedeemError};
+use crate::accounts::password_policy;
+use crate::accounts::users::{self, AccountError};
+use crate::error::WebError;
+use crate::secrets::to_hex;
+use crate::session::{self, CookieNames};
+use crate::state::AppState;
+use crate::store::{Hash, Link, LinkKind};
+use crate::web::{Browser, ClientInfo, ClientIp, Cookies};
+
+pub mod paths {
+    /// The invite page; the whole last segment is the token.
+    pub const INVITE: &str = "/invite/{token}";
+    /// Where an invited account lands without an `rd`.
+    pub const ACCOUNT: &str = "/account";
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(paths::INVITE, get(page).post(submit))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InviteQuery {
+    rd: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+#[derive(Serialize)]
+struct FormPage<'a> {
+    base: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    username: &'a str,
+    email: Option<&'a str>,
+    min_length: usize,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct GonePage<'a> {
+    base: &'a str,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// The CSRF purpose of an invite's form: bound to the link (by its token's digest) and, by
+/// `CsrfKey`, to this browser.
+fn csrf_purpose(token_hash: &Hash) -> String {
+    format!("invite:{}", to_hex(token_hash))
+}
+
+/// The page for a link that cannot be used, and why.
+fn gone(state: &AppState, why: Option<LinkState>) -> Response {
+    let (status, title, message) = match why {
+        Some(LinkState::Expired) => (
+            StatusCode::GONE,
+            "This invite has expired",
+            "The link was only valid for a limited time.",
+        ),
+        Some(LinkState::UsedUp) => (
+            StatusCode::GONE,
+            "This invite has already been used",
+            "Every account this link could make has been made.",
+        ),
+        Some(LinkState::Revoked) => (
+            StatusCode::GONE,
+            "This invite was withdrawn",
+            "The link no longer works.",
+        ),
+        Some(LinkState::Usable) | None => (
+            StatusCode::NOT_FOUND,
+            "This invite link is not valid",
+            "The link is unknown here: it may be incomplete (copy the whole link) or very old.",
+        ),
+    };
+    let html = state.templates.render(
+        "invite_gone.html",
+        GonePage {
+            base: state.issuer(),
+            title,
+            message,
+        },
+    );
+    crate::web::html(status, html)
+}
+
+/// The invite behind `token`, if it can be used now; else the page that says why not.
+async fn usable(state: &AppState, token: &str) -> Result<Result<Link, Response>, WebError> {
+    if !links::well_formed_token(token) {
+        return Ok(Err(gone(state, None)));
+    }
+    let now = state.now();
+    let found = state
+        .store
+        .find_link(&links::token_hash(token), now)
+        .await?
+        .filter(|l| l.kind == LinkKind::Invite);
+    Ok(match found {
+        Some(link) if links::state(&link, now) == LinkState::Usable => Ok(link),
+        Some(link) => Err(gone(state, Some(links::state(&link, now)))),
+        None => Err(gone(state, None)),
+    })
+}
+
+/// The `rd` to carry along, only when it is a return address doorman would honour.
+fn safe_rd<'a>(state: &AppState, rd: Option<&'a str>) -> Option<&'a str> {
+    rd.filter(|rd| crate::web::safe_return(&state.config, rd))
+}
+
+struct View<'a> {
+    token: &'a str,
+    link: &'a Link,
+    browser: &'a str,
+    rd: Option<&'a str>,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+fn render_form(state: &AppState, view: &View<'_>, status: StatusCode) -> Response {
+    let mut action = format!("{}/invite/{}", state.issuer(), view.token);
+    if let Some(rd) = safe_rd(state, view.rd) {
+        action.push_str("?rd=");
+        action.extend(url::form_urlencoded::byte_serialize(rd.as_bytes()));
+    }
+    let csrf = state
+        .csrf
+        .token(&csrf_purpose(&view.link.token_hash), view.browser);
+    let html = state.templates.render(
+        "invite.html",
+        FormPage {
+            base: state.issuer(),
+            action: &action,
+            csrf: &csrf,
+            username: view.username,
+            email: view.link.email.as_deref(),
+            min_length: state.config.accounts.min_password_length,
+            error: view.error,
+        },
+    );
+    crate::web::html(status, html)
+}
+
+/// GET /invite/{token}.
+async fn page(
+    State(state): State<AppState>,
+    browser: Browser,
+    Path(token): Path<String>,
+    Query(q): Query<InviteQuery>,
+) -> Result<Response, WebError> {
+    let link = match usable(&state, &token).await? {
+        Ok(link) => link,
+        Err(page) => return Ok(page),
+    };
+    let view = View {
+        token: &token,
+        link: &link,
+        browser: &browser.value,
+        rd: q.rd.as_deref(),
+        username: "",
+        error: None,
+    };
+    let mut resp = render_form(&state, &view, StatusCode::OK);
+    browser.keep(&state, &mut resp);
+    Ok(resp)
+}
+
+fn forged() -> WebError {
+    WebError::page(
+        StatusCode::FORBIDDEN,
+        "This form could not be verified",
+        "The form did not come from this browser's invite page. Open the invite link again.",
+    )
+}
+
+/// POST /invite/{token}: username rules, the name not taken, the password policy, the
+/// confirmation; then one use of the invite is taken atomically, the account is made (or the
+/// use given back), and the browser is signed in.
+async fn submit(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ClientInfo(meta): ClientInfo,
+    cookies: Cookies,
+    Path(token): Path<String>,
+    Query(q): Query<InviteQuery>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, WebError> {
+    let link = match usable(&state, &token).await? {
+        Ok(link) => link,
+        Err(page) => return Ok(page),
+    };
+    let browser = Browser::of(&state, &cookies);
+    if browser.fresh
+        || !state
+            .csrf
+            .verify(&csrf_purpose(&link.token_hash), &browser.value, &form.csrf)
+    {
+        tracing::warn!(target: "audit", event = "invite_redeemed", invite = %link.id, ip = %ip, outcome = "csrf_refused");
+        return Err(forged());
+    }
+    let username = form.username.trim();
+    let again = |error: &str| {
+        let view = View {
+            token: &token,
+            link: &link,
+            browser: &browser.value,
+            rd: q.rd.as_deref(),
+            username,
+            error: Some(error),
+        };
+        Ok(render_form(&state, &view, StatusCode::BAD_REQUEST))
+    };
+    if let Err(e) = users::validate_username(username) {
+        return again(&e.to_string());
+    }
+    if state.store.find_user_by_username(username).await?.is_some() {
+        return again(&taken(username));
+    }
+    if let Err(e) = password_policy::check(
+        &form.password,
+        username,
+        link.email.as_deref(),
+        state.config.accounts.min_password_length,
+    ) {
+        return again(&e.to_string());
+    }
+    if form.password != form.password_confirm {
+        return again("The two passwords differ. Type the same password twice.");
+    }
+    let hash = state
+        .hasher
+        .hash(form.password)
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let now = state.now();
+    let user = match links::redeem_invite(&*state.store, &token, username, hash, now).await {
+        Ok((user, _)) => user,
+        Err(RedeemError::Gone) => {
+            // Another browser took the last use meanwhile (or it was revoked).
+            return Ok(match usable(&state, &token).await? {
+                Err(page) => page,
+                Ok(_) => gone(&state, Some(LinkState::UsedUp)),
+            });
+        }
+        Err(RedeemError::Account(AccountError::UsernameTaken(_))) => {
+            return again(&taken(username));
+        }
+        Err(RedeemError::Account(AccountError::EmailTaken(_))) => {
+            return Err(WebError::page(
+                StatusCode::CONFLICT,
+                "This invite's email address is already in use",
+                "Another account has the email address this invite is for. Ask the person who invited you.",
+            ));
+        }
+        Err(RedeemError::Account(AccountError::Store(e)) | RedeemError::Store(e)) => {
+            return Err(e.into());
+        }
+        Err(RedeemError::Account(other)) => return again(&other.to_string()),
+    };
+    tracing::info!(target: "audit", event = "invite_redeemed", invite = %link.id, user = %user.username, groups = %user.groups.join(","), ip = %ip, outcome = "success");
+
+    // Signed in with the password just set, before the optional second factor.
+    let names = CookieNames::of(&state.config);
+    let old = cookies.get(names.session);
+    let (cookie_value, session) = crate::signin::start_session(
+        &*state.store,
+        &state.config,
+        old,
+        &user,
+        vec!["pwd".to_string()],
+        &meta,
+        now,
+    )
+    .await?;
+    let fresh_browser = state.csrf.mint_browser();
+    let mut set = vec![
+        session::session_cookie(&state.config, &cookie_value),
+        Browser::set_cookie(&state, &fresh_browser),
+    ];
+    set.extend(session::start_forward_auth(&*state.store, &state.config, &session, now).await?);
+    let continue_url = safe_rd(&state, q.rd.as_deref())
+        .map(str::to_string)
+        .unwrap_or_else(|| state.url(paths::ACCOUNT));
+    // The enrolment page (with its Skip link to `continue_url`), bound to the fresh browser
+    // cookie this response sets.
+    let fresh = Cookies(format!("{}={fresh_browser}", names.browser));
+    let mut resp = crate::login::second_factor::offer_enrolment(
+        &state,
+        &fresh,
+        ip,
+        &user,
+        &session,
+        &continue_url,
+    )
+    .await?;
+    for c in &set {
+        crate::web::append_cookie(&mut resp, c);
+    }
+    Ok(resp)
+}
+
+fn taken(username: &str) -> String {
+    format!("The username \"{username}\" is already taken. Choose another.")
+}
