@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use doorman::accounts::links::{self, NewInvite};
 use serde_json::Value;
 
+use crate::common::authenticator::{base32_decode, totp_at};
 use crate::common::*;
 
 /// `doorman ARGS --config CONFIG` through the real binary.
@@ -561,39 +562,6 @@ async fn user_add_and_passwd_apply_the_password_policy() {
 
 // An authenticator app, for enrolling on the way: RFC 4648 base32, RFC 6238 TOTP (SHA-1, 6
 // digits, 30 s steps).
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u64, 0u32);
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .unwrap_or_else(|| panic!("not base32: {s:?}")) as u64;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-fn totp_at(secret: &[u8], now: i64) -> String {
-    use aws_lc_rs::hmac;
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
-    let tag = hmac::sign(&key, &(now.div_euclid(30) as u64).to_be_bytes());
-    let h = tag.as_ref();
-    let offset = usize::from(h[19] & 0x0f);
-    let bin = (u32::from(h[offset] & 0x7f) << 24)
-        | (u32::from(h[offset + 1]) << 16)
-        | (u32::from(h[offset + 2]) << 8)
-        | u32::from(h[offset + 3]);
-    format!("{:06}", bin % 1_000_000)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invitee_may_enrol_an_authenticator_app_on_the_way() {

@@ -7,24 +7,8 @@ use doorman::store::LockoutCounter;
 #[allow(unused_imports)]
 use doorman::store::Store as _;
 
+use crate::common::authenticator::base32_decode;
 use crate::common::*;
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|b| !b.is_ascii_whitespace()) {
-        let v = ALPHABET.iter().position(|a| *a == c).unwrap() as u32;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out
-}
 
 /// The text of the first `<code class="CLASS">` element.
 fn code_text(html: &str, class: &str) -> String {

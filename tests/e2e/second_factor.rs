@@ -13,13 +13,10 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
 use serde_json::{json, Value};
 
+use crate::common::authenticator::{base32_decode, totp_at, STEP};
 use crate::common::*;
-
-/// RFC 6238 time step.
-const STEP: i64 = 30;
 
 const STRICT: &str = "strict";
 const STRICT_SECRET: &str = "strict-secret-0123456789";
@@ -40,43 +37,6 @@ const LOCKOUT: &str =
 
 // ---------------------------------------------------------------------------------------------
 // An authenticator app: RFC 4648 base32, RFC 4226 HOTP, RFC 6238 TOTP (SHA-1, 6 digits, 30 s)
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u64, 0u32);
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .unwrap_or_else(|| panic!("not base32: {s:?}")) as u64;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-fn hotp(secret: &[u8], counter: u64) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
-    let tag = hmac::sign(&key, &counter.to_be_bytes());
-    let h = tag.as_ref();
-    let offset = usize::from(h[19] & 0x0f);
-    let bin = (u32::from(h[offset] & 0x7f) << 24)
-        | (u32::from(h[offset + 1]) << 16)
-        | (u32::from(h[offset + 2]) << 8)
-        | u32::from(h[offset + 3]);
-    format!("{:06}", bin % 1_000_000)
-}
-
-/// The code an authenticator shows at unix time `now`.
-fn totp_at(secret: &[u8], now: i64) -> String {
-    hotp(secret, now.div_euclid(STEP) as u64)
-}
 
 /// A well-formed code that is right for none of the steps around `now`.
 fn wrong_code(secret: &[u8], now: i64) -> String {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod authenticator;
 pub mod fake_cloudflare;
 pub mod fake_plex;
 pub mod prosody;
