@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::password_policy;
 use crate::accounts::users::{self, AccountError};
-use crate::accounts::ProfileUpdate;
 use crate::error::WebError;
 use crate::session::{self, CookieNames};
 use crate::signin::limits::IpKey;
@@ -406,13 +405,15 @@ async fn profile(
         }
     }
     let email_changed = change.email.is_some();
-    let update = ProfileUpdate {
-        name: Some(change.name.clone()),
-        email_verified: email_changed.then_some(false),
-        email: change.email.clone(),
-        groups: None,
-    };
-    match users::update_profile(&*state.store, &user.username, update, now).await {
+    match users::set_own_name_and_email(
+        &*state.store,
+        &user,
+        change.name.clone(),
+        change.email.clone(),
+        now,
+    )
+    .await
+    {
         Ok(_) => {}
         Err(AccountError::EmailTaken(_)) => {
             return refuse_with(
@@ -505,14 +506,8 @@ async fn change_password(
         .await
         .map_err(|e| WebError::Internal(format!("hashing a password: {e}")))?;
     let now = state.now();
-    let mut fresh = state
-        .store
-        .get_user(&user.id)
-        .await?
-        .ok_or_else(signed_out)?;
-    fresh.password_hash = Some(hash);
-    fresh.updated_at = now;
-    state.store.update_user(&fresh).await?;
+    // Only the password column: a stale cached row must not undo a disable made meanwhile.
+    state.store.set_user_password(&user.id, &hash, now).await?;
     let ended =
         sign_ins::end_other_sign_ins(&*state.store, &user.id, &session.id_hash, now).await?;
     tracing::info!(target: "audit", event = "account", action = "password", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants, outcome = "success");
@@ -557,9 +552,10 @@ async fn remove_factor(
     let now = state.now();
     let code = form.code.trim();
     let method = if !code.is_empty() {
+        // Counted like a sign-in's code: also on the account's code counter.
         let reservation = match state
             .lockout
-            .reserve(&user.id, &IpKey::of(ip).to_string(), now)
+            .reserve_code(&user.id, &IpKey::of(ip).to_string(), now)
             .await?
         {
             Ok(r) => r,
@@ -568,6 +564,17 @@ async fn remove_factor(
                 return refuse_with(msg, StatusCode::TOO_MANY_REQUESTS, Some(retry)).await;
             }
         };
+        // Only a code from the app itself: a recovery code (which a stolen session could
+        // make a set of) does not remove the app.
+        if crate::accounts::recovery::normalise(code).is_some() {
+            reservation.unused(now).await?;
+            return refuse_with(
+                "Use a code from your authenticator app or your password; a recovery code does not remove the app.".into(),
+                StatusCode::BAD_REQUEST,
+                None,
+            )
+            .await;
+        }
         match factor::check_code(&*state.store, &state.secret_box, &user.id, code, now).await? {
             CodeCheck::Accepted(_) => {
                 reservation.succeeded(now).await?;

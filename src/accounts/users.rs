@@ -167,6 +167,35 @@ pub async fn update_profile(
     Ok(user)
 }
 
+/// A user's own change of name and (optionally) email, on /account: only those columns are
+/// written, so a disable or a group change made meanwhile elsewhere (the CLI, another replica)
+/// is never undone by a stale copy of the row. A changed email is unverified.
+pub async fn set_own_name_and_email(
+    store: &dyn Store,
+    user: &User,
+    name: Option<String>,
+    email: Option<Option<String>>,
+    now: Timestamp,
+) -> Result<(), AccountError> {
+    let (email, verified) = match email {
+        Some(Some(e)) => {
+            validate_email(&e)?;
+            let same = user
+                .email
+                .as_deref()
+                .is_some_and(|old| old.eq_ignore_ascii_case(&e));
+            let verified = same && user.email_verified;
+            (Some(e), verified)
+        }
+        Some(None) => (None, false),
+        None => (user.email.clone(), user.email_verified),
+    };
+    store
+        .set_user_name_and_email(&user.id, name.as_deref(), email.as_deref(), verified, now)
+        .await
+        .map_err(|e| map_store(e, &user.username, email.as_deref()))
+}
+
 /// What ending a user's sign-ins removed, for the CLI to report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ended {

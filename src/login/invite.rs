@@ -283,8 +283,29 @@ async fn submit(
     };
     tracing::info!(target: "audit", event = "invite_redeemed", invite = %link.id, user = %user.username, groups = %user.groups.join(","), ip = %ip, outcome = "success");
 
-    // Signed in with the password just set, before the optional second factor.
     let names = CookieNames::of(&state.config);
+    let continue_url = safe_rd(&state, q.rd.as_deref())
+        .map(str::to_string)
+        .unwrap_or_else(|| state.url(paths::ACCOUNT));
+    if crate::signin::policy::must_have_second_factor(&state.config.login, None, false, &user) {
+        // A second factor is required of this account: no session before it is set up (the
+        // enrolment step signs the browser in), as in any sign-in.
+        let (secret, _) = crate::signin::second_factor::pending_secret(&state.secret_box)
+            .ok_or_else(|| WebError::Internal("cannot encrypt a TOTP secret".into()))?;
+        let flow_state = crate::signin::FlowState {
+            purpose: crate::signin::Purpose::Continue {
+                url: Some(continue_url),
+            },
+            step: crate::signin::Step::Enrol {
+                user_id: user.id.clone(),
+                amr: vec!["pwd".to_string()],
+                secret,
+                proof: crate::signin::Proof::password(&user),
+            },
+        };
+        return crate::login::begin_at(&state, &cookies, ip, flow_state).await;
+    }
+    // Signed in with the password just set, before the optional second factor.
     let old = cookies.get(names.session);
     let (cookie_value, session) = crate::signin::start_session(
         &*state.store,
@@ -302,9 +323,6 @@ async fn submit(
         Browser::set_cookie(&state, &fresh_browser),
     ];
     set.extend(session::start_forward_auth(&*state.store, &state.config, &session, now).await?);
-    let continue_url = safe_rd(&state, q.rd.as_deref())
-        .map(str::to_string)
-        .unwrap_or_else(|| state.url(paths::ACCOUNT));
     // The enrolment page (with its Skip link to `continue_url`), bound to the fresh browser
     // cookie this response sets.
     let fresh = Cookies(format!("{}={fresh_browser}", names.browser));

@@ -590,6 +590,11 @@ async fn new_codes(
         // Only a session that used the factor makes new codes (see `account_page`).
         return Ok(axum::response::Redirect::to(&state.url(paths::ACCOUNT)).into_response());
     }
+    if !recent_password(&state, &session) {
+        // They void the old set: a recent sign-in first (then back to the status page).
+        let here = state.url(paths::ACCOUNT);
+        return super::begin(&state, &cookies, ip, Purpose::Continue { url: Some(here) }).await;
+    }
     let browser = cookies
         .get(CookieNames::of(&state.config).browser)
         .ok_or_else(forged)?;

@@ -88,6 +88,30 @@ impl Store for CachedStore {
         Ok(user)
     }
 
+    async fn set_user_password(&self, id: &str, hash: &str, now: Timestamp) -> StoreResult<()> {
+        let result = self.inner.set_user_password(id, hash, now).await;
+        self.users.invalidate(id);
+        result
+    }
+
+    async fn set_user_name_and_email(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+        email_verified: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.users_by_email.invalidate_all();
+        let result = self
+            .inner
+            .set_user_name_and_email(id, name, email, email_verified, now)
+            .await;
+        self.users.invalidate(id);
+        self.users_by_email.invalidate_all();
+        result
+    }
+
     async fn update_user(&self, user: &User) -> StoreResult<()> {
         self.users.invalidate(&user.id);
         // The old email is not known here; user updates are rare.

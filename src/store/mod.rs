@@ -365,6 +365,18 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     /// Replaces every field but id, username and created_at. Conflict on a taken email.
     async fn update_user(&self, user: &User) -> StoreResult<()>;
+    /// Sets only the password hash (a write that cannot undo a concurrent disable or group
+    /// change made elsewhere, as writing back a whole cached row could). NotFound if no user.
+    async fn set_user_password(&self, id: &str, hash: &str, now: Timestamp) -> StoreResult<()>;
+    /// Sets only the name and the email with its verified flag. Conflict on a taken email.
+    async fn set_user_name_and_email(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+        email_verified: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     async fn record_login(&self, user_id: &str, now: Timestamp) -> StoreResult<()>;
     /// Removes the user with their sessions and grants (and so their tokens), their second
     /// factor and recovery codes, and the lockout counters of account `id`.

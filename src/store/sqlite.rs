@@ -850,6 +850,42 @@ impl Store for SqliteStore {
         .and_then(one_row)
     }
 
+    async fn set_user_password(&self, id: &str, hash: &str, now: Timestamp) -> StoreResult<()> {
+        let (id, hash) = (id.to_owned(), hash.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, hash, now])
+        })
+        .await
+        .and_then(one_row)
+    }
+
+    async fn set_user_name_and_email(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+        email_verified: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (id, name, email) = (
+            id.to_owned(),
+            name.map(str::to_owned),
+            email.map(str::to_owned),
+        );
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET name = ?2, email = ?3, email_verified = ?4, updated_at = ?5 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, name, email, email_verified, now])
+        })
+        .await
+        .and_then(one_row)
+    }
+
     async fn record_login(&self, user_id: &str, now: Timestamp) -> StoreResult<()> {
         let user_id = user_id.to_owned();
         self.write(move |conn| {

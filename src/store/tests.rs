@@ -1995,3 +1995,44 @@ async fn a_reset_link_goes_with_its_user() {
     store.delete_user("u1").await.unwrap();
     assert!(store.find_link(&h(2), NOW).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn setting_a_password_or_name_writes_only_those_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_user(&user("u1", "alice", Some("a@example.com")))
+        .await
+        .unwrap();
+    // Disabled elsewhere (the CLI) after a handler read the row.
+    let stale = store.get_user("u1").await.unwrap().unwrap();
+    let mut disabled = stale.clone();
+    disabled.disabled = true;
+    disabled.groups = vec!["demoted".into()];
+    store.update_user(&disabled).await.unwrap();
+    store
+        .set_user_password(&stale.id, "$argon2id$new", NOW + 1)
+        .await
+        .unwrap();
+    store
+        .set_user_name_and_email(
+            &stale.id,
+            Some("Alice"),
+            Some("b@example.com"),
+            false,
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    let now = store.get_user("u1").await.unwrap().unwrap();
+    assert!(now.disabled, "the disable stands");
+    assert_eq!(now.groups, ["demoted"]);
+    assert_eq!(now.password_hash.as_deref(), Some("$argon2id$new"));
+    assert_eq!(now.name.as_deref(), Some("Alice"));
+    assert_eq!(now.email.as_deref(), Some("b@example.com"));
+    assert!(!now.email_verified);
+    assert!(matches!(
+        store.set_user_password("nobody", "x", NOW).await,
+        Err(StoreError::NotFound)
+    ));
+}

@@ -617,6 +617,10 @@ async fn removing_the_second_factor_needs_a_code_or_the_password() {
     assert_eq!(alert(&answer), "That code is not right.");
     let answer = remove(String::new(), "not-alices-password").await;
     assert_eq!(answer.status, 401);
+    // A recovery code (which a stolen session could have made a set of) does not remove it.
+    let answer = remove("abcde-fghjk".to_string(), "").await;
+    assert_eq!(answer.status, 400);
+    assert!(alert(&answer).contains("recovery code"), "{}", answer.text);
     assert!(alice_has_totp(&server).await, "still on");
 
     let answer = remove(right, "").await;

@@ -614,3 +614,33 @@ async fn an_invitee_may_enrol_an_authenticator_app_on_the_way() {
     assert_eq!(done.redirect().as_str(), back);
     assert!(signed_in(&server, &b).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_second_factor_is_set_up_before_the_invitee_is_signed_in() {
+    let server = TestServer::start("[login]\nsecond_factor_groups = [\"admins\"]\n").await;
+    let token = invite(
+        &server,
+        NewInvite {
+            groups: vec!["admins".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = Browser::new();
+    let page = redeem(&server, &b, &token, "erin", PASSWORD).await;
+    page.assert_status(200);
+    assert!(
+        page.text.contains("totp-secret"),
+        "the enrolment page:\n{}",
+        page.text
+    );
+    assert!(
+        !page.text.contains("class=\"skip\""),
+        "no Skip: it is required"
+    );
+    assert!(
+        !page.sets_cookie("doorman_session"),
+        "no session (and no forward-auth cookie) before the factor"
+    );
+    assert!(!signed_in(&server, &b).await);
+}
