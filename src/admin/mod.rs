@@ -131,12 +131,10 @@ struct UserView {
 
 /// Whether the account has a counter that blocks sign-ins now.
 async fn locked(state: &AppState, user: &User, now: i64) -> Result<bool, WebError> {
-    Ok(state
-        .store
-        .lockouts_of(&user.id)
-        .await?
-        .iter()
-        .any(|(_, c)| now < c.blocked_until))
+    Ok(rules::is_locked(
+        &state.store.lockouts_of(&user.id).await?,
+        now,
+    ))
 }
 
 /// The page, with `notice` (or an `error`) on top.

@@ -1,7 +1,7 @@
 //! The rules of the /admin page as plain functions: who is an admin, the Users search, and
 //! the refusal to disable the last enabled member of an admin group.
 
-use crate::store::User;
+use crate::store::{LockoutCounter, LockoutKey, Timestamp, User};
 
 /// Whether `user` is a member of one of `admin_groups` (an exact group name).
 pub fn is_admin(user: &User, admin_groups: &[String]) -> bool {
@@ -27,6 +27,15 @@ pub fn search<'a>(users: &'a [User], q: &str) -> Vec<&'a User> {
     let mut out: Vec<&User> = users.iter().filter(|u| matches(u, q)).collect();
     out.sort_by_key(|u| u.username.to_lowercase());
     out
+}
+
+/// Whether the account's counters (from `Store::lockouts_of`) block a sign-in at `now`: a
+/// failure counter still blocking. The known-IP markers (`ip` starting with `known `) mark
+/// where the user signed in before, not a lockout.
+pub fn is_locked(counters: &[(LockoutKey, LockoutCounter)], now: Timestamp) -> bool {
+    counters
+        .iter()
+        .any(|(k, c)| !k.ip.starts_with("known ") && now < c.blocked_until)
 }
 
 /// Why a user may not be disabled.
@@ -128,6 +137,30 @@ mod tests {
         assert_eq!(names("ADMINS"), ["alice"], "group");
         assert_eq!(names("c"), ["alice", "carol"], "alice's email has a c");
         assert!(names("nobody").is_empty());
+    }
+
+    #[test]
+    fn locked_means_a_failure_counter_still_blocking() {
+        let key = |ip: &str| LockoutKey {
+            account: "u1".into(),
+            ip: ip.into(),
+        };
+        let until = |t: i64| LockoutCounter {
+            failures: 3,
+            window_start: 0,
+            blocked_until: t,
+        };
+        assert!(!is_locked(&[], 100));
+        assert!(is_locked(&[(key(""), until(130))], 100), "all IPs");
+        assert!(is_locked(&[(key("192.0.2.7"), until(130))], 100), "one IP");
+        assert!(is_locked(&[(key("codes"), until(130))], 100), "codes");
+        assert!(
+            !is_locked(&[(key(""), until(100))], 100),
+            "the block is over"
+        );
+        let known = (key("known 192.0.2.7"), until(100 + 86_400));
+        assert!(!is_locked(&[known.clone()], 100), "a known-IP marker");
+        assert!(is_locked(&[known, (key(""), until(130))], 100));
     }
 
     #[test]
