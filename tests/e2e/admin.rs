@@ -280,3 +280,37 @@ async fn every_action_refuses_no_token_or_another_browsers_token() {
     assert_eq!(refused.status, 403);
     assert!(!user(&server, BOB).await.disabled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resetting_the_second_factor_removes_it_and_signs_the_user_out() {
+    let server = TestServer::start("").await;
+    let bob = Browser::new();
+    sign_in_at(&server, &bob, "/account", BOB, BOB_PASSWORD).await;
+    let id = user(&server, BOB).await.id;
+    let secret = doorman::accounts::totp::new_secret();
+    let sealed = server.state.secret_box.seal(&secret).unwrap();
+    server
+        .state
+        .store
+        .enable_totp(&id, &sealed, &[], server.now())
+        .await
+        .unwrap();
+    let (alice, page) = alice_admin(&server).await;
+    let entry_bob = entry(&page, BOB).unwrap();
+    assert!(
+        entry_bob.contains("class=\"second-factor\">yes<"),
+        "{entry_bob}"
+    );
+    let answer = act(&server, &alice, BOB, "reset-2fa", Some(&csrf(&page))).await;
+    assert_done(&server, &answer, "second-factor");
+    assert!(server.state.store.get_totp(&id).await.unwrap().is_none());
+    assert!(
+        signed_out(&server, &bob).await,
+        "bob's browser is signed out"
+    );
+    let page = admin_page(&server, &alice, "").await;
+    assert!(entry(&page, BOB)
+        .unwrap()
+        .contains("class=\"second-factor\">no<"));
+    assert!(!entry(&page, BOB).unwrap().contains("/reset-2fa\""));
+}
