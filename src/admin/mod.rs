@@ -137,7 +137,7 @@ async fn locked(state: &AppState, user: &User, now: i64) -> Result<bool, WebErro
     ))
 }
 
-/// The page, with `notice` (or an `error`) on top.
+/// The page, with `notice` (or an `error`, then answered 409 Conflict) on top.
 async fn render(
     state: &AppState,
     cookies: &Cookies,
@@ -146,8 +146,12 @@ async fn render(
     q: &str,
     notice: Option<&str>,
     error: Option<String>,
-    status: StatusCode,
 ) -> Result<Response, WebError> {
+    let status = if error.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
     let now = state.now();
     let browser = Browser::of(state, cookies);
     let csrf = state.csrf.token(&csrf_purpose(session), &browser.value);
@@ -225,7 +229,6 @@ async fn page(
         &q.q,
         notice(&q.done),
         None,
-        StatusCode::OK,
     )
     .await
 }
@@ -282,7 +285,6 @@ async fn disable(
             "",
             None,
             Some(refusal.to_string()),
-            StatusCode::CONFLICT,
         )
         .await;
     }

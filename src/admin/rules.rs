@@ -159,7 +159,10 @@ mod tests {
             "the block is over"
         );
         let known = (key("known 192.0.2.7"), until(100 + 86_400));
-        assert!(!is_locked(&[known.clone()], 100), "a known-IP marker");
+        assert!(
+            !is_locked(std::slice::from_ref(&known), 100),
+            "a known-IP marker"
+        );
         assert!(is_locked(&[known, (key(""), until(130))], 100));
     }
 
