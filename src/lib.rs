@@ -17,6 +17,7 @@
 
 pub mod account;
 pub mod accounts;
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -252,6 +252,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::oidc::routes::routes(&state))
         .merge(crate::login::routes(&state))
         .merge(crate::account::routes())
+        .merge(crate::admin::routes())
         .merge(crate::jitsi::routes())
         .merge(crate::forward_auth::routes())
         .route(HEALTHZ, get(healthz))

@@ -4,6 +4,7 @@
 mod common;
 
 mod account;
+mod admin;
 mod authorize_rules;
 mod binary;
 mod claims;

@@ -1,0 +1,348 @@
+//! The `/admin` page for members of `[accounts] admin_groups`: the Users list with its search,
+//! and disabling, enabling, unlocking and resetting the second factor of a user. Thin
+//! handlers over plain rules (`rules.rs`) and the account functions of
+//! [`crate::accounts::users`].
+//!
+//! Every form carries one CSRF token bound to this browser's cookie and to this SSO session;
+//! every change is an audit line naming the admin and the target.
+
+pub mod rules;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::users::{self, AccountError};
+use crate::error::WebError;
+use crate::session::CookieNames;
+use crate::signin::Purpose;
+use crate::state::AppState;
+use crate::store::{Session, User};
+use crate::web::{Browser, ClientIp, Cookies, SignedIn};
+
+pub mod paths {
+    pub const ADMIN: &str = "/admin";
+    pub const DISABLE: &str = "/admin/users/{id}/disable";
+    pub const ENABLE: &str = "/admin/users/{id}/enable";
+    pub const UNLOCK: &str = "/admin/users/{id}/unlock";
+    pub const RESET_FACTOR: &str = "/admin/users/{id}/reset-2fa";
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::ADMIN, get(page))
+        .route(paths::DISABLE, post(disable))
+        .route(paths::ENABLE, post(enable))
+        .route(paths::UNLOCK, post(unlock))
+        .route(paths::RESET_FACTOR, post(reset_factor))
+}
+
+/// The CSRF purpose of the page's forms: bound to the session as well as the browser.
+fn csrf_purpose(session: &Session) -> String {
+    format!("admin:{}", crate::secrets::to_hex(&session.id_hash))
+}
+
+fn forbidden() -> WebError {
+    WebError::page(
+        StatusCode::FORBIDDEN,
+        "This page is for administrators",
+        "Your account is not a member of an admin group. Ask the operator if you need access.",
+    )
+}
+
+fn forged() -> WebError {
+    WebError::page(
+        StatusCode::FORBIDDEN,
+        "This form could not be verified",
+        "The form did not come from the admin page in this browser. Open the page again.",
+    )
+}
+
+fn signed_out() -> WebError {
+    WebError::page(
+        StatusCode::FORBIDDEN,
+        "You are signed out",
+        "Open the admin page again and sign in.",
+    )
+}
+
+fn no_such_user() -> WebError {
+    WebError::page(
+        StatusCode::NOT_FOUND,
+        "No such user",
+        "That account does not exist any more. Open the admin page again.",
+    )
+}
+
+/// The signed-in admin of a form POST whose CSRF token is this browser's and this session's.
+fn authorised(
+    state: &AppState,
+    cookies: &Cookies,
+    live: Option<(Session, User)>,
+    csrf: &str,
+) -> Result<(Session, User), WebError> {
+    let (session, user) = live.ok_or_else(signed_out)?;
+    if !rules::is_admin(&user, &state.config.accounts.admin_groups) {
+        return Err(forbidden());
+    }
+    let browser = cookies
+        .get(CookieNames::of(&state.config).browser)
+        .ok_or_else(forged)?;
+    if !state.csrf.verify(&csrf_purpose(&session), browser, csrf) {
+        return Err(forged());
+    }
+    Ok((session, user))
+}
+
+/// Where a change lands: the page again, with a fixed sentence (nothing typed in the URL).
+fn done(state: &AppState, what: &str) -> Response {
+    Redirect::to(&format!("{}?done={what}", state.url(paths::ADMIN))).into_response()
+}
+
+fn notice(done: &str) -> Option<&'static str> {
+    Some(match done {
+        "disabled" => "The user was disabled: their sessions and applications were signed out.",
+        "enabled" => "The user was enabled again.",
+        "unlocked" => "The user's sign-in lockout was lifted.",
+        "second-factor" => "The user's second factor was removed and their sessions were signed out; they set one up again at their next sign-in.",
+        _ => return None,
+    })
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: String,
+    username: String,
+    email: String,
+    name: String,
+    groups: String,
+    local: bool,
+    second_factor: bool,
+    last_sign_in: Option<String>,
+    disabled: bool,
+    locked: bool,
+}
+
+/// Whether the account has a counter that blocks sign-ins now.
+async fn locked(state: &AppState, user: &User, now: i64) -> Result<bool, WebError> {
+    Ok(rules::is_locked(
+        &state.store.lockouts_of(&user.id).await?,
+        now,
+    ))
+}
+
+/// The page, with `notice` (or an `error`, then answered 409 Conflict) on top.
+async fn render(
+    state: &AppState,
+    cookies: &Cookies,
+    session: &Session,
+    admin: &User,
+    q: &str,
+    notice: Option<&str>,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    let status = if error.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    let now = state.now();
+    let browser = Browser::of(state, cookies);
+    let csrf = state.csrf.token(&csrf_purpose(session), &browser.value);
+    let all = state.store.list_users().await?;
+    let factors: HashSet<String> = state
+        .store
+        .second_factor_users()
+        .await?
+        .into_iter()
+        .collect();
+    let mut views = Vec::new();
+    for u in rules::search(&all, q) {
+        views.push(UserView {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone().unwrap_or_default(),
+            name: u.name.clone().unwrap_or_default(),
+            groups: u.groups.join(", "),
+            local: u.password_hash.is_some(),
+            second_factor: factors.contains(&u.id),
+            last_sign_in: u.last_login_at.map(crate::keys::utc),
+            disabled: u.disabled,
+            locked: locked(state, u, now).await?,
+        });
+    }
+    let html = state.templates.render(
+        "admin.html",
+        serde_json::json!({
+            "base": state.issuer(),
+            "csrf": csrf,
+            "notice": notice,
+            "error": error,
+            "admin": admin.username,
+            "q": q.trim(),
+            "total": all.len(),
+            "users": views,
+        }),
+    );
+    let mut resp = crate::web::html(status, html);
+    browser.keep(state, &mut resp);
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    done: String,
+}
+
+/// GET /admin: sign in first (the landing page, then back here); a 403 page for a
+/// non-admin; then the Users list, filtered by `?q=`.
+async fn page(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, WebError> {
+    let Some((session, user)) = live else {
+        let here = state.url(paths::ADMIN);
+        return crate::login::begin(&state, &cookies, ip, Purpose::Continue { url: Some(here) })
+            .await;
+    };
+    if !rules::is_admin(&user, &state.config.accounts.admin_groups) {
+        tracing::warn!(target: "audit", event = "admin", action = "page", user = %user.username, ip = %ip, outcome = "forbidden");
+        return Err(forbidden());
+    }
+    render(
+        &state,
+        &cookies,
+        &session,
+        &user,
+        &q.q,
+        notice(&q.done),
+        None,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The admin of a checked POST and the user it is about.
+async fn target(
+    state: &AppState,
+    cookies: &Cookies,
+    live: Option<(Session, User)>,
+    csrf: &str,
+    id: &str,
+) -> Result<(Session, User, User), WebError> {
+    let (session, admin) = authorised(state, cookies, live, csrf)?;
+    let user = state.store.get_user(id).await?.ok_or_else(no_such_user)?;
+    Ok((session, admin, user))
+}
+
+fn account_error(e: AccountError) -> WebError {
+    match e {
+        AccountError::Store(e) => e.into(),
+        _ => no_such_user(),
+    }
+}
+
+fn audit(action: &str, admin: &User, target: &User, ip: IpAddr) {
+    tracing::info!(target: "audit", event = "admin", action, user = %admin.username, target = %target.username, ip = %ip, outcome = "success");
+}
+
+/// POST /admin/users/{id}/disable: the user can no longer sign in, and their sessions and
+/// grants (so every refresh token) end at once. Not the last enabled member of an admin group.
+async fn disable(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, WebError> {
+    let (session, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
+    let all = state.store.list_users().await?;
+    if let Err(refusal) = rules::may_disable(&user, &all, &state.config.accounts.admin_groups) {
+        tracing::warn!(target: "audit", event = "admin", action = "disable", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused", reason = %refusal);
+        return render(
+            &state,
+            &cookies,
+            &session,
+            &admin,
+            "",
+            None,
+            Some(refusal.to_string()),
+        )
+        .await;
+    }
+    let (_, ended) = users::set_disabled(&*state.store, &user.username, true, state.now())
+        .await
+        .map_err(account_error)?;
+    tracing::info!(target: "audit", event = "admin", action = "disable", user = %admin.username, target = %user.username, ip = %ip, sessions = ended.sessions, grants = ended.grants, outcome = "success");
+    Ok(done(&state, "disabled"))
+}
+
+/// POST /admin/users/{id}/enable.
+async fn enable(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, WebError> {
+    let (_, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
+    users::set_disabled(&*state.store, &user.username, false, state.now())
+        .await
+        .map_err(account_error)?;
+    audit("enable", &admin, &user, ip);
+    Ok(done(&state, "enabled"))
+}
+
+/// POST /admin/users/{id}/unlock: lifts every sign-in lockout of the account.
+async fn unlock(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, WebError> {
+    let (_, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
+    users::unlock(&*state.store, &user.username)
+        .await
+        .map_err(account_error)?;
+    audit("unlock", &admin, &user, ip);
+    Ok(done(&state, "unlocked"))
+}
+
+/// POST /admin/users/{id}/reset-2fa: removes the user's TOTP and recovery codes and ends
+/// their sessions and grants.
+async fn reset_factor(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    SignedIn(live): SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, WebError> {
+    let (_, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
+    users::reset_second_factor(&*state.store, &user.username, state.now())
+        .await
+        .map_err(account_error)?;
+    audit("reset_second_factor", &admin, &user, ip);
+    Ok(done(&state, "second-factor"))
+}
