@@ -53,10 +53,8 @@ pub fn routes() -> Router<AppState> {
         .route(paths::REVOKE_APP, post(revoke_application))
 }
 
-/// The CSRF purpose of the page's forms: bound to the session as well as the browser.
-fn csrf_purpose(session: &Session) -> String {
-    format!("account:{}", crate::secrets::to_hex(&session.id_hash))
-}
+/// The area of the page's session-bound form tokens (`web::session_form_token`).
+const AREA: &str = "account";
 
 fn forged() -> WebError {
     WebError::page(
@@ -82,10 +80,7 @@ fn authorised(
     csrf: &str,
 ) -> Result<(Session, User), WebError> {
     let (session, user) = live.ok_or_else(signed_out)?;
-    let browser = cookies
-        .get(CookieNames::of(&state.config).browser)
-        .ok_or_else(forged)?;
-    if !state.csrf.verify(&csrf_purpose(&session), browser, csrf) {
+    if !crate::web::session_form_ok(state, AREA, &session, cookies, csrf) {
         return Err(forged());
     }
     Ok((session, user))
@@ -175,7 +170,7 @@ async fn render(
 ) -> Result<Response, WebError> {
     let now = state.now();
     let browser = Browser::of(state, cookies);
-    let csrf = state.csrf.token(&csrf_purpose(session), &browser.value);
+    let csrf = crate::web::session_form_token(state, AREA, session, &browser.value);
     let factor_on = factor::has_one(&*state.store, &user.id).await?;
     let recovery_left = if factor_on {
         state.store.recovery_codes_left(&user.id).await?

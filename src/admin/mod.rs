@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::users::{self, AccountError};
 use crate::error::WebError;
-use crate::session::CookieNames;
 use crate::signin::Purpose;
 use crate::state::AppState;
 use crate::store::{Session, User};
@@ -43,10 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route(paths::RESET_FACTOR, post(reset_factor))
 }
 
-/// The CSRF purpose of the page's forms: bound to the session as well as the browser.
-fn csrf_purpose(session: &Session) -> String {
-    format!("admin:{}", crate::secrets::to_hex(&session.id_hash))
-}
+/// The area of the page's session-bound form tokens (`web::session_form_token`).
+const AREA: &str = "admin";
 
 fn forbidden() -> WebError {
     WebError::page(
@@ -91,10 +88,7 @@ fn authorised(
     if !rules::is_admin(&user, &state.config.accounts.admin_groups) {
         return Err(forbidden());
     }
-    let browser = cookies
-        .get(CookieNames::of(&state.config).browser)
-        .ok_or_else(forged)?;
-    if !state.csrf.verify(&csrf_purpose(&session), browser, csrf) {
+    if !crate::web::session_form_ok(state, AREA, &session, cookies, csrf) {
         return Err(forged());
     }
     Ok((session, user))
@@ -154,7 +148,7 @@ async fn render(
     };
     let now = state.now();
     let browser = Browser::of(state, cookies);
-    let csrf = state.csrf.token(&csrf_purpose(session), &browser.value);
+    let csrf = crate::web::session_form_token(state, AREA, session, &browser.value);
     let all = state.store.list_users().await?;
     let factors: HashSet<String> = state
         .store

@@ -306,7 +306,11 @@ pub(crate) async fn after_password(
         purpose.asks_second_factor(),
         user,
     );
-    let has = signin::second_factor::has_one(&*state.store, &user.id).await?;
+    // No second factors at all, or a federation: nothing to look up.
+    let needs_lookup = state.config.login.require_second_factor
+        != crate::config::SecondFactorPolicy::Off
+        && policy::is_local(amr);
+    let has = needs_lookup && signin::second_factor::has_one(&*state.store, &user.id).await?;
     Ok(policy::after_first_factor(
         amr,
         has,

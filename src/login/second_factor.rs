@@ -41,8 +41,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 const WRONG_CODE: &str = "That code is not right.";
-/// The CSRF purpose of the session-bound form on the status page.
-const STATUS_PURPOSE: &str = "second-factor";
+/// The area of the status page's session-bound form token (`web::session_form_token`).
+const STATUS_AREA: &str = "second-factor";
 
 #[derive(Debug, Deserialize)]
 struct CodeForm {
@@ -476,14 +476,14 @@ async fn account_page(
             "The operator has turned second factors off on this server.",
         ));
     }
-    if user.password_hash.is_none() && !factor::has_one(&*state.store, &user.id).await? {
+    let has_one = factor::has_one(&*state.store, &user.id).await?;
+    if user.password_hash.is_none() && !has_one {
         return Err(WebError::page(
             StatusCode::BAD_REQUEST,
             "No doorman password on this account",
             "This account signs in through another service (such as Plex), which has its own second factor. A code from an authenticator app is for doorman passwords.",
         ));
     }
-    let has_one = factor::has_one(&*state.store, &user.id).await?;
     if has_one && !crate::signin::policy::has_second_factor(&session.amr) {
         // A session without the factor (from before it was set up, or a federation's) sees
         // nothing of it and changes nothing: the code first.
@@ -510,7 +510,7 @@ async fn account_page(
                 "base": state.issuer(),
                 "username": user.username,
                 "left": left,
-                "csrf": state.csrf.token(&status_purpose(&session), &browser.value),
+                "csrf": crate::web::session_form_token(&state, STATUS_AREA, &session, &browser.value),
             }),
         );
         let mut resp = crate::web::html(StatusCode::OK, html);
@@ -554,14 +554,6 @@ pub async fn offer_enrolment(
     super::begin_at(state, cookies, ip, flow_state).await
 }
 
-/// The status page's form is bound to the session as well as the browser.
-fn status_purpose(session: &crate::store::Session) -> String {
-    format!(
-        "{STATUS_PURPOSE}:{}",
-        crate::secrets::to_hex(&session.id_hash)
-    )
-}
-
 #[derive(Debug, Deserialize)]
 struct CsrfForm {
     #[serde(default)]
@@ -595,13 +587,7 @@ async fn new_codes(
         let here = state.url(paths::ACCOUNT);
         return super::begin(&state, &cookies, ip, Purpose::Continue { url: Some(here) }).await;
     }
-    let browser = cookies
-        .get(CookieNames::of(&state.config).browser)
-        .ok_or_else(forged)?;
-    if !state
-        .csrf
-        .verify(&status_purpose(&session), browser, &form.csrf)
-    {
+    if !crate::web::session_form_ok(&state, STATUS_AREA, &session, &cookies, &form.csrf) {
         return Err(forged());
     }
     if !factor::has_one(&*state.store, &user.id).await? {

@@ -191,6 +191,40 @@ pub fn html(status: StatusCode, body: String) -> Response {
     (status, Html(body)).into_response()
 }
 
+/// The CSRF token of a form of `area` ("account", "admin", ...) on a signed-in page: bound to
+/// this browser and to the SSO session, so it dies with the session.
+pub fn session_form_token(
+    state: &AppState,
+    area: &str,
+    session: &crate::store::Session,
+    browser: &str,
+) -> String {
+    state
+        .csrf
+        .token(&session_form_purpose(area, session), browser)
+}
+
+/// Whether a posted `token` is this browser's and this session's for `area`.
+pub fn session_form_ok(
+    state: &AppState,
+    area: &str,
+    session: &crate::store::Session,
+    cookies: &Cookies,
+    token: &str,
+) -> bool {
+    cookies
+        .get(crate::session::CookieNames::of(&state.config).browser)
+        .is_some_and(|browser| {
+            state
+                .csrf
+                .verify(&session_form_purpose(area, session), browser, token)
+        })
+}
+
+fn session_form_purpose(area: &str, session: &crate::store::Session) -> String {
+    format!("{area}:{}", crate::secrets::to_hex(&session.id_hash))
+}
+
 /// A 302 to `url`, or a readable 400 when it cannot be a Location header.
 pub fn found(url: &str) -> Response {
     match HeaderValue::from_str(url) {
