@@ -1253,6 +1253,42 @@ async fn wrong_codes_count_toward_the_lockout() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_of_codes_checks_no_more_than_the_limit() {
+    let server = start(LOCKOUT).await;
+    server.clock.freeze();
+    let alice = enrol(&server, ALICE, ALICE_PASSWORD).await;
+    let b = Browser::new();
+    let req = request(&server, RP, &[]);
+    let page = password_step(&b, &req, ALICE, ALICE_PASSWORD).await;
+    let form = step_form(&page, "/login/code", "code page");
+    // 30 codes at once, the right one among them: the limit (3) is reserved before each
+    // check, so at most three are looked at, and everything past them is refused.
+    let right = alice.code(&server);
+    let wrong = wrong_code(&alice.secret, server.now());
+    let attempts: Vec<_> = (0..30)
+        .map(|i| {
+            let (b, form) = (b.clone(), form.clone());
+            let code = if i == 29 {
+                right.clone()
+            } else {
+                wrong.clone()
+            };
+            tokio::spawn(async move { submit_code(&b, &form, &code).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for a in attempts {
+        statuses.push(a.await.unwrap().status);
+    }
+    let checked = statuses.iter().filter(|s| **s != 429).count();
+    assert!(checked <= 3, "checked {checked}: {statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 27,
+        "{statuses:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command line
 
