@@ -645,9 +645,16 @@ async fn end_session(
         )
         .await;
     };
-    state.store.delete_session(&target.id_hash).await?;
+    let ended = users::end_session(
+        &*state.store,
+        &user.id,
+        &target.id_hash,
+        &form.sid,
+        state.now(),
+    )
+    .await?;
     let own = target.id_hash == session.id_hash;
-    tracing::info!(target: "audit", event = "account", action = "end_session", user = %user.username, ip = %ip, sid = %form.sid, own, outcome = "success");
+    tracing::info!(target: "audit", event = "account", action = "end_session", user = %user.username, ip = %ip, sid = %form.sid, own, grants = ended.grants, outcome = "success");
     if own {
         let mut resp = Redirect::to(&state.url(paths::ACCOUNT)).into_response();
         let names = CookieNames::of(&state.config);

@@ -239,6 +239,25 @@ pub async fn end_sign_ins(
     Ok(Ended { sessions, grants })
 }
 
+/// Ends one SSO session (its forward-auth sessions go with it) and revokes the grants made in
+/// it (`sid`, its public handle), so the applications signed in through it lose their refresh
+/// and access tokens too. Signing out one session from /account or /admin, and RP-initiated
+/// logout, end exactly this.
+pub async fn end_session(
+    store: &dyn Store,
+    user_id: &str,
+    session_hash: &crate::store::Hash,
+    sid: &str,
+    now: Timestamp,
+) -> crate::store::StoreResult<Ended> {
+    store.delete_session(session_hash).await?;
+    let grants = store.revoke_session_grants(user_id, sid, now).await?;
+    Ok(Ended {
+        sessions: 1,
+        grants: grants.len() as u64,
+    })
+}
+
 /// Sets a new password and ends the user's sessions and grants (see [`end_sign_ins`]).
 pub async fn set_password_hash(
     store: &dyn Store,

@@ -362,6 +362,19 @@ impl Store for CachedStore {
         result
     }
 
+    async fn revoke_session_grants(
+        &self,
+        user_id: &str,
+        sid: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let ids = self.inner.revoke_session_grants(user_id, sid, now).await?;
+        for id in &ids {
+            self.revoked_grants.insert(id.clone(), ());
+        }
+        Ok(ids)
+    }
+
     async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()> {
         self.inner.put_access_token(token).await?;
         self.access_tokens.insert(token.hash, token.clone());

@@ -477,6 +477,15 @@ pub trait Store: Send + Sync + 'static {
     async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     async fn revoke_grant(&self, id: &str, now: Timestamp) -> StoreResult<()>;
     async fn revoke_user_grants(&self, user_id: &str, now: Timestamp) -> StoreResult<u64>;
+    /// Revokes the live grants made in the SSO session whose public handle is `sid` (so their
+    /// refresh and access tokens): ending one session ends the applications signed in through
+    /// it. The ids of the grants revoked.
+    async fn revoke_session_grants(
+        &self,
+        user_id: &str,
+        sid: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>>;
 
     async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()>;
     /// Returns the token only while unexpired and its grant is not revoked.

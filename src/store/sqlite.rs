@@ -1391,6 +1391,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_session_grants(
+        &self,
+        user_id: &str,
+        sid: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let (user_id, sid) = (user_id.to_owned(), sid.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE grants SET revoked_at = ?2 WHERE user_id = ?1 AND sid = ?3 AND revoked_at IS NULL RETURNING id",
+            )?
+            .query_map(params![user_id, now, sid], |row| row.get(0))?
+            .collect()
+        })
+        .await
+    }
+
     async fn put_access_token(&self, token: &AccessToken) -> StoreResult<()> {
         let t = token.clone();
         self.write(move |conn| {

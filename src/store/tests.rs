@@ -586,6 +586,37 @@ async fn revoking_grants() {
 }
 
 #[tokio::test]
+async fn revoking_the_grants_of_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    let mut other = grant("g2", "u1");
+    other.sid = Some("another-session".into());
+    store
+        .create_grant_with_code(&other, &code(h(2), "g2"))
+        .await
+        .unwrap();
+    let revoked = store
+        .revoke_session_grants("u1", "sid-of-the-session", NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(revoked, vec!["g1".to_string()]);
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 1)
+    );
+    assert_eq!(
+        store.get_grant("g2").await.unwrap().unwrap().revoked_at,
+        None
+    );
+    // Already revoked: nothing more to report.
+    assert!(store
+        .revoke_session_grants("u1", "sid-of-the-session", NOW + 2)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
 async fn access_tokens_expire_and_can_be_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let store = with_grant(&dir).await;

@@ -401,6 +401,17 @@ async fn one_other_session_can_be_signed_out() {
     sign_in(&server, &laptop, ALICE, ALICE_PASSWORD).await;
     let bobs = Browser::new();
     sign_in(&server, &bobs, BOB, BOB_PASSWORD).await;
+    // An application signed in through the phone's session, and one through the laptop's.
+    let phone_app = server
+        .code_flow(&phone, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await
+        .refresh_token
+        .expect("a refresh token");
+    let laptop_app = server
+        .code_flow(&laptop, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await
+        .refresh_token
+        .expect("a refresh token");
 
     let page = account_page(&server, &here).await;
     let others = other_sids(&page);
@@ -435,6 +446,12 @@ async fn one_other_session_can_be_signed_out() {
     assert_done(&server, &answer, "session");
     assert!(signed_out(&server, &phone).await, "the phone is signed out");
     assert!(!signed_out(&server, &laptop).await, "the laptop is not");
+    // What signed in through the phone's session is signed out with it; the laptop's is not.
+    let refreshed = server.refresh(RP, &phone_app).await;
+    assert_eq!(refreshed.status, 400, "{}", refreshed.text);
+    assert_eq!(refreshed.oauth_error(), "invalid_grant");
+    let refreshed = server.refresh(RP, &laptop_app).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
     assert!(!signed_out(&server, &bobs).await);
     let page = account_page(&server, &here).await;
     assert_eq!(other_sids(&page).len(), 1);
