@@ -211,9 +211,10 @@ fn assert_shots(names: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invite_from_the_cli_makes_an_account_with_totp_whose_groups_reach_the_rp_in_chromium()
-{
-    if !enabled("an_invite_from_the_cli_makes_an_account_with_totp_whose_groups_reach_the_rp_in_chromium") {
+async fn an_invite_from_the_cli_makes_an_account_with_totp_whose_groups_reach_the_rp_in_chromium() {
+    if !enabled(
+        "an_invite_from_the_cli_makes_an_account_with_totp_whose_groups_reach_the_rp_in_chromium",
+    ) {
         return;
     }
     let t0 = Instant::now();
@@ -239,7 +240,11 @@ async fn an_invite_from_the_cli_makes_an_account_with_totp_whose_groups_reach_th
     // Continue lands on /account, signed in, with the factor on.
     assert_eq!(seen["enrolFor"], CAROL, "{report:#}");
     assert_eq!(seen["recoveryCodes"], 10, "{report:#}");
-    assert_eq!(seen["afterEnrolment"], s.server.url("/account"), "{report:#}");
+    assert_eq!(
+        seen["afterEnrolment"],
+        s.server.url("/account"),
+        "{report:#}"
+    );
     assert_account_page(&seen["account"], CAROL, "after the invite");
     assert_eq!(seen["account"]["factor"], "on", "{report:#}");
     assert_eq!(seen["account"]["recoveryLeft"], "10", "{report:#}");
@@ -339,14 +344,20 @@ async fn ending_another_session_on_the_account_page_signs_that_browser_out_in_ch
     let t0 = Instant::now();
     let s = setup().await;
     let report = s
-        .run("end-session", json!({"user": BOB, "password": BOB_PASSWORD}))
+        .run(
+            "end-session",
+            json!({"user": BOB, "password": BOB_PASSWORD}),
+        )
         .await;
     let seen = &report["seen"];
     assert_account_page(&seen["aBefore"], BOB, "A before");
     assert_eq!(seen["aBefore"]["sessions"], 2, "{report:#}");
     assert_eq!(seen["aBefore"]["otherSessions"], 1, "{report:#}");
     assert_account_page(&seen["bBefore"], BOB, "B before");
-    assert_eq!(seen["aNotice"], "That session was signed out.", "{report:#}");
+    assert_eq!(
+        seen["aNotice"], "That session was signed out.",
+        "{report:#}"
+    );
     assert!(
         seen["aNoOthers"]
             .as_str()
@@ -366,7 +377,9 @@ async fn ending_another_session_on_the_account_page_signs_that_browser_out_in_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_disabling_a_user_ends_their_browser_and_refresh_token_at_once_in_chromium() {
-    if !enabled("an_admin_disabling_a_user_ends_their_browser_and_refresh_token_at_once_in_chromium") {
+    if !enabled(
+        "an_admin_disabling_a_user_ends_their_browser_and_refresh_token_at_once_in_chromium",
+    ) {
         return;
     }
     let t0 = Instant::now();
@@ -408,7 +421,11 @@ async fn an_admin_disabling_a_user_ends_their_browser_and_refresh_token_at_once_
         "{report:#}"
     );
     assert_eq!(seen["rowAfter"]["disabled"], "yes", "{report:#}");
-    assert_eq!(seen["rowAfter"]["badges"], json!(["disabled"]), "{report:#}");
+    assert_eq!(
+        seen["rowAfter"]["badges"],
+        json!(["disabled"]),
+        "{report:#}"
+    );
     assert_sign_in_page(&seen["userAfter"], "bob after being disabled");
     assert_eq!(http_errors(&s, &report), vec![], "{report:#}");
     // And the RP's refresh token is refused at once.
