@@ -201,6 +201,15 @@ fn assert_account_page(seen: &Value, user: &str, what: &str) {
     assert_eq!(seen["username"], user, "{what}: {seen:#}");
 }
 
+/// Removes the screenshots `names` would leave, so that the run must make them anew.
+fn remove_shots(names: &[&str]) {
+    for name in names {
+        for width in [390, 1280] {
+            let _ = std::fs::remove_file(screenshots().join(format!("{name}-{width}.png")));
+        }
+    }
+}
+
 fn assert_shots(names: &[&str]) {
     for name in names {
         for width in [390, 1280] {
@@ -281,7 +290,6 @@ async fn an_invite_from_the_cli_makes_an_account_with_totp_whose_groups_reach_th
         vec![err("invitee", path, 410)],
         "{report:#}"
     );
-    assert_shots(&["invite", "invite-gone"]);
     eprintln!(
         "browser invite to the RP took {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -529,6 +537,8 @@ async fn screenshots_of_the_invite_account_and_admin_pages_in_chromium() {
         return;
     }
     let t0 = Instant::now();
+    let shots = ["invite", "invite-gone", "account", "admin"];
+    remove_shots(&shots);
     let s = setup().await;
     more_users(&s.server).await;
     let (token, _) = links::create_invite(
@@ -569,7 +579,7 @@ async fn screenshots_of_the_invite_account_and_admin_pages_in_chromium() {
         seen["goneHeading"], "This invite has already been used",
         "{report:#}"
     );
-    assert_shots(&["invite", "invite-gone", "account", "admin"]);
+    assert_shots(&shots);
     eprintln!(
         "browser screenshots took {:.1} s",
         t0.elapsed().as_secs_f64()
