@@ -78,19 +78,23 @@ pub fn well_formed_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `path` as it may be logged: the token of an invite or reset link (`.../invite/{token}`,
-/// `.../reset/{token}`) is replaced by `{token}`, so request logs never hold a usable link.
+/// The path segments a link token follows (`{issuer path}/invite/{token}`, `.../reset/{token}`).
+const LINK_SEGMENTS: &[&str] = &["invite", "reset"];
+
+/// `path` as it may be logged: whatever follows an `invite` or `reset` segment is replaced by
+/// `{token}`, whether or not it looks like a token (a percent-encoded spelling, a trailing
+/// slash or extra segments decode to the same usable token), so request logs never hold a
+/// usable link.
 pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let mut segments = path.rsplitn(2, '/');
-    let (Some(last), Some(head)) = (segments.next(), segments.next()) else {
-        return path.into();
-    };
-    let link_page = head.ends_with(INVITE_PATH) || head.ends_with(RESET_PATH);
-    if link_page && well_formed_token(last) {
-        format!("{head}/{{token}}").into()
-    } else {
-        path.into()
+    let mut at = 0;
+    for segment in path.split('/') {
+        let next = at + segment.len() + 1;
+        if LINK_SEGMENTS.contains(&segment) && next < path.len() {
+            return format!("{}{{token}}", path.get(..next).unwrap_or_default()).into();
+        }
+        at = next;
     }
+    path.into()
 }
 
 /// The digest a token is stored under.
@@ -325,7 +329,19 @@ mod tests {
             redact_path(&format!("/auth/reset/{token}")),
             "/auth/reset/{token}"
         );
-        assert_eq!(redact_path("/invite/short"), "/invite/short");
+        // Anything after the segment: the router decodes %-escapes, so these are the token.
+        assert_eq!(redact_path("/invite/short"), "/invite/{token}");
+        let encoded: String = token
+            .chars()
+            .map(|c| format!("%{:02X}", c as u32))
+            .collect();
+        assert_eq!(
+            redact_path(&format!("/invite/{encoded}")),
+            "/invite/{token}"
+        );
+        assert_eq!(redact_path(&format!("/reset/{token}/")), "/reset/{token}");
+        assert_eq!(redact_path("/invite/"), "/invite/");
+        assert_eq!(redact_path("/invite"), "/invite");
         assert_eq!(redact_path("/jitsi/room"), "/jitsi/room");
         assert_eq!(redact_path("/"), "/");
     }

@@ -57,7 +57,51 @@ pub fn validate_username(name: &str) -> Result<(), AccountError> {
     }
 }
 
+/// Names a person cannot choose for themselves (on an invite page): they read as the
+/// operator's or the system's. The operator can still make them (`doorman user add`).
+const RESERVED_USERNAMES: &[&str] = &[
+    "abuse",
+    "admin",
+    "administrator",
+    "doorman",
+    "hostmaster",
+    "no-reply",
+    "noreply",
+    "null",
+    "operator",
+    "postmaster",
+    "root",
+    "security",
+    "support",
+    "system",
+    "webmaster",
+];
+
+/// A username someone picks for themselves: the rules of [`validate_username`], and none of
+/// the names that read as the operator's (compared without regard to case).
+pub fn validate_chosen_username(name: &str) -> Result<(), AccountError> {
+    validate_username(name)?;
+    if RESERVED_USERNAMES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err(AccountError::Invalid(format!(
+            "the username {name:?} is reserved: choose another"
+        )));
+    }
+    Ok(())
+}
+
+/// Emails: one `@` with something on both sides, no spaces or control characters, ASCII only.
+/// doorman compares addresses without regard to ASCII case; an address with other characters
+/// has several spellings (Unicode case and normalisation forms) that would count as different
+/// accounts, so it is refused: use its ASCII form (`xn--` for an international domain).
 pub fn validate_email(email: &str) -> Result<(), AccountError> {
+    if !email.is_ascii() {
+        return Err(AccountError::Invalid(format!(
+            "invalid email {email:?}: use the address's ASCII form (an international domain as its xn-- name)"
+        )));
+    }
     let parts: Vec<&str> = email.split('@').collect();
     let valid = email.len() <= 254
         && parts.len() == 2
@@ -346,11 +390,28 @@ mod tests {
         for bad in ["", "-alice", "al ice", "ålice", "a/b", &"a".repeat(65)] {
             assert!(validate_username(bad).is_err(), "{bad:?}");
         }
+        assert!(
+            validate_username("admin").is_ok(),
+            "the operator may make it"
+        );
+        for reserved in ["admin", "Root", "POSTMASTER", "no-reply"] {
+            assert!(validate_chosen_username(reserved).is_err(), "{reserved:?}");
+        }
+        assert!(validate_chosen_username("adminton").is_ok());
     }
 
     #[test]
     fn emails_and_groups() {
         assert!(validate_email("a@example.com").is_ok());
+        assert!(validate_email("a@xn--bcher-kva.example").is_ok());
+        // Two spellings of one address (NFC and NFD) would be two accounts: refused.
+        for two_ways in [
+            "\u{e4}lice@example.com",
+            "a\u{308}lice@example.com",
+            "a@b\u{fc}cher.example",
+        ] {
+            assert!(validate_email(two_ways).is_err(), "{two_ways:?}");
+        }
         for bad in ["a", "@x", "a@", "a@b@c", "a b@c"] {
             assert!(validate_email(bad).is_err(), "{bad:?}");
         }

@@ -223,7 +223,7 @@ async fn submit(
         return Err(forged());
     }
     let username = form.username.trim();
-    let again = |error: &str| {
+    let again_with = |error: &str, status: StatusCode| {
         let view = View {
             token: &token,
             link: &link,
@@ -232,12 +232,27 @@ async fn submit(
             username,
             error: Some(error),
         };
-        Ok(render_form(&state, &view, StatusCode::BAD_REQUEST))
+        Ok(render_form(&state, &view, status))
     };
-    if let Err(e) = users::validate_username(username) {
+    let again = |error: &str| again_with(error, StatusCode::BAD_REQUEST);
+    if let Err(e) = users::validate_chosen_username(username) {
         return again(&e.to_string());
     }
+    // "That name is taken" tells which usernames exist: each such answer counts against the
+    // IP like a wrong password (reserved first, so a parallel burst cannot overrun it).
+    let attempt = match state.limiter.attempt(ip, &*state.clock).await {
+        Ok(a) => a,
+        Err(limited) => {
+            let mut resp = again_with(
+                &crate::signin::password::limited_text(&limited),
+                StatusCode::TOO_MANY_REQUESTS,
+            )?;
+            crate::login::set_retry_after(&mut resp, limited.retry_after);
+            return Ok(resp);
+        }
+    };
     if state.store.find_user_by_username(username).await?.is_some() {
+        attempt.failed(state.clock.now_ms());
         return again(&taken(username));
     }
     if let Err(e) = password_policy::check(
@@ -251,11 +266,7 @@ async fn submit(
     if form.password != form.password_confirm {
         return again("The two passwords differ. Type the same password twice.");
     }
-    let hash = state
-        .hasher
-        .hash(form.password)
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let hash = state.hasher.hash(form.password).await?;
     let now = state.now();
     let user = match links::redeem_invite(&*state.store, &token, username, hash, now).await {
         Ok((user, _)) => user,
@@ -267,6 +278,7 @@ async fn submit(
             });
         }
         Err(RedeemError::Account(AccountError::UsernameTaken(_))) => {
+            attempt.failed(state.clock.now_ms());
             return again(&taken(username));
         }
         Err(RedeemError::Account(AccountError::EmailTaken(_))) => {
@@ -281,6 +293,7 @@ async fn submit(
         }
         Err(RedeemError::Account(other)) => return again(&other.to_string()),
     };
+    attempt.succeeded(state.clock.now_ms());
     tracing::info!(target: "audit", event = "invite_redeemed", invite = %link.id, user = %user.username, groups = %user.groups.join(","), ip = %ip, outcome = "success");
 
     let names = CookieNames::of(&state.config);

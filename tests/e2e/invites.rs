@@ -644,3 +644,64 @@ async fn a_required_second_factor_is_set_up_before_the_invitee_is_signed_in() {
     );
     assert!(!signed_in(&server, &b).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_which_usernames_are_taken_counts_against_the_ip() {
+    // Each "already taken" answer tells a holder of a multi-use invite that an account exists:
+    // they count like wrong passwords, so one IP learns a handful of names, not a directory.
+    let server = TestServer::start("[login]\nmax_failures_per_ip = 3\n").await;
+    server.clock.freeze();
+    let token = invite(
+        &server,
+        NewInvite {
+            uses: Some(10),
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = Browser::new();
+    let (action, csrf) = invite_form(&b.get(&server.url(&format!("/invite/{token}"))).await);
+    // Refusals that tell nothing (the rules, the policy) do not count.
+    for _ in 0..5 {
+        let page = post_invite(&b, &action, &csrf, "-bad", PASSWORD, PASSWORD).await;
+        page.assert_status(400);
+    }
+    for name in ["alice", "bob", "alice"] {
+        let page = post_invite(&b, &action, &csrf, name, PASSWORD, PASSWORD).await;
+        page.assert_status(400);
+        assert!(page.text.contains("already taken"), "{}", page.text);
+    }
+    // The IP's failures are used up: no more answers, not even for a free name.
+    let page = post_invite(&b, &action, &csrf, "carol", PASSWORD, PASSWORD).await;
+    page.assert_status(429);
+    assert!(!page.text.contains("already taken"));
+    assert!(page.headers.get("retry-after").is_some());
+    // ... until the window is over.
+    server.clock.advance(3600);
+    let done = post_invite(&b, &action, &csrf, "carol", PASSWORD, PASSWORD).await;
+    enrolment_skip(&done, "carol");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_cannot_pick_a_name_that_reads_as_the_operators() {
+    let server = TestServer::start("").await;
+    let token = invite(&server, NewInvite::default()).await;
+    let b = Browser::new();
+    let (action, csrf) = invite_form(&b.get(&server.url(&format!("/invite/{token}"))).await);
+    for name in ["admin", "Root", "postmaster"] {
+        let page = post_invite(&b, &action, &csrf, name, PASSWORD, PASSWORD).await;
+        page.assert_status(400);
+        assert!(
+            html_unescape(&page.text).contains("is reserved"),
+            "{name}: {}",
+            page.text
+        );
+    }
+    assert!(server
+        .state
+        .store
+        .find_user_by_username("admin")
+        .await
+        .unwrap()
+        .is_none());
+}
