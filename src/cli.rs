@@ -700,6 +700,7 @@ async fn user_command(
                     checked_at: None,
                     created_at: now,
                     updated_at: now,
+                    by_invite: false,
                 })
                 .await
                 .map_err(|e| e.to_string())?;

@@ -210,6 +210,9 @@ pub struct Identity {
     pub checked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Linked on an invite page: the invite, not a share of the configured servers, lets the
+    /// account in, so its access is not re-checked with the provider.
+    pub by_invite: bool,
 }
 
 /// The plex.tv PIN of a pending sign-in, bound to its flow and browser.

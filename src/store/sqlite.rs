@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_second_factor.sql"),
     include_str!("migrations/0007_session_details.sql"),
     include_str!("migrations/0008_links.sql"),
+    include_str!("migrations/0009_invited_identities.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -405,7 +406,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 macro_rules! identity_cols {
     () => {
         "provider, subject, user_id, token, server_token, owner, allowed, checked_at, created_at, \
-         updated_at"
+         updated_at, by_invite"
     };
 }
 
@@ -421,6 +422,7 @@ fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<Identity> {
         checked_at: row.get(7)?,
         created_at: row.get(8)?,
         updated_at: row.get(9)?,
+        by_invite: row.get(10)?,
     })
 }
 
@@ -1693,7 +1695,7 @@ impl Store for SqliteStore {
             conn.prepare_cached(concat!(
                 "INSERT OR REPLACE INTO identities (",
                 identity_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
                 i.provider,
@@ -1705,7 +1707,8 @@ impl Store for SqliteStore {
                 i.allowed,
                 i.checked_at,
                 i.created_at,
-                i.updated_at
+                i.updated_at,
+                i.by_invite
             ])
             .map(|_| ())
         })

@@ -1190,6 +1190,7 @@ async fn identities_are_keyed_by_provider_id_and_follow_their_user() {
         checked_at: Some(NOW),
         created_at: NOW,
         updated_at: NOW,
+        by_invite: false,
     };
     store.put_identity(&id).await.unwrap();
     assert_eq!(

@@ -705,3 +705,144 @@ async fn an_invitee_cannot_pick_a_name_that_reads_as_the_operators() {
         .unwrap()
         .is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Linking a Plex account instead of a password
+
+/// Opens the invite in `b`, clicks "Use my Plex account" and answers the redirect to Plex.
+async fn invite_with_plex(
+    server: &TestServer,
+    b: &Browser,
+    token: &str,
+) -> crate::common::fake_plex::AuthApp {
+    let page = b.get(&server.url(&format!("/invite/{token}"))).await;
+    page.assert_status(200);
+    assert!(page.text.contains("Use my Plex account"), "{}", page.text);
+    let csrf = input_value(&page.text, "csrf").expect("a csrf field");
+    let action = server.url(&format!("/invite/{token}/plex"));
+    let answer = b.post_form(&action, &[("csrf", csrf.as_str())]).await;
+    assert!(
+        matches!(answer.status, 302 | 303),
+        "to Plex: {} {}",
+        answer.status,
+        answer.text
+    );
+    crate::common::fake_plex::AuthApp::parse(answer.header("location").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_may_link_plex_instead_of_a_password() {
+    use crate::common::fake_plex::*;
+    let fake = FakePlex::start().await;
+    let server = start_doorman(&fake, "", "", "").await;
+    let token = invite(
+        &server,
+        NewInvite {
+            groups: vec!["family".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    // Eve has no share of the operator's Plex server: Plex sign-in alone would refuse her.
+    let b = Browser::new();
+    let app = invite_with_plex(&server, &b, &token).await;
+    fake.approve(&app.code, EVE);
+    server.clock.advance(1);
+    let back = b.get(&app.forward_url()).await;
+    assert!(
+        matches!(back.status, 302 | 303),
+        "{} {}",
+        back.status,
+        back.text
+    );
+    assert_eq!(back.redirect().as_str(), server.url("/account"));
+    assert!(back.sets_cookie("doorman_session"));
+    let eve = server
+        .state
+        .store
+        .find_user_by_username(EVE)
+        .await
+        .unwrap()
+        .expect("an account for eve");
+    assert!(
+        eve.groups.contains(&"family".to_string()),
+        "{:?}",
+        eve.groups
+    );
+    assert!(eve.password_hash.is_none(), "no password was set");
+    let page = b.get(&server.url("/account")).await;
+    page.assert_status(200);
+    assert!(page.text.contains(EVE), "{}", page.text);
+    // The invite is used up.
+    let again = Browser::new();
+    let gone = again.get(&server.url(&format!("/invite/{token}"))).await;
+    assert_eq!(gone.status, 410, "{}", gone.text);
+
+    // From now on eve signs in with Plex like anybody, share or not, also after a re-check.
+    server.clock.advance(7 * 86_400);
+    let later = Browser::new();
+    let landing = PlexLanding::open(&server, &later, RP_CLIENT, "openid groups").await;
+    let app = landing.start(&server, &later).await;
+    fake.approve(&app.code, EVE);
+    let page = landing.poll_until_settled(&server, &later).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(page.json()["status"], "done", "{}", page.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plex_account_already_here_does_not_use_up_an_invite() {
+    use crate::common::fake_plex::*;
+    let fake = FakePlex::start().await;
+    let server = start_doorman(&fake, "", "", "").await;
+    let first = invite(&server, NewInvite::default()).await;
+    let b = Browser::new();
+    let app = invite_with_plex(&server, &b, &first).await;
+    fake.approve(&app.code, EVE);
+    server.clock.advance(1);
+    let back = b.get(&app.forward_url()).await;
+    assert!(matches!(back.status, 302 | 303), "{}", back.text);
+
+    // A second invite, and the same Plex account: refused, the invite kept.
+    let second = invite(&server, NewInvite::default()).await;
+    let c = Browser::new();
+    let app = invite_with_plex(&server, &c, &second).await;
+    fake.approve(&app.code, EVE);
+    server.clock.advance(1);
+    let page = c.get(&app.forward_url()).await;
+    assert!(
+        page.text.contains("already has an account here"),
+        "{} {}",
+        page.status,
+        page.text
+    );
+    assert!(!page.sets_cookie("doorman_session"));
+    let open = c.get(&server.url(&format!("/invite/{second}"))).await;
+    open.assert_status(200);
+    // And the form cannot be posted from another browser.
+    let stranger = Browser::new();
+    let refused = stranger
+        .post_form(
+            &server.url(&format!("/invite/{second}/plex")),
+            &[("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_plex_the_invite_page_offers_only_a_password() {
+    let server = TestServer::start("").await;
+    let token = invite(&server, NewInvite::default()).await;
+    let b = Browser::new();
+    let page = b.get(&server.url(&format!("/invite/{token}"))).await;
+    page.assert_status(200);
+    assert!(!page.text.contains("Use my Plex account"));
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let answer = b
+        .post_form(
+            &server.url(&format!("/invite/{token}/plex")),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.text);
+}
