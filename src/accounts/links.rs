@@ -225,6 +225,29 @@ pub async fn create_reset(
     Ok((token, link))
 }
 
+/// An invite that names an email vouches for it: if another account holds that address
+/// unverified (typed on /account, never confirmed), the address leaves that account, so an
+/// unconfirmed claim cannot keep its owner out. A verified holder keeps it (the redemption is
+/// then refused as taken).
+pub async fn free_vouched_email(
+    store: &dyn Store,
+    link: &Link,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(email) = link.email.as_deref().filter(|_| link.email_verified) else {
+        return Ok(());
+    };
+    if let Some(holder) = store.find_user_by_email(email).await? {
+        if !holder.email_verified {
+            store
+                .set_user_name_and_email(&holder.id, holder.name.as_deref(), None, false, now)
+                .await?;
+            tracing::warn!(target: "audit", event = "email_released", user = %holder.username, invite = %link.id, "an invite vouches for the unverified email of this account: the address moves to the invitee");
+        }
+    }
+    Ok(())
+}
+
 /// Why redeeming an invite made no account.
 #[derive(Debug, thiserror::Error)]
 pub enum RedeemError {
@@ -257,6 +280,10 @@ pub async fn redeem_invite(
         .take_link_use(&token_hash(token), LinkKind::Invite, now)
         .await?
         .ok_or(RedeemError::Gone)?;
+    if let Err(e) = free_vouched_email(store, &link, now).await {
+        store.give_back_link_use(&link.id).await?;
+        return Err(e.into());
+    }
     let created = users::create(
         store,
         NewUser {

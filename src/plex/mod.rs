@@ -251,7 +251,11 @@ impl PlexService {
             .take_link_use(link_hash, crate::store::LinkKind::Invite, now)
             .await?
             .ok_or(JoinError::Gone)?;
-        let made = self.make_invited(&plex, &link, now).await;
+        let made = match crate::accounts::links::free_vouched_email(&*self.store, &link, now).await
+        {
+            Ok(()) => self.make_invited(&plex, &link, now).await,
+            Err(e) => Err(e.into()),
+        };
         let user = match made {
             Ok(user) => user,
             Err(e) => {

@@ -846,3 +846,52 @@ async fn without_plex_the_invite_page_offers_only_a_password() {
         .await;
     assert_eq!(answer.status, 404, "{}", answer.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_that_names_an_email_takes_it_from_an_unconfirmed_claim() {
+    let server = TestServer::start("").await;
+    let store = &server.state.store;
+    let alice = store.find_user_by_username(ALICE).await.unwrap().unwrap();
+    // Alice typed sam's address on /account and never confirmed it.
+    store
+        .set_user_name_and_email(
+            &alice.id,
+            None,
+            Some("sam@example.com"),
+            false,
+            server.now(),
+        )
+        .await
+        .unwrap();
+    let token = invite(
+        &server,
+        NewInvite {
+            email: Some("sam@example.com".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let done = redeem(&server, &Browser::new(), &token, "sam", PASSWORD).await;
+    enrolment_skip(&done, "sam");
+    let sam = store.find_user_by_username("sam").await.unwrap().unwrap();
+    assert_eq!(sam.email.as_deref(), Some("sam@example.com"));
+    assert!(sam.email_verified);
+    let alice = store.get_user(&alice.id).await.unwrap().unwrap();
+    assert_eq!(alice.email, None, "the unconfirmed claim is gone");
+
+    // A verified holder keeps the address: the invite is refused, and kept.
+    let token = invite(
+        &server,
+        NewInvite {
+            email: Some("sam@example.com".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let page = redeem(&server, &Browser::new(), &token, "sam2", PASSWORD).await;
+    assert_eq!(page.status, 409, "{}", page.text);
+    let open = Browser::new()
+        .get(&server.url(&format!("/invite/{token}")))
+        .await;
+    open.assert_status(200);
+}
