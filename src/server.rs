@@ -413,6 +413,16 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
     if state.config.clients.is_empty() {
         tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --groups admins` (it asks for the password)");
     }
+    match state.store.list_users().await {
+        Ok(users) => {
+            if let Some(line) =
+                crate::admin::rules::no_admin_yet(&users, &state.config.accounts.admin_groups)
+            {
+                tracing::warn!("{line}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check for an admin"),
+    }
     let tx = running.shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
