@@ -707,7 +707,9 @@ async fn user_command(
         }
         UserCommand::Delete { name } => {
             users::delete(store, name, now).await.map_err(e)?;
-            println!("deleted {name}; the username stays reserved and is not given to a new account");
+            println!(
+                "deleted {name}; the username stays reserved and is not given to a new account"
+            );
         }
     }
     Ok(())

@@ -408,11 +408,7 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
     let listen = config.listen;
     let store = open_store(&config).await?;
     let state = build_state(config, store, clock).await?;
-    let running = start(state.clone(), listen).await?;
-    tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), config = %state.config.source, "doorman is listening");
-    if state.config.clients.is_empty() {
-        tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --groups admins` (it asks for the password)");
-    }
+    // Before listening, so the line is out by the time /healthz answers.
     match state.store.list_users().await {
         Ok(users) => {
             if let Some(line) =
@@ -422,6 +418,11 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not check for an admin"),
+    }
+    let running = start(state.clone(), listen).await?;
+    tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), config = %state.config.source, "doorman is listening");
+    if state.config.clients.is_empty() {
+        tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --groups admins` (it asks for the password)");
     }
     let tx = running.shutdown.clone();
     tokio::spawn(async move {

@@ -339,7 +339,11 @@ pub async fn unlock(store: &dyn Store, username: &str) -> Result<(User, u64), Ac
 
 /// Deletes the user: their sessions and grants end first (see [`end_sign_ins`]), then the
 /// account goes and its username stays reserved (no later account gets it).
-pub async fn delete(store: &dyn Store, username: &str, now: Timestamp) -> Result<User, AccountError> {
+pub async fn delete(
+    store: &dyn Store,
+    username: &str,
+    now: Timestamp,
+) -> Result<User, AccountError> {
     let user = find(store, username).await?;
     end_sign_ins(store, &user.id, now).await?;
     store

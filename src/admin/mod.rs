@@ -179,7 +179,11 @@ fn done(state: &AppState, what: &str) -> Response {
 
 /// Where a change on one user's page lands: that page again, with a fixed sentence.
 fn done_user(state: &AppState, id: &str, what: &str) -> Response {
-    Redirect::to(&format!("{}/users/{id}?done={what}", state.url(paths::ADMIN))).into_response()
+    Redirect::to(&format!(
+        "{}/users/{id}?done={what}",
+        state.url(paths::ADMIN)
+    ))
+    .into_response()
 }
 
 fn notice(done: &str) -> Option<&'static str> {

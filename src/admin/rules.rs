@@ -143,7 +143,10 @@ pub fn integrate_hint(client_id: &str) -> String {
 /// The start-up line when no enabled user is a member of an admin group (None when one is):
 /// how to make the first admin, with the first configured admin group.
 pub fn no_admin_yet(users: &[User], admin_groups: &[String]) -> Option<String> {
-    if users.iter().any(|u| !u.disabled && is_admin(u, admin_groups)) {
+    if users
+        .iter()
+        .any(|u| !u.disabled && is_admin(u, admin_groups))
+    {
         return None;
     }
     let group = admin_groups.first().map(String::as_str).unwrap_or("admins");
@@ -361,7 +364,12 @@ mod tests {
         let all = vec![alice.clone(), bob.clone()];
         let groups = |g: &[&str]| -> Vec<String> { g.iter().map(|s| s.to_string()).collect() };
         assert_eq!(
-            may_change(&alice, Change::Groups(&groups(&["family"])), &all, &admins()),
+            may_change(
+                &alice,
+                Change::Groups(&groups(&["family"])),
+                &all,
+                &admins()
+            ),
             last("admins", "taking it out of that group")
         );
         assert_eq!(
@@ -369,11 +377,20 @@ mod tests {
             last("admins", "taking it out of that group")
         );
         // Keeping the admin group, other edits are fine; so is joining one.
-        assert!(may_change(&alice, Change::Groups(&groups(&["admins"])), &all, &admins()).is_ok());
-        assert!(
-            may_change(&alice, Change::Groups(&groups(&["admins", "x"])), &all, &admins())
-                .is_ok()
-        );
+        assert!(may_change(
+            &alice,
+            Change::Groups(&groups(&["admins"])),
+            &all,
+            &admins()
+        )
+        .is_ok());
+        assert!(may_change(
+            &alice,
+            Change::Groups(&groups(&["admins", "x"])),
+            &all,
+            &admins()
+        )
+        .is_ok());
         assert!(may_change(&bob, Change::Groups(&groups(&["admins"])), &all, &admins()).is_ok());
         assert!(may_change(&bob, Change::Groups(&[]), &all, &admins()).is_ok());
         // A second admin: alice may be demoted.
@@ -430,8 +447,15 @@ mod tests {
 
     #[test]
     fn the_invite_form_is_parsed_like_the_cli() {
-        let new = invite_form("family, friends", "12h", "3", " c@example.com ", " for carol ", "alice")
-            .unwrap();
+        let new = invite_form(
+            "family, friends",
+            "12h",
+            "3",
+            " c@example.com ",
+            " for carol ",
+            "alice",
+        )
+        .unwrap();
         assert_eq!(new.groups, ["family", "friends"]);
         assert_eq!(new.expires_in, Some(12 * 3600));
         assert_eq!(new.uses, Some(3));

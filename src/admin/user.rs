@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::rules::{self, Change};
 use super::{
-    account_error, audit, done, done_user, no_such_user, notice, page_admin, render_page,
-    target, PageQuery,
+    account_error, audit, done, done_user, no_such_user, notice, page_admin, render_page, target,
+    PageQuery,
 };
 use crate::accounts::links;
 use crate::accounts::users::{self, AccountError};
@@ -267,7 +267,13 @@ pub(super) async fn confirm_delete(
         Err(landing) => return Ok(landing),
     };
     let user = state.store.get_user(&id).await?.ok_or_else(no_such_user)?;
-    Ok(render_delete(&state, &cookies, (&session, &admin), &user, None))
+    Ok(render_delete(
+        &state,
+        &cookies,
+        (&session, &admin),
+        &user,
+        None,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

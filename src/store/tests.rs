@@ -2082,7 +2082,10 @@ async fn a_deleted_users_name_is_retired_and_never_given_again() {
     }
     assert!(!store.username_retired("bobby").await.unwrap());
     // Refused like a taken name, whatever the case, and nothing was written.
-    let again = store.create_user(&user("u2", "bOb", None)).await.unwrap_err();
+    let again = store
+        .create_user(&user("u2", "bOb", None))
+        .await
+        .unwrap_err();
     assert_eq!(conflict_field(again), "username");
     assert!(store.get_user("u2").await.unwrap().is_none());
     // Other names are fine; the tombstone survives reopening.
@@ -2125,7 +2128,9 @@ async fn name_and_groups_and_email_verified_write_only_those_columns() {
     // No email: nothing to verify.
     assert!(!store.mark_email_verified("u2", NOW).await.unwrap());
     assert!(matches!(
-        store.set_user_name_and_groups("nobody", None, &[], NOW).await,
+        store
+            .set_user_name_and_groups("nobody", None, &[], NOW)
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -2156,5 +2161,8 @@ async fn list_sessions_has_every_users_live_sessions_newest_first_up_to_the_limi
     );
     assert_eq!(order(store.list_sessions(NOW, 2).await.unwrap()), [4, 2]);
     let first = store.list_sessions(NOW, 1).await.unwrap();
-    assert_eq!(first.first().map(|s| s.ip.clone()), Some(Some("192.0.2.1".into())));
+    assert_eq!(
+        first.first().map(|s| s.ip.clone()),
+        Some(Some("192.0.2.1".into()))
+    );
 }
