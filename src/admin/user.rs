@@ -139,6 +139,14 @@ pub(super) async fn profile(
         tracing::warn!(target: "audit", event = "admin", action = "profile", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused", reason = %text);
         Some((status, text))
     };
+    // The name's rules are the /account page's.
+    let name = match crate::account::rules::profile_change(&user, &form.name, None, false) {
+        Ok(change) => change.name,
+        Err(e) => {
+            let error = refuse(StatusCode::BAD_REQUEST, e.to_string());
+            return render(&state, &cookies, (&session, &admin), &user, None, error).await;
+        }
+    };
     if let Err(e) = users::validate_groups(&groups) {
         let error = refuse(StatusCode::BAD_REQUEST, e.to_string());
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
@@ -149,15 +157,9 @@ pub(super) async fn profile(
         let error = refuse(StatusCode::CONFLICT, refusal.to_string());
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
     }
-    users::set_name_and_groups(
-        &*state.store,
-        &user,
-        Some(form.name),
-        groups.clone(),
-        state.now(),
-    )
-    .await
-    .map_err(account_error)?;
+    users::set_name_and_groups(&*state.store, &user, name, groups.clone(), state.now())
+        .await
+        .map_err(account_error)?;
     tracing::info!(target: "audit", event = "admin", action = "profile", user = %admin.username, target = %user.username, ip = %ip, groups = %groups.join(","), outcome = "success");
     Ok(done_user(&state, &user.id, "profile"))
 }

@@ -381,8 +381,11 @@ fn one_time_link(page: &Page) -> Option<String> {
     Some(html_unescape(&page.text[at..at + len]))
 }
 
+/// A page that shows a link once: never cached, never framed.
 fn assert_no_store(page: &Page) {
     assert_eq!(page.header("cache-control"), Some("no-store"));
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
 
 /// Redeems the invite `token` in a new browser as `username`; the answer.
@@ -428,6 +431,11 @@ async fn every_admin_page_has_the_navigation_and_is_never_framed() {
                 "{path}: no {label} link:\n{text}"
             );
         }
+    }
+    // Signed out, each page asks to sign in first and then comes back.
+    for path in pages(&bob_id).into_iter().skip(1) {
+        let b = Browser::new();
+        sign_in_at(&server, &b, &path, ALICE, ALICE_PASSWORD).await;
     }
     // The Users list links each user's page and "Invite someone".
     let list = admin_page(&server, &alice, "").await;
@@ -548,6 +556,18 @@ async fn the_user_page_shows_the_details_and_edits_name_and_groups() {
         refused.text
     );
     assert_eq!(user(&server, BOB).await.groups, ["family", "friends"]);
+    let long = "n".repeat(201);
+    let fields = [("name", long.as_str()), ("groups", "x")];
+    let refused = post(&server, &alice, &path, &fields, Some(&csrf(&page))).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("The name is too long"),
+        "{}",
+        refused.text
+    );
+    let bob = user(&server, BOB).await;
+    assert_eq!(bob.name.as_deref(), Some("Bob Builder"));
+    assert_eq!(bob.groups, ["family", "friends"]);
 
     // The buttons moved here work from here and come back here.
     let page = get_page(&server, &alice, &format!("{ADMIN}/users/{bob_id}")).await;
