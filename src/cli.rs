@@ -68,7 +68,7 @@ pub enum Command {
     Plex(PlexCommand),
     /// Print the configuration the other side needs, from this instance's config.
     Integrate {
-        /// traefik, caddy, nginx, apache, cloudflare or jitsi.
+        /// traefik, caddy, nginx, apache, cloudflare or jitsi (`list` prints them).
         app: String,
         /// The [[clients]] id to use (apache).
         #[arg(long)]

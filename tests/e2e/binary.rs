@@ -960,3 +960,15 @@ fn cli_user_delete_keeps_the_name_reserved_like_admin_delete() {
         "another name",
     );
 }
+
+/// `doorman integrate list`, which the /admin Clients page shows for a client that is not
+/// one of the apps, prints the apps `integrate` knows.
+#[test]
+fn integrate_list_prints_the_apps_the_admin_clients_page_points_to() {
+    let setup = Setup::new();
+    let out = setup.run(&["integrate", "list"]);
+    assert_ok(&out, "integrate list");
+    let stdout = text(&out.stdout);
+    let apps: Vec<&str> = stdout.lines().collect();
+    assert_eq!(apps, doorman::integrate::APPS, "{stdout}");
+}
