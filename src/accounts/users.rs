@@ -347,7 +347,7 @@ pub async fn delete(
     let user = find(store, username).await?;
     end_sign_ins(store, &user.id, now).await?;
     store
-        .delete_user(&user.id)
+        .retire_user(&user.id)
         .await
         .map_err(AccountError::Store)?;
     Ok(user)

@@ -632,6 +632,16 @@ impl Store for CachedStore {
         self.inner.list_sessions(now, limit).await
     }
 
+    async fn retire_user(&self, id: &str) -> StoreResult<()> {
+        let result = self.inner.retire_user(id).await;
+        // As `delete_user`.
+        self.users.invalidate(id);
+        self.users_by_email.invalidate_all();
+        self.sessions.invalidate_all();
+        self.revoked_users.insert(id.to_string(), ());
+        result
+    }
+
     async fn username_retired(&self, username: &str) -> StoreResult<bool> {
         self.inner.username_retired(username).await
     }

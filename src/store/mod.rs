@@ -634,7 +634,10 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
     /// Every user's live SSO sessions (`now < expires_at`), newest first, at most `limit`.
     async fn list_sessions(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Session>>;
-    /// Whether `username` (case-insensitively) belonged to a deleted account: `delete_user`
-    /// retires it and `create_user` refuses it (as `Conflict { field: "username" }`).
+    /// Deletes user `id` as `delete_user` does and, in the same transaction, keeps the
+    /// username (lower-cased) as retired: `create_user` refuses it from then on (as
+    /// `Conflict { field: "username" }`). How accounts are deleted (`users::delete`).
+    async fn retire_user(&self, id: &str) -> StoreResult<()>;
+    /// Whether `username` (case-insensitively) belonged to an account `retire_user` deleted.
     async fn username_retired(&self, username: &str) -> StoreResult<bool>;
 }

@@ -913,12 +913,6 @@ impl Store for SqliteStore {
         // usernames are counted too): the user's go here, in the same transaction.
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // The username stays reserved (migration 0011): no later account inherits it.
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO retired_usernames (username, user_id) \
-                 SELECT lower(username), id FROM users WHERE id = ?1",
-            )?
-            .execute([&id])?;
             let deleted = tx
                 .prepare_cached("DELETE FROM users WHERE id = ?1")?
                 .execute([&id])?;
@@ -2130,6 +2124,31 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn retire_user(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        // As `delete_user`, with the username kept in `retired_usernames` (migration 0011) in
+        // the same transaction: no later account inherits it.
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO retired_usernames (username, user_id) \
+                 SELECT lower(username), id FROM users WHERE id = ?1",
+            )?
+            .execute([&id])?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM users WHERE id = ?1")?
+                .execute([&id])?;
+            if deleted > 0 {
+                tx.prepare_cached("DELETE FROM lockouts WHERE account = ?1")?
+                    .execute([&id])?;
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+        .and_then(one_row)
     }
 
     async fn username_retired(&self, username: &str) -> StoreResult<bool> {

@@ -2071,12 +2071,22 @@ async fn setting_a_password_or_name_writes_only_those_columns() {
 // ---- /admin ----
 
 #[tokio::test]
-async fn a_deleted_users_name_is_retired_and_never_given_again() {
+async fn a_retired_users_name_is_never_given_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store.create_user(&user("u1", "Bob", None)).await.unwrap();
     assert!(!store.username_retired("bob").await.unwrap());
-    store.delete_user("u1").await.unwrap();
+    // A plain delete_user (tests, fixtures) keeps no tombstone.
+    store.create_user(&user("u0", "dave", None)).await.unwrap();
+    store.delete_user("u0").await.unwrap();
+    assert!(!store.username_retired("dave").await.unwrap());
+    store.create_user(&user("u0", "dave", None)).await.unwrap();
+    store.retire_user("u1").await.unwrap();
+    assert!(store.get_user("u1").await.unwrap().is_none(), "deleted");
+    assert!(matches!(
+        store.retire_user("u1").await,
+        Err(StoreError::NotFound)
+    ));
     for name in ["bob", "BOB", "Bob"] {
         assert!(store.username_retired(name).await.unwrap(), "{name}");
     }

@@ -1024,3 +1024,29 @@ async fn the_clients_page_shows_the_clients_never_a_secret() {
         assert!(!text.contains(&hash), "the hash of {secret} on the page");
     }
 }
+
+/// A Plex sign-up never takes the name of a deleted account either: doorman picks the next
+/// free one, as for a taken name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plex_sign_up_never_takes_the_name_of_a_deleted_admin_page_user() {
+    use crate::common::fake_plex::*;
+    let fake = FakePlex::start().await;
+    let server = start_doorman(&fake, "", "", "").await;
+    let store = &*server.state.store;
+    let new = doorman::accounts::NewUser {
+        username: "alice".into(),
+        ..Default::default()
+    };
+    doorman::accounts::users::create(store, new, server.now())
+        .await
+        .unwrap();
+    doorman::accounts::users::delete(store, "alice", server.now())
+        .await
+        .unwrap();
+    let browser = Browser::new();
+    let landing =
+        PlexLanding::open(&server, &browser, RP_CLIENT, "openid profile email groups").await;
+    let tokens = landing.sign_in(&server, &fake, &browser, P_ALICE).await;
+    let claims = jwt_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["preferred_username"], "alice-2", "{claims}");
+}
