@@ -1,7 +1,12 @@
-//! The /admin Users page over HTTP: only members of `[accounts] admin_groups` (sign in first;
-//! a 403 page for anyone else), the search, disabling (the user's open session and refresh
-//! tokens stop at once) and enabling, the last admin who cannot be disabled, unlocking a
-//! locked account, and CSRF on every form.
+//! The /admin pages over HTTP: only members of `[accounts] admin_groups` (sign in first; a
+//! 403 page for anyone else, on every page and form), the navigation and CSP on every page,
+//! the Users search, disabling (the user's open session and refresh tokens stop at once) and
+//! enabling, unlocking a locked account, resetting the second factor; each user's page (name
+//! and groups, email verified, a reset link shown once, delete after typing the username, the
+//! name kept from later invitees and Plex sign-ups); the last admin who cannot be disabled,
+//! demoted or deleted; Invites (create with the link shown once, list, revoke); Sessions
+//! (revoking another user's ends their browser and refresh token); Clients (never a secret);
+//! and CSRF on every form.
 
 use crate::common::*;
 
@@ -630,6 +635,14 @@ async fn the_last_admin_cannot_be_demoted_or_deleted() {
         .unwrap()
         .is_some());
     assert!(!signed_out(&server, &alice).await);
+    // Disabling from her own page: refused there, on that page.
+    let disable = format!("{ADMIN}/users/{alice_id}/disable");
+    let fields = [("from", "user")];
+    let refused = post(&server, &alice, &disable, &fields, Some(&csrf(&page))).await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("disabling it would leave no one"));
+    assert!(refused.text.contains("Name and groups"), "the user page");
+    assert!(!user(&server, ALICE).await.disabled);
 
     // With a second admin, alice may be demoted.
     let bob_id = user(&server, BOB).await.id;
