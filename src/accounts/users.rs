@@ -13,6 +13,10 @@ pub enum AccountError {
     EmailTaken(String),
     #[error("no user named {0:?}")]
     NoSuchUser(String),
+    /// The name of a deleted account: apps key accounts on `preferred_username`, so a new
+    /// account must not inherit the old one's data there.
+    #[error("that username belonged to a deleted account and is not reused")]
+    UsernameRetired(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -151,6 +155,13 @@ pub async fn create(store: &dyn Store, new: NewUser, now: Timestamp) -> Result<U
         validate_email(e)?;
     }
     validate_groups(&new.groups)?;
+    if store
+        .username_retired(&new.username)
+        .await
+        .map_err(AccountError::Store)?
+    {
+        return Err(AccountError::UsernameRetired(new.username));
+    }
     let user = User {
         id: new_user_id(),
         username: new.username.clone(),
@@ -370,13 +381,52 @@ pub async fn unlock(store: &dyn Store, username: &str) -> Result<(User, u64), Ac
     Ok((user, cleared))
 }
 
-pub async fn delete(store: &dyn Store, username: &str) -> Result<User, AccountError> {
+/// Deletes the user: their sessions and grants end first (see [`end_sign_ins`]), then the
+/// account goes and its username stays reserved (no later account gets it).
+pub async fn delete(
+    store: &dyn Store,
+    username: &str,
+    now: Timestamp,
+) -> Result<User, AccountError> {
     let user = find(store, username).await?;
+    end_sign_ins(store, &user.id, now).await?;
     store
-        .delete_user(&user.id)
+        .retire_user(&user.id)
         .await
         .map_err(AccountError::Store)?;
     Ok(user)
+}
+
+/// An admin's change of a user's name and groups: only those columns are written (see
+/// [`set_own_name_and_email`]). An empty name is none.
+pub async fn set_name_and_groups(
+    store: &dyn Store,
+    user: &User,
+    name: Option<String>,
+    groups: Vec<String>,
+    now: Timestamp,
+) -> Result<(), AccountError> {
+    validate_groups(&groups)?;
+    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    store
+        .set_user_name_and_groups(&user.id, name.as_deref(), &groups, now)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => AccountError::NoSuchUser(user.username.clone()),
+            other => AccountError::Store(other),
+        })
+}
+
+/// Marks the user's email verified (an admin vouches for it); false if they have none.
+pub async fn mark_email_verified(
+    store: &dyn Store,
+    user: &User,
+    now: Timestamp,
+) -> Result<bool, AccountError> {
+    store
+        .mark_email_verified(&user.id, now)
+        .await
+        .map_err(AccountError::Store)
 }
 
 #[cfg(test)]

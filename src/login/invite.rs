@@ -277,6 +277,10 @@ async fn submit(
         attempt.failed(state.clock.now_ms());
         return again(&taken(username));
     }
+    if state.store.username_retired(username).await? {
+        attempt.failed(state.clock.now_ms());
+        return again(&AccountError::UsernameRetired(username.to_string()).to_string());
+    }
     if let Err(e) = password_policy::check(
         &form.password,
         username,
