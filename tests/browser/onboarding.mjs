@@ -23,8 +23,8 @@
 //   "screenshots-1" {link, user, password}: the invite form; the invite redeemed with TOTP in
 //     context A (its cookies saved to state_file); context B signs in to the RP with password +
 //     code (the test redeems the code meanwhile, so the RP keeps a refresh token).
-//   "screenshots-2" {link}: A (from state_file): /account (factor, two sessions, one
-//     application), /admin, and the used-up link.
+//   "screenshots-2" {link, admin_pages: [{name, path}]}: A (from state_file): /account (factor,
+//     two sessions, one application), /admin, the other admin pages named, the used-up link.
 // Screenshots (full page, 390 and 1280 px) go to `screenshots`/NAME-{390,1280}.png.
 // Prints one JSON line: {"scenario", "steps", "seen": {...what the pages showed}, "codes",
 // "screenshots", "scriptErrors", "httpErrors"} and exits non-zero (with "error") on failure.
@@ -340,6 +340,13 @@ try {
     await expectHeading(a, 'Users');
     seen.adminUsers = await a.page.$$eval('li.user', (els) => els.length);
     await shoot(a, 'admin');
+    // The other admin pages the test names: [{name, path}] -> NAME-{390,1280}.png.
+    seen.adminPages = {};
+    for (const { name, path } of args.admin_pages || []) {
+      const status = await goto(a, path);
+      seen.adminPages[name] = { status, heading: await heading(a.page) };
+      await shoot(a, name);
+    }
     seen.goneStatus = await goto(a, link);
     seen.goneHeading = await heading(a.page);
     await shoot(a, 'invite-gone');

@@ -6,8 +6,10 @@
 //! /account ends the user's other browser; ending another session from /account signs that
 //! browser out; an admin disabling a user on /admin signs the user's browser out and refuses
 //! its refresh token at once; a non-admin gets the 403 page on /admin. Screenshots of the
-//! invite form, a used-up invite, a populated /account and the /admin Users list at 390 and
-//! 1280 px go to target/screenshots/{invite,invite-gone,account,admin}-{390,1280}.png.
+//! invite form, a used-up invite, a populated /account, the /admin Users list and the admin
+//! pages of one user, the invites, the sessions and the clients at 390 and 1280 px go to
+//! target/screenshots/{invite,invite-gone,account,admin,admin-user,admin-invites,
+//! admin-sessions,admin-clients}-{390,1280}.png.
 //!
 //! The server's clock is frozen and its time handed to the script, so the codes the script
 //! computes are the server's. Runs only when DOORMAN_BROWSER_TESTS=1.
@@ -537,7 +539,16 @@ async fn screenshots_of_the_invite_account_and_admin_pages_in_chromium() {
         return;
     }
     let t0 = Instant::now();
-    let shots = ["invite", "invite-gone", "account", "admin"];
+    let shots = [
+        "invite",
+        "invite-gone",
+        "account",
+        "admin",
+        "admin-user",
+        "admin-invites",
+        "admin-sessions",
+        "admin-clients",
+    ];
     remove_shots(&shots);
     let s = setup().await;
     more_users(&s.server).await;
@@ -555,6 +566,20 @@ async fn screenshots_of_the_invite_account_and_admin_pages_in_chromium() {
     .await
     .unwrap();
     let link = s.server.url(&format!("/invite/{token}"));
+    // One more invite, still open, for the Invites page.
+    links::create_invite(
+        &*s.server.state.store,
+        NewInvite {
+            groups: vec!["family".into()],
+            uses: Some(3),
+            note: Some("for the cousins".into()),
+            created_by: ALICE.into(),
+            ..Default::default()
+        },
+        s.server.now(),
+    )
+    .await
+    .unwrap();
     let first = s
         .run(
             "screenshots-1",
@@ -563,7 +588,26 @@ async fn screenshots_of_the_invite_account_and_admin_pages_in_chromium() {
         .await;
     // The RP redeems B's code: it keeps a refresh token, so the application is listed.
     s.redeem(&s.code(&first)).await;
-    let report = s.run("screenshots-2", json!({ "link": link })).await;
+    let carol = s
+        .server
+        .state
+        .store
+        .find_user_by_username(CAROL)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin_pages = json!([
+        {"name": "admin-user", "path": format!("/admin/users/{}", carol.id)},
+        {"name": "admin-invites", "path": "/admin/invites"},
+        {"name": "admin-sessions", "path": "/admin/sessions"},
+        {"name": "admin-clients", "path": "/admin/clients"},
+    ]);
+    let report = s
+        .run(
+            "screenshots-2",
+            json!({ "link": link, "admin_pages": admin_pages }),
+        )
+        .await;
     let seen = &report["seen"];
     // The account page is populated: a factor, two sessions, one application.
     assert_account_page(&seen["account"], CAROL, "the screenshot's account page");
@@ -575,6 +619,16 @@ async fn screenshots_of_the_invite_account_and_admin_pages_in_chromium() {
         "{report:#}"
     );
     assert_eq!(seen["adminUsers"], 6, "{report:#}");
+    for (name, heading) in [
+        ("admin-user", CAROL),
+        ("admin-invites", "Invites"),
+        ("admin-sessions", "Sessions"),
+        ("admin-clients", "Clients"),
+    ] {
+        let page = &seen["adminPages"][name];
+        assert_eq!(page["status"], 200, "{name}: {report:#}");
+        assert_eq!(page["heading"], heading, "{name}: {report:#}");
+    }
     assert_eq!(
         seen["goneHeading"], "This invite has already been used",
         "{report:#}"
