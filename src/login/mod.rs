@@ -10,6 +10,7 @@
 
 pub mod authorize;
 pub mod invite;
+pub mod reset;
 pub mod plex;
 pub mod second_factor;
 
@@ -43,6 +44,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(authorize::routes())
         .merge(second_factor::routes())
         .merge(invite::routes())
+        .merge(reset::routes())
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }

@@ -27,6 +27,7 @@ mod proxy_apache;
 mod proxy_caddy;
 mod proxy_forward_auth;
 mod proxy_nginx;
+mod reset;
 mod restart;
 mod review_second_factor;
 mod rp;
