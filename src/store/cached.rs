@@ -601,6 +601,15 @@ impl Store for CachedStore {
     async fn revoke_link(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         self.inner.revoke_link(id, now).await
     }
+
+    async fn create_link_limited(
+        &self,
+        link: &super::Link,
+        max: u32,
+        since: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner.create_link_limited(link, max, since).await
+    }
 }
 
 #[cfg(test)]

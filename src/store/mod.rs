@@ -620,4 +620,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_links(&self, kind: LinkKind, now: Timestamp) -> StoreResult<Vec<Link>>;
     /// Revokes the unexpired link `id`; false if there is no such live link.
     async fn revoke_link(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+
+    // ---- mail ----
+    /// Stores `link` only if fewer than `max` links of its kind for its `user_id` were created
+    /// at or after `since`, in one statement (of a parallel burst, at most `max` are stored);
+    /// true when it was stored.
+    async fn create_link_limited(
+        &self,
+        link: &Link,
+        max: u32,
+        since: Timestamp,
+    ) -> StoreResult<bool>;
 }
