@@ -1480,27 +1480,60 @@ mod tests {
 
     #[test]
     fn smtp_defaults_its_port_by_tls_and_needs_host_and_from() {
-        let c = parse("[smtp]\nhost = \"smtp.example.com\"\nfrom = \"doorman <sso@example.com>\"\n").unwrap();
+        let c =
+            parse("[smtp]\nhost = \"smtp.example.com\"\nfrom = \"doorman <sso@example.com>\"\n")
+                .unwrap();
         let s = c.smtp.unwrap();
         assert_eq!((s.tls, s.port), (SmtpTls::StartTls, 587));
         assert_eq!(s.timeout, Duration::from_secs(10));
-        let c = parse("[smtp]\nhost = \"smtp.example.com\"\ntls = \"tls\"\nfrom = \"sso@example.com\"\n").unwrap();
+        let c = parse(
+            "[smtp]\nhost = \"smtp.example.com\"\ntls = \"tls\"\nfrom = \"sso@example.com\"\n",
+        )
+        .unwrap();
         assert_eq!(c.smtp.unwrap().port, 465);
         let c = parse("[smtp]\nhost = \"localhost\"\ntls = \"none\"\nport = 2525\nfrom = \"sso@example.com\"\n").unwrap();
         assert_eq!(c.smtp.unwrap().port, 2525);
         assert!(parse("").unwrap().smtp.is_none());
-        error_at("[smtp]\nfrom = \"sso@example.com\"\n", "smtp.host", "required");
-        error_at("[smtp]\nhost = \"smtp.example.com\"\n", "smtp.from", "required");
-        error_at("[smtp]\nhost = \"smtp.example.com\"\nfrom = \"not a mailbox\"\n", "smtp.from", "not a mailbox");
-        error_at("[smtp]\nhost = \"h\"\nfrom = \"a@b\"\ntls = \"ssl\"\n", "smtp.tls", "starttls");
-        error_at("[smtp]\nhost = \"h\"\nfrom = \"a@b\"\nport = 70000\n", "smtp.port", "65535");
+        error_at(
+            "[smtp]\nfrom = \"sso@example.com\"\n",
+            "smtp.host",
+            "required",
+        );
+        error_at(
+            "[smtp]\nhost = \"smtp.example.com\"\n",
+            "smtp.from",
+            "required",
+        );
+        error_at(
+            "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"not a mailbox\"\n",
+            "smtp.from",
+            "not a mailbox",
+        );
+        error_at(
+            "[smtp]\nhost = \"h\"\nfrom = \"a@b\"\ntls = \"ssl\"\n",
+            "smtp.tls",
+            "starttls",
+        );
+        error_at(
+            "[smtp]\nhost = \"h\"\nfrom = \"a@b\"\nport = 70000\n",
+            "smtp.port",
+            "65535",
+        );
     }
 
     #[test]
     fn smtp_password_goes_with_a_username_and_never_in_clear_over_the_network() {
         let base = "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"sso@example.com\"\n";
-        error_at(&format!("{base}username = \"u\"\n"), "smtp.password", "password_file");
-        error_at(&format!("{base}password = \"p\"\n"), "smtp.username", "required");
+        error_at(
+            &format!("{base}username = \"u\"\n"),
+            "smtp.password",
+            "password_file",
+        );
+        error_at(
+            &format!("{base}password = \"p\"\n"),
+            "smtp.username",
+            "required",
+        );
         error_at(
             &format!("{base}username = \"u\"\npassword = \"p\"\ntls = \"none\"\n"),
             "smtp.tls",
@@ -1510,14 +1543,18 @@ mod tests {
         let local = "[smtp]\nhost = \"127.0.0.1\"\nfrom = \"sso@example.com\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n";
         let s = parse(local).unwrap().smtp.unwrap();
         assert_eq!(s.password.as_deref(), Some("p"));
-        assert!(!format!("{s:?}").contains("\"p\""), "the password is not in Debug");
+        assert!(
+            !format!("{s:?}").contains("\"p\""),
+            "the password is not in Debug"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("smtp-pass"), "from-a-file\n").unwrap();
         let text = format!("{base}username = \"u\"\npassword_file = \"smtp-pass\"\n");
         let c = from_str(&text, &HashMap::new(), dir.path()).unwrap();
         assert_eq!(c.smtp.unwrap().password.as_deref(), Some("from-a-file"));
-        let both = format!("{base}username = \"u\"\npassword = \"p\"\npassword_file = \"smtp-pass\"\n");
+        let both =
+            format!("{base}username = \"u\"\npassword = \"p\"\npassword_file = \"smtp-pass\"\n");
         let errors = from_str(&both, &HashMap::new(), dir.path()).unwrap_err();
         assert!(errors.to_string().contains("not both"), "{errors}");
     }

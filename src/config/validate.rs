@@ -1558,7 +1558,11 @@ fn theme_dir_exists(errors: &mut Vec<ConfigError>, dir: &std::path::Path) -> boo
 /// and never in clear text over the network.
 fn smtp(errors: &mut Vec<ConfigError>, s: file::Smtp) -> SmtpConfig {
     let host = s.host.map(|h| h.trim().to_string()).unwrap_or_default();
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
         push(
             errors,
             "smtp.host",
@@ -1613,7 +1617,8 @@ fn smtp(errors: &mut Vec<ConfigError>, s: file::Smtp) -> SmtpConfig {
             errors,
             "smtp.from",
             if from.is_empty() {
-                "required: the sender of doorman's mail, e.g. from = \"doorman <sso@example.com>\"".to_string()
+                "required: the sender of doorman's mail, e.g. from = \"doorman <sso@example.com>\""
+                    .to_string()
             } else {
                 format!("{from:?} is not a mailbox; write an address, optionally with a name: \"doorman <sso@example.com>\" or \"sso@example.com\"")
             },

@@ -9,9 +9,10 @@
 //! - `second_factor.rs`: the code page, enrolment, recovery codes, `/account/second-factor`.
 
 pub mod authorize;
+pub mod forgot;
 pub mod invite;
-pub mod reset;
 pub mod plex;
+pub mod reset;
 pub mod second_factor;
 
 use axum::extract::{Query, State};
@@ -45,6 +46,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(second_factor::routes())
         .merge(invite::routes())
         .merge(reset::routes())
+        .merge(forgot::routes())
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }
@@ -59,6 +61,8 @@ struct LoginPage<'a> {
     client_name: Option<&'a str>,
     password: bool,
     plex: bool,
+    /// The "Forgot your password?" link (only with `[smtp]`).
+    forgot: bool,
 }
 
 fn flow_purpose_key(flow_id: &str) -> String {
@@ -155,6 +159,7 @@ pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: Statu
             client_name: client_name.as_deref(),
             password: methods.contains(&LoginMethod::Password),
             plex: methods.contains(&LoginMethod::Plex) && state.plex.is_some(),
+            forgot: state.mailer.is_some(),
         },
     );
     crate::web::html(status, html)

@@ -21,6 +21,7 @@ mod jitsi_native;
 mod jitsi_prosody;
 mod login_rules;
 mod logout;
+mod mail;
 mod plex;
 mod plex_browser;
 mod proxy_apache;

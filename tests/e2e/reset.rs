@@ -117,7 +117,10 @@ async fn a_reset_ends_the_old_sign_ins_and_the_new_password_signs_in() {
     let b = Browser::new();
     let page = b.get(&server.url(&format!("/reset/{token}"))).await;
     assert!(page.text.contains("Choose a new password"), "{}", page.text);
-    assert!(!page.text.contains("name=\"code\""), "bob has no second factor");
+    assert!(
+        !page.text.contains("name=\"code\""),
+        "bob has no second factor"
+    );
     let (action, csrf) = reset_form(&page);
     let done = post_reset(&b, &action, &csrf, NEW_PASSWORD, None).await;
     assert_changed(&done);
@@ -185,7 +188,10 @@ async fn a_link_expires_after_a_day_and_a_disabled_accounts_link_is_refused() {
     assert_gone(&b.get(&url).await);
     assert_gone(&post_reset(&b, &action, &csrf, NEW_PASSWORD, None).await);
     // Unknown and malformed links read the same.
-    assert_gone(&b.get(&server.url(&format!("/reset/{}", "A".repeat(43)))).await);
+    assert_gone(
+        &b.get(&server.url(&format!("/reset/{}", "A".repeat(43))))
+            .await,
+    );
     assert_gone(&b.get(&server.url("/reset/short")).await);
 }
 
@@ -269,12 +275,7 @@ async fn a_reset_never_bypasses_the_second_factor() {
     assert_eq!(wrong.status, 401, "{}", wrong.text);
     assert!(alert(&wrong).contains("not right"));
     // The wrong code counted in the lockout, like a sign-in's.
-    let counted = server
-        .state
-        .store
-        .clear_lockouts(&bob.id)
-        .await
-        .unwrap();
+    let counted = server.state.store.clear_lockouts(&bob.id).await.unwrap();
     assert!(counted > 0, "the wrong code was counted");
     assert_eq!(sign_in_status(&server, BOB, NEW_PASSWORD).await, 401);
 
