@@ -85,7 +85,9 @@ pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
     let (Some(last), Some(head)) = (segments.next(), segments.next()) else {
         return path.into();
     };
-    let link_page = head.ends_with(INVITE_PATH) || head.ends_with(RESET_PATH);
+    let link_page = head.ends_with(INVITE_PATH)
+        || head.ends_with(RESET_PATH)
+        || head.ends_with(crate::accounts::confirm::CONFIRM_PATH);
     if link_page && well_formed_token(last) {
         format!("{head}/{{token}}").into()
     } else {
@@ -103,6 +105,7 @@ pub fn url(issuer: &str, kind: LinkKind, token: &str) -> String {
     let path = match kind {
         LinkKind::Invite => INVITE_PATH,
         LinkKind::Reset => RESET_PATH,
+        LinkKind::Confirm => crate::accounts::confirm::CONFIRM_PATH,
     };
     format!("{issuer}{path}/{token}")
 }

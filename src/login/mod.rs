@@ -9,6 +9,7 @@
 //! - `second_factor.rs`: the code page, enrolment, recovery codes, `/account/second-factor`.
 
 pub mod authorize;
+pub mod confirm;
 pub mod forgot;
 pub mod invite;
 pub mod plex;
@@ -47,6 +48,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(invite::routes())
         .merge(reset::routes())
         .merge(forgot::routes())
+        .merge(confirm::routes())
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }

@@ -299,6 +299,8 @@ pub struct Swept {
 pub enum LinkKind {
     Invite,
     Reset,
+    /// Confirms that an account's (changed) email is its user's.
+    Confirm,
 }
 
 impl LinkKind {
@@ -306,6 +308,7 @@ impl LinkKind {
         match self {
             LinkKind::Invite => "invite",
             LinkKind::Reset => "reset",
+            LinkKind::Confirm => "confirm",
         }
     }
 
@@ -313,6 +316,7 @@ impl LinkKind {
         match text {
             "invite" => Some(LinkKind::Invite),
             "reset" => Some(LinkKind::Reset),
+            "confirm" => Some(LinkKind::Confirm),
             _ => None,
         }
     }

@@ -344,3 +344,93 @@ async fn invite_create_send_needs_an_email_and_smtp_and_names_the_smtp_error() {
     );
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }
+
+/// Signs `b` in through /account; the account page.
+async fn account_page(server: &TestServer, b: &Browser, user: &str, pw: &str) -> Page {
+    let landing = b.get(&server.url("/account")).await;
+    let done = b.submit_login(&landing, user, pw).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let page = b.get(&server.url("/account")).await;
+    page.assert_status(200);
+    page
+}
+
+async fn change_email(server: &TestServer, b: &Browser, email: &str) {
+    let page = b.get(&server.url("/account")).await;
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let done = b
+        .post_form(
+            &server.url("/account/profile"),
+            &[("csrf", csrf.as_str()), ("name", "Alice"), ("email", email)],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+}
+
+async fn alice_now(server: &TestServer) -> doorman::store::User {
+    server
+        .state
+        .store
+        .find_user_by_username(ALICE)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_email_is_confirmed_by_a_mailed_link_only_while_it_is_the_accounts() {
+    let sink = SmtpSink::start().await;
+    let extra = format!("[accounts]\nusers_may_change_email = true\n{}", sink.toml());
+    let server = TestServer::start(&extra).await;
+    let b = Browser::new();
+    account_page(&server, &b, ALICE, ALICE_PASSWORD).await;
+
+    change_email(&server, &b, "alice@first.example").await;
+    change_email(&server, &b, "alice@second.example").await;
+    assert!(!alice_now(&server).await.email_verified);
+    let mails = sink.wait_for(2).await;
+    assert_eq!(
+        recipients(&mails),
+        ["alice@first.example", "alice@second.example"]
+    );
+    assert!(mails[1]
+        .header("Subject")
+        .unwrap()
+        .starts_with("Confirm your email address"));
+    let prefix = server.url("/account/confirm-email/");
+    let (stale, fresh) = (mails[0].link(&prefix), mails[1].link(&prefix));
+
+    // The first address is no longer the account's: its link confirms nothing.
+    let other = Browser::new();
+    let page = other.get(&stale).await;
+    assert_eq!(page.status, 410, "{}", page.text);
+
+    // Opening the right link changes nothing; its button does.
+    let page = other.get(&fresh).await;
+    page.assert_status(200);
+    assert!(page.text.contains("alice@second.example"), "{}", page.text);
+    assert!(
+        !alice_now(&server).await.email_verified,
+        "a GET confirms nothing"
+    );
+    let action = form_action(&page.text).unwrap();
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let forged = Browser::new()
+        .post_form(&action, &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(forged.status, 403, "CSRF: {}", forged.text);
+    let done = other.post_form(&action, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert!(done.text.contains("Your email address is confirmed"));
+    let alice = alice_now(&server).await;
+    assert_eq!(alice.email.as_deref(), Some("alice@second.example"));
+    assert!(alice.email_verified);
+    // Single use.
+    assert_eq!(
+        other
+            .post_form(&action, &[("csrf", csrf.as_str())])
+            .await
+            .status,
+        410
+    );
+}
