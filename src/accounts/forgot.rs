@@ -30,9 +30,9 @@ pub const WINDOW: i64 = 3600;
 pub enum Outcome {
     /// Mail this link to the user's verified email.
     Mail {
-        user: User,
+        user: Box<User>,
         token: String,
-        link: Link,
+        link: Box<Link>,
     },
     /// No enabled local account has that verified address.
     NoAccount,
@@ -77,7 +77,11 @@ pub async fn request(store: &dyn Store, email: &str, now: Timestamp) -> StoreRes
     let since = now.saturating_sub(WINDOW - 1);
     Ok(
         if store.create_link_limited(&link, PER_ACCOUNT, since).await? {
-            Outcome::Mail { user, token, link }
+            Outcome::Mail {
+                user: Box::new(user),
+                token,
+                link: Box::new(link),
+            }
         } else {
             Outcome::Limited
         },
