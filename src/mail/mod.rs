@@ -166,3 +166,55 @@ impl Outbox {
         &self.mailer
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config(port: u16) -> SmtpConfig {
+        SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: "doorman <sso@example.com>".into(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn mail(n: usize) -> Mail {
+        Mail {
+            to: format!("user{n}@example.com"),
+            subject: "s".into(),
+            body: "b".into(),
+            what: "test",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_the_mail_instead_of_waiting_or_growing() {
+        // A server that accepts the connection and never greets: the sending task hangs on
+        // the first mail.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let outbox = Outbox::start(Mailer::new(&config(port), "id.example").unwrap(), 1);
+        // At most one mail in the task and one in the queue; the third cannot fit.
+        let accepted: Vec<bool> = (0..3).map(|n| outbox.queue(mail(n))).collect();
+        assert!(accepted[0], "{accepted:?}");
+        assert!(!accepted[2], "{accepted:?}");
+        assert_eq!(outbox.mailer().server(), format!("127.0.0.1:{port}"));
+        drop(silent);
+    }
+
+    #[test]
+    fn a_bad_sender_or_recipient_is_an_address_error() {
+        let mut c = config(25);
+        c.from = "not a mailbox".into();
+        assert!(matches!(
+            Mailer::new(&c, "id.example"),
+            Err(MailError::Address(_))
+        ));
+    }
+}
