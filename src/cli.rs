@@ -68,7 +68,7 @@ pub enum Command {
     Plex(PlexCommand),
     /// Print the configuration the other side needs, from this instance's config.
     Integrate {
-        /// traefik, caddy, nginx, apache, cloudflare or jitsi.
+        /// traefik, caddy, nginx, apache, cloudflare or jitsi (`list` prints them).
         app: String,
         /// The [[clients]] id to use (apache).
         #[arg(long)]
@@ -156,7 +156,7 @@ pub enum UserCommand {
         /// The user to unlock.
         name: String,
     },
-    /// Delete a user with their sessions and tokens.
+    /// Delete a user with their sessions and tokens; the username is never given again.
     Delete {
         /// The user to delete.
         name: String,
@@ -703,14 +703,17 @@ async fn user_command(
                     checked_at: None,
                     created_at: now,
                     updated_at: now,
+                    by_invite: false,
                 })
                 .await
                 .map_err(|e| e.to_string())?;
             println!("linked {name} to Plex account {plex_id}: signing in with Plex now signs in as {name}");
         }
         UserCommand::Delete { name } => {
-            users::delete(store, name).await.map_err(e)?;
-            println!("deleted {name}");
+            users::delete(store, name, now).await.map_err(e)?;
+            println!(
+                "deleted {name}; the username stays reserved and is not given to a new account"
+            );
         }
     }
     Ok(())

@@ -65,6 +65,21 @@ impl From<StoreError> for WebError {
     }
 }
 
+/// A new password could not be hashed: a full argon2 queue is a readable 503 page (try again
+/// in a moment); anything else is internal.
+impl From<crate::accounts::password::PasswordError> for WebError {
+    fn from(e: crate::accounts::password::PasswordError) -> WebError {
+        match e {
+            crate::accounts::password::PasswordError::Busy => WebError::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "doorman is busy",
+                "Too many passwords are being checked right now. Go back and send the form again in a moment.",
+            ),
+            other => WebError::Internal(format!("hashing a password: {other}")),
+        }
+    }
+}
+
 impl From<crate::keys::KeyError> for WebError {
     fn from(e: crate::keys::KeyError) -> WebError {
         WebError::Internal(format!("keys: {e}"))

@@ -425,6 +425,17 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
     let listen = config.listen;
     let store = open_store(&config).await?;
     let state = build_state(config, store, clock).await?;
+    // Before listening, so the line is out by the time /healthz answers.
+    match state.store.list_users().await {
+        Ok(users) => {
+            if let Some(line) =
+                crate::admin::rules::no_admin_yet(&users, &state.config.accounts.admin_groups)
+            {
+                tracing::warn!("{line}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not check for an admin"),
+    }
     let running = start(state.clone(), listen).await?;
     tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), config = %state.config.source, "doorman is listening");
     if state.config.clients.is_empty() {

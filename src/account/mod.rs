@@ -498,11 +498,7 @@ async fn change_password(
         tracing::warn!(target: "audit", event = "account", action = "password", user = %user.username, ip = %ip, outcome = "wrong_password");
         return refuse_with(msg, status, retry).await;
     }
-    let hash = state
-        .hasher
-        .hash(form.new_password)
-        .await
-        .map_err(|e| WebError::Internal(format!("hashing a password: {e}")))?;
+    let hash = state.hasher.hash(form.new_password).await?;
     let now = state.now();
     // Only the password column: a stale cached row must not undo a disable made meanwhile.
     state.store.set_user_password(&user.id, &hash, now).await?;

@@ -78,21 +78,24 @@ pub fn well_formed_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `path` as it may be logged: the token of an invite or reset link (`.../invite/{token}`,
-/// `.../reset/{token}`) is replaced by `{token}`, so request logs never hold a usable link.
+/// The path segments a link token follows (`{issuer path}/invite/{token}`, `.../reset/{token}`,
+/// `.../account/confirm-email/{token}`).
+const LINK_SEGMENTS: &[&str] = &["invite", "reset", "confirm-email"];
+
+/// `path` as it may be logged: whatever follows an `invite` or `reset` segment is replaced by
+/// `{token}`, whether or not it looks like a token (a percent-encoded spelling, a trailing
+/// slash or extra segments decode to the same usable token), so request logs never hold a
+/// usable link.
 pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let mut segments = path.rsplitn(2, '/');
-    let (Some(last), Some(head)) = (segments.next(), segments.next()) else {
-        return path.into();
-    };
-    let link_page = head.ends_with(INVITE_PATH)
-        || head.ends_with(RESET_PATH)
-        || head.ends_with(crate::accounts::confirm::CONFIRM_PATH);
-    if link_page && well_formed_token(last) {
-        format!("{head}/{{token}}").into()
-    } else {
-        path.into()
+    let mut at = 0;
+    for segment in path.split('/') {
+        let next = at + segment.len() + 1;
+        if LINK_SEGMENTS.contains(&segment) && next < path.len() {
+            return format!("{}{{token}}", path.get(..next).unwrap_or_default()).into();
+        }
+        at = next;
     }
+    path.into()
 }
 
 /// The digest a token is stored under.
@@ -224,6 +227,29 @@ pub async fn create_reset(
     Ok((token, link))
 }
 
+/// An invite that names an email vouches for it: if another account holds that address
+/// unverified (typed on /account, never confirmed), the address leaves that account, so an
+/// unconfirmed claim cannot keep its owner out. A verified holder keeps it (the redemption is
+/// then refused as taken).
+pub async fn free_vouched_email(
+    store: &dyn Store,
+    link: &Link,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(email) = link.email.as_deref().filter(|_| link.email_verified) else {
+        return Ok(());
+    };
+    if let Some(holder) = store.find_user_by_email(email).await? {
+        if !holder.email_verified {
+            store
+                .set_user_name_and_email(&holder.id, holder.name.as_deref(), None, false, now)
+                .await?;
+            tracing::warn!(target: "audit", event = "email_released", user = %holder.username, invite = %link.id, "an invite vouches for the unverified email of this account: the address moves to the invitee");
+        }
+    }
+    Ok(())
+}
+
 /// Why redeeming an invite made no account.
 #[derive(Debug, thiserror::Error)]
 pub enum RedeemError {
@@ -256,6 +282,10 @@ pub async fn redeem_invite(
         .take_link_use(&token_hash(token), LinkKind::Invite, now)
         .await?
         .ok_or(RedeemError::Gone)?;
+    if let Err(e) = free_vouched_email(store, &link, now).await {
+        store.give_back_link_use(&link.id).await?;
+        return Err(e.into());
+    }
     let created = users::create(
         store,
         NewUser {
@@ -328,7 +358,19 @@ mod tests {
             redact_path(&format!("/auth/reset/{token}")),
             "/auth/reset/{token}"
         );
-        assert_eq!(redact_path("/invite/short"), "/invite/short");
+        // Anything after the segment: the router decodes %-escapes, so these are the token.
+        assert_eq!(redact_path("/invite/short"), "/invite/{token}");
+        let encoded: String = token
+            .chars()
+            .map(|c| format!("%{:02X}", c as u32))
+            .collect();
+        assert_eq!(
+            redact_path(&format!("/invite/{encoded}")),
+            "/invite/{token}"
+        );
+        assert_eq!(redact_path(&format!("/reset/{token}/")), "/reset/{token}");
+        assert_eq!(redact_path("/invite/"), "/invite/");
+        assert_eq!(redact_path("/invite"), "/invite");
         assert_eq!(redact_path("/jitsi/room"), "/jitsi/room");
         assert_eq!(redact_path("/"), "/");
     }

@@ -14,6 +14,9 @@ use argon2::{Algorithm, Argon2, Params, Version};
 pub enum PasswordError {
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// The argon2 queue is full (the same bound as verifications): try again in a moment.
+    #[error("too many passwords are being hashed right now")]
+    Busy,
 }
 
 /// The argon2 queue is full: try again in a moment.
@@ -94,7 +97,15 @@ impl PasswordHasher {
         })
     }
 
+    /// Hashes a new password. It takes a place in the same bounded queue as verifications,
+    /// or answers `Busy` at once: a flood of sign-ups or password changes cannot queue argon2
+    /// work without bound. Slot and permit are held by the blocking work itself.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let slot = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| PasswordError::Busy)?;
         let permit = self
             .permits
             .clone()
@@ -103,7 +114,7 @@ impl PasswordHasher {
             .map_err(|e| PasswordError::Hash(e.to_string()))?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _held = (slot, permit);
             hash_blocking(&params, &password)
         })
         .await
@@ -217,6 +228,41 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Ok(true));
         assert_eq!(queued.await.unwrap(), Ok(true));
         assert_eq!(hasher.verify(Some(phc), "pw".into()).await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn new_passwords_wait_in_the_same_bounded_queue() {
+        let hasher = Arc::new(PasswordHasher::new(fast(), 1, 1).unwrap());
+        let permit = hasher.permits.acquire().await.unwrap();
+        let phc = hash_blocking(&fast(), "pw").unwrap();
+        // One verification waiting for the argon2 permit, one new password in the queue.
+        let waiting = {
+            let (h, phc) = (hasher.clone(), phc.clone());
+            tokio::spawn(async move { h.verify(Some(phc), "pw".into()).await })
+        };
+        while hasher.verifications() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let queued = {
+            let h = hasher.clone();
+            tokio::spawn(async move { h.hash("new password".into()).await })
+        };
+        while hasher.admitted.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // Full: a further hash and a further verification are refused at once.
+        assert!(matches!(
+            hasher.hash("another".into()).await,
+            Err(PasswordError::Busy)
+        ));
+        assert_eq!(
+            hasher.verify(Some(phc.clone()), "pw".into()).await,
+            Err(HasherBusy)
+        );
+        drop(permit);
+        assert_eq!(waiting.await.unwrap(), Ok(true));
+        let new = queued.await.unwrap().unwrap();
+        assert!(verify_blocking(&fast(), &new, "new password"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,10 @@ pub enum AccountError {
     EmailTaken(String),
     #[error("no user named {0:?}")]
     NoSuchUser(String),
+    /// The name of a deleted account: apps key accounts on `preferred_username`, so a new
+    /// account must not inherit the old one's data there.
+    #[error("that username belonged to a deleted account and is not reused")]
+    UsernameRetired(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -57,7 +61,51 @@ pub fn validate_username(name: &str) -> Result<(), AccountError> {
     }
 }
 
+/// Names a person cannot choose for themselves (on an invite page): they read as the
+/// operator's or the system's. The operator can still make them (`doorman user add`).
+const RESERVED_USERNAMES: &[&str] = &[
+    "abuse",
+    "admin",
+    "administrator",
+    "doorman",
+    "hostmaster",
+    "no-reply",
+    "noreply",
+    "null",
+    "operator",
+    "postmaster",
+    "root",
+    "security",
+    "support",
+    "system",
+    "webmaster",
+];
+
+/// A username someone picks for themselves: the rules of [`validate_username`], and none of
+/// the names that read as the operator's (compared without regard to case).
+pub fn validate_chosen_username(name: &str) -> Result<(), AccountError> {
+    validate_username(name)?;
+    if RESERVED_USERNAMES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err(AccountError::Invalid(format!(
+            "the username {name:?} is reserved: choose another"
+        )));
+    }
+    Ok(())
+}
+
+/// Emails: one `@` with something on both sides, no spaces or control characters, ASCII only.
+/// doorman compares addresses without regard to ASCII case; an address with other characters
+/// has several spellings (Unicode case and normalisation forms) that would count as different
+/// accounts, so it is refused: use its ASCII form (`xn--` for an international domain).
 pub fn validate_email(email: &str) -> Result<(), AccountError> {
+    if !email.is_ascii() {
+        return Err(AccountError::Invalid(format!(
+            "invalid email {email:?}: use the address's ASCII form (an international domain as its xn-- name)"
+        )));
+    }
     let parts: Vec<&str> = email.split('@').collect();
     let valid = email.len() <= 254
         && parts.len() == 2
@@ -107,6 +155,13 @@ pub async fn create(store: &dyn Store, new: NewUser, now: Timestamp) -> Result<U
         validate_email(e)?;
     }
     validate_groups(&new.groups)?;
+    if store
+        .username_retired(&new.username)
+        .await
+        .map_err(AccountError::Store)?
+    {
+        return Err(AccountError::UsernameRetired(new.username));
+    }
     let user = User {
         id: new_user_id(),
         username: new.username.clone(),
@@ -326,13 +381,52 @@ pub async fn unlock(store: &dyn Store, username: &str) -> Result<(User, u64), Ac
     Ok((user, cleared))
 }
 
-pub async fn delete(store: &dyn Store, username: &str) -> Result<User, AccountError> {
+/// Deletes the user: their sessions and grants end first (see [`end_sign_ins`]), then the
+/// account goes and its username stays reserved (no later account gets it).
+pub async fn delete(
+    store: &dyn Store,
+    username: &str,
+    now: Timestamp,
+) -> Result<User, AccountError> {
     let user = find(store, username).await?;
+    end_sign_ins(store, &user.id, now).await?;
     store
-        .delete_user(&user.id)
+        .retire_user(&user.id)
         .await
         .map_err(AccountError::Store)?;
     Ok(user)
+}
+
+/// An admin's change of a user's name and groups: only those columns are written (see
+/// [`set_own_name_and_email`]). An empty name is none.
+pub async fn set_name_and_groups(
+    store: &dyn Store,
+    user: &User,
+    name: Option<String>,
+    groups: Vec<String>,
+    now: Timestamp,
+) -> Result<(), AccountError> {
+    validate_groups(&groups)?;
+    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    store
+        .set_user_name_and_groups(&user.id, name.as_deref(), &groups, now)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => AccountError::NoSuchUser(user.username.clone()),
+            other => AccountError::Store(other),
+        })
+}
+
+/// Marks the user's email verified (an admin vouches for it); false if they have none.
+pub async fn mark_email_verified(
+    store: &dyn Store,
+    user: &User,
+    now: Timestamp,
+) -> Result<bool, AccountError> {
+    store
+        .mark_email_verified(&user.id, now)
+        .await
+        .map_err(AccountError::Store)
 }
 
 #[cfg(test)]
@@ -346,11 +440,28 @@ mod tests {
         for bad in ["", "-alice", "al ice", "ålice", "a/b", &"a".repeat(65)] {
             assert!(validate_username(bad).is_err(), "{bad:?}");
         }
+        assert!(
+            validate_username("admin").is_ok(),
+            "the operator may make it"
+        );
+        for reserved in ["admin", "Root", "POSTMASTER", "no-reply"] {
+            assert!(validate_chosen_username(reserved).is_err(), "{reserved:?}");
+        }
+        assert!(validate_chosen_username("adminton").is_ok());
     }
 
     #[test]
     fn emails_and_groups() {
         assert!(validate_email("a@example.com").is_ok());
+        assert!(validate_email("a@xn--bcher-kva.example").is_ok());
+        // Two spellings of one address (NFC and NFD) would be two accounts: refused.
+        for two_ways in [
+            "\u{e4}lice@example.com",
+            "a\u{308}lice@example.com",
+            "a@b\u{fc}cher.example",
+        ] {
+            assert!(validate_email(two_ways).is_err(), "{two_ways:?}");
+        }
         for bad in ["a", "@x", "a@", "a@b@c", "a b@c"] {
             assert!(validate_email(bad).is_err(), "{bad:?}");
         }

@@ -1,12 +1,17 @@
-//! The `/admin` page for members of `[accounts] admin_groups`: the Users list with its search,
-//! and disabling, enabling, unlocking and resetting the second factor of a user. Thin
-//! handlers over plain rules (`rules.rs`) and the account functions of
+//! The `/admin` pages for members of `[accounts] admin_groups`: the Users list with its
+//! search, one user's page (`user.rs`: details, name and groups, email verified, a
+//! password-reset link, delete; disable, enable, unlock, reset the second factor), Invites
+//! (`invites.rs`), every live session (`sessions.rs`) and a read-only view of the clients.
+//! Thin handlers over plain rules (`rules.rs`) and the account functions of
 //! [`crate::accounts::users`].
 //!
 //! Every form carries one CSRF token bound to this browser's cookie and to this SSO session;
 //! every change is an audit line naming the admin and the target.
 
+mod invites;
 pub mod rules;
+mod sessions;
+mod user;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -31,6 +36,16 @@ pub mod paths {
     pub const ENABLE: &str = "/admin/users/{id}/enable";
     pub const UNLOCK: &str = "/admin/users/{id}/unlock";
     pub const RESET_FACTOR: &str = "/admin/users/{id}/reset-2fa";
+    pub const USER: &str = "/admin/users/{id}";
+    pub const PROFILE: &str = "/admin/users/{id}/profile";
+    pub const VERIFY_EMAIL: &str = "/admin/users/{id}/verify-email";
+    pub const RESET_LINK: &str = "/admin/users/{id}/reset-link";
+    pub const DELETE: &str = "/admin/users/{id}/delete";
+    pub const INVITES: &str = "/admin/invites";
+    pub const REVOKE_INVITE: &str = "/admin/invites/{id}/revoke";
+    pub const SESSIONS: &str = "/admin/sessions";
+    pub const REVOKE_SESSION: &str = "/admin/sessions/revoke";
+    pub const CLIENTS: &str = "/admin/clients";
 }
 
 pub fn routes() -> Router<AppState> {
@@ -40,6 +55,16 @@ pub fn routes() -> Router<AppState> {
         .route(paths::ENABLE, post(enable))
         .route(paths::UNLOCK, post(unlock))
         .route(paths::RESET_FACTOR, post(reset_factor))
+        .route(paths::USER, get(user::page))
+        .route(paths::PROFILE, post(user::profile))
+        .route(paths::VERIFY_EMAIL, post(user::verify_email))
+        .route(paths::RESET_LINK, post(user::reset_link))
+        .route(paths::DELETE, get(user::confirm_delete).post(user::delete))
+        .route(paths::INVITES, get(invites::page).post(invites::create))
+        .route(paths::REVOKE_INVITE, post(invites::revoke))
+        .route(paths::SESSIONS, get(sessions::page))
+        .route(paths::REVOKE_SESSION, post(sessions::revoke))
+        .route(paths::CLIENTS, get(sessions::clients))
 }
 
 /// The area of the page's session-bound form tokens (`web::session_form_token`).
@@ -77,6 +102,59 @@ fn no_such_user() -> WebError {
     )
 }
 
+/// The signed-in admin of a GET page at `here` (a path), or the answer to give instead: the
+/// landing page (then back to `here`) when signed out. A non-admin gets the 403 page.
+async fn page_admin(
+    state: &AppState,
+    cookies: &Cookies,
+    ip: IpAddr,
+    live: Option<(Session, User)>,
+    here: &str,
+) -> Result<Result<(Session, User), Response>, WebError> {
+    let Some((session, user)) = live else {
+        let here = state.url(here);
+        return crate::login::begin(state, cookies, ip, Purpose::Continue { url: Some(here) })
+            .await
+            .map(Err);
+    };
+    if !rules::is_admin(&user, &state.config.accounts.admin_groups) {
+        tracing::warn!(target: "audit", event = "admin", action = "page", user = %user.username, ip = %ip, outcome = "forbidden");
+        return Err(forbidden());
+    }
+    Ok(Ok((session, user)))
+}
+
+/// Renders an admin page: `template` with `ctx` plus what every admin page has (`base`,
+/// `csrf`, `admin`, `section` for the navigation). Never cached (a link shown once stays
+/// on that one answer).
+fn render_page(
+    state: &AppState,
+    cookies: &Cookies,
+    (session, admin): (&Session, &User),
+    section: &str,
+    template: &str,
+    status: StatusCode,
+    ctx: serde_json::Value,
+) -> Response {
+    let browser = Browser::of(state, cookies);
+    let csrf = crate::web::session_form_token(state, AREA, session, &browser.value);
+    let mut ctx = ctx;
+    if let Some(map) = ctx.as_object_mut() {
+        map.insert("base".into(), state.issuer().into());
+        map.insert("csrf".into(), csrf.into());
+        map.insert("admin".into(), admin.username.clone().into());
+        map.insert("section".into(), section.into());
+    }
+    let html = state.templates.render(template, ctx);
+    let mut resp = crate::web::html(status, html);
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    browser.keep(state, &mut resp);
+    resp
+}
+
 /// The signed-in admin of a form POST whose CSRF token is this browser's and this session's.
 fn authorised(
     state: &AppState,
@@ -99,8 +177,22 @@ fn done(state: &AppState, what: &str) -> Response {
     Redirect::to(&format!("{}?done={what}", state.url(paths::ADMIN))).into_response()
 }
 
+/// Where a change on one user's page lands: that page again, with a fixed sentence.
+fn done_user(state: &AppState, id: &str, what: &str) -> Response {
+    Redirect::to(&format!(
+        "{}/users/{id}?done={what}",
+        state.url(paths::ADMIN)
+    ))
+    .into_response()
+}
+
 fn notice(done: &str) -> Option<&'static str> {
     Some(match done {
+        "deleted" => "The user was deleted: their sessions and applications were signed out, and their username is not given to anyone else.",
+        "profile" => "The name and groups were saved.",
+        "email-verified" => "The email address is marked verified.",
+        "invite-revoked" => "The invite was revoked: its link no longer works.",
+        "session-revoked" => "The session was signed out, with the applications signed in through it.",
         "disabled" => "The user was disabled: their sessions and applications were signed out.",
         "enabled" => "The user was enabled again.",
         "unlocked" => "The user's sign-in lockout was lifted.",
@@ -147,8 +239,6 @@ async fn render(
         StatusCode::OK
     };
     let now = state.now();
-    let browser = Browser::of(state, cookies);
-    let csrf = crate::web::session_form_token(state, AREA, session, &browser.value);
     let all = state.store.list_users().await?;
     let factors: HashSet<String> = state
         .store
@@ -171,22 +261,21 @@ async fn render(
             locked: locked(state, u, now).await?,
         });
     }
-    let html = state.templates.render(
+    Ok(render_page(
+        state,
+        cookies,
+        (session, admin),
+        "users",
         "admin.html",
+        status,
         serde_json::json!({
-            "base": state.issuer(),
-            "csrf": csrf,
             "notice": notice,
             "error": error,
-            "admin": admin.username,
             "q": q.trim(),
             "total": all.len(),
             "users": views,
         }),
-    );
-    let mut resp = crate::web::html(status, html);
-    browser.keep(state, &mut resp);
-    Ok(resp)
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,15 +295,10 @@ async fn page(
     SignedIn(live): SignedIn,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
-    let Some((session, user)) = live else {
-        let here = state.url(paths::ADMIN);
-        return crate::login::begin(&state, &cookies, ip, Purpose::Continue { url: Some(here) })
-            .await;
+    let (session, user) = match page_admin(&state, &cookies, ip, live, paths::ADMIN).await? {
+        Ok(admin) => admin,
+        Err(landing) => return Ok(landing),
     };
-    if !rules::is_admin(&user, &state.config.accounts.admin_groups) {
-        tracing::warn!(target: "audit", event = "admin", action = "page", user = %user.username, ip = %ip, outcome = "forbidden");
-        return Err(forbidden());
-    }
     render(
         &state,
         &cookies,
@@ -231,6 +315,18 @@ async fn page(
 struct ActionForm {
     #[serde(default)]
     csrf: String,
+    /// "user": the form is on the user's own page, and the answer goes back there.
+    #[serde(default)]
+    from: String,
+}
+
+/// Where an action lands: the user's page when it was posted from there, else the list.
+fn landed(state: &AppState, form: &ActionForm, user: &User, what: &str) -> Response {
+    if form.from == "user" {
+        done_user(state, &user.id, what)
+    } else {
+        done(state, what)
+    }
 }
 
 /// The admin of a checked POST and the user it is about.
@@ -269,8 +365,20 @@ async fn disable(
 ) -> Result<Response, WebError> {
     let (session, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
     let all = state.store.list_users().await?;
-    if let Err(refusal) = rules::may_disable(&user, &all, &state.config.accounts.admin_groups) {
+    let admins = &state.config.accounts.admin_groups;
+    if let Err(refusal) = rules::may_change(&user, rules::Change::Disable, &all, admins) {
         tracing::warn!(target: "audit", event = "admin", action = "disable", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused", reason = %refusal);
+        if form.from == "user" {
+            return user::render(
+                &state,
+                &cookies,
+                (&session, &admin),
+                &user,
+                None,
+                Some((StatusCode::CONFLICT, refusal.to_string())),
+            )
+            .await;
+        }
         return render(
             &state,
             &cookies,
@@ -286,7 +394,7 @@ async fn disable(
         .await
         .map_err(account_error)?;
     tracing::info!(target: "audit", event = "admin", action = "disable", user = %admin.username, target = %user.username, ip = %ip, sessions = ended.sessions, grants = ended.grants, outcome = "success");
-    Ok(done(&state, "disabled"))
+    Ok(landed(&state, &form, &user, "disabled"))
 }
 
 /// POST /admin/users/{id}/enable.
@@ -303,7 +411,7 @@ async fn enable(
         .await
         .map_err(account_error)?;
     audit("enable", &admin, &user, ip);
-    Ok(done(&state, "enabled"))
+    Ok(landed(&state, &form, &user, "enabled"))
 }
 
 /// POST /admin/users/{id}/unlock: lifts every sign-in lockout of the account.
@@ -320,7 +428,7 @@ async fn unlock(
         .await
         .map_err(account_error)?;
     audit("unlock", &admin, &user, ip);
-    Ok(done(&state, "unlocked"))
+    Ok(landed(&state, &form, &user, "unlocked"))
 }
 
 /// POST /admin/users/{id}/reset-2fa: removes the user's TOTP and recovery codes and ends
@@ -338,5 +446,5 @@ async fn reset_factor(
         .await
         .map_err(account_error)?;
     audit("reset_second_factor", &admin, &user, ip);
-    Ok(done(&state, "second-factor"))
+    Ok(landed(&state, &form, &user, "second-factor"))
 }

@@ -33,6 +33,8 @@ pub fn render(
         "traefik" => Ok(proxies::traefik(config, remote)),
         "apache" => proxies::apache(config, client),
         "cloudflare" => Ok(proxies::cloudflare(config)),
+        // The apps, one a line (the /admin Clients page points here).
+        "list" => Ok(format!("{}\n", APPS.join("\n"))),
         other => Err(format!("unknown app {other:?}; known: {}", APPS.join(", "))),
     }
 }

@@ -3,11 +3,12 @@
 //! and signs the browser in. Thin handlers: the link rules are `accounts::links`, the username
 //! rules `accounts::users`, the password rules `accounts::password_policy`.
 //!
-//! Not here: linking a Plex account instead of setting a password.
+//! With Plex sign-in on, `POST /invite/{token}/plex` takes the invitee to Plex instead: the
+//! account is made when the PIN is approved (`login::plex`, `PlexService::join_by_invite`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
@@ -25,12 +26,16 @@ use crate::web::{Browser, ClientInfo, ClientIp, Cookies};
 pub mod paths {
     /// The invite page; the whole last segment is the token.
     pub const INVITE: &str = "/invite/{token}";
+    /// "Use my Plex account": the invitee links Plex instead of setting a password.
+    pub const INVITE_PLEX: &str = "/invite/{token}/plex";
     /// Where an invited account lands without an `rd`.
     pub const ACCOUNT: &str = "/account";
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(paths::INVITE, get(page).post(submit))
+    Router::new()
+        .route(paths::INVITE, get(page).post(submit))
+        .route(paths::INVITE_PLEX, axum::routing::post(with_plex))
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +64,7 @@ struct FormPage<'a> {
     email: Option<&'a str>,
     min_length: usize,
     error: Option<&'a str>,
+    plex_action: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -141,12 +147,27 @@ struct View<'a> {
     error: Option<&'a str>,
 }
 
+/// Whether invitees may link a Plex account instead of setting a password.
+fn plex_offered(state: &AppState) -> bool {
+    state.plex.is_some()
+        && state
+            .config
+            .login
+            .methods
+            .contains(&crate::config::LoginMethod::Plex)
+}
+
 fn render_form(state: &AppState, view: &View<'_>, status: StatusCode) -> Response {
-    let mut action = format!("{}/invite/{}", state.issuer(), view.token);
-    if let Some(rd) = safe_rd(state, view.rd) {
-        action.push_str("?rd=");
-        action.extend(url::form_urlencoded::byte_serialize(rd.as_bytes()));
-    }
+    let rd_query = safe_rd(state, view.rd)
+        .map(|rd| {
+            let mut q = String::from("?rd=");
+            q.extend(url::form_urlencoded::byte_serialize(rd.as_bytes()));
+            q
+        })
+        .unwrap_or_default();
+    let action = format!("{}/invite/{}{rd_query}", state.issuer(), view.token);
+    let plex_action = plex_offered(state)
+        .then(|| format!("{}/invite/{}/plex{rd_query}", state.issuer(), view.token));
     let csrf = state
         .csrf
         .token(&csrf_purpose(&view.link.token_hash), view.browser);
@@ -160,6 +181,7 @@ fn render_form(state: &AppState, view: &View<'_>, status: StatusCode) -> Respons
             email: view.link.email.as_deref(),
             min_length: state.config.accounts.min_password_length,
             error: view.error,
+            plex_action,
         },
     );
     crate::web::html(status, html)
@@ -223,7 +245,7 @@ async fn submit(
         return Err(forged());
     }
     let username = form.username.trim();
-    let again = |error: &str| {
+    let again_with = |error: &str, status: StatusCode| {
         let view = View {
             token: &token,
             link: &link,
@@ -232,13 +254,32 @@ async fn submit(
             username,
             error: Some(error),
         };
-        Ok(render_form(&state, &view, StatusCode::BAD_REQUEST))
+        Ok(render_form(&state, &view, status))
     };
-    if let Err(e) = users::validate_username(username) {
+    let again = |error: &str| again_with(error, StatusCode::BAD_REQUEST);
+    if let Err(e) = users::validate_chosen_username(username) {
         return again(&e.to_string());
     }
+    // "That name is taken" tells which usernames exist: each such answer counts against the
+    // IP like a wrong password (reserved first, so a parallel burst cannot overrun it).
+    let attempt = match state.limiter.attempt(ip, &*state.clock).await {
+        Ok(a) => a,
+        Err(limited) => {
+            let mut resp = again_with(
+                &crate::signin::password::limited_text(&limited),
+                StatusCode::TOO_MANY_REQUESTS,
+            )?;
+            crate::login::set_retry_after(&mut resp, limited.retry_after);
+            return Ok(resp);
+        }
+    };
     if state.store.find_user_by_username(username).await?.is_some() {
+        attempt.failed(state.clock.now_ms());
         return again(&taken(username));
+    }
+    if state.store.username_retired(username).await? {
+        attempt.failed(state.clock.now_ms());
+        return again(&AccountError::UsernameRetired(username.to_string()).to_string());
     }
     if let Err(e) = password_policy::check(
         &form.password,
@@ -251,11 +292,7 @@ async fn submit(
     if form.password != form.password_confirm {
         return again("The two passwords differ. Type the same password twice.");
     }
-    let hash = state
-        .hasher
-        .hash(form.password)
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let hash = state.hasher.hash(form.password).await?;
     let now = state.now();
     let user = match links::redeem_invite(&*state.store, &token, username, hash, now).await {
         Ok((user, _)) => user,
@@ -267,6 +304,7 @@ async fn submit(
             });
         }
         Err(RedeemError::Account(AccountError::UsernameTaken(_))) => {
+            attempt.failed(state.clock.now_ms());
             return again(&taken(username));
         }
         Err(RedeemError::Account(AccountError::EmailTaken(_))) => {
@@ -281,6 +319,7 @@ async fn submit(
         }
         Err(RedeemError::Account(other)) => return again(&other.to_string()),
     };
+    attempt.succeeded(state.clock.now_ms());
     tracing::info!(target: "audit", event = "invite_redeemed", invite = %link.id, user = %user.username, groups = %user.groups.join(","), ip = %ip, outcome = "success");
 
     let names = CookieNames::of(&state.config);
@@ -339,6 +378,70 @@ async fn submit(
         crate::web::append_cookie(&mut resp, c);
     }
     Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PlexForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// POST /invite/{token}/plex: a sign-in flow that makes the account from this invite once the
+/// invitee approves a Plex PIN, and the browser goes to Plex. The invite's use is taken only
+/// then, so an abandoned attempt costs nothing.
+async fn with_plex(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    cookies: Cookies,
+    Path(token): Path<String>,
+    Query(q): Query<InviteQuery>,
+    Form(form): Form<PlexForm>,
+) -> Result<Response, WebError> {
+    if !plex_offered(&state) {
+        return Err(WebError::page(
+            StatusCode::NOT_FOUND,
+            "Sign in with Plex is not enabled",
+            "Pick a username and a password on the invite page instead.",
+        ));
+    }
+    let link = match usable(&state, &token).await? {
+        Ok(link) => link,
+        Err(page) => return Ok(page),
+    };
+    let browser = Browser::of(&state, &cookies);
+    if browser.fresh
+        || !state
+            .csrf
+            .verify(&csrf_purpose(&link.token_hash), &browser.value, &form.csrf)
+    {
+        tracing::warn!(target: "audit", event = "invite_redeemed", invite = %link.id, ip = %ip, method = "plex", outcome = "csrf_refused");
+        return Err(forged());
+    }
+    let continue_url = safe_rd(&state, q.rd.as_deref())
+        .map(str::to_string)
+        .unwrap_or_else(|| state.url(paths::ACCOUNT));
+    let flow_state = crate::signin::FlowState {
+        purpose: crate::signin::Purpose::Continue {
+            url: Some(continue_url),
+        },
+        step: crate::signin::Step::PlexInvite {
+            link: to_hex(&link.token_hash),
+        },
+    };
+    let now = state.now();
+    let (flow_id, flow) = crate::signin::new_flow(&flow_state, &browser.value, now);
+    if let Err(limited) = state.limiter.open_flow(ip, flow.id_hash, state.now_ms()) {
+        let mut resp = WebError::page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            "Too many sign-in pages were opened from this address. Wait a minute and try again.",
+        )
+        .into_response();
+        crate::login::set_retry_after(&mut resp, limited.retry_after);
+        return Ok(resp);
+    }
+    state.store.put_flow(&flow).await?;
+    crate::login::plex::redirect_to_plex(&state, ip, &flow, &flow_id).await
 }
 
 fn taken(username: &str) -> String {

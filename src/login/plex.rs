@@ -22,9 +22,9 @@ use super::{
 };
 use crate::config::{LoginMethod, PlexMode};
 use crate::error::WebError;
-use crate::plex::{auth_app_url_for, PlexError, SignInError};
+use crate::plex::{auth_app_url_for, JoinError, PlexError, SignInError};
 use crate::session::CookieNames;
-use crate::signin::Purpose;
+use crate::signin::{FlowState, Step};
 use crate::state::AppState;
 use crate::store::{Flow, PlexPin};
 use crate::web::{ClientInfo, ClientIp, Cookies, Transport};
@@ -211,9 +211,10 @@ async fn poll_once(
     state: &AppState,
     cookies: &Cookies,
     flow: &Flow,
-    purpose: &Purpose,
+    flow_state: &FlowState,
     meta: &crate::session::SessionMeta,
 ) -> Result<Poll, WebError> {
+    let purpose = &flow_state.purpose;
     let plex = plex_enabled(state)?;
     let Some(pin) = state.store.get_plex_pin(&flow.id_hash).await? else {
         return Ok(Poll::Failed(
@@ -269,6 +270,12 @@ async fn poll_once(
             return Ok(Poll::Pending(Some(UNAVAILABLE)));
         }
     };
+    if let Step::PlexInvite { link } = &flow_state.step {
+        return join_by_invite(
+            state, cookies, flow, flow_state, meta, &token, link, pin.pin_id,
+        )
+        .await;
+    }
     let user = match plex.sign_in(&token, now).await {
         Ok(user) => user,
         Err(SignInError::Denied { username }) => {
@@ -316,6 +323,70 @@ async fn poll_once(
     })
 }
 
+/// The PIN of an invitee's flow was approved: make the account from the invite and sign in.
+#[allow(clippy::too_many_arguments)]
+async fn join_by_invite(
+    state: &AppState,
+    cookies: &Cookies,
+    flow: &Flow,
+    flow_state: &FlowState,
+    meta: &crate::session::SessionMeta,
+    token: &str,
+    link: &str,
+    pin_id: i64,
+) -> Result<Poll, WebError> {
+    let plex = plex_enabled(state)?;
+    let Some(link_hash) = crate::secrets::from_hex(link) else {
+        return Ok(Poll::Failed("This invite link is not valid."));
+    };
+    let now = state.now();
+    let joined = plex.join_by_invite(token, &link_hash, now).await;
+    if !matches!(joined, Err(JoinError::Plex(_))) {
+        state.store.delete_plex_pin(&flow.id_hash, pin_id).await?;
+    }
+    let user = match joined {
+        Ok(user) => user,
+        Err(JoinError::Plex(e)) => {
+            tracing::warn!(error = %e, "plex.tv failed while finishing an invite");
+            return Ok(Poll::Pending(Some(UNAVAILABLE)));
+        }
+        Err(JoinError::AlreadyLinked { username }) => {
+            tracing::warn!(target: "audit", event = "invite_redeemed", method = "plex", user = %username, outcome = "already_linked");
+            return Ok(Poll::Failed(
+                "This Plex account already has an account here. Sign in with Plex instead; the invite was not used.",
+            ));
+        }
+        Err(JoinError::Gone) => {
+            return Ok(Poll::Failed(
+                "This invite can no longer be used: it expired, was used up or was withdrawn. Ask the person who invited you for a new one.",
+            ))
+        }
+        Err(JoinError::EmailTaken) => {
+            return Ok(Poll::Failed(
+                "Another account has the email address this invite is for. Ask the person who invited you.",
+            ))
+        }
+        Err(JoinError::Revoked) => {
+            return Ok(Poll::Failed(
+                "Plex did not accept this sign-in. Please try again.",
+            ))
+        }
+        Err(JoinError::NoUsername) => {
+            return Ok(Poll::Failed(
+                "No free username could be made from this Plex account. Ask the person who invited you.",
+            ))
+        }
+        Err(JoinError::Store(e)) => return Err(e.into()),
+    };
+    let amr = vec![crate::plex::AMR.to_string()];
+    let (set, redirect) =
+        signed_in(state, cookies, flow, &flow_state.purpose, &user, amr, meta).await?;
+    Ok(Poll::Done {
+        cookies: set,
+        redirect,
+    })
+}
+
 /// POST /login/plex/poll: the landing page asks about once a second.
 async fn poll(
     State(state): State<AppState>,
@@ -327,7 +398,7 @@ async fn poll(
     let result = async {
         let (flow, purpose, _) =
             load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
-        poll_once(&state, &cookies, &flow, &purpose.purpose, &meta).await
+        poll_once(&state, &cookies, &flow, &purpose, &meta).await
     }
     .await;
     match result {
@@ -462,12 +533,21 @@ async fn plex_return(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(POLL_EVERY_MS as u64)).await;
         }
-        outcome = poll_once(&state, &cookies, &flow, &purpose.purpose, &meta).await?;
+        outcome = poll_once(&state, &cookies, &flow, &purpose, &meta).await?;
         if !matches!(outcome, Poll::Pending(_)) {
             break;
         }
     }
+    let invite = matches!(purpose.step, Step::PlexInvite { .. });
     let page = |message: &str, status| {
+        if invite {
+            // No landing page for an invitee: the message, and back to the invite link.
+            let html = state.templates.render(
+                "message.html",
+                json!({"base": state.issuer(), "title": "Your Plex account was not linked", "message": message}),
+            );
+            return crate::web::html(status, html);
+        }
         let view = LoginView {
             purpose: &purpose.purpose,
             flow_id: &flow_id,

@@ -282,17 +282,11 @@ async fn submit(
     let hash = match state.hasher.hash(form.password).await {
         Ok(hash) => hash,
         Err(e) => {
+            // The link stays usable: a full argon2 queue is a 503 page (try again), anything
+            // else internal.
             state.store.give_back_link_use(&taken.id).await?;
-            tracing::warn!(ip = %ip, error = %e, "password reset refused: the password could not be hashed now (503)");
-            let mut resp = message(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "doorman is busy",
-                "doorman is busy checking other passwords. Try again in a moment: your link still works.",
-                None,
-            );
-            crate::login::set_retry_after(&mut resp, 2);
-            return Ok(resp);
+            tracing::warn!(ip = %ip, error = %e, "password reset not done: the new password could not be hashed");
+            return Err(e.into());
         }
     };
     let (user, ended) = users::set_password_hash(&*state.store, &user.username, hash, now)

@@ -190,7 +190,7 @@ async fn flow_user(state: &AppState, step: &Step) -> Result<User, WebError> {
     }
     let proof = match step {
         Step::SecondFactor { proof, .. } | Step::Enrol { proof, .. } => Some(proof),
-        Step::FirstFactor | Step::Done { .. } => None,
+        Step::FirstFactor | Step::Done { .. } | Step::PlexInvite { .. } => None,
     };
     if let Some(proof) = proof {
         if !proof.holds(&*state.store, &user, state.now()).await? {

@@ -76,6 +76,28 @@ pub enum SignInError {
     Store(#[from] StoreError),
 }
 
+/// Why an invitee's Plex account made no account.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// This Plex account is already linked to `username`: it signs in with Plex.
+    #[error("the Plex account is already linked to {username}")]
+    AlreadyLinked { username: String },
+    /// Expired, used up, revoked or unknown by now.
+    #[error("the invite can no longer be used")]
+    Gone,
+    /// The invite's email belongs to another account.
+    #[error("the invite's email belongs to another account")]
+    EmailTaken,
+    #[error("plex.tv did not accept the sign-in")]
+    Revoked,
+    #[error("no free username for this Plex account")]
+    NoUsername,
+    #[error(transparent)]
+    Plex(PlexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A Plex username made into a doorman username: letters, digits, `.`, `_`, `-`.
 pub fn username_from(plex: &PlexUser) -> String {
     let raw = plex
@@ -157,12 +179,14 @@ impl PlexService {
             .filter(|s| !s.is_empty())
             .or(plex.title.clone())
             .unwrap_or_default();
-        if !access.allowed {
-            if let Some(mut ident) = self
-                .store
-                .get_identity(PROVIDER, &plex.id.to_string())
-                .await?
-            {
+        let existing = self
+            .store
+            .get_identity(PROVIDER, &plex.id.to_string())
+            .await?;
+        // An account made from an invite is let in by the invite, shared server or not.
+        let by_invite = existing.as_ref().is_some_and(|e| e.by_invite);
+        if !access.allowed && !by_invite {
+            if let Some(mut ident) = existing {
                 ident.allowed = false;
                 ident.checked_at = Some(now);
                 ident.updated_at = now;
@@ -172,14 +196,10 @@ impl PlexService {
                 username: format!("{plex_name} (Plex id {})", plex.id),
             });
         }
-        let user = self.provision(&plex, &access, now).await?;
+        let user = self.provision(&plex, &access, by_invite, now).await?;
         if user.disabled {
             return Err(SignInError::Disabled);
         }
-        let existing = self
-            .store
-            .get_identity(PROVIDER, &plex.id.to_string())
-            .await?;
         self.store
             .put_identity(&Identity {
                 provider: PROVIDER.into(),
@@ -192,18 +212,153 @@ impl PlexService {
                 checked_at: Some(now),
                 created_at: existing.map(|e| e.created_at).unwrap_or(now),
                 updated_at: now,
+                by_invite,
             })
             .await?;
         Ok(user)
     }
 
+    /// An invitee approved a PIN on the invite page with `token`: makes their account from
+    /// the invite whose token digest is `link_hash` (one use taken atomically, given back if
+    /// the account cannot be made) and links the Plex account to it. The account gets the
+    /// invite's groups (and the groups every Plex user gets), the invite's email (verified when
+    /// the invite named it) or else the email Plex confirmed if nobody has it, and a username
+    /// from Plex. The invite is its access: no server share is needed, now or later. A Plex
+    /// account already linked here is refused (it signs in with Plex instead).
+    pub async fn join_by_invite(
+        &self,
+        token: &str,
+        link_hash: &crate::store::Hash,
+        now: Timestamp,
+    ) -> Result<User, JoinError> {
+        let plex = match self.client.user(token).await {
+            Ok(u) => u,
+            Err(PlexError::Unauthorized) => return Err(JoinError::Revoked),
+            Err(e) => return Err(JoinError::Plex(e)),
+        };
+        let subject = plex.id.to_string();
+        if let Some(ident) = self.store.get_identity(PROVIDER, &subject).await? {
+            let username = self
+                .store
+                .get_user(&ident.user_id)
+                .await?
+                .map(|u| u.username)
+                .unwrap_or_default();
+            return Err(JoinError::AlreadyLinked { username });
+        }
+        let link = self
+            .store
+            .take_link_use(link_hash, crate::store::LinkKind::Invite, now)
+            .await?
+            .ok_or(JoinError::Gone)?;
+        let made = match crate::accounts::links::free_vouched_email(&*self.store, &link, now).await
+        {
+            Ok(()) => self.make_invited(&plex, &link, now).await,
+            Err(e) => Err(e.into()),
+        };
+        let user = match made {
+            Ok(user) => user,
+            Err(e) => {
+                self.store.give_back_link_use(&link.id).await?;
+                return Err(e);
+            }
+        };
+        self.store
+            .put_identity(&Identity {
+                provider: PROVIDER.into(),
+                subject,
+                user_id: user.id.clone(),
+                token: self.seal(token),
+                server_token: None,
+                owner: false,
+                allowed: true,
+                checked_at: Some(now),
+                created_at: now,
+                updated_at: now,
+                by_invite: true,
+            })
+            .await?;
+        tracing::info!(target: "audit", event = "invite_redeemed", invite = %link.id, user = %user.username, method = "plex", plex_id = plex.id, groups = %user.groups.join(","), outcome = "success");
+        Ok(user)
+    }
+
+    async fn make_invited(
+        &self,
+        plex: &PlexUser,
+        link: &crate::store::Link,
+        now: Timestamp,
+    ) -> Result<User, JoinError> {
+        use crate::accounts::users::{self, AccountError, NewUser};
+        let mut groups = link.groups.clone();
+        for g in &self.config.groups {
+            if !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+        // The invite's email; else the one Plex confirmed, unless another account has it.
+        let (mut email, email_verified) = match &link.email {
+            Some(e) => (Some(e.clone()), link.email_verified),
+            None => {
+                let confirmed = plex
+                    .email
+                    .clone()
+                    .filter(|e| !e.trim().is_empty() && users::validate_email(e).is_ok())
+                    .filter(|_| plex.confirmed.unwrap_or(false));
+                let free = match &confirmed {
+                    Some(e) => self.store.find_user_by_email(e).await?.is_none(),
+                    None => false,
+                };
+                (confirmed.filter(|_| free), free)
+            }
+        };
+        let name = plex
+            .friendly_name
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .or(plex.title.clone());
+        let base = username_from(plex);
+        for n in 1..=50u32 {
+            let candidate = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            if users::validate_chosen_username(&candidate).is_err() {
+                continue;
+            }
+            let new = NewUser {
+                username: candidate,
+                email: email.clone(),
+                email_verified: email_verified && email.is_some(),
+                name: name.clone(),
+                groups: groups.clone(),
+                password_hash: None,
+            };
+            match users::create(&*self.store, new, now).await {
+                Ok(user) => return Ok(user),
+                Err(AccountError::UsernameTaken(_)) => continue,
+                Err(AccountError::EmailTaken(_)) if link.email.is_none() => {
+                    // Plex's email was taken meanwhile: leave it off.
+                    email = None;
+                    continue;
+                }
+                Err(AccountError::EmailTaken(_)) => return Err(JoinError::EmailTaken),
+                Err(AccountError::Store(e)) => return Err(e.into()),
+                Err(_) => continue,
+            }
+        }
+        Err(JoinError::NoUsername)
+    }
+
     /// Creates the user on first sign-in (username from Plex, made unique, fixed from then
     /// on) or refreshes name, email, picture and groups. Keyed on the Plex id, never on email;
     /// an email owned by another user, or one Plex has not confirmed, is left out, never merged.
+    /// An account made from an invite (`by_invite`) keeps the email the invite gave it.
     async fn provision(
         &self,
         plex: &PlexUser,
         access: &Access,
+        by_invite: bool,
         now: Timestamp,
     ) -> Result<User, SignInError> {
         // Only an email Plex has confirmed becomes the account's: an unconfirmed one may be
@@ -248,8 +403,10 @@ impl PlexService {
         let email_verified = email.is_some();
         if let Some(mut user) = linked {
             user.name = name;
-            user.email = email;
-            user.email_verified = email_verified;
+            if !(by_invite && user.email.is_some()) {
+                user.email = email;
+                user.email_verified = email_verified;
+            }
             user.picture = picture;
             for g in groups {
                 if !user.groups.contains(&g) {
@@ -346,6 +503,10 @@ impl PlexService {
         };
         if !ident.allowed {
             return Ok(false);
+        }
+        if ident.by_invite {
+            // Let in by its invite: no share to re-check (the operator disables it instead).
+            return Ok(true);
         }
         let checked = ident.checked_at.unwrap_or(0);
         let after = secs(self.config.recheck_after);

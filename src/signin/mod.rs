@@ -86,13 +86,17 @@ pub enum Step {
     },
     /// Signed in (the session exists); the flow waits for "Continue" (after the recovery codes).
     Done { user_id: String },
+    /// An invitee links a Plex account instead of setting a password: when the PIN is
+    /// approved, the account is made from the invite whose token digest is `link` (hex), not
+    /// looked up. No password is accepted in this flow.
+    PlexInvite { link: String },
 }
 
 impl Step {
     /// The user a later step belongs to.
     pub fn user_id(&self) -> Option<&str> {
         match self {
-            Step::FirstFactor => None,
+            Step::FirstFactor | Step::PlexInvite { .. } => None,
             Step::SecondFactor { user_id, .. }
             | Step::Enrol { user_id, .. }
             | Step::Done { user_id } => Some(user_id),

@@ -602,6 +602,50 @@ impl Store for CachedStore {
         self.inner.revoke_link(id, now).await
     }
 
+    // ---- /admin ----
+
+    async fn set_user_name_and_groups(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        groups: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.users.invalidate(id);
+        let result = self
+            .inner
+            .set_user_name_and_groups(id, name, groups, now)
+            .await;
+        self.users.invalidate(id);
+        result
+    }
+
+    async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        self.users.invalidate(id);
+        let result = self.inner.mark_email_verified(id, now).await;
+        self.users.invalidate(id);
+        self.users_by_email.invalidate_all();
+        result
+    }
+
+    async fn list_sessions(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Session>> {
+        self.inner.list_sessions(now, limit).await
+    }
+
+    async fn retire_user(&self, id: &str) -> StoreResult<()> {
+        let result = self.inner.retire_user(id).await;
+        // As `delete_user`.
+        self.users.invalidate(id);
+        self.users_by_email.invalidate_all();
+        self.sessions.invalidate_all();
+        self.revoked_users.insert(id.to_string(), ());
+        result
+    }
+
+    async fn username_retired(&self, username: &str) -> StoreResult<bool> {
+        self.inner.username_retired(username).await
+    }
+
     async fn create_link_limited(
         &self,
         link: &super::Link,

@@ -210,6 +210,9 @@ pub struct Identity {
     pub checked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Linked on an invite page: the invite, not a share of the configured servers, lets the
+    /// account in, so its access is not re-checked with the provider.
+    pub by_invite: bool,
 }
 
 /// The plex.tv PIN of a pending sign-in, bound to its flow and browser.
@@ -624,6 +627,26 @@ pub trait Store: Send + Sync + 'static {
     async fn list_links(&self, kind: LinkKind, now: Timestamp) -> StoreResult<Vec<Link>>;
     /// Revokes the unexpired link `id`; false if there is no such live link.
     async fn revoke_link(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    // ---- /admin: a profile edit, every session, retired usernames ----
+    /// Sets the name and groups of user `id`: only those columns (and `updated_at`), so a
+    /// change made meanwhile elsewhere (disabled, a new password) is never undone.
+    async fn set_user_name_and_groups(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        groups: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Marks the email of user `id` verified; false if the user has no email.
+    async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Every user's live SSO sessions (`now < expires_at`), newest first, at most `limit`.
+    async fn list_sessions(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Session>>;
+    /// Deletes user `id` as `delete_user` does and, in the same transaction, keeps the
+    /// username (lower-cased) as retired: `create_user` refuses it from then on (as
+    /// `Conflict { field: "username" }`). How accounts are deleted (`users::delete`).
+    async fn retire_user(&self, id: &str) -> StoreResult<()>;
+    /// Whether `username` (case-insensitively) belonged to an account `retire_user` deleted.
+    async fn username_retired(&self, username: &str) -> StoreResult<bool>;
 
     // ---- mail ----
     /// Stores `link` only if fewer than `max` links of its kind for its `user_id` were created

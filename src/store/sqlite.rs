@@ -49,6 +49,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_second_factor.sql"),
     include_str!("migrations/0007_session_details.sql"),
     include_str!("migrations/0008_links.sql"),
+    include_str!("migrations/0009_invited_identities.sql"),
+    include_str!("migrations/0010_retired_usernames.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -405,7 +407,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 macro_rules! identity_cols {
     () => {
         "provider, subject, user_id, token, server_token, owner, allowed, checked_at, created_at, \
-         updated_at"
+         updated_at, by_invite"
     };
 }
 
@@ -421,6 +423,7 @@ fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<Identity> {
         checked_at: row.get(7)?,
         created_at: row.get(8)?,
         updated_at: row.get(9)?,
+        by_invite: row.get(10)?,
     })
 }
 
@@ -763,11 +766,14 @@ impl Store for SqliteStore {
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         let u = user.clone();
+        // A retired username (a deleted account's) is refused like a taken one, in the same
+        // statement: nothing is inserted, and the caller hears "username taken".
         self.write(move |conn| {
             conn.prepare_cached(concat!(
                 "INSERT INTO users (",
                 user_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+                 WHERE NOT EXISTS (SELECT 1 FROM retired_usernames WHERE username = lower(?2))"
             ))?
             .execute(params![
                 u.id,
@@ -785,9 +791,15 @@ impl Store for SqliteStore {
                 u.updated_at,
                 u.last_login_at
             ])
-            .map(|_| ())
         })
         .await
+        .and_then(|inserted| {
+            if inserted == 0 {
+                Err(StoreError::Conflict { field: "username" })
+            } else {
+                Ok(())
+            }
+        })
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
@@ -1693,7 +1705,7 @@ impl Store for SqliteStore {
             conn.prepare_cached(concat!(
                 "INSERT OR REPLACE INTO identities (",
                 identity_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
                 i.provider,
@@ -1705,7 +1717,8 @@ impl Store for SqliteStore {
                 i.allowed,
                 i.checked_at,
                 i.created_at,
-                i.updated_at
+                i.updated_at,
+                i.by_invite
             ])
             .map(|_| ())
         })
@@ -2065,6 +2078,89 @@ impl Store for SqliteStore {
             )?
             .execute(params![id, now])
             .map(|n| n == 1)
+        })
+        .await
+    }
+
+    // ---- /admin ----
+
+    async fn set_user_name_and_groups(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        groups: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (id, name, groups) = (id.to_owned(), name.map(str::to_owned), groups.to_vec());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET name = ?2, groups = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, name, to_json(&groups)?, now])
+        })
+        .await
+        .and_then(one_row)
+    }
+
+    async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE users SET email_verified = 1, updated_at = ?2 \
+                 WHERE id = ?1 AND email IS NOT NULL",
+            )?
+            .execute(params![id, now])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Session>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_cols!(),
+                " FROM sessions WHERE ?1 < expires_at ORDER BY created_at DESC LIMIT ?2"
+            ))?
+            .query_map(params![now, limit], session_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn retire_user(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        // As `delete_user`, with the username kept in `retired_usernames` (migration 0010) in
+        // the same transaction: no later account inherits it.
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO retired_usernames (username, user_id) \
+                 SELECT lower(username), id FROM users WHERE id = ?1",
+            )?
+            .execute([&id])?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM users WHERE id = ?1")?
+                .execute([&id])?;
+            if deleted > 0 {
+                tx.prepare_cached("DELETE FROM lockouts WHERE account = ?1")?
+                    .execute([&id])?;
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+        .and_then(one_row)
+    }
+
+    async fn username_retired(&self, username: &str) -> StoreResult<bool> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT 1 FROM retired_usernames WHERE username = lower(?1)")?
+                .query_row([username], |_| Ok(()))
+                .optional()
+                .map(|row| row.is_some())
         })
         .await
     }

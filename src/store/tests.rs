@@ -1190,6 +1190,7 @@ async fn identities_are_keyed_by_provider_id_and_follow_their_user() {
         checked_at: Some(NOW),
         created_at: NOW,
         updated_at: NOW,
+        by_invite: false,
     };
     store.put_identity(&id).await.unwrap();
     assert_eq!(
@@ -2066,4 +2067,113 @@ async fn setting_a_password_or_name_writes_only_those_columns() {
         store.set_user_password("nobody", "x", NOW).await,
         Err(StoreError::NotFound)
     ));
+}
+
+// ---- /admin ----
+
+#[tokio::test]
+async fn a_retired_users_name_is_never_given_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "Bob", None)).await.unwrap();
+    assert!(!store.username_retired("bob").await.unwrap());
+    // A plain delete_user (tests, fixtures) keeps no tombstone.
+    store.create_user(&user("u0", "dave", None)).await.unwrap();
+    store.delete_user("u0").await.unwrap();
+    assert!(!store.username_retired("dave").await.unwrap());
+    store.create_user(&user("u0", "dave", None)).await.unwrap();
+    store.retire_user("u1").await.unwrap();
+    assert!(store.get_user("u1").await.unwrap().is_none(), "deleted");
+    assert!(matches!(
+        store.retire_user("u1").await,
+        Err(StoreError::NotFound)
+    ));
+    for name in ["bob", "BOB", "Bob"] {
+        assert!(store.username_retired(name).await.unwrap(), "{name}");
+    }
+    assert!(!store.username_retired("bobby").await.unwrap());
+    // Refused like a taken name, whatever the case, and nothing was written.
+    let again = store
+        .create_user(&user("u2", "bOb", None))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_field(again), "username");
+    assert!(store.get_user("u2").await.unwrap().is_none());
+    // Other names are fine; the tombstone survives reopening.
+    store.create_user(&user("u3", "carol", None)).await.unwrap();
+    drop(store);
+    let store = open(&dir);
+    assert!(store.username_retired("bob").await.unwrap());
+}
+
+#[tokio::test]
+async fn name_and_groups_and_email_verified_write_only_those_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_user(&user("u1", "alice", Some("a@example.com")))
+        .await
+        .unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    // Disabled elsewhere after the admin page read the row.
+    let mut disabled = store.get_user("u1").await.unwrap().unwrap();
+    disabled.disabled = true;
+    store.update_user(&disabled).await.unwrap();
+    store
+        .set_user_name_and_groups("u1", Some("Alice L"), &["family".into()], NOW + 1)
+        .await
+        .unwrap();
+    assert!(store.mark_email_verified("u1", NOW + 2).await.unwrap());
+    let now = store.get_user("u1").await.unwrap().unwrap();
+    assert!(now.disabled, "the disable stands");
+    assert_eq!(now.name.as_deref(), Some("Alice L"));
+    assert_eq!(now.groups, ["family"]);
+    assert!(now.email_verified);
+    assert_eq!(now.updated_at, NOW + 2);
+    store
+        .set_user_name_and_groups("u1", None, &[], NOW + 3)
+        .await
+        .unwrap();
+    let now = store.get_user("u1").await.unwrap().unwrap();
+    assert!(now.name.is_none() && now.groups.is_empty());
+    // No email: nothing to verify.
+    assert!(!store.mark_email_verified("u2", NOW).await.unwrap());
+    assert!(matches!(
+        store
+            .set_user_name_and_groups("nobody", None, &[], NOW)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn list_sessions_has_every_users_live_sessions_newest_first_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    for (n, owner, start) in [(1, "u1", NOW), (2, "u2", NOW + 10), (3, "u1", NOW + 5)] {
+        let mut s = session(h(n), owner, NOW + 100);
+        s.created_at = start;
+        store.create_session(&s).await.unwrap();
+    }
+    let mut old = session(h(4), "u2", NOW + 50);
+    old.created_at = NOW + 20;
+    store.create_session(&old).await.unwrap();
+    let order = |list: Vec<Session>| -> Vec<u8> { list.iter().map(|s| s.id_hash[0]).collect() };
+    assert_eq!(
+        order(store.list_sessions(NOW + 1, 10).await.unwrap()),
+        [4, 2, 3, 1]
+    );
+    assert_eq!(
+        order(store.list_sessions(NOW + 50, 10).await.unwrap()),
+        [2, 3, 1],
+        "the expired one is gone"
+    );
+    assert_eq!(order(store.list_sessions(NOW, 2).await.unwrap()), [4, 2]);
+    let first = store.list_sessions(NOW, 1).await.unwrap();
+    assert_eq!(
+        first.first().map(|s| s.ip.clone()),
+        Some(Some("192.0.2.1".into()))
+    );
 }

@@ -803,6 +803,7 @@ async fn a_linked_plex_identity_is_shown_with_when_it_was_last_checked() {
             checked_at: Some(1_767_225_600),
             created_at: 1_767_225_600,
             updated_at: 1_767_225_600,
+            by_invite: false,
         })
         .await
         .unwrap();

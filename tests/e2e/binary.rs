@@ -906,3 +906,69 @@ fn check_config_refuses_plain_http_redirects_with_an_https_issuer_and_warns_of_a
         "the warning is printed:\n{all}"
     );
 }
+
+/// The first start with no admin says how to make one (issue 11); once there is one, it
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_says_how_to_make_an_admin_until_there_is_one() {
+    const LINE: &str = "no admin yet: make one with `doorman user add NAME --groups admins` or `doorman invite create --groups admins`";
+    let setup = Setup::new();
+    let out = setup.add_user("carol", "carol-password-1", &["--groups", "family"]);
+    assert_ok(&out, "user add carol");
+    let (setup, serve) = Serve::start(setup, &[]).await;
+    let out = serve.signal_and_wait("-TERM");
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(log.contains(LINE), "no hint in:\n{log}");
+    assert_eq!(log.matches("no admin yet").count(), 1, "one line:\n{log}");
+
+    let out = setup.add_user("x", "x-password-123", &["--groups", "admins"]);
+    assert_ok(&out, "user add x");
+    let (_setup, serve) = Serve::start(setup, &[]).await;
+    let out = serve.signal_and_wait("-TERM");
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(log.contains("doorman is listening"), "{log}");
+    assert!(!log.contains("no admin yet"), "an admin exists:\n{log}");
+}
+
+/// `doorman user delete` retires the username as /admin's delete does: `user add` (and so
+/// every invite) refuses it afterwards, in any case.
+#[test]
+fn cli_user_delete_keeps_the_name_reserved_like_admin_delete() {
+    let setup = Setup::new();
+    assert_ok(
+        &setup.add_user("carol", "carol-password-1", &[]),
+        "user add carol",
+    );
+    let out = setup.run(&["user", "delete", "carol"]);
+    assert_ok(&out, "user delete carol");
+    assert!(
+        text(&out.stdout).contains("stays reserved"),
+        "{}",
+        text(&out.stdout)
+    );
+    for name in ["carol", "CAROL"] {
+        let out = setup.add_user(name, "another-password", &[]);
+        assert!(!out.status.success(), "{name} was given again");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("that username belonged to a deleted account and is not reused"),
+            "{stderr}"
+        );
+    }
+    assert_ok(
+        &setup.add_user("carol2", "carol-password-2", &[]),
+        "another name",
+    );
+}
+
+/// `doorman integrate list`, which the /admin Clients page shows for a client that is not
+/// one of the apps, prints the apps `integrate` knows.
+#[test]
+fn integrate_list_prints_the_apps_the_admin_clients_page_points_to() {
+    let setup = Setup::new();
+    let out = setup.run(&["integrate", "list"]);
+    assert_ok(&out, "integrate list");
+    let stdout = text(&out.stdout);
+    let apps: Vec<&str> = stdout.lines().collect();
+    assert_eq!(apps, doorman::integrate::APPS, "{stdout}");
+}

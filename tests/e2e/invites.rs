@@ -644,3 +644,254 @@ async fn a_required_second_factor_is_set_up_before_the_invitee_is_signed_in() {
     );
     assert!(!signed_in(&server, &b).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_which_usernames_are_taken_counts_against_the_ip() {
+    // Each "already taken" answer tells a holder of a multi-use invite that an account exists:
+    // they count like wrong passwords, so one IP learns a handful of names, not a directory.
+    let server = TestServer::start("[login]\nmax_failures_per_ip = 3\n").await;
+    server.clock.freeze();
+    let token = invite(
+        &server,
+        NewInvite {
+            uses: Some(10),
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = Browser::new();
+    let (action, csrf) = invite_form(&b.get(&server.url(&format!("/invite/{token}"))).await);
+    // Refusals that tell nothing (the rules, the policy) do not count.
+    for _ in 0..5 {
+        let page = post_invite(&b, &action, &csrf, "-bad", PASSWORD, PASSWORD).await;
+        page.assert_status(400);
+    }
+    for name in ["alice", "bob", "alice"] {
+        let page = post_invite(&b, &action, &csrf, name, PASSWORD, PASSWORD).await;
+        page.assert_status(400);
+        assert!(page.text.contains("already taken"), "{}", page.text);
+    }
+    // The IP's failures are used up: no more answers, not even for a free name.
+    let page = post_invite(&b, &action, &csrf, "carol", PASSWORD, PASSWORD).await;
+    page.assert_status(429);
+    assert!(!page.text.contains("already taken"));
+    assert!(page.headers.get("retry-after").is_some());
+    // ... until the window is over.
+    server.clock.advance(3600);
+    let done = post_invite(&b, &action, &csrf, "carol", PASSWORD, PASSWORD).await;
+    enrolment_skip(&done, "carol");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_cannot_pick_a_name_that_reads_as_the_operators() {
+    let server = TestServer::start("").await;
+    let token = invite(&server, NewInvite::default()).await;
+    let b = Browser::new();
+    let (action, csrf) = invite_form(&b.get(&server.url(&format!("/invite/{token}"))).await);
+    for name in ["admin", "Root", "postmaster"] {
+        let page = post_invite(&b, &action, &csrf, name, PASSWORD, PASSWORD).await;
+        page.assert_status(400);
+        assert!(
+            html_unescape(&page.text).contains("is reserved"),
+            "{name}: {}",
+            page.text
+        );
+    }
+    assert!(server
+        .state
+        .store
+        .find_user_by_username("admin")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linking a Plex account instead of a password
+
+/// Opens the invite in `b`, clicks "Use my Plex account" and answers the redirect to Plex.
+async fn invite_with_plex(
+    server: &TestServer,
+    b: &Browser,
+    token: &str,
+) -> crate::common::fake_plex::AuthApp {
+    let page = b.get(&server.url(&format!("/invite/{token}"))).await;
+    page.assert_status(200);
+    assert!(page.text.contains("Use my Plex account"), "{}", page.text);
+    let csrf = input_value(&page.text, "csrf").expect("a csrf field");
+    let action = server.url(&format!("/invite/{token}/plex"));
+    let answer = b.post_form(&action, &[("csrf", csrf.as_str())]).await;
+    assert!(
+        matches!(answer.status, 302 | 303),
+        "to Plex: {} {}",
+        answer.status,
+        answer.text
+    );
+    crate::common::fake_plex::AuthApp::parse(answer.header("location").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_may_link_plex_instead_of_a_password() {
+    use crate::common::fake_plex::*;
+    let fake = FakePlex::start().await;
+    let server = start_doorman(&fake, "", "", "").await;
+    let token = invite(
+        &server,
+        NewInvite {
+            groups: vec!["family".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    // Eve has no share of the operator's Plex server: Plex sign-in alone would refuse her.
+    let b = Browser::new();
+    let app = invite_with_plex(&server, &b, &token).await;
+    fake.approve(&app.code, EVE);
+    server.clock.advance(1);
+    let back = b.get(&app.forward_url()).await;
+    assert!(
+        matches!(back.status, 302 | 303),
+        "{} {}",
+        back.status,
+        back.text
+    );
+    assert_eq!(back.redirect().as_str(), server.url("/account"));
+    assert!(back.sets_cookie("doorman_session"));
+    let eve = server
+        .state
+        .store
+        .find_user_by_username(EVE)
+        .await
+        .unwrap()
+        .expect("an account for eve");
+    assert!(
+        eve.groups.contains(&"family".to_string()),
+        "{:?}",
+        eve.groups
+    );
+    assert!(eve.password_hash.is_none(), "no password was set");
+    let page = b.get(&server.url("/account")).await;
+    page.assert_status(200);
+    assert!(page.text.contains(EVE), "{}", page.text);
+    // The invite is used up.
+    let again = Browser::new();
+    let gone = again.get(&server.url(&format!("/invite/{token}"))).await;
+    assert_eq!(gone.status, 410, "{}", gone.text);
+
+    // From now on eve signs in with Plex like anybody, share or not, also after a re-check.
+    server.clock.advance(7 * 86_400);
+    let later = Browser::new();
+    let landing = PlexLanding::open(&server, &later, RP_CLIENT, "openid groups").await;
+    let app = landing.start(&server, &later).await;
+    fake.approve(&app.code, EVE);
+    let page = landing.poll_until_settled(&server, &later).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(page.json()["status"], "done", "{}", page.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plex_account_already_here_does_not_use_up_an_invite() {
+    use crate::common::fake_plex::*;
+    let fake = FakePlex::start().await;
+    let server = start_doorman(&fake, "", "", "").await;
+    let first = invite(&server, NewInvite::default()).await;
+    let b = Browser::new();
+    let app = invite_with_plex(&server, &b, &first).await;
+    fake.approve(&app.code, EVE);
+    server.clock.advance(1);
+    let back = b.get(&app.forward_url()).await;
+    assert!(matches!(back.status, 302 | 303), "{}", back.text);
+
+    // A second invite, and the same Plex account: refused, the invite kept.
+    let second = invite(&server, NewInvite::default()).await;
+    let c = Browser::new();
+    let app = invite_with_plex(&server, &c, &second).await;
+    fake.approve(&app.code, EVE);
+    server.clock.advance(1);
+    let page = c.get(&app.forward_url()).await;
+    assert!(
+        page.text.contains("already has an account here"),
+        "{} {}",
+        page.status,
+        page.text
+    );
+    assert!(!page.sets_cookie("doorman_session"));
+    let open = c.get(&server.url(&format!("/invite/{second}"))).await;
+    open.assert_status(200);
+    // And the form cannot be posted from another browser.
+    let stranger = Browser::new();
+    let refused = stranger
+        .post_form(
+            &server.url(&format!("/invite/{second}/plex")),
+            &[("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_plex_the_invite_page_offers_only_a_password() {
+    let server = TestServer::start("").await;
+    let token = invite(&server, NewInvite::default()).await;
+    let b = Browser::new();
+    let page = b.get(&server.url(&format!("/invite/{token}"))).await;
+    page.assert_status(200);
+    assert!(!page.text.contains("Use my Plex account"));
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let answer = b
+        .post_form(
+            &server.url(&format!("/invite/{token}/plex")),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_that_names_an_email_takes_it_from_an_unconfirmed_claim() {
+    let server = TestServer::start("").await;
+    let store = &server.state.store;
+    let alice = store.find_user_by_username(ALICE).await.unwrap().unwrap();
+    // Alice typed sam's address on /account and never confirmed it.
+    store
+        .set_user_name_and_email(
+            &alice.id,
+            None,
+            Some("sam@example.com"),
+            false,
+            server.now(),
+        )
+        .await
+        .unwrap();
+    let token = invite(
+        &server,
+        NewInvite {
+            email: Some("sam@example.com".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let done = redeem(&server, &Browser::new(), &token, "sam", PASSWORD).await;
+    enrolment_skip(&done, "sam");
+    let sam = store.find_user_by_username("sam").await.unwrap().unwrap();
+    assert_eq!(sam.email.as_deref(), Some("sam@example.com"));
+    assert!(sam.email_verified);
+    let alice = store.get_user(&alice.id).await.unwrap().unwrap();
+    assert_eq!(alice.email, None, "the unconfirmed claim is gone");
+
+    // A verified holder keeps the address: the invite is refused, and kept.
+    let token = invite(
+        &server,
+        NewInvite {
+            email: Some("sam@example.com".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let page = redeem(&server, &Browser::new(), &token, "sam2", PASSWORD).await;
+    assert_eq!(page.status, 409, "{}", page.text);
+    let open = Browser::new()
+        .get(&server.url(&format!("/invite/{token}")))
+        .await;
+    open.assert_status(200);
+}
