@@ -434,3 +434,90 @@ async fn a_changed_email_is_confirmed_by_a_mailed_link_only_while_it_is_the_acco
         410
     );
 }
+
+/// Alice (an admin) signed in on /admin/invites in `b`; the page.
+async fn admin_invites(server: &TestServer, b: &Browser) -> Page {
+    let landing = b.get(&server.url("/admin/invites")).await;
+    let done = b.submit_login(&landing, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let page = b.get(&server.url("/admin/invites")).await;
+    page.assert_status(200);
+    page
+}
+
+async fn post_invite(
+    server: &TestServer,
+    b: &Browser,
+    page: &Page,
+    fields: &[(&str, &str)],
+) -> Page {
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    b.post_form(&server.url("/admin/invites"), &all).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_invites_page_sends_by_mail_only_with_smtp() {
+    let plain = TestServer::start("").await;
+    let b = Browser::new();
+    let page = admin_invites(&plain, &b).await;
+    assert!(
+        !page.text.contains("name=\"send\""),
+        "no checkbox without [smtp]"
+    );
+    let refused = post_invite(
+        &plain,
+        &b,
+        &page,
+        &[("email", "frank@example.com"), ("send", "1")],
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("Mail is not set up"),
+        "{}",
+        refused.text
+    );
+
+    let (server, sink) = with_sink().await;
+    let b = Browser::new();
+    let page = admin_invites(&server, &b).await;
+    assert!(page.text.contains("name=\"send\""), "{}", page.text);
+    let refused = post_invite(&server, &b, &page, &[("send", "1")]).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("type the email address"),
+        "{}",
+        refused.text
+    );
+
+    let made = post_invite(
+        &server,
+        &b,
+        &page,
+        &[
+            ("email", "frank@example.com"),
+            ("groups", "family"),
+            ("send", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.text);
+    assert!(
+        made.text
+            .contains("on its way by mail to frank@example.com"),
+        "{}",
+        made.text
+    );
+    let marker = "class=\"one-time-link\">";
+    let at = made.text.find(marker).unwrap() + marker.len();
+    let shown = html_unescape(&made.text[at..at + made.text[at..].find('<').unwrap()]);
+    let mails = sink.wait_for(1).await;
+    assert_eq!(recipients(&mails), ["frank@example.com"]);
+    let link = mails[0].link(&server.url("/invite/"));
+    assert_eq!(link, shown, "the mailed link is the one shown");
+    let invite = Browser::new().get(&link).await;
+    invite.assert_status(200);
+    assert!(invite.text.contains("frank@example.com"), "{}", invite.text);
+}
