@@ -438,6 +438,9 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
     }
     let running = start(state.clone(), listen).await?;
     tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), config = %state.config.source, "doorman is listening");
+    if let Some(outbox) = &state.mailer {
+        tracing::info!(server = %outbox.mailer().server(), "mail is on ([smtp]): invites can be mailed, and the sign-in page offers \"Forgot your password?\"");
+    }
     if state.config.clients.is_empty() {
         tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --groups admins` (it asks for the password)");
     }

@@ -209,6 +209,22 @@ mod tests {
     }
 
     #[test]
+    fn starttls_and_tls_transports_build_with_rustls_on_aws_lc() {
+        for tls in [SmtpTls::StartTls, SmtpTls::Tls] {
+            let mut c = config(tls.default_port());
+            c.host = "smtp.example.com".into();
+            c.tls = tls;
+            c.username = Some("sso".into());
+            c.password = Some("secret".into());
+            let m = Mailer::new(&c, "id.example").unwrap();
+            assert_eq!(
+                m.server(),
+                format!("smtp.example.com:{}", tls.default_port())
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_sender_or_recipient_is_an_address_error() {
         let mut c = config(25);
         c.from = "not a mailbox".into();
