@@ -189,6 +189,9 @@ pub enum InviteCommand {
         /// A note for `invite list` (who it is for).
         #[arg(long)]
         note: Option<String>,
+        /// Also mail the link to --email through [smtp] (after printing it; fails loudly).
+        #[arg(long)]
+        send: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
@@ -480,7 +483,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let store = server::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            invite_command(&*store, config.issuer_str(), cmd, now).await
+            invite_command(&*store, config.issuer_str(), cmd, now, config.smtp.as_ref()).await
         }
     }
 }
@@ -738,11 +741,60 @@ fn invite_json(link: &crate::store::Link, url: Option<&str>) -> serde_json::Valu
     v
 }
 
+/// Mails the invite `url` to `to` now, waiting at most the `[smtp]` timeout (twice, for
+/// connecting and the commands); says so on stderr (stdout's last line stays the link).
+async fn send_invite(
+    smtp: &crate::config::SmtpConfig,
+    issuer: &str,
+    to: &str,
+    url: &str,
+    link: &crate::store::Link,
+) -> Result<(), String> {
+    use crate::mail::{messages, Mail, Mailer};
+    let site = messages::site(issuer);
+    let hello = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "localhost".into());
+    let failed = |e: String| {
+        format!(
+            "the invite was made (its link is printed above), but mailing it to {to} failed: {e}"
+        )
+    };
+    let mailer = Mailer::new(smtp, &hello).map_err(|e| failed(e.to_string()))?;
+    let text = messages::invite(
+        &site,
+        url,
+        link.expires_at.saturating_sub(link.created_at),
+        link.uses,
+    );
+    let mail = Mail {
+        to: to.to_string(),
+        subject: text.subject,
+        body: text.body,
+        what: "invite",
+    };
+    match tokio::time::timeout(smtp.timeout.saturating_mul(2), mailer.send(&mail)).await {
+        Ok(Ok(())) => {
+            tracing::warn!(target: "audit", event = "invite_mailed", invite = %link.id, by = "cli");
+            eprintln!("mailed the invite to {to} through {}", mailer.server());
+            Ok(())
+        }
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Err(_) => Err(failed(format!(
+            "{} did not answer within {:?}",
+            mailer.server(),
+            smtp.timeout.saturating_mul(2)
+        ))),
+    }
+}
+
 async fn invite_command(
     store: &dyn crate::store::Store,
     issuer: &str,
     cmd: &InviteCommand,
     now: i64,
+    smtp: Option<&crate::config::SmtpConfig>,
 ) -> Result<(), String> {
     use crate::accounts::links::{self, LinkError, NewInvite};
     use crate::store::LinkKind;
@@ -754,8 +806,19 @@ async fn invite_command(
             uses,
             email,
             note,
+            send,
             format,
         } => {
+            let mail_to = match (send, email, smtp) {
+                (false, _, _) => None,
+                (true, None, _) => {
+                    return Err("--send needs --email: the address to mail the invite to".into())
+                }
+                (true, Some(_), None) => return Err(
+                    "--send needs an [smtp] table in the configuration (see config/doorman.example.toml); without it, leave out --send and pass the printed link on yourself".into(),
+                ),
+                (true, Some(to), Some(smtp)) => Some((to.trim().to_string(), smtp)),
+            };
             let expires_in = config::parse_duration(expires)
                 .map_err(|m| format!("--expires: {m}"))?
                 .as_secs();
@@ -797,6 +860,9 @@ async fn invite_command(
                     println!("send this link to the person you invite (shown only now):");
                     println!("{url}");
                 }
+            }
+            if let Some((to, smtp)) = mail_to {
+                send_invite(smtp, issuer, &to, &url, &link).await?;
             }
         }
         InviteCommand::List { format } => {

@@ -29,6 +29,7 @@ pub mod jitsi;
 pub mod keys;
 pub mod log_format;
 pub mod login;
+pub mod mail;
 pub mod oidc;
 pub mod plex;
 pub mod secrets;

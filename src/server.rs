@@ -112,6 +112,7 @@ pub async fn build_state(
             .ok_or_else(|| StartError::Other("cannot set up secret encryption".into()))?,
     );
     let policy = plex.clone().map(|p| p as Arc<dyn crate::oidc::UserPolicy>);
+    let mailer = build_mailer(&config)?;
     let config = Arc::new(config);
     Ok(AppState(Arc::new(Inner {
         clients: Clients::new(&config.clients),
@@ -146,7 +147,23 @@ pub async fn build_state(
         discovery_json,
         cors_origins,
         continuations: vec![("/jitsi/", crate::jitsi::resume)],
+        mailer,
+        forgot_limiter: Default::default(),
     })))
+}
+
+/// The outbox of `[smtp]` (its sending task started), when configured.
+fn build_mailer(config: &Config) -> Result<Option<crate::mail::Outbox>, StartError> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(None);
+    };
+    let hello = config.issuer.host_str().unwrap_or("localhost");
+    let mailer = crate::mail::Mailer::new(smtp, hello)
+        .map_err(|e| StartError::Other(format!("[smtp]: {e}")))?;
+    Ok(Some(crate::mail::Outbox::start(
+        mailer,
+        crate::mail::OUTBOX_CAPACITY,
+    )))
 }
 
 /// The key that encrypts stored Plex tokens: `secret_key` from the config, else one generated
@@ -421,6 +438,9 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
     }
     let running = start(state.clone(), listen).await?;
     tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), config = %state.config.source, "doorman is listening");
+    if let Some(outbox) = &state.mailer {
+        tracing::info!(server = %outbox.mailer().server(), "mail is on ([smtp]): invites can be mailed, and the sign-in page offers \"Forgot your password?\"");
+    }
     if state.config.clients.is_empty() {
         tracing::info!("no clients are registered yet: add a [[clients]] table to the config (see config/doorman.example.toml), and a user with `doorman user add NAME --groups admins` (it asks for the password)");
     }

@@ -43,6 +43,10 @@ pub struct Inner {
     /// Features that finish a sign-in themselves: a sign-in that continues to a URL under
     /// `prefix` (a doorman path) asks `resume` where to go instead of redirecting there.
     pub continuations: Vec<(&'static str, Resume)>,
+    /// Outgoing mail (`[smtp]`): the bounded outbox; None without `[smtp]`.
+    pub mailer: Option<crate::mail::Outbox>,
+    /// The per-IP limit of the forgot-password page (this process).
+    pub forgot_limiter: crate::accounts::forgot::ForgotLimiter,
 }
 
 /// Where a signed-in user goes for a continuation URL; None: to the URL itself.

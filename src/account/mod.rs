@@ -430,6 +430,9 @@ async fn profile(
     }
     let name_changed = change.name != user.name;
     tracing::info!(target: "audit", event = "account", action = "profile", user = %user.username, ip = %ip, name_changed, email_changed, outcome = "success");
+    if let Some(Some(email)) = &change.email {
+        crate::login::confirm::mail_link(&state, &user, email).await?;
+    }
     Ok(done(
         &state,
         if email_changed { "email" } else { "profile" },

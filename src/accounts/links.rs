@@ -78,8 +78,9 @@ pub fn well_formed_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The path segments a link token follows (`{issuer path}/invite/{token}`, `.../reset/{token}`).
-const LINK_SEGMENTS: &[&str] = &["invite", "reset"];
+/// The path segments a link token follows (`{issuer path}/invite/{token}`, `.../reset/{token}`,
+/// `.../account/confirm-email/{token}`).
+const LINK_SEGMENTS: &[&str] = &["invite", "reset", "confirm-email"];
 
 /// `path` as it may be logged: whatever follows an `invite` or `reset` segment is replaced by
 /// `{token}`, whether or not it looks like a token (a percent-encoded spelling, a trailing
@@ -107,6 +108,7 @@ pub fn url(issuer: &str, kind: LinkKind, token: &str) -> String {
     let path = match kind {
         LinkKind::Invite => INVITE_PATH,
         LinkKind::Reset => RESET_PATH,
+        LinkKind::Confirm => crate::accounts::confirm::CONFIRM_PATH,
     };
     format!("{issuer}{path}/{token}")
 }

@@ -1,5 +1,7 @@
 //! Accounts: users and their credentials. Domain logic only: no HTTP, no SQL.
 
+pub mod confirm;
+pub mod forgot;
 pub mod links;
 pub mod lockout;
 pub mod password;

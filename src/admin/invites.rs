@@ -43,6 +43,9 @@ pub(super) struct CreateForm {
     email: String,
     #[serde(default)]
     note: String,
+    /// "1" when "send by mail" was ticked (offered only with `[smtp]`).
+    #[serde(default)]
+    send: String,
 }
 
 /// The page: the live invites, the form (`form` typed before, or empty), a `created` link
@@ -90,6 +93,7 @@ async fn render(
             "created": created,
             "form": form,
             "max_uses": links::MAX_USES,
+            "mail": state.mailer.is_some(),
             "invites": invites,
         }),
     ))
@@ -145,6 +149,33 @@ pub(super) async fn create(
         Ok(new) => new,
         Err(text) => return render(&state, &cookies, who, &form, None, None, refused(text)).await,
     };
+    let send = !form.send.is_empty();
+    if send && state.mailer.is_none() {
+        let text = "Mail is not set up here ([smtp]): make the link and pass it on yourself.";
+        return render(
+            &state,
+            &cookies,
+            who,
+            &form,
+            None,
+            None,
+            refused(text.into()),
+        )
+        .await;
+    }
+    if send && form.email.trim().is_empty() {
+        let text = "To send the link by mail, type the email address to send it to.";
+        return render(
+            &state,
+            &cookies,
+            who,
+            &form,
+            None,
+            None,
+            refused(text.into()),
+        )
+        .await;
+    }
     let (token, link) = match links::create_invite(&*state.store, new, state.now()).await {
         Ok(made) => made,
         Err(LinkError::Invalid(text)) => {
@@ -153,9 +184,30 @@ pub(super) async fn create(
         Err(LinkError::Store(e)) => return Err(e.into()),
     };
     tracing::info!(target: "audit", event = "admin", action = "invite_create", user = %admin.username, invite = %link.id, groups = %link.groups.join(","), uses = link.uses, ip = %ip, outcome = "success");
+    let url = links::url(state.issuer(), LinkKind::Invite, &token);
+    let mailed = match (send, state.mailer.as_ref(), link.email.as_deref()) {
+        (true, Some(outbox), Some(to)) => {
+            let text = crate::mail::messages::invite(
+                &crate::mail::messages::site(state.issuer()),
+                &url,
+                link.expires_at.saturating_sub(link.created_at),
+                link.uses,
+            );
+            let queued = outbox.queue(crate::mail::Mail {
+                to: to.to_string(),
+                subject: text.subject,
+                body: text.body,
+                what: "invite",
+            });
+            tracing::info!(target: "audit", event = "admin", action = "invite_mail", user = %admin.username, invite = %link.id, ip = %ip, outcome = if queued { "mailed" } else { "mail_dropped" });
+            Some(queued)
+        }
+        _ => None,
+    };
     let created = serde_json::json!({
         "id": link.id,
-        "url": links::url(state.issuer(), LinkKind::Invite, &token),
+        "mailed": mailed,
+        "url": url,
         "uses": link.uses,
         "expires": crate::keys::utc(link.expires_at),
         "groups": link.groups.join(", "),

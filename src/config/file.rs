@@ -48,6 +48,8 @@ pub(super) struct File {
     pub jitsi: Option<Jitsi>,
     /// The forward-auth hook for reverse proxies.
     pub forward_auth: Option<ForwardAuth>,
+    /// Outgoing mail (invites, password resets, email confirmations); its presence enables it.
+    pub smtp: Option<Smtp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +255,24 @@ pub(super) struct Accounts {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct Smtp {
+    /// The SMTP server's host name (required).
+    pub host: Option<String>,
+    /// Default by `tls`: 587 (starttls), 465 (tls), 25 (none).
+    pub port: Option<i64>,
+    /// "starttls" (default), "tls" (TLS from the first byte) or "none" (plain text).
+    pub tls: Option<String>,
+    /// Sign in to the server as this user (then `password` or `password_file` is required).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The sender, a mailbox such as `doorman <sso@example.com>` (required).
+    pub from: Option<String>,
+    /// Connecting and each SMTP command give up after this long (default 10s).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Client {
     /// The `client_id`: printable ASCII, no spaces or `:`, unique.
     pub id: Option<String>,
@@ -348,6 +368,17 @@ pub(super) const ROOT: Fields = &[
     ("plex", Table(PLEX)),
     ("jitsi", Table(JITSI)),
     ("forward_auth", Table(FORWARD_AUTH)),
+    ("smtp", Table(SMTP)),
+];
+
+pub(super) const SMTP: Fields = &[
+    ("host", Str),
+    ("port", Int),
+    ("tls", Str),
+    ("username", Str),
+    ("password", Str),
+    ("from", Str),
+    ("timeout", Duration),
 ];
 
 pub(super) const SERVER: Fields = &[
@@ -545,5 +576,6 @@ mod tests {
         agree::<CfApp>(CF_APP);
         agree::<FaRule>(FA_RULE);
         agree::<FaHeader>(FA_HEADER);
+        agree::<Smtp>(SMTP);
     }
 }

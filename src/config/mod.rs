@@ -53,6 +53,58 @@ pub struct Config {
     pub jitsi: Option<JitsiConfig>,
     /// The forward-auth hook (rules empty when not configured: everything is denied).
     pub forward_auth: ForwardAuthConfig,
+    /// Outgoing mail, when configured.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required, never skipped).
+    StartTls,
+    /// TLS from the first byte ("implicit TLS", SMTPS).
+    Tls,
+    /// No encryption (a local relay only, when a password is sent).
+    None,
+}
+
+impl SmtpTls {
+    /// The usual port of this kind of connection.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+/// `[smtp]`: the server doorman hands its mail to.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// With `password` (both or neither).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A mailbox (`Name <addr@host>` or `addr@host`), already checked.
+    pub from: String,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// `example.com` (exactly) or `*.example.com` (any subdomain, not the domain itself).
@@ -367,7 +419,7 @@ pub enum Source {
 }
 
 /// Keys that may be given as `K_file = "/path"` instead, to keep the secret out of the file.
-pub const SECRET_KEYS: &[&str] = &["secret", "secret_key", "app_secret"];
+pub const SECRET_KEYS: &[&str] = &["secret", "secret_key", "app_secret", "password"];
 
 /// Scopes doorman can grant; a client's `scopes` must be drawn from these.
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
@@ -430,6 +482,7 @@ pub fn defaults() -> Config {
         plex: None,
         jitsi: None,
         forward_auth: ForwardAuthConfig::default(),
+        smtp: None,
     }
 }
 
@@ -1421,5 +1474,88 @@ mod tests {
                 && text.contains("unset DOORMAN_CONFIG or point it at the config file"),
             "{text}"
         );
+    }
+
+    // ---- [smtp] ----
+
+    #[test]
+    fn smtp_defaults_its_port_by_tls_and_needs_host_and_from() {
+        let c =
+            parse("[smtp]\nhost = \"smtp.example.com\"\nfrom = \"doorman <sso@example.com>\"\n")
+                .unwrap();
+        let s = c.smtp.unwrap();
+        assert_eq!((s.tls, s.port), (SmtpTls::StartTls, 587));
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        let c = parse(
+            "[smtp]\nhost = \"smtp.example.com\"\ntls = \"tls\"\nfrom = \"sso@example.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.smtp.unwrap().port, 465);
+        let c = parse("[smtp]\nhost = \"localhost\"\ntls = \"none\"\nport = 2525\nfrom = \"sso@example.com\"\n").unwrap();
+        assert_eq!(c.smtp.unwrap().port, 2525);
+        assert!(parse("").unwrap().smtp.is_none());
+        error_at(
+            "[smtp]\nfrom = \"sso@example.com\"\n",
+            "smtp.host",
+            "required",
+        );
+        error_at(
+            "[smtp]\nhost = \"smtp.example.com\"\n",
+            "smtp.from",
+            "required",
+        );
+        error_at(
+            "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"not a mailbox\"\n",
+            "smtp.from",
+            "not a mailbox",
+        );
+        error_at(
+            "[smtp]\nhost = \"h\"\nfrom = \"a@b\"\ntls = \"ssl\"\n",
+            "smtp.tls",
+            "starttls",
+        );
+        error_at(
+            "[smtp]\nhost = \"h\"\nfrom = \"a@b\"\nport = 70000\n",
+            "smtp.port",
+            "65535",
+        );
+    }
+
+    #[test]
+    fn smtp_password_goes_with_a_username_and_never_in_clear_over_the_network() {
+        let base = "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"sso@example.com\"\n";
+        error_at(
+            &format!("{base}username = \"u\"\n"),
+            "smtp.password",
+            "password_file",
+        );
+        error_at(
+            &format!("{base}password = \"p\"\n"),
+            "smtp.username",
+            "required",
+        );
+        error_at(
+            &format!("{base}username = \"u\"\npassword = \"p\"\ntls = \"none\"\n"),
+            "smtp.tls",
+            "clear text",
+        );
+        // A relay on this machine may take a password without TLS.
+        let local = "[smtp]\nhost = \"127.0.0.1\"\nfrom = \"sso@example.com\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n";
+        let s = parse(local).unwrap().smtp.unwrap();
+        assert_eq!(s.password.as_deref(), Some("p"));
+        assert!(
+            !format!("{s:?}").contains("\"p\""),
+            "the password is not in Debug"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("smtp-pass"), "from-a-file\n").unwrap();
+        let text = format!("{base}username = \"u\"\npassword_file = \"smtp-pass\"\n");
+        let c = from_str(&text, &HashMap::new(), dir.path()).unwrap();
+        assert_eq!(c.smtp.unwrap().password.as_deref(), Some("from-a-file"));
+        let both =
+            format!("{base}username = \"u\"\npassword = \"p\"\npassword_file = \"smtp-pass\"\n");
+        let errors = from_str(&both, &HashMap::new(), dir.path()).unwrap_err();
+        assert!(errors.to_string().contains("not both"), "{errors}");
     }
 }

@@ -321,6 +321,7 @@ pub(super) fn validate(
             .forward_auth
             .map(|fa| forward_auth(errors, fa))
             .unwrap_or_default(),
+        smtp: f.smtp.map(|s| smtp(errors, s)),
     }
 }
 
@@ -1551,6 +1552,96 @@ fn theme_dir_exists(errors: &mut Vec<ConfigError>, dir: &std::path::Path) -> boo
         ),
     );
     false
+}
+
+/// `[smtp]`: host and from are required; a password goes with a username (both or neither),
+/// and never in clear text over the network.
+fn smtp(errors: &mut Vec<ConfigError>, s: file::Smtp) -> SmtpConfig {
+    let host = s.host.map(|h| h.trim().to_string()).unwrap_or_default();
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        push(
+            errors,
+            "smtp.host",
+            "required: the SMTP server's host name or IP, e.g. host = \"smtp.example.com\"",
+        );
+    }
+    let tls = match s.tls.as_deref().map(str::trim) {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Tls,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            push(
+                errors,
+                "smtp.tls",
+                format!("unknown value {other:?}; use \"starttls\" (port 587), \"tls\" (port 465) or \"none\" (a local relay)"),
+            );
+            SmtpTls::StartTls
+        }
+    };
+    let port = match s.port {
+        None => tls.default_port(),
+        Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).unwrap_or_else(|| {
+            push(errors, "smtp.port", format!("{p} is not a port; use 1 to 65535, or leave it out for the usual port of `tls`"));
+            tls.default_port()
+        }),
+    };
+    let username = s.username.filter(|u| !u.trim().is_empty());
+    let password = s.password.filter(|p| !p.is_empty());
+    match (&username, &password) {
+        (Some(_), None) => push(
+            errors,
+            "smtp.password",
+            "required when smtp.username is set; set password = \"${SMTP_PASSWORD}\" or password_file = \"/run/secrets/smtp\"",
+        ),
+        (None, Some(_)) => push(
+            errors,
+            "smtp.username",
+            "required when smtp.password is set; set the account to sign in as, or remove the password",
+        ),
+        _ => {}
+    }
+    if tls == SmtpTls::None && username.is_some() && !host.is_empty() && !is_loopback_host(&host) {
+        push(
+            errors,
+            "smtp.tls",
+            format!("\"none\" would send the SMTP password in clear text over the network to {host}; use \"starttls\" or \"tls\" (tls = \"none\" with a username only for a relay on this machine: localhost, 127.0.0.1, ::1)"),
+        );
+    }
+    let from = s.from.map(|f| f.trim().to_string()).unwrap_or_default();
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        push(
+            errors,
+            "smtp.from",
+            if from.is_empty() {
+                "required: the sender of doorman's mail, e.g. from = \"doorman <sso@example.com>\""
+                    .to_string()
+            } else {
+                format!("{from:?} is not a mailbox; write an address, optionally with a name: \"doorman <sso@example.com>\" or \"sso@example.com\"")
+            },
+        );
+    }
+    let timeout = Duration::from_secs(10);
+    let timeout = dur(errors, "smtp.timeout", s.timeout.as_deref(), timeout).unwrap_or(timeout);
+    SmtpConfig {
+        host,
+        port,
+        tls,
+        username,
+        password,
+        from,
+        timeout,
+    }
+}
+
+/// `localhost`, or a loopback IP (`127.0.0.0/8`, `::1`, also in brackets).
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

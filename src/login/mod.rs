@@ -9,8 +9,11 @@
 //! - `second_factor.rs`: the code page, enrolment, recovery codes, `/account/second-factor`.
 
 pub mod authorize;
+pub mod confirm;
+pub mod forgot;
 pub mod invite;
 pub mod plex;
+pub mod reset;
 pub mod second_factor;
 
 use axum::extract::{Query, State};
@@ -43,6 +46,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(authorize::routes())
         .merge(second_factor::routes())
         .merge(invite::routes())
+        .merge(reset::routes())
+        .merge(forgot::routes())
+        .merge(confirm::routes())
         .route(paths::LOGIN, get(login_page))
         .route(paths::PASSWORD, post(password))
 }
@@ -57,6 +63,8 @@ struct LoginPage<'a> {
     client_name: Option<&'a str>,
     password: bool,
     plex: bool,
+    /// The "Forgot your password?" link (only with `[smtp]`).
+    forgot: bool,
 }
 
 fn flow_purpose_key(flow_id: &str) -> String {
@@ -153,6 +161,7 @@ pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: Statu
             client_name: client_name.as_deref(),
             password: methods.contains(&LoginMethod::Password),
             plex: methods.contains(&LoginMethod::Plex) && state.plex.is_some(),
+            forgot: state.mailer.is_some(),
         },
     );
     crate::web::html(status, html)

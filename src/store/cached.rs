@@ -645,6 +645,15 @@ impl Store for CachedStore {
     async fn username_retired(&self, username: &str) -> StoreResult<bool> {
         self.inner.username_retired(username).await
     }
+
+    async fn create_link_limited(
+        &self,
+        link: &super::Link,
+        max: u32,
+        since: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner.create_link_limited(link, max, since).await
+    }
 }
 
 #[cfg(test)]

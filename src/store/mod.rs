@@ -302,6 +302,8 @@ pub struct Swept {
 pub enum LinkKind {
     Invite,
     Reset,
+    /// Confirms that an account's (changed) email is its user's.
+    Confirm,
 }
 
 impl LinkKind {
@@ -309,6 +311,7 @@ impl LinkKind {
         match self {
             LinkKind::Invite => "invite",
             LinkKind::Reset => "reset",
+            LinkKind::Confirm => "confirm",
         }
     }
 
@@ -316,6 +319,7 @@ impl LinkKind {
         match text {
             "invite" => Some(LinkKind::Invite),
             "reset" => Some(LinkKind::Reset),
+            "confirm" => Some(LinkKind::Confirm),
             _ => None,
         }
     }
@@ -643,4 +647,15 @@ pub trait Store: Send + Sync + 'static {
     async fn retire_user(&self, id: &str) -> StoreResult<()>;
     /// Whether `username` (case-insensitively) belonged to an account `retire_user` deleted.
     async fn username_retired(&self, username: &str) -> StoreResult<bool>;
+
+    // ---- mail ----
+    /// Stores `link` only if fewer than `max` links of its kind for its `user_id` were created
+    /// at or after `since`, in one statement (of a parallel burst, at most `max` are stored);
+    /// true when it was stored.
+    async fn create_link_limited(
+        &self,
+        link: &Link,
+        max: u32,
+        since: Timestamp,
+    ) -> StoreResult<bool>;
 }

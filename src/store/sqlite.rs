@@ -2164,6 +2164,45 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn create_link_limited(
+        &self,
+        link: &Link,
+        max: u32,
+        since: Timestamp,
+    ) -> StoreResult<bool> {
+        let l = link.clone();
+        // One statement counts and inserts: parallel requests cannot both see room for one.
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO links (",
+                link_cols!(),
+                ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+                 WHERE (SELECT COUNT(*) FROM links WHERE kind = ?3 AND user_id IS ?8 \
+                 AND created_at >= ?15) < ?16"
+            ))?
+            .execute(params![
+                l.id,
+                l.token_hash,
+                l.kind.as_str(),
+                to_json(&l.groups)?,
+                l.email,
+                l.email_verified,
+                l.note,
+                l.user_id,
+                l.uses,
+                l.uses_left,
+                l.created_by,
+                l.created_at,
+                l.expires_at,
+                l.revoked_at,
+                since,
+                max
+            ])
+            .map(|n| n == 1)
+        })
+        .await
+    }
 }
 
 /// Writes a compacted, consistent snapshot of `source` to the new file `target` (0600).

@@ -9,6 +9,7 @@ pub mod fake_cloudflare;
 pub mod fake_plex;
 pub mod prosody;
 pub mod proxies;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

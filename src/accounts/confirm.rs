@@ -1,0 +1,183 @@
+//! Email confirmation: when a user changes their email on /account and `[smtp]` is set, a
+//! single-use link (24 hours) is mailed to the new address; opening it and confirming marks
+//! the email verified, but only if the account's email still is the one the link was made
+//! for (a later change makes older links worthless). The same token machinery as invites and
+//! resets (`links`); no HTTP here.
+
+use crate::accounts::links;
+use crate::secrets::{digest, random_token, to_hex};
+use crate::store::{Link, LinkKind, Store, StoreError, Timestamp, User};
+
+/// Where confirmation links open (`{issuer}/account/confirm-email/{token}`).
+pub const CONFIRM_PATH: &str = "/account/confirm-email";
+/// A confirmation link lasts this long (24 hours).
+pub const LIFETIME: i64 = 86_400;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfirmError {
+    /// Expired, used, revoked, unknown, or the account is gone, disabled or has another email
+    /// by now.
+    #[error("the confirmation link can no longer be used")]
+    Gone,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores a confirmation link for `user`'s address `email`; returns the token and the link.
+pub async fn create(
+    store: &dyn Store,
+    user: &User,
+    email: &str,
+    now: Timestamp,
+) -> Result<(String, Link), StoreError> {
+    let token = random_token();
+    let link = Link {
+        id: to_hex(
+            &digest(&random_token())
+                .iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<u8>>(),
+        ),
+        token_hash: links::token_hash(&token),
+        kind: LinkKind::Confirm,
+        groups: Vec::new(),
+        email: Some(email.to_string()),
+        email_verified: false,
+        note: None,
+        user_id: Some(user.id.clone()),
+        uses: 1,
+        uses_left: 1,
+        created_by: user.username.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(LIFETIME),
+        revoked_at: None,
+    };
+    store.create_link(&link).await?;
+    Ok((token, link))
+}
+
+/// Whether `link` still speaks for `user`'s current email.
+pub fn still_matches(link: &Link, user: &User) -> bool {
+    !user.disabled
+        && link.user_id.as_deref() == Some(user.id.as_str())
+        && matches!((&link.email, &user.email), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+}
+
+/// The usable confirmation link of `token` and its account (without using it), if any.
+pub async fn find(
+    store: &dyn Store,
+    token: &str,
+    now: Timestamp,
+) -> Result<(Link, User), ConfirmError> {
+    if !links::well_formed_token(token) {
+        return Err(ConfirmError::Gone);
+    }
+    let link = store
+        .find_link(&links::token_hash(token), now)
+        .await?
+        .filter(|l| l.kind == LinkKind::Confirm && links::state(l, now) == links::LinkState::Usable)
+        .ok_or(ConfirmError::Gone)?;
+    let user = match link.user_id.as_deref() {
+        Some(id) => store.get_user(id).await?,
+        None => None,
+    }
+    .filter(|u| still_matches(&link, u))
+    .ok_or(ConfirmError::Gone)?;
+    Ok((link, user))
+}
+
+/// Uses the link `token` (atomically, once) and marks the account's email verified if it is
+/// still the link's.
+pub async fn confirm(store: &dyn Store, token: &str, now: Timestamp) -> Result<User, ConfirmError> {
+    if !links::well_formed_token(token) {
+        return Err(ConfirmError::Gone);
+    }
+    let link = store
+        .take_link_use(&links::token_hash(token), LinkKind::Confirm, now)
+        .await?
+        .ok_or(ConfirmError::Gone)?;
+    let user = match link.user_id.as_deref() {
+        Some(id) => store.get_user(id).await?,
+        None => None,
+    }
+    .filter(|u| still_matches(&link, u))
+    .ok_or(ConfirmError::Gone)?;
+    store
+        .set_user_name_and_email(
+            &user.id,
+            user.name.as_deref(),
+            user.email.as_deref(),
+            true,
+            now,
+        )
+        .await?;
+    Ok(User {
+        email_verified: true,
+        ..user
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::users::{self, NewUser};
+    use crate::store::sqlite::SqliteStore;
+
+    const NOW: Timestamp = 1_700_000_000;
+
+    #[test]
+    fn logged_paths_never_hold_a_confirmation_token() {
+        let token = random_token();
+        assert_eq!(
+            links::redact_path(&format!("/account/confirm-email/{token}")),
+            "/account/confirm-email/{token}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_link_confirms_the_email_it_was_made_for_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("d.db")).unwrap();
+        let user = users::create(
+            &s,
+            NewUser {
+                username: "carol".into(),
+                email: Some("carol@new.example".into()),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+        assert!(!user.email_verified);
+        let (token, link) = create(&s, &user, "carol@new.example", NOW).await.unwrap();
+        assert_eq!(
+            links::url("https://id.example", LinkKind::Confirm, &token),
+            format!("https://id.example/account/confirm-email/{token}")
+        );
+        assert_eq!(link.expires_at, NOW + 86_400);
+        assert!(find(&s, &token, NOW).await.is_ok());
+        let done = confirm(&s, &token, NOW).await.unwrap();
+        assert!(done.email_verified);
+        assert!(s.get_user(&user.id).await.unwrap().unwrap().email_verified);
+        assert!(matches!(
+            confirm(&s, &token, NOW).await,
+            Err(ConfirmError::Gone)
+        ));
+
+        // A link for an address the account no longer has confirms nothing.
+        let (old, _) = create(&s, &user, "carol@old.example", NOW).await.unwrap();
+        assert!(matches!(find(&s, &old, NOW).await, Err(ConfirmError::Gone)));
+        assert!(matches!(
+            confirm(&s, &old, NOW).await,
+            Err(ConfirmError::Gone)
+        ));
+        // Expired.
+        let (late, _) = create(&s, &user, "carol@new.example", NOW).await.unwrap();
+        assert!(matches!(
+            confirm(&s, &late, NOW + LIFETIME).await,
+            Err(ConfirmError::Gone)
+        ));
+    }
+}
