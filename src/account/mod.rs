@@ -229,6 +229,8 @@ async fn render(
             "name": user.name.clone().unwrap_or_default(),
             "email": user.email.clone().unwrap_or_default(),
             "email_verified": user.email_verified,
+            "groups": user.groups.join(", "),
+            "mail": state.mailer.is_some(),
             "may_change_email": accounts.users_may_change_email,
             "recent": rules::sign_in_is_recent(session.auth_time, now, accounts.reauth_after),
             "reauth_text": rules::duration_text(accounts.reauth_after),

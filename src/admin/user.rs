@@ -67,6 +67,8 @@ pub(super) async fn render(
         serde_json::json!({
             "notice": notice,
             "error": error,
+            // A reset link can be mailed only to an address someone vouched for.
+            "can_mail_reset": state.mailer.is_some() && user.email_verified && user.email.is_some(),
             "user": {
                 "id": user.id,
                 "username": user.username,
@@ -170,6 +172,14 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct ResetLinkForm {
+    #[serde(default)]
+    csrf: String,
+    /// Set (the checkbox): also mail the link to the account's verified email.
+    send: Option<String>,
+}
+
 /// POST /admin/users/{id}/verify-email: the admin vouches for the user's email address.
 pub(super) async fn verify_email(
     State(state): State<AppState>,
@@ -202,15 +212,54 @@ pub(super) async fn reset_link(
     cookies: Cookies,
     SignedIn(live): SignedIn,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<ResetLinkForm>,
 ) -> Result<Response, WebError> {
     let (session, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
+    let send = form.send.as_deref().is_some_and(|v| !v.is_empty());
+    let verified_email = user.email.as_deref().filter(|_| user.email_verified);
+    let outbox = match (send, state.mailer.as_ref(), verified_email) {
+        (false, _, _) => None,
+        (true, Some(outbox), Some(_)) => Some(outbox),
+        (true, None, _) => {
+            let error = Some((
+                StatusCode::BAD_REQUEST,
+                "Mail is not set up ([smtp]): make the link without mailing it and pass it on yourself.".to_string(),
+            ));
+            return render(&state, &cookies, (&session, &admin), &user, None, error).await;
+        }
+        (true, Some(_), None) => {
+            let error = Some((
+                StatusCode::BAD_REQUEST,
+                "This account has no verified email address to mail the link to.".to_string(),
+            ));
+            return render(&state, &cookies, (&session, &admin), &user, None, error).await;
+        }
+    };
     let (token, link) =
         links::create_reset(&*state.store, &user.id, &admin.username, None, state.now())
             .await
             .map_err(|e| WebError::Internal(format!("reset link: {e}")))?;
     tracing::info!(target: "audit", event = "admin", action = "reset_link", user = %admin.username, target = %user.username, link = %link.id, ip = %ip, outcome = "success");
     let url = links::url(state.issuer(), LinkKind::Reset, &token);
+    let mailed = match (outbox, verified_email) {
+        (Some(outbox), Some(to)) => {
+            let text = crate::mail::messages::reset(
+                &crate::mail::messages::site(state.issuer()),
+                &user.username,
+                &url,
+                link.expires_at.saturating_sub(link.created_at),
+            );
+            let queued = outbox.queue(crate::mail::Mail {
+                to: to.to_string(),
+                subject: text.subject,
+                body: text.body,
+                what: "reset",
+            });
+            tracing::info!(target: "audit", event = "admin", action = "reset_mail", user = %admin.username, target = %user.username, link = %link.id, ip = %ip, outcome = if queued { "mailed" } else { "mail_dropped" });
+            Some(queued)
+        }
+        _ => None,
+    };
     Ok(render_page(
         &state,
         &cookies,
@@ -220,6 +269,8 @@ pub(super) async fn reset_link(
         StatusCode::OK,
         serde_json::json!({
             "kind": "reset",
+            "mailed": mailed,
+            "email": verified_email,
             "url": url,
             "expires": crate::keys::utc(link.expires_at),
             "user": { "id": user.id, "username": user.username },

@@ -207,9 +207,7 @@ async fn a_changed_email_is_unverified_and_needs_a_recent_sign_in_or_the_passwor
     assert!(!u.email_verified, "a changed email is not verified");
     let page = account_page(&server, &browser).await;
     assert!(page.text.contains("(not verified)"), "{}", page.text);
-    assert!(page
-        .text
-        .contains("Confirmation by mail is not available here yet"));
+    assert!(page.text.contains("Ask the operator to mark it verified."));
 
     // Eleven minutes later the sign-in is no longer recent: the password is asked for.
     server.clock.advance(11 * 60);

@@ -521,3 +521,66 @@ async fn the_admin_invites_page_sends_by_mail_only_with_smtp() {
     invite.assert_status(200);
     assert!(invite.text.contains("frank@example.com"), "{}", invite.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_mails_a_reset_link_only_to_a_verified_address() {
+    let (server, sink) = with_sink().await;
+    add_user(&server, "carol", "carol@example.com", true).await;
+    add_user(&server, "dave", "dave@example.com", false).await;
+    let store = &server.state.store;
+    let carol = store.find_user_by_username("carol").await.unwrap().unwrap();
+    let dave = store.find_user_by_username("dave").await.unwrap().unwrap();
+    let b = Browser::new();
+    let landing = b
+        .get(&server.url(&format!("/admin/users/{}", carol.id)))
+        .await;
+    let done = b.submit_login(&landing, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let page = b
+        .get(&server.url(&format!("/admin/users/{}", carol.id)))
+        .await;
+    page.assert_status(200);
+    assert!(
+        page.text.contains("Also mail it to carol@example.com"),
+        "{}",
+        page.text
+    );
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let made = b
+        .post_form(
+            &server.url(&format!("/admin/users/{}/reset-link", carol.id)),
+            &[("csrf", csrf.as_str()), ("send", "1")],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.text);
+    assert!(
+        made.text
+            .contains("The link was mailed to carol@example.com"),
+        "{}",
+        made.text
+    );
+    let mails = sink.wait_for(1).await;
+    assert_eq!(recipients(&mails), ["carol@example.com"]);
+    reset_through(&server, &mails[0], NEW_PASSWORD).await;
+    assert_eq!(sign_in_status(&server, "carol", NEW_PASSWORD).await, 303);
+
+    // Dave's address is unverified: no checkbox, and a forged one is refused.
+    let page = b
+        .get(&server.url(&format!("/admin/users/{}", dave.id)))
+        .await;
+    page.assert_status(200);
+    assert!(!page.text.contains("Also mail it to"), "{}", page.text);
+    let refused = b
+        .post_form(
+            &server.url(&format!("/admin/users/{}/reset-link", dave.id)),
+            &[("csrf", csrf.as_str()), ("send", "1")],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("no verified email address"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(sink.messages().len(), 1, "nothing more was mailed");
+}
