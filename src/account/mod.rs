@@ -686,8 +686,15 @@ async fn end_others(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     let (session, user) = authorised(&state, &cookies, live, &form.csrf)?;
-    let ended = sign_ins::end_other_sessions(&*state.store, &user.id, &session.id_hash).await?;
-    tracing::info!(target: "audit", event = "account", action = "end_other_sessions", user = %user.username, ip = %ip, sessions_ended = ended, outcome = "success");
+    let ended = sign_ins::end_other_sessions(
+        &*state.store,
+        &user.id,
+        &session.id_hash,
+        state.now(),
+        |h| state.provider.sid_for(h),
+    )
+    .await?;
+    tracing::info!(target: "audit", event = "account", action = "end_other_sessions", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants, outcome = "success");
     Ok(done(&state, "others"))
 }
 

@@ -19,7 +19,30 @@ pub async fn end_other_sign_ins(
     Ok(Ended { sessions, grants })
 }
 
-/// Ends the other SSO sessions of the user, leaving their grants.
-pub async fn end_other_sessions(store: &dyn Store, user_id: &str, keep: &Hash) -> StoreResult<u64> {
-    store.delete_user_sessions_except(user_id, keep).await
+/// Ends the other SSO sessions of the user and the grants made in them (`sid_of` gives a
+/// session's public `sid`, which its grants carry): whoever holds another session loses the
+/// applications they signed in to through it as well. Grants made in this session stay.
+pub async fn end_other_sessions(
+    store: &dyn Store,
+    user_id: &str,
+    keep: &Hash,
+    now: Timestamp,
+    sid_of: impl Fn(&Hash) -> String,
+) -> StoreResult<Ended> {
+    let others: Vec<Hash> = store
+        .list_user_sessions(user_id, now)
+        .await?
+        .into_iter()
+        .map(|s| s.id_hash)
+        .filter(|h| h != keep)
+        .collect();
+    let sessions = store.delete_user_sessions_except(user_id, keep).await?;
+    let mut grants = 0;
+    for hash in &others {
+        grants += store
+            .revoke_session_grants(user_id, &sid_of(hash), now)
+            .await?
+            .len() as u64;
+    }
+    Ok(Ended { sessions, grants })
 }

@@ -499,6 +499,23 @@ async fn signing_out_everywhere_else_keeps_this_browser() {
     }
     let bobs = Browser::new();
     sign_in(&server, &bobs, BOB, BOB_PASSWORD).await;
+    // An application signed in through another session, and one through this one.
+    let theirs = server
+        .code_flow(
+            &others[0],
+            RP,
+            "openid offline_access",
+            ALICE,
+            ALICE_PASSWORD,
+        )
+        .await
+        .refresh_token
+        .expect("a refresh token");
+    let mine = server
+        .code_flow(&here, RP, "openid offline_access", ALICE, ALICE_PASSWORD)
+        .await
+        .refresh_token
+        .expect("a refresh token");
     let page = account_page(&server, &here).await;
     assert_eq!(other_sids(&page).len(), 2);
     assert!(
@@ -513,6 +530,15 @@ async fn signing_out_everywhere_else_keeps_this_browser() {
         assert!(signed_out(&server, b).await);
     }
     assert!(!signed_out(&server, &bobs).await, "bob's session is his");
+    let refreshed = server.refresh(RP, &theirs).await;
+    assert_eq!(
+        refreshed.oauth_error(),
+        "invalid_grant",
+        "{}",
+        refreshed.text
+    );
+    let refreshed = server.refresh(RP, &mine).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
     let page = account_page(&server, &here).await;
     assert!(other_sids(&page).is_empty());
     assert!(page.text.contains("No other sessions."));
