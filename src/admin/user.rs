@@ -153,9 +153,12 @@ pub(super) async fn profile(
         let error = refuse(StatusCode::BAD_REQUEST, e.to_string());
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
     }
+    // One last-admin check-and-write at a time (see `admin_changes`), on the users as they are now.
+    let _one_at_a_time = state.admin_changes.lock().await;
     let all = state.store.list_users().await?;
+    let fresh = rules::current(user.clone(), &all);
     let admins = &state.config.accounts.admin_groups;
-    if let Err(refusal) = rules::may_change(&user, Change::Groups(&groups), &all, admins) {
+    if let Err(refusal) = rules::may_change(&fresh, Change::Groups(&groups), &all, admins) {
         let error = refuse(StatusCode::CONFLICT, refusal.to_string());
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
     }
@@ -359,7 +362,10 @@ pub(super) async fn delete(
         let error = Some((StatusCode::BAD_REQUEST, text));
         return Ok(render_delete(&state, &cookies, who, &user, error));
     }
+    // One last-admin check-and-write at a time (see `admin_changes`), on the users as they are now.
+    let _one_at_a_time = state.admin_changes.lock().await;
     let all = state.store.list_users().await?;
+    let user = rules::current(user, &all);
     let admins = &state.config.accounts.admin_groups;
     if let Err(refusal) = rules::may_change(&user, Change::Delete, &all, admins) {
         tracing::warn!(target: "audit", event = "admin", action = "delete", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused", reason = %refusal);
