@@ -170,9 +170,12 @@ pub(super) async fn profile(
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct CsrfForm {
+pub(super) struct VerifyForm {
     #[serde(default)]
     csrf: String,
+    /// The address the page showed: only that one is vouched for.
+    #[serde(default)]
+    email: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,17 +193,20 @@ pub(super) async fn verify_email(
     cookies: Cookies,
     SignedIn(live): SignedIn,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<VerifyForm>,
 ) -> Result<Response, WebError> {
     let (session, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
-    let marked = users::mark_email_verified(&*state.store, &user, state.now())
+    let marked = users::mark_email_verified(&*state.store, &user, &form.email, state.now())
         .await
         .map_err(account_error)?;
     if !marked {
-        let error = Some((
-            StatusCode::CONFLICT,
-            "This account has no email address to mark verified.".to_string(),
-        ));
+        let text = if user.email.is_none() {
+            "This account has no email address to mark verified."
+        } else {
+            "Nothing was marked: the account's email address is not the one shown when you clicked. Check the address below and mark it again."
+        };
+        tracing::warn!(target: "audit", event = "admin", action = "verify_email", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused");
+        let error = Some((StatusCode::CONFLICT, text.to_string()));
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
     }
     audit("verify_email", &admin, &user, ip);

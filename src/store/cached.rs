@@ -624,9 +624,14 @@ impl Store for CachedStore {
         result
     }
 
-    async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+    async fn mark_email_verified(
+        &self,
+        id: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
         self.users.invalidate(id);
-        let result = self.inner.mark_email_verified(id, now).await;
+        let result = self.inner.mark_email_verified(id, email, now).await;
         self.users.invalidate(id);
         self.users_by_email.invalidate_all();
         result
