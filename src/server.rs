@@ -149,6 +149,7 @@ pub async fn build_state(
         continuations: vec![("/jitsi/", crate::jitsi::resume)],
         mailer,
         forgot_limiter: Default::default(),
+        admin_changes: Default::default(),
     })))
 }
 

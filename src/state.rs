@@ -47,6 +47,10 @@ pub struct Inner {
     pub mailer: Option<crate::mail::Outbox>,
     /// The per-IP limit of the forgot-password page (this process).
     pub forgot_limiter: crate::accounts::forgot::ForgotLimiter,
+    /// Held by an /admin change that could remove the last admin (disable, a groups edit,
+    /// delete) from its last-admin check through its write, so two such changes made at
+    /// once cannot both see the other admin still there.
+    pub admin_changes: tokio::sync::Mutex<()>,
 }
 
 /// Where a signed-in user goes for a continuation URL; None: to the URL itself.

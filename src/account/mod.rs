@@ -506,7 +506,9 @@ async fn change_password(
     state.store.set_user_password(&user.id, &hash, now).await?;
     let ended =
         sign_ins::end_other_sign_ins(&*state.store, &user.id, &session.id_hash, now).await?;
-    tracing::info!(target: "audit", event = "account", action = "password", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants, outcome = "success");
+    let reset_links =
+        crate::accounts::links::revoke_resets_of(&*state.store, &user.id, now).await?;
+    tracing::info!(target: "audit", event = "account", action = "password", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants, reset_links_revoked = reset_links, outcome = "success");
     Ok(done(&state, "password"))
 }
 

@@ -12,6 +12,11 @@ use crate::store::{Link, LinkKind, Store, StoreError, Timestamp, User};
 pub const CONFIRM_PATH: &str = "/account/confirm-email";
 /// A confirmation link lasts this long (24 hours).
 pub const LIFETIME: i64 = 86_400;
+/// Confirmation links (so mails) per account per [`WINDOW`]: each email change mails the
+/// typed address, which must not make doorman mail any address without end.
+pub const PER_ACCOUNT: u32 = 3;
+/// The window of [`PER_ACCOUNT`] (an hour).
+pub const WINDOW: i64 = 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfirmError {
@@ -23,13 +28,15 @@ pub enum ConfirmError {
     Store(#[from] StoreError),
 }
 
-/// Stores a confirmation link for `user`'s address `email`; returns the token and the link.
+/// Stores a confirmation link for `user`'s address `email`; returns the token and the link,
+/// or None when the account had [`PER_ACCOUNT`] links this hour already (counted in the store
+/// in one statement, so a parallel burst cannot overrun it).
 pub async fn create(
     store: &dyn Store,
     user: &User,
     email: &str,
     now: Timestamp,
-) -> Result<(String, Link), StoreError> {
+) -> Result<Option<(String, Link)>, StoreError> {
     let token = random_token();
     let link = Link {
         id: to_hex(
@@ -53,8 +60,11 @@ pub async fn create(
         expires_at: now.saturating_add(LIFETIME),
         revoked_at: None,
     };
-    store.create_link(&link).await?;
-    Ok((token, link))
+    let since = now.saturating_sub(WINDOW - 1);
+    Ok(store
+        .create_link_limited(&link, PER_ACCOUNT, since)
+        .await?
+        .then_some((token, link)))
 }
 
 /// Whether `link` still speaks for `user`'s current email.
@@ -135,6 +145,36 @@ mod tests {
         );
     }
 
+    /// Review: each email change on /account mails a link to the typed address; without a
+    /// limit a signed-in user could make doorman mail any address without end.
+    #[tokio::test]
+    async fn at_most_a_few_confirmation_links_per_account_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("d.db")).unwrap();
+        let user = users::create(
+            &s,
+            NewUser {
+                username: "carol".into(),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+        for n in 0..PER_ACCOUNT {
+            let to = format!("victim{n}@example.org");
+            assert!(create(&s, &user, &to, NOW).await.unwrap().is_some(), "{n}");
+        }
+        assert!(create(&s, &user, "victim@example.org", NOW + 60)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(create(&s, &user, "victim@example.org", NOW + WINDOW)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
     #[tokio::test]
     async fn a_link_confirms_the_email_it_was_made_for_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -151,7 +191,10 @@ mod tests {
         .await
         .unwrap();
         assert!(!user.email_verified);
-        let (token, link) = create(&s, &user, "carol@new.example", NOW).await.unwrap();
+        let (token, link) = create(&s, &user, "carol@new.example", NOW)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             links::url("https://id.example", LinkKind::Confirm, &token),
             format!("https://id.example/account/confirm-email/{token}")
@@ -167,14 +210,20 @@ mod tests {
         ));
 
         // A link for an address the account no longer has confirms nothing.
-        let (old, _) = create(&s, &user, "carol@old.example", NOW).await.unwrap();
+        let (old, _) = create(&s, &user, "carol@old.example", NOW)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(find(&s, &old, NOW).await, Err(ConfirmError::Gone)));
         assert!(matches!(
             confirm(&s, &old, NOW).await,
             Err(ConfirmError::Gone)
         ));
         // Expired.
-        let (late, _) = create(&s, &user, "carol@new.example", NOW).await.unwrap();
+        let (late, _) = create(&s, &user, "carol@new.example", NOW)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(
             confirm(&s, &late, NOW + LIFETIME).await,
             Err(ConfirmError::Gone)

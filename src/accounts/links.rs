@@ -227,6 +227,23 @@ pub async fn create_reset(
     Ok((token, link))
 }
 
+/// Revokes every live password-reset link of the user `user_id`: once the password was set
+/// anew, an older link (in a mailbox that may be why it was reset) must not set another.
+/// How many were revoked.
+pub async fn revoke_resets_of(
+    store: &dyn Store,
+    user_id: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut revoked = 0;
+    for link in store.list_links(LinkKind::Reset, now).await? {
+        if link.user_id.as_deref() == Some(user_id) && store.revoke_link(&link.id, now).await? {
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
+}
+
 /// An invite that names an email vouches for it: if another account holds that address
 /// unverified (typed on /account, never confirmed), the address leaves that account, so an
 /// unconfirmed claim cannot keep its owner out. A verified holder keeps it (the redemption is

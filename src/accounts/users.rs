@@ -417,14 +417,24 @@ pub async fn set_name_and_groups(
         })
 }
 
-/// Marks the user's email verified (an admin vouches for it); false if they have none.
+/// Marks the user's email verified (an admin vouches for `shown`, the address they saw);
+/// false if the user has no email, or another one than `shown` (compared as the store
+/// compares emails: ASCII case ignored), read now or at the write.
 pub async fn mark_email_verified(
     store: &dyn Store,
     user: &User,
+    shown: &str,
     now: Timestamp,
 ) -> Result<bool, AccountError> {
+    let Some(email) = user
+        .email
+        .as_deref()
+        .filter(|e| e.eq_ignore_ascii_case(shown.trim()))
+    else {
+        return Ok(false);
+    };
     store
-        .mark_email_verified(&user.id, now)
+        .mark_email_verified(&user.id, email, now)
         .await
         .map_err(AccountError::Store)
 }

@@ -364,7 +364,10 @@ async fn disable(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
     let (session, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
+    // One last-admin check-and-write at a time (see `admin_changes`), on the users as they are now.
+    let _one_at_a_time = state.admin_changes.lock().await;
     let all = state.store.list_users().await?;
+    let user = rules::current(user, &all);
     let admins = &state.config.accounts.admin_groups;
     if let Err(refusal) = rules::may_change(&user, rules::Change::Disable, &all, admins) {
         tracing::warn!(target: "audit", event = "admin", action = "disable", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused", reason = %refusal);

@@ -112,6 +112,15 @@ pub fn may_change(
     Ok(())
 }
 
+/// `target` as it is in `all` (read under `AppState::admin_changes`), or as it was read
+/// before when `all` no longer has it.
+pub fn current(target: User, all: &[User]) -> User {
+    match all.iter().find(|u| u.id == target.id) {
+        Some(now) => now.clone(),
+        None => target,
+    }
+}
+
 /// The groups typed in the edit form: separated by commas or spaces, empty pieces dropped,
 /// each once (in the order typed).
 pub fn parse_groups(text: &str) -> Vec<String> {

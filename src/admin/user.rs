@@ -153,9 +153,12 @@ pub(super) async fn profile(
         let error = refuse(StatusCode::BAD_REQUEST, e.to_string());
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
     }
+    // One last-admin check-and-write at a time (see `admin_changes`), on the users as they are now.
+    let _one_at_a_time = state.admin_changes.lock().await;
     let all = state.store.list_users().await?;
+    let fresh = rules::current(user.clone(), &all);
     let admins = &state.config.accounts.admin_groups;
-    if let Err(refusal) = rules::may_change(&user, Change::Groups(&groups), &all, admins) {
+    if let Err(refusal) = rules::may_change(&fresh, Change::Groups(&groups), &all, admins) {
         let error = refuse(StatusCode::CONFLICT, refusal.to_string());
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
     }
@@ -167,9 +170,12 @@ pub(super) async fn profile(
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct CsrfForm {
+pub(super) struct VerifyForm {
     #[serde(default)]
     csrf: String,
+    /// The address the page showed: only that one is vouched for.
+    #[serde(default)]
+    email: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,17 +193,20 @@ pub(super) async fn verify_email(
     cookies: Cookies,
     SignedIn(live): SignedIn,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<VerifyForm>,
 ) -> Result<Response, WebError> {
     let (session, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
-    let marked = users::mark_email_verified(&*state.store, &user, state.now())
+    let marked = users::mark_email_verified(&*state.store, &user, &form.email, state.now())
         .await
         .map_err(account_error)?;
     if !marked {
-        let error = Some((
-            StatusCode::CONFLICT,
-            "This account has no email address to mark verified.".to_string(),
-        ));
+        let text = if user.email.is_none() {
+            "This account has no email address to mark verified."
+        } else {
+            "Nothing was marked: the account's email address is not the one shown when you clicked. Check the address below and mark it again."
+        };
+        tracing::warn!(target: "audit", event = "admin", action = "verify_email", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused");
+        let error = Some((StatusCode::CONFLICT, text.to_string()));
         return render(&state, &cookies, (&session, &admin), &user, None, error).await;
     }
     audit("verify_email", &admin, &user, ip);
@@ -359,7 +368,10 @@ pub(super) async fn delete(
         let error = Some((StatusCode::BAD_REQUEST, text));
         return Ok(render_delete(&state, &cookies, who, &user, error));
     }
+    // One last-admin check-and-write at a time (see `admin_changes`), on the users as they are now.
+    let _one_at_a_time = state.admin_changes.lock().await;
     let all = state.store.list_users().await?;
+    let user = rules::current(user, &all);
     let admins = &state.config.accounts.admin_groups;
     if let Err(refusal) = rules::may_change(&user, Change::Delete, &all, admins) {
         tracing::warn!(target: "audit", event = "admin", action = "delete", user = %admin.username, target = %user.username, ip = %ip, outcome = "refused", reason = %refusal);

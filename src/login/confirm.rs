@@ -163,7 +163,10 @@ pub async fn mail_link(
         return Ok(());
     };
     let now = state.now();
-    let (token, link) = confirm::create(&*state.store, user, email, now).await?;
+    let Some((token, link)) = confirm::create(&*state.store, user, email, now).await? else {
+        tracing::warn!(target: "audit", event = "email_confirmation_sent", user = %user.username, outcome = "account_rate_limited");
+        return Ok(());
+    };
     let url = crate::accounts::links::url(state.issuer(), crate::store::LinkKind::Confirm, &token);
     let text = crate::mail::messages::confirm_email(
         &crate::mail::messages::site(state.issuer()),

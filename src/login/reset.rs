@@ -293,7 +293,8 @@ async fn submit(
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     state.store.clear_lockouts(&user.id).await?;
-    tracing::info!(target: "audit", event = "password_reset", link = %link.id, user = %user.username, created_by = %link.created_by, sessions_ended = ended.sessions, grants_revoked = ended.grants, ip = %ip, outcome = "success");
+    let other_links = links::revoke_resets_of(&*state.store, &user.id, now).await?;
+    tracing::info!(target: "audit", event = "password_reset", link = %link.id, user = %user.username, created_by = %link.created_by, sessions_ended = ended.sessions, grants_revoked = ended.grants, reset_links_revoked = other_links, ip = %ip, outcome = "success");
     let login = state.url(paths::LOGIN);
     Ok(message(
         &state,

@@ -91,6 +91,8 @@ impl Store for CachedStore {
     async fn set_user_password(&self, id: &str, hash: &str, now: Timestamp) -> StoreResult<()> {
         let result = self.inner.set_user_password(id, hash, now).await;
         self.users.invalidate(id);
+        // A sign-in by email reads the user (and its hash) through the email cache.
+        self.users_by_email.invalidate_all();
         result
     }
 
@@ -617,12 +619,19 @@ impl Store for CachedStore {
             .set_user_name_and_groups(id, name, groups, now)
             .await;
         self.users.invalidate(id);
+        // Cloudflare Access identities read the user (and its groups) by email.
+        self.users_by_email.invalidate_all();
         result
     }
 
-    async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+    async fn mark_email_verified(
+        &self,
+        id: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
         self.users.invalidate(id);
-        let result = self.inner.mark_email_verified(id, now).await;
+        let result = self.inner.mark_email_verified(id, email, now).await;
         self.users.invalidate(id);
         self.users_by_email.invalidate_all();
         result
@@ -678,6 +687,37 @@ mod tests {
             updated_at: 0,
             last_login_at: None,
         }
+    }
+
+    /// Review: a sign-in by email and Cloudflare Access read the user through the email cache;
+    /// a new password or a groups edit made through this store must show there at once (an
+    /// old password must not sign in, a removed group must not pass a forward-auth rule).
+    #[tokio::test]
+    async fn password_and_groups_writes_are_seen_at_once_by_email() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("doorman.db")).unwrap());
+        let cached = CachedStore::new(inner);
+        let u = User {
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            groups: vec!["admins".into()],
+            password_hash: Some("old".into()),
+            ..user()
+        };
+        cached.create_user(&u).await.unwrap();
+        let email = "alice@example.com";
+        let found = cached.find_user_by_email(email).await.unwrap().unwrap();
+        assert_eq!(found.password_hash.as_deref(), Some("old"));
+        cached.set_user_password("u1", "new", 1).await.unwrap();
+        let found = cached.find_user_by_email(email).await.unwrap().unwrap();
+        assert_eq!(found.password_hash.as_deref(), Some("new"));
+        cached
+            .set_user_name_and_groups("u1", None, &["family".to_string()], 2)
+            .await
+            .unwrap();
+        let found = cached.find_user_by_email(email).await.unwrap().unwrap();
+        assert_eq!(found.groups, ["family"]);
     }
 
     #[tokio::test]

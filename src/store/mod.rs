@@ -637,8 +637,10 @@ pub trait Store: Send + Sync + 'static {
         groups: &[String],
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Marks the email of user `id` verified; false if the user has no email.
-    async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Marks the email of user `id` verified if it still is `email` (the address someone
+    /// vouched for); false if the user has no email or another one.
+    async fn mark_email_verified(&self, id: &str, email: &str, now: Timestamp)
+        -> StoreResult<bool>;
     /// Every user's live SSO sessions (`now < expires_at`), newest first, at most `limit`.
     async fn list_sessions(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Session>>;
     /// Deletes user `id` as `delete_user` does and, in the same transaction, keeps the

@@ -2102,14 +2102,19 @@ impl Store for SqliteStore {
         .and_then(one_row)
     }
 
-    async fn mark_email_verified(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let id = id.to_owned();
+    async fn mark_email_verified(
+        &self,
+        id: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (id, email) = (id.to_owned(), email.to_owned());
         self.write(move |conn| {
             conn.prepare_cached(
                 "UPDATE users SET email_verified = 1, updated_at = ?2 \
-                 WHERE id = ?1 AND email IS NOT NULL",
+                 WHERE id = ?1 AND email IS NOT NULL AND email = ?3",
             )?
-            .execute(params![id, now])
+            .execute(params![id, now, email])
             .map(|n| n == 1)
         })
         .await

@@ -2123,7 +2123,15 @@ async fn name_and_groups_and_email_verified_write_only_those_columns() {
         .set_user_name_and_groups("u1", Some("Alice L"), &["family".into()], NOW + 1)
         .await
         .unwrap();
-    assert!(store.mark_email_verified("u1", NOW + 2).await.unwrap());
+    // Another address than the one vouched for: nothing.
+    assert!(!store
+        .mark_email_verified("u1", "b@example.com", NOW + 2)
+        .await
+        .unwrap());
+    assert!(store
+        .mark_email_verified("u1", "a@example.com", NOW + 2)
+        .await
+        .unwrap());
     let now = store.get_user("u1").await.unwrap().unwrap();
     assert!(now.disabled, "the disable stands");
     assert_eq!(now.name.as_deref(), Some("Alice L"));
@@ -2137,7 +2145,10 @@ async fn name_and_groups_and_email_verified_write_only_those_columns() {
     let now = store.get_user("u1").await.unwrap().unwrap();
     assert!(now.name.is_none() && now.groups.is_empty());
     // No email: nothing to verify.
-    assert!(!store.mark_email_verified("u2", NOW).await.unwrap());
+    assert!(!store
+        .mark_email_verified("u2", "a@example.com", NOW)
+        .await
+        .unwrap());
     assert!(matches!(
         store
             .set_user_name_and_groups("nobody", None, &[], NOW)
