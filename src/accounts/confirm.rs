@@ -113,15 +113,12 @@ pub async fn confirm(store: &dyn Store, token: &str, now: Timestamp) -> Result<U
     }
     .filter(|u| still_matches(&link, u))
     .ok_or(ConfirmError::Gone)?;
-    store
-        .set_user_name_and_email(
-            &user.id,
-            user.name.as_deref(),
-            user.email.as_deref(),
-            true,
-            now,
-        )
-        .await?;
+    // Only the verified flag, and only while the email is still the link's: a profile change
+    // made meanwhile is neither undone nor verified.
+    let email = link.email.as_deref().unwrap_or_default();
+    if !store.mark_email_verified(&user.id, email, now).await? {
+        return Err(ConfirmError::Gone);
+    }
     Ok(User {
         email_verified: true,
         ..user

@@ -97,7 +97,12 @@ struct Window {
 /// The per-IP limit of the forgot-password page, in this process's memory (bounded).
 pub struct ForgotLimiter {
     windows: Cache<IpKey, Arc<Mutex<Window>>>,
+    /// Requests being looked up after their answer was sent.
+    background: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many forgot-password requests are worked on after their answer at once.
+pub const BACKGROUND: usize = 16;
 
 impl Default for ForgotLimiter {
     fn default() -> Self {
@@ -106,11 +111,17 @@ impl Default for ForgotLimiter {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(WINDOW as u64))
                 .build(),
+            background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND)),
         }
     }
 }
 
 impl ForgotLimiter {
+    /// A place to work on a request after its answer, if one is free.
+    pub fn background(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.background.clone().try_acquire_owned().ok()
+    }
+
     /// Takes one request of `ip`'s budget: false when it is used up for this window.
     pub fn reserve(&self, ip: std::net::IpAddr, now: Timestamp) -> bool {
         let slot = self

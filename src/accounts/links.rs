@@ -87,6 +87,19 @@ const LINK_SEGMENTS: &[&str] = &["invite", "reset", "confirm-email"];
 /// slash or extra segments decode to the same usable token), so request logs never hold a
 /// usable link.
 pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.contains('%') {
+        // Decoded first, so `/%69nvite/TOKEN` or `/invite%2FTOKEN` (not routed, but logged)
+        // is seen as the link path it spells.
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        return match redact_decoded(&decoded) {
+            std::borrow::Cow::Owned(redacted) => redacted.into(),
+            std::borrow::Cow::Borrowed(_) => path.into(),
+        };
+    }
+    redact_decoded(path)
+}
+
+fn redact_decoded(path: &str) -> std::borrow::Cow<'_, str> {
     let mut at = 0;
     for segment in path.split('/') {
         let next = at + segment.len() + 1;
@@ -387,6 +400,17 @@ mod tests {
         );
         assert_eq!(redact_path(&format!("/reset/{token}/")), "/reset/{token}");
         assert_eq!(redact_path("/invite/"), "/invite/");
+        // Spellings the router does not take still never log the token.
+        assert_eq!(
+            redact_path(&format!("/%69nvite/{token}")),
+            "/invite/{token}"
+        );
+        assert_eq!(
+            redact_path(&format!("/invite%2F{token}")),
+            "/invite/{token}"
+        );
+        assert_eq!(redact_path(&format!("/reset%2f{token}")), "/reset/{token}");
+        assert_eq!(redact_path("/jitsi/a%20room"), "/jitsi/a%20room");
         assert_eq!(redact_path("/invite"), "/invite");
         assert_eq!(redact_path("/jitsi/room"), "/jitsi/room");
         assert_eq!(redact_path("/"), "/");

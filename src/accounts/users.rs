@@ -321,12 +321,13 @@ pub async fn set_password_hash(
     now: Timestamp,
 ) -> Result<(User, Ended), AccountError> {
     let mut user = find(store, username).await?;
-    user.password_hash = Some(hash);
-    user.updated_at = now;
+    // Only the password column: a disable or group change made meanwhile stays.
     store
-        .update_user(&user)
+        .set_user_password(&user.id, &hash, now)
         .await
         .map_err(AccountError::Store)?;
+    user.password_hash = Some(hash);
+    user.updated_at = now;
     let ended = end_sign_ins(store, &user.id, now).await?;
     Ok((user, ended))
 }
@@ -340,12 +341,13 @@ pub async fn set_disabled(
     now: Timestamp,
 ) -> Result<(User, Ended), AccountError> {
     let mut user = find(store, username).await?;
-    user.disabled = disabled;
-    user.updated_at = now;
+    // Only the flag: a password, group or email change made meanwhile stays.
     store
-        .update_user(&user)
+        .set_user_disabled(&user.id, disabled, now)
         .await
         .map_err(AccountError::Store)?;
+    user.disabled = disabled;
+    user.updated_at = now;
     let ended = if disabled {
         end_sign_ins(store, &user.id, now).await?
     } else {

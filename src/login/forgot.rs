@@ -78,8 +78,9 @@ async fn page(State(state): State<AppState>, browser: Browser) -> Result<Respons
     Ok(render(&state, &browser, None))
 }
 
-/// POST /login/forgot: CSRF, the per-IP limit, then (for an enabled account's verified email,
-/// within its limit) a reset link stored and its mail queued; the same answer in every case.
+/// POST /login/forgot: CSRF, the per-IP limit, then the same answer in every case; after it
+/// (for an enabled account's verified email, within its limit) a reset link is stored and its
+/// mail queued.
 async fn submit(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -103,7 +104,39 @@ async fn submit(
         tracing::warn!(target: "audit", event = "password_reset_requested", ip = %ip, outcome = "ip_rate_limited");
         return Ok(render(&state, &browser, Some(SENT)));
     }
-    match forgot::request(&*state.store, &form.email, now).await? {
+    // The lookup, the link and the mail happen after the answer, so its timing says nothing
+    // about whether the address has an account (at most `BACKGROUND` at once; beyond that,
+    // in line).
+    let work = {
+        let (state, email, outbox) = (state.clone(), form.email.clone(), outbox.clone());
+        async move {
+            if let Err(e) = mail_reset_link(&state, &outbox, &email, ip, now).await {
+                tracing::error!(error = %e, "forgot password: the store failed");
+            }
+        }
+    };
+    match state.forgot_limiter.background() {
+        Some(permit) => {
+            tokio::spawn(async move {
+                work.await;
+                drop(permit);
+            });
+        }
+        None => work.await,
+    }
+    Ok(render(&state, &browser, Some(SENT)))
+}
+
+/// Stores a reset link for the enabled account whose verified email is `email` (within its
+/// limit) and queues its mail; audit lines either way.
+async fn mail_reset_link(
+    state: &AppState,
+    outbox: &crate::mail::Outbox,
+    email: &str,
+    ip: std::net::IpAddr,
+    now: crate::store::Timestamp,
+) -> Result<(), crate::store::StoreError> {
+    match forgot::request(&*state.store, email, now).await? {
         Outcome::Mail { user, token, link } => {
             let url = links::url(state.issuer(), LinkKind::Reset, &token);
             let text = messages::reset(
@@ -128,5 +161,5 @@ async fn submit(
             tracing::warn!(target: "audit", event = "password_reset_requested", ip = %ip, outcome = "account_rate_limited");
         }
     }
-    Ok(render(&state, &browser, Some(SENT)))
+    Ok(())
 }

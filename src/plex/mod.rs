@@ -263,8 +263,9 @@ impl PlexService {
                 return Err(e);
             }
         };
-        self.store
-            .put_identity(&Identity {
+        let linked = self
+            .store
+            .insert_identity(&Identity {
                 provider: PROVIDER.into(),
                 subject,
                 user_id: user.id.clone(),
@@ -278,6 +279,23 @@ impl PlexService {
                 by_invite: true,
             })
             .await?;
+        if !linked {
+            // Another sign-up with this Plex account won the race: undo this one (a plain
+            // delete: the name was never used, so it is not retired) and give the use back.
+            self.store.delete_user(&user.id).await?;
+            self.store.give_back_link_use(&link.id).await?;
+            let username = match self
+                .store
+                .get_identity(PROVIDER, &plex.id.to_string())
+                .await?
+            {
+                Some(i) => self.store.get_user(&i.user_id).await?.map(|u| u.username),
+                None => None,
+            };
+            return Err(JoinError::AlreadyLinked {
+                username: username.unwrap_or_default(),
+            });
+        }
         tracing::info!(target: "audit", event = "invite_redeemed", invite = %link.id, user = %user.username, method = "plex", plex_id = plex.id, groups = %user.groups.join(","), outcome = "success");
         Ok(user)
     }

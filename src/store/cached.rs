@@ -96,6 +96,13 @@ impl Store for CachedStore {
         result
     }
 
+    async fn set_user_disabled(&self, id: &str, disabled: bool, now: Timestamp) -> StoreResult<()> {
+        let result = self.inner.set_user_disabled(id, disabled, now).await;
+        self.users.invalidate(id);
+        self.users_by_email.invalidate_all();
+        result
+    }
+
     async fn set_user_name_and_email(
         &self,
         id: &str,
@@ -455,6 +462,10 @@ impl Store for CachedStore {
 
     async fn put_identity(&self, identity: &Identity) -> StoreResult<()> {
         self.inner.put_identity(identity).await
+    }
+
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<bool> {
+        self.inner.insert_identity(identity).await
     }
 
     async fn get_identity(&self, provider: &str, subject: &str) -> StoreResult<Option<Identity>> {

@@ -375,6 +375,9 @@ pub trait Store: Send + Sync + 'static {
     /// Sets only the password hash (a write that cannot undo a concurrent disable or group
     /// change made elsewhere, as writing back a whole cached row could). NotFound if no user.
     async fn set_user_password(&self, id: &str, hash: &str, now: Timestamp) -> StoreResult<()>;
+    /// Sets only the disabled flag (a write that cannot undo a concurrent password, group or
+    /// email change). NotFound if no user.
+    async fn set_user_disabled(&self, id: &str, disabled: bool, now: Timestamp) -> StoreResult<()>;
     /// Sets only the name and the email with its verified flag. Conflict on a taken email.
     async fn set_user_name_and_email(
         &self,
@@ -538,6 +541,9 @@ pub trait Store: Send + Sync + 'static {
     // ---- external identities (Plex) ----
     /// Inserts or replaces the identity (provider, subject).
     async fn put_identity(&self, identity: &Identity) -> StoreResult<()>;
+    /// Inserts the identity only if none exists for its provider and subject: false if one
+    /// does (two sign-ups racing with one external account: exactly one links it).
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<bool>;
     async fn get_identity(&self, provider: &str, subject: &str) -> StoreResult<Option<Identity>>;
     async fn user_identity(&self, user_id: &str, provider: &str) -> StoreResult<Option<Identity>>;
 

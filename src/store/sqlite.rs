@@ -874,6 +874,16 @@ impl Store for SqliteStore {
         .and_then(one_row)
     }
 
+    async fn set_user_disabled(&self, id: &str, disabled: bool, now: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![id, disabled, now])
+        })
+        .await
+        .and_then(one_row)
+    }
+
     async fn set_user_name_and_email(
         &self,
         id: &str,
@@ -1721,6 +1731,32 @@ impl Store for SqliteStore {
                 i.by_invite
             ])
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<bool> {
+        let i = identity.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT OR IGNORE INTO identities (",
+                identity_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))?
+            .execute(params![
+                i.provider,
+                i.subject,
+                i.user_id,
+                i.token,
+                i.server_token,
+                i.owner,
+                i.allowed,
+                i.checked_at,
+                i.created_at,
+                i.updated_at,
+                i.by_invite
+            ])
+            .map(|n| n == 1)
         })
         .await
     }

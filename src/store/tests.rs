@@ -1210,7 +1210,27 @@ async fn identities_are_keyed_by_provider_id_and_follow_their_user() {
     store.put_identity(&updated).await.unwrap();
     assert_eq!(
         store.get_identity("plex", "12345").await.unwrap(),
-        Some(updated)
+        Some(updated.clone())
+    );
+    // Inserting only: a second link of the same external account is refused, the first kept.
+    let other = Identity {
+        by_invite: true,
+        allowed: true,
+        ..updated.clone()
+    };
+    assert!(!store.insert_identity(&other).await.unwrap());
+    assert_eq!(
+        store.get_identity("plex", "12345").await.unwrap(),
+        Some(updated.clone())
+    );
+    let fresh = Identity {
+        subject: "67890".into(),
+        ..other
+    };
+    assert!(store.insert_identity(&fresh).await.unwrap());
+    assert_eq!(
+        store.get_identity("plex", "67890").await.unwrap(),
+        Some(fresh)
     );
     store.delete_user("u1").await.unwrap();
     assert_eq!(
@@ -2065,6 +2085,16 @@ async fn setting_a_password_or_name_writes_only_those_columns() {
     assert!(!now.email_verified);
     assert!(matches!(
         store.set_user_password("nobody", "x", NOW).await,
+        Err(StoreError::NotFound)
+    ));
+    // Enabling writes only the flag: the groups and password just set stay.
+    store.set_user_disabled("u1", false, NOW + 3).await.unwrap();
+    let now = store.get_user("u1").await.unwrap().unwrap();
+    assert!(!now.disabled);
+    assert_eq!(now.groups, ["demoted"]);
+    assert_eq!(now.password_hash.as_deref(), Some("$argon2id$new"));
+    assert!(matches!(
+        store.set_user_disabled("nobody", true, NOW).await,
         Err(StoreError::NotFound)
     ));
 }

@@ -203,10 +203,13 @@ async fn a_parallel_burst_for_one_address_sends_at_most_three_mails_and_ips_are_
     server.clock.advance(3600);
     assert_sent_page(&forgot(&server, &b, "carol@example.com").await);
     let mails = sink.wait_for(4).await;
+    // The links are made after the answers, so the mails may arrive in any order.
+    let mut to = recipients(&mails);
+    to.sort();
     assert_eq!(
-        recipients(&mails),
+        to,
         [ALICE_EMAIL, ALICE_EMAIL, ALICE_EMAIL, "carol@example.com"],
-        "three for alice, then carol's"
+        "three for alice, and carol's"
     );
 }
 
