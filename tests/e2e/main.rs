@@ -15,6 +15,7 @@ mod container;
 mod discovery;
 mod harness;
 mod health;
+mod integrate;
 mod invites;
 mod jitsi;
 mod jitsi_native;
