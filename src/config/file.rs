@@ -294,6 +294,8 @@ pub(super) struct Client {
     pub allow_http_redirect_uris: Option<bool>,
     /// Signing in to this client needs a second factor (password + authenticator code).
     pub require_second_factor: Option<bool>,
+    /// A dotted claim path (`realm_access.roles`) holding the user's groups, whatever the scopes.
+    pub roles_claim: Option<String>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -466,6 +468,7 @@ pub(super) const CLIENT: Fields = &[
     ("introspect_any", Bool),
     ("allow_http_redirect_uris", Bool),
     ("require_second_factor", Bool),
+    ("roles_claim", Str),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),

@@ -326,6 +326,9 @@ pub struct ClientConfig {
     pub allow_http_redirect_uris: bool,
     /// Signing in to this client needs a second factor.
     pub require_second_factor: bool,
+    /// The segments of `roles_claim` (`["realm_access", "roles"]`): the user's groups nested
+    /// there in the id_token, userinfo and JWT access tokens, whatever the scopes.
+    pub roles_claim: Option<Vec<String>>,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -771,6 +774,37 @@ mod tests {
             "login.max_failures_per_ip",
             "expected an integer, found a string",
         );
+    }
+
+    #[test]
+    fn roles_claim_is_a_dotted_path_that_takes_no_registered_claim() {
+        let c = parse(&format!("{CLIENT}roles_claim = \"realm_access.roles\"")).unwrap();
+        assert_eq!(
+            c.clients[0].roles_claim,
+            Some(vec!["realm_access".to_string(), "roles".to_string()])
+        );
+        assert_eq!(parse(CLIENT).unwrap().clients[0].roles_claim, None);
+        for bad in [
+            "",
+            "realm_access..roles",
+            ".roles",
+            "realm access",
+            "a.b%c",
+            "roles.",
+        ] {
+            error_at(
+                &format!("{CLIENT}roles_claim = \"{bad}\""),
+                "clients[0].roles_claim",
+                "dotted claim path",
+            );
+        }
+        for taken in ["sub", "groups", "iss.x", "email"] {
+            error_at(
+                &format!("{CLIENT}roles_claim = \"{taken}\""),
+                "clients[0].roles_claim",
+                "doorman sets itself",
+            );
+        }
     }
 
     #[test]

@@ -1405,6 +1405,11 @@ fn client(
             AccessTokenFormat::Opaque
         }
     };
+    let roles_claim = c.roles_claim.as_deref().and_then(|path| {
+        claim_path(path)
+            .map_err(|m| push(errors, &key("roles_claim"), m))
+            .ok()
+    });
     let lifetimes = lifetimes(errors, &key(""), &c.lifetimes(), tokens);
     ClientConfig {
         id,
@@ -1431,6 +1436,31 @@ fn client(
         introspect_any,
         allow_http_redirect_uris,
         require_second_factor: c.require_second_factor.unwrap_or(false),
+        roles_claim,
+    }
+}
+
+/// A dotted path of claim names (`realm_access.roles`): segments of letters, digits, `_` or
+/// `-`, the first not a claim doorman already sets (`sub`, `groups`, ...).
+fn claim_path(path: &str) -> Result<Vec<String>, String> {
+    let segments: Vec<String> = path.split('.').map(str::to_string).collect();
+    let plain = |s: &String| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !segments.iter().all(plain) {
+        return Err(format!(
+            "\"{path}\" is not a dotted claim path; write names of letters, digits, '_' or '-' \
+             joined by '.', e.g. \"realm_access.roles\""
+        ));
+    }
+    match segments.first() {
+        Some(top) if crate::oidc::claims::is_registered(top) => Err(format!(
+            "\"{path}\" would overwrite the claim \"{top}\" doorman sets itself; use another \
+             name, e.g. \"realm_access.roles\""
+        )),
+        _ => Ok(segments),
     }
 }
 

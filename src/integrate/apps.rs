@@ -126,8 +126,8 @@ pub const JELLYFIN: ClientSpec = ClientSpec {
     pkce: true,
     scopes: &["openid", "profile"],
     extra: &[
-        "# The SSO plugin asks only for openid profile; its Role Claim reads groups from the id_token:",
-        "id_token_claims = \"all\"",
+        "# The SSO plugin asks only for openid profile; its Role Claim reads the groups here:",
+        "roles_claim = \"realm_access.roles\"",
     ],
 };
 
@@ -136,6 +136,15 @@ pub fn jellyfin(config: &Config, client: Option<&ClientConfig>) -> Integration {
     let p = plan("jellyfin", &JELLYFIN, client);
     let (base, name) = p.split("/sso/OID/redirect/");
     let name = or_provider(name);
+    // Where the plugin finds the groups: the client's roles_claim, else `groups` (in the
+    // id_token only with id_token_claims = "all", since the plugin asks for openid profile).
+    let role_claim = match client {
+        None => "realm_access.roles".to_string(),
+        Some(c) => match &c.roles_claim {
+            Some(path) => path.join("."),
+            None => "groups".into(),
+        },
+    };
     let roles = client
         .and_then(|c| c.allowed_groups.clone())
         .map(|g| g.join(", "))
@@ -153,7 +162,7 @@ pub fn jellyfin(config: &Config, client: Option<&ClientConfig>) -> Integration {
                 ("Enable All Folders", "checked (or pick the Enabled Folders)".into()),
                 ("Roles", roles),
                 ("Admin Roles", "jellyfin-admins".into()),
-                ("Role Claim", "groups".into()),
+                ("Role Claim", role_claim),
                 ("Request Additional Scopes", "(leave empty)".into()),
                 ("Set default username claim", "preferred_username".into()),
             ],
@@ -170,11 +179,13 @@ pub fn jellyfin(config: &Config, client: Option<&ClientConfig>) -> Integration {
              Restart Jellyfin after installing the plugin and after saving the provider.",
         ),
     ];
-    claims_warning(
-        client,
-        "with scope openid profile the Role Claim groups would be missing",
-        &mut sections,
-    );
+    if client.is_some_and(|c| c.roles_claim.is_none()) {
+        claims_warning(
+            client,
+            "with scope openid profile the Role Claim groups would be missing (or set roles_claim = \"realm_access.roles\")",
+            &mut sections,
+        );
+    }
     integration(
         "jellyfin",
         "Jellyfin (9p4 SSO-Auth plugin) with doorman",

@@ -339,6 +339,24 @@ mod tests {
             "{jf}"
         );
         assert!(jf.contains("Role Claim:                     groups"));
+        // A new client gets roles_claim; one with it is read there (no warning).
+        let (_d, none) = config("https://auth.example.com", "");
+        let new = render("jellyfin", &none, None, false).unwrap();
+        assert!(
+            new.contains("roles_claim = \"realm_access.roles\"\n"),
+            "{new}"
+        );
+        assert!(new.contains("Role Claim:                     realm_access.roles\n"));
+        let (_d, nested) = config(
+            "https://auth.example.com",
+            "[[clients]]\nid = \"jellyfin\"\nsecret = \"jellyfin-secret-0123456789\"\nredirect_uris = [\"https://tv.example.org/sso/OID/redirect/home\"]\nroles_claim = \"realm_access.roles\"\n",
+        );
+        let jn = render("jellyfin", &nested, None, false).unwrap();
+        assert!(
+            jn.contains("Role Claim:                     realm_access.roles\n"),
+            "{jn}"
+        );
+        assert!(!jn.contains("Warning"), "{jn}");
         assert!(
             jf.contains("action=\"https://tv.example.org/sso/OID/start/home\""),
             "{jf}"

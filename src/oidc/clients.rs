@@ -189,6 +189,7 @@ mod tests {
             access_token_format: crate::config::AccessTokenFormat::Opaque,
             introspect_any: false,
             require_second_factor: false,
+            roles_claim: None,
             allow_http_redirect_uris: false,
         }
     }

@@ -92,6 +92,7 @@ impl Provider {
     /// Claims for a Bearer access token (OIDC Core §5.3), or `invalid_token`.
     pub async fn userinfo(
         &self,
+        clients: &clients::Clients,
         access_token: &str,
         now: Timestamp,
     ) -> Result<Map<String, Value>, OAuthError> {
@@ -112,6 +113,9 @@ impl Provider {
         claims.insert("sub".into(), Value::String(user.id.clone()));
         // userinfo follows the scopes; `id_token_claims = "all"` is about the id_token only.
         claims.extend(claims::profile_claims(&user, &token.scope, false));
+        if let Some(client) = clients.get(&token.client_id) {
+            claims::client_claims(client, &user, &mut claims);
+        }
         Ok(claims)
     }
 

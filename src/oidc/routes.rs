@@ -155,7 +155,10 @@ async fn userinfo(
     let token = from_header
         .or(from_body)
         .ok_or_else(|| OAuthError::invalid_token("a Bearer access token is required"))?;
-    let claims = state.provider.userinfo(&token, state.now()).await?;
+    let claims = state
+        .provider
+        .userinfo(&state.clients, &token, state.now())
+        .await?;
     Ok(no_store_json(serde_json::Value::Object(claims)))
 }
 
