@@ -296,6 +296,8 @@ pub(super) struct Client {
     pub require_second_factor: Option<bool>,
     /// A dotted claim path (`realm_access.roles`) holding the user's groups, whatever the scopes.
     pub roles_claim: Option<String>,
+    /// `[clients.claims]`: extra claims copied from a standard one (`nickname = "preferred_username"`).
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -326,11 +328,13 @@ pub(super) enum Kind {
     Table(Fields),
     /// An array of tables, `[[name]]`; not settable from the environment.
     Tables(Fields),
+    /// A table of string values under names the operator picks (`[clients.claims]`).
+    StrMap,
 }
 
 pub(super) type Fields = &'static [(&'static str, Kind)];
 
-use Kind::{Bool, Duration, Int, Str, StrList, Table, Tables};
+use Kind::{Bool, Duration, Int, Str, StrList, StrMap, Table, Tables};
 
 pub(super) const ROOT: Fields = &[
     ("issuer", Str),
@@ -469,6 +473,7 @@ pub(super) const CLIENT: Fields = &[
     ("allow_http_redirect_uris", Bool),
     ("require_second_factor", Bool),
     ("roles_claim", Str),
+    ("claims", StrMap),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),
@@ -491,7 +496,7 @@ mod tests {
                 Int => toml::Value::Integer(1),
                 Bool => toml::Value::Boolean(true),
                 StrList | Tables(_) => toml::Value::Array(vec![]),
-                Table(_) => toml::Value::Table(toml::Table::new()),
+                Table(_) | StrMap => toml::Value::Table(toml::Table::new()),
             };
             full.insert((*name).into(), v);
         }

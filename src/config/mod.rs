@@ -329,6 +329,9 @@ pub struct ClientConfig {
     /// The segments of `roles_claim` (`["realm_access", "roles"]`): the user's groups nested
     /// there in the id_token, userinfo and JWT access tokens, whatever the scopes.
     pub roles_claim: Option<Vec<String>>,
+    /// `[clients.claims]`: (claim name, the standard claim it copies), added whatever the
+    /// scopes to the id_token, userinfo and JWT access tokens.
+    pub claims: Vec<(String, String)>,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -805,6 +808,56 @@ mod tests {
                 "doorman sets itself",
             );
         }
+    }
+
+    #[test]
+    fn claims_map_copies_standard_claims_and_refuses_protocol_names() {
+        let c = parse(&format!(
+            "{CLIENT}[clients.claims]\nnickname = \"preferred_username\"\nuid = \"sub\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.clients[0].claims,
+            vec![
+                ("nickname".to_string(), "preferred_username".to_string()),
+                ("uid".to_string(), "sub".to_string())
+            ]
+        );
+        for taken in [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nonce",
+            "azp",
+            "sid",
+            "auth_time",
+            "acr",
+            "amr",
+            "at_hash",
+        ] {
+            error_at(
+                &format!("{CLIENT}[clients.claims]\n{taken} = \"preferred_username\"\n"),
+                &format!("clients[0].claims.{taken}"),
+                "protocol claim",
+            );
+        }
+        error_at(
+            &format!("{CLIENT}[clients.claims]\nnickname = \"password\"\n"),
+            "clients[0].claims.nickname",
+            "not a standard claim",
+        );
+        error_at(
+            &format!("{CLIENT}[clients.claims]\nnickname = 3\n"),
+            "clients[0].claims.nickname",
+            "expected a string",
+        );
+        error_at(
+            &format!("{CLIENT}roles_claim = \"realm_access.roles\"\n[clients.claims]\nrealm_access = \"groups\"\n"),
+            "clients[0].claims.realm_access",
+            "roles_claim",
+        );
     }
 
     #[test]

@@ -1410,6 +1410,51 @@ fn client(
             .map_err(|m| push(errors, &key("roles_claim"), m))
             .ok()
     });
+    let mut claims = Vec::new();
+    for (name, source) in c.claims.iter().flatten() {
+        let at = format!("{}.{name}", key("claims"));
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+        if crate::oidc::claims::PROTOCOL_CLAIMS.contains(&name.as_str()) {
+            push(
+                errors,
+                &at,
+                format!(
+                    "\"{name}\" is a protocol claim doorman sets itself and cannot be mapped; \
+                     pick another name (e.g. nickname = \"preferred_username\")"
+                ),
+            );
+        } else if !plain {
+            push(
+                errors,
+                &at,
+                format!("\"{name}\" is not a claim name; use letters, digits, '_' or '-'"),
+            );
+        } else if roles_claim
+            .as_ref()
+            .and_then(|p| p.first())
+            .is_some_and(|top| top == name)
+        {
+            push(
+                errors,
+                &at,
+                format!("\"{name}\" is where roles_claim puts the groups; pick another name"),
+            );
+        } else if !crate::oidc::claims::MAPPABLE_CLAIMS.contains(&source.as_str()) {
+            push(
+                errors,
+                &at,
+                format!(
+                    "\"{source}\" is not a standard claim to copy; use one of {}",
+                    crate::oidc::claims::MAPPABLE_CLAIMS.join(", ")
+                ),
+            );
+        } else {
+            claims.push((name.clone(), source.clone()));
+        }
+    }
     let lifetimes = lifetimes(errors, &key(""), &c.lifetimes(), tokens);
     ClientConfig {
         id,
@@ -1437,6 +1482,7 @@ fn client(
         allow_http_redirect_uris,
         require_second_factor: c.require_second_factor.unwrap_or(false),
         roles_claim,
+        claims,
     }
 }
 

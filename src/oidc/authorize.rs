@@ -322,6 +322,7 @@ mod tests {
             introspect_any: false,
             require_second_factor: false,
             roles_claim: None,
+            claims: vec![],
             allow_http_redirect_uris: false,
         };
         Clients::new(&[c])

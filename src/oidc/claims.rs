@@ -68,13 +68,39 @@ pub fn is_registered(name: &str) -> bool {
         )
 }
 
+/// The standard claims a `[clients.claims]` entry may copy under another name.
+pub const MAPPABLE_CLAIMS: [&str; 9] = [
+    "sub",
+    "preferred_username",
+    "name",
+    "given_name",
+    "family_name",
+    "picture",
+    "email",
+    "email_verified",
+    "groups",
+];
+
 /// What a client gets whatever its scopes: the user's groups nested at its `roles_claim`
 /// (`realm_access.roles` becomes `{"realm_access": {"roles": [...]}}`, as Keycloak-minded
-/// apps read it). Added to the id_token, userinfo and JWT access tokens alike.
+/// apps read it), and its `[clients.claims]` copies (`nickname` = `preferred_username`, for
+/// apps that pick the uid claim by name). Added to the id_token, userinfo and JWT access tokens
+/// alike.
 pub fn client_claims(client: &ClientConfig, user: &User, claims: &mut Map<String, Value>) {
     if let Some(path) = &client.roles_claim {
         let groups = Value::Array(user.groups.iter().cloned().map(Value::String).collect());
         nest(claims, path, groups);
+    }
+    if client.claims.is_empty() {
+        return;
+    }
+    let mut standard = profile_claims(user, "", true);
+    standard.insert("sub".into(), Value::String(user.id.clone()));
+    for (name, source) in &client.claims {
+        // A claim the user lacks (no email) is left out, as the standard one would be.
+        if let Some(v) = standard.get(source) {
+            claims.insert(name.clone(), v.clone());
+        }
     }
 }
 
@@ -278,6 +304,24 @@ mod tests {
         client_claims(&client, &user(), &mut deep);
         assert_eq!(deep["a"]["b"]["c"][0], "admins");
         assert!(is_registered("sub") && is_registered("groups") && !is_registered("realm_access"));
+        // [clients.claims]: copies under another name, whatever the scopes; absent stays absent.
+        client.roles_claim = None;
+        client.claims = vec![
+            ("nickname".into(), "preferred_username".into()),
+            ("uid".into(), "sub".into()),
+            ("mail".into(), "email".into()),
+        ];
+        let mut m = profile_claims(&user(), "openid", false);
+        client_claims(&client, &user(), &mut m);
+        assert_eq!(m["nickname"], "alice");
+        assert_eq!(m["uid"], "u1");
+        assert_eq!(m["mail"], "alice@example.com");
+        assert!(!m.contains_key("preferred_username") && !m.contains_key("email"));
+        let mut no_email = user();
+        no_email.email = None;
+        let mut m = Map::new();
+        client_claims(&client, &no_email, &mut m);
+        assert!(!m.contains_key("mail"), "{m:?}");
     }
 
     #[test]

@@ -317,3 +317,39 @@ async fn roles_claim_nests_the_groups_whatever_the_scopes() {
         .await;
     assert!(plain.id_claims().get("realm_access").is_none());
 }
+
+/// `[clients.claims]`: a claim copied from a standard one under another name, in the id_token,
+/// userinfo and a JWT access token, whatever the scopes (scope `openid` here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_mapping_copies_a_standard_claim_under_another_name() {
+    let server = TestServer::start(
+        r#"
+[[clients]]
+id = "social"
+secret = "social-secret-0123456789"
+redirect_uris = ["http://127.0.0.1:1/social"]
+access_token_format = "jwt"
+
+[clients.claims]
+nickname = "preferred_username"
+mail = "email"
+"#,
+    )
+    .await;
+    let t = custom_flow(
+        &server,
+        "social",
+        "social-secret-0123456789",
+        "http://127.0.0.1:1/social",
+        "openid",
+    )
+    .await;
+    let id = t.id_claims();
+    assert_eq!(id["nickname"], ALICE);
+    assert_eq!(id["mail"], ALICE_EMAIL);
+    assert!(id.get("preferred_username").is_none(), "{id}");
+    let info = server.userinfo(&t.access_token).await.json();
+    assert_eq!(info["nickname"], ALICE);
+    assert_eq!(info["mail"], ALICE_EMAIL);
+    assert_eq!(jwt_claims(&t.access_token)["nickname"], ALICE);
+}
