@@ -38,6 +38,9 @@ pub(super) struct File {
     /// Local accounts: password policy, self-service, admins.
     #[serde(default)]
     pub accounts: Accounts,
+    /// Compatibility with other providers' URLs (Keycloak's endpoint paths).
+    #[serde(default)]
+    pub compat: Compat,
     #[serde(default)]
     pub clients: Vec<Client>,
     /// Key that encrypts stored Plex tokens (or `secret_key_file`); generated in data_dir if unset.
@@ -239,6 +242,13 @@ pub(super) struct Login {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct Compat {
+    /// Also serve Keycloak's `/protocol/openid-connect/...` endpoint paths under the issuer.
+    pub keycloak_paths: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Accounts {
     /// The shortest password doorman accepts (at least 8).
     pub min_password_length: Option<i64>,
@@ -349,6 +359,7 @@ pub(super) const ROOT: Fields = &[
     ("tokens", Table(TOKENS)),
     ("login", Table(LOGIN)),
     ("accounts", Table(ACCOUNTS)),
+    ("compat", Table(COMPAT)),
     ("clients", Tables(CLIENT)),
     ("secret_key", Str),
     ("plex", Table(PLEX)),
@@ -443,6 +454,8 @@ pub(super) const LOGIN: Fields = &[
     ("max_flows_per_ip", Int),
     ("methods", StrList),
 ];
+
+pub(super) const COMPAT: Fields = &[("keycloak_paths", Bool)];
 
 pub(super) const ACCOUNTS: Fields = &[
     ("min_password_length", Int),
@@ -546,6 +559,7 @@ mod tests {
         agree::<Lifetimes>(TOKENS);
         agree::<Login>(LOGIN);
         agree::<Client>(CLIENT);
+        agree::<Compat>(COMPAT);
         agree::<Plex>(PLEX);
         agree::<Jitsi>(JITSI);
         agree::<ForwardAuth>(FORWARD_AUTH);

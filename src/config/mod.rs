@@ -40,6 +40,8 @@ pub struct Config {
     pub tokens: Lifetimes,
     pub login: LoginConfig,
     pub accounts: AccountsConfig,
+    /// `[compat]`: other providers' URLs.
+    pub compat: CompatConfig,
     pub clients: Vec<ClientConfig>,
     /// Things worth logging at start-up that are not errors, e.g. ignored `DOORMAN_*` variables.
     pub warnings: Vec<String>,
@@ -241,6 +243,14 @@ pub enum SecondFactorPolicy {
     Required,
 }
 
+/// `[compat]`: for apps configured for another provider.
+#[derive(Debug, Clone, Default)]
+pub struct CompatConfig {
+    /// Keycloak's `/protocol/openid-connect/{auth,token,userinfo,certs,logout,revoke,
+    /// token/introspect}` are served under the issuer too (discovery keeps doorman's paths).
+    pub keycloak_paths: bool,
+}
+
 /// `[accounts]`: local accounts.
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
@@ -429,6 +439,7 @@ pub fn defaults() -> Config {
             reauth_after: Duration::from_secs(600),
             admin_groups: vec!["admins".to_string()],
         },
+        compat: CompatConfig::default(),
         clients: Vec::new(),
         warnings: Vec::new(),
         source: NO_FILE.to_string(),
@@ -857,6 +868,22 @@ mod tests {
             &format!("{CLIENT}roles_claim = \"realm_access.roles\"\n[clients.claims]\nrealm_access = \"groups\"\n"),
             "clients[0].claims.realm_access",
             "roles_claim",
+        );
+    }
+
+    #[test]
+    fn compat_keycloak_paths_is_off_by_default() {
+        assert!(!parse("").unwrap().compat.keycloak_paths);
+        assert!(
+            parse("[compat]\nkeycloak_paths = true")
+                .unwrap()
+                .compat
+                .keycloak_paths
+        );
+        error_at(
+            "[compat]\nkeycloak_path = true",
+            "compat.keycloak_path",
+            "keycloak_paths",
         );
     }
 

@@ -311,6 +311,9 @@ pub(super) fn validate(
         tokens,
         login,
         accounts: accounts(errors, f.accounts, &d.accounts),
+        compat: super::CompatConfig {
+            keycloak_paths: f.compat.keycloak_paths.unwrap_or(d.compat.keycloak_paths),
+        },
         clients,
         warnings,
         source: super::NO_FILE.to_string(),

@@ -76,21 +76,33 @@ pub fn nextcloud(config: &Config, client: Option<&ClientConfig>) -> Integration 
     let p = plan("nextcloud", &NEXTCLOUD, client);
     let (_, name) = p.split("/apps/sociallogin/custom_oidc/");
     let name = or_provider(name);
+    // With [compat] keycloak_paths the Keycloak URLs work too: a Social Login set up for
+    // Keycloak keeps its paths and changes only the host.
+    let (authorize, token, logout) = if config.compat.keycloak_paths {
+        use paths::keycloak as kc;
+        (op.url(kc::AUTH), op.url(kc::TOKEN), op.url(kc::LOGOUT))
+    } else {
+        (
+            op.url(paths::AUTHORIZE),
+            op.url(paths::TOKEN),
+            op.url(paths::LOGOUT),
+        )
+    };
     let mut sections = vec![
         Section::fields(
             "Nextcloud: Settings > Administration > Social login > Custom OpenID Connect > +",
             &[
                 ("Internal name", name.clone()),
                 ("Title", PROVIDER.into()),
-                ("Authorize url", op.url(paths::AUTHORIZE)),
-                ("Token url", op.url(paths::TOKEN)),
+                ("Authorize url", authorize),
+                ("Token url", token),
                 ("Display name claim (optional)", "name".into()),
                 ("Username claim (optional)", "preferred_username".into()),
                 (
                     "User info URL (optional)",
                     "(leave empty: the id_token carries every claim)".into(),
                 ),
-                ("Logout URL (optional)", op.url(paths::LOGOUT)),
+                ("Logout URL (optional)", logout),
                 ("Client Id", p.id.clone()),
                 ("Client Secret", p.secret.clone()),
                 ("Scope", "openid".into()),

@@ -330,6 +330,14 @@ mod tests {
         assert!(nc.contains("Authorize url:                 https://auth.example.com/authorize"));
         assert!(nc.contains("Scope:                         openid\n"));
         assert!(!nc.contains("Warning"), "{nc}");
+        // With [compat] keycloak_paths: Keycloak's paths, as a Social Login set up for it has.
+        let (_d, kc) = config(
+            "https://sso.example.com/realms/foundation",
+            "[compat]\nkeycloak_paths = true\n",
+        );
+        let nk = render("nextcloud", &kc, None, false).unwrap();
+        assert!(nk.contains("Authorize url:                 https://sso.example.com/realms/foundation/protocol/openid-connect/auth\n"), "{nk}");
+        assert!(nk.contains("Token url:                     https://sso.example.com/realms/foundation/protocol/openid-connect/token\n"), "{nk}");
 
         let jf = text("jellyfin", None);
         assert!(jf.contains("Name of the OID Provider:       home"), "{jf}");

@@ -32,6 +32,18 @@ pub mod paths {
     pub const REVOKE: &str = "/revoke";
     pub const INTROSPECT: &str = "/introspect";
     pub const LOGOUT: &str = "/logout";
+
+    /// Keycloak's endpoint paths (under a realm's issuer), served too with `[compat]
+    /// keycloak_paths = true` by the same handlers.
+    pub mod keycloak {
+        pub const AUTH: &str = "/protocol/openid-connect/auth";
+        pub const TOKEN: &str = "/protocol/openid-connect/token";
+        pub const USERINFO: &str = "/protocol/openid-connect/userinfo";
+        pub const CERTS: &str = "/protocol/openid-connect/certs";
+        pub const LOGOUT: &str = "/protocol/openid-connect/logout";
+        pub const REVOKE: &str = "/protocol/openid-connect/revoke";
+        pub const INTROSPECT: &str = "/protocol/openid-connect/token/introspect";
+    }
 }
 
 /// What the provider's rules need: the store, the keys, the issuer string, and the policy of

@@ -20,6 +20,7 @@ mod invites;
 mod jitsi;
 mod jitsi_native;
 mod jitsi_prosody;
+mod keycloak_paths;
 mod login_rules;
 mod logout;
 mod plex;
