@@ -306,6 +306,8 @@ pub(super) struct Client {
     pub require_second_factor: Option<bool>,
     /// A dotted claim path (`realm_access.roles`) holding the user's groups, whatever the scopes.
     pub roles_claim: Option<String>,
+    /// `"exact"` (default) or `"prefix"`: redirect URIs that start with a registered one (ending in `/`).
+    pub redirect_uri_match: Option<String>,
     /// `[clients.claims]`: extra claims copied from a standard one (`nickname = "preferred_username"`).
     pub claims: Option<std::collections::BTreeMap<String, String>>,
     /// Per-client overrides of `[tokens]`.
@@ -486,6 +488,7 @@ pub(super) const CLIENT: Fields = &[
     ("allow_http_redirect_uris", Bool),
     ("require_second_factor", Bool),
     ("roles_claim", Str),
+    ("redirect_uri_match", Str),
     ("claims", StrMap),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),

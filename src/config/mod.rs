@@ -342,6 +342,18 @@ pub struct ClientConfig {
     /// `[clients.claims]`: (claim name, the standard claim it copies), added whatever the
     /// scopes to the id_token, userinfo and JWT access tokens.
     pub claims: Vec<(String, String)>,
+    /// How a sent redirect_uri is matched against `redirect_uris`.
+    pub redirect_uri_match: RedirectUriMatch,
+}
+
+/// `redirect_uri_match`: exact by default (RFC 9700 §4.1.3); `Prefix` for apps whose callback
+/// carries a varying suffix: each registered URI ends in `/` after a path, and a URI that only
+/// starts with one may not hold `..`, `%2e` or a fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectUriMatch {
+    #[default]
+    Exact,
+    Prefix,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -884,6 +896,38 @@ mod tests {
             "[compat]\nkeycloak_path = true",
             "compat.keycloak_path",
             "keycloak_paths",
+        );
+    }
+
+    #[test]
+    fn redirect_uri_prefixes_end_in_a_slash_after_a_path() {
+        let prefix = CLIENT.replace(
+            "[\"https://app.example.com/cb\"]",
+            "[\"https://app.example.com/cb/\"]\nredirect_uri_match = \"prefix\"",
+        );
+        assert_eq!(
+            parse(&prefix).unwrap().clients[0].redirect_uri_match,
+            RedirectUriMatch::Prefix
+        );
+        assert_eq!(
+            parse(CLIENT).unwrap().clients[0].redirect_uri_match,
+            RedirectUriMatch::Exact
+        );
+        for bad in [
+            "https://app.example.com/cb",
+            "https://app.example.com/",
+            "https://app.example.com/cb/?x=1/",
+        ] {
+            let text = prefix.replace("https://app.example.com/cb/", bad);
+            error_at(&text, "clients[0].redirect_uris[0]", "cannot be a prefix");
+        }
+        error_at(
+            &CLIENT.replace(
+                "[[clients]]",
+                "[[clients]]\nredirect_uri_match = \"wildcard\"",
+            ),
+            "clients[0].redirect_uri_match",
+            "\"prefix\"",
         );
     }
 

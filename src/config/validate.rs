@@ -1413,6 +1413,34 @@ fn client(
             .map_err(|m| push(errors, &key("roles_claim"), m))
             .ok()
     });
+    let redirect_uri_match = match c.redirect_uri_match.as_deref() {
+        None | Some("exact") => RedirectUriMatch::Exact,
+        Some("prefix") => {
+            for (j, u) in redirect_uris.iter().enumerate() {
+                let has_path = Url::parse(u).is_ok_and(|p| p.path() != "/");
+                if !u.ends_with('/') || !has_path || u.contains('?') {
+                    push(
+                        errors,
+                        &format!("{}[{j}]", key("redirect_uris")),
+                        format!(
+                            "\"{u}\" cannot be a prefix: with redirect_uri_match = \"prefix\" each \
+                             redirect URI must have a path and end in '/', with no query, e.g. \
+                             \"https://app.example.com/callback/\""
+                        ),
+                    );
+                }
+            }
+            RedirectUriMatch::Prefix
+        }
+        Some(other) => {
+            push(
+                errors,
+                &key("redirect_uri_match"),
+                format!("unknown value \"{other}\"; use \"exact\" (the default) or \"prefix\""),
+            );
+            RedirectUriMatch::Exact
+        }
+    };
     let mut claims = Vec::new();
     for (name, source) in c.claims.iter().flatten() {
         let at = format!("{}.{name}", key("claims"));
@@ -1486,6 +1514,7 @@ fn client(
         require_second_factor: c.require_second_factor.unwrap_or(false),
         roles_claim,
         claims,
+        redirect_uri_match,
     }
 }
 

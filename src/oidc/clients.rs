@@ -191,6 +191,7 @@ mod tests {
             require_second_factor: false,
             roles_claim: None,
             claims: vec![],
+            redirect_uri_match: crate::config::RedirectUriMatch::Exact,
             allow_http_redirect_uris: false,
         }
     }
