@@ -6,7 +6,7 @@
 use crate::config::{AuthMethod, ClientConfig, Config, IdTokenClaims};
 use crate::oidc::paths;
 
-use super::model::{json_str, plan, ClientPlan, ClientSpec, Integration, Section};
+use super::model::{self, json_str, plan, ClientPlan, ClientSpec, Integration, Section};
 
 /// doorman's endpoints as an app sees them.
 struct Op {
@@ -38,13 +38,70 @@ fn or_provider(name: String) -> String {
     }
 }
 
-fn integration(app: &str, title: &str, plan: ClientPlan, sections: Vec<Section>) -> Integration {
+fn integration(
+    app: &str,
+    title: &str,
+    plan: ClientPlan,
+    mut sections: Vec<Section>,
+    spec: &ClientSpec,
+    client: Option<&ClientConfig>,
+) -> Integration {
+    if let Some(c) = client {
+        sections.extend(
+            mismatches(spec, c)
+                .iter()
+                .map(|m| Section::note(&format!("Warning: client \"{}\" {m}.", c.id))),
+        );
+    }
     Integration {
         app: app.into(),
         title: title.into(),
         client: Some(plan),
         sections,
     }
+}
+
+/// Where a configured client would refuse what the app does.
+fn mismatches(spec: &ClientSpec, c: &ClientConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.public {
+        out.push(format!(
+            "is public (no secret), but {} authenticates with a secret; remove public = true and give it a secret_hash",
+            spec.name
+        ));
+    }
+    if let Some(allowed) = &c.scopes {
+        let missing: Vec<&str> = spec
+            .scopes
+            .iter()
+            .copied()
+            .filter(|s| !allowed.iter().any(|a| a == s))
+            .collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "may not be granted {} which {} asks for; add it to its scopes",
+                missing.join(" "),
+                spec.name
+            ));
+        }
+    }
+    if let (Some(wanted), Some(set)) = (spec.auth_method, c.token_endpoint_auth_method) {
+        if wanted != set && !c.public {
+            out.push(format!(
+                "has token_endpoint_auth_method = \"{}\", but {} uses {}; remove the key or set that",
+                model::method_name(Some(set)),
+                spec.name,
+                model::method_name(Some(wanted))
+            ));
+        }
+    }
+    if c.require_pkce && !spec.pkce {
+        out.push(format!(
+            "requires PKCE, which {} does not send as printed here",
+            spec.name
+        ));
+    }
+    out
 }
 
 /// A warning when an existing client would not give the app the claims it reads.
@@ -128,6 +185,8 @@ pub fn nextcloud(config: &Config, client: Option<&ClientConfig>) -> Integration 
         "Nextcloud (Social Login app, Custom OpenID Connect) with doorman",
         p,
         sections,
+        &NEXTCLOUD,
+        client,
     )
 }
 
@@ -203,6 +262,8 @@ pub fn jellyfin(config: &Config, client: Option<&ClientConfig>) -> Integration {
         "Jellyfin (9p4 SSO-Auth plugin) with doorman",
         p,
         sections,
+        &JELLYFIN,
+        client,
     )
 }
 
@@ -248,6 +309,8 @@ pub fn mastodon(config: &Config, client: Option<&ClientConfig>) -> Integration {
         "Mastodon (OmniAuth OpenID Connect) with doorman",
         p,
         sections,
+        &MASTODON,
+        client,
     )
 }
 
@@ -323,6 +386,8 @@ pub fn etherpad(config: &Config, client: Option<&ClientConfig>) -> Integration {
         "Etherpad (ep_openid_connect) with doorman",
         p,
         sections,
+        &ETHERPAD,
+        client,
     )
 }
 
@@ -370,6 +435,8 @@ pub fn grafana(config: &Config, client: Option<&ClientConfig>) -> Integration {
         "Grafana (generic OAuth) with doorman",
         p,
         sections,
+        &GRAFANA,
+        client,
     )
 }
 
@@ -440,6 +507,8 @@ pub fn gitea(app: &str, config: &Config, client: Option<&ClientConfig>) -> Integ
         &format!("{} (admin auth add-oauth) with doorman", spec.name),
         p,
         sections,
+        spec,
+        client,
     )
 }
 
@@ -470,8 +539,8 @@ pub fn immich(config: &Config, client: Option<&ClientConfig>) -> Integration {
                 ("Client Secret", p.secret.clone()),
                 ("Token Endpoint Auth Method", "client_secret_post".into()),
                 ("Scope", IMMICH.scopes.join(" ")),
-                ("ID Token Signed Response Algorithm", "RS256".into()),
-                ("Userinfo Signed Response Algorithm", "none".into()),
+                ("Signing Algorithm (ID token)", "RS256".into()),
+                ("Profile Signing Algorithm (userinfo)", "none".into()),
                 ("Storage Label Claim", "preferred_username".into()),
                 ("Button Text", format!("Sign in with {PROVIDER}")),
                 ("Auto Register", "on".into()),
@@ -485,5 +554,12 @@ pub fn immich(config: &Config, client: Option<&ClientConfig>) -> Integration {
              goes through the override above.",
         ),
     ];
-    integration("immich", "Immich (OAuth) with doorman", p, sections)
+    integration(
+        "immich",
+        "Immich (OAuth) with doorman",
+        p,
+        sections,
+        &IMMICH,
+        client,
+    )
 }

@@ -243,6 +243,15 @@ mod tests {
         ("immich", "Issuer URL:"),
     ];
 
+    /// The value of the text form's field line `  Label: value`.
+    fn field(text: &str, label: &str) -> String {
+        text.lines()
+            .find_map(|l| l.trim_start().strip_prefix(&format!("{label}:")))
+            .unwrap_or_else(|| panic!("no field {label}: {text}"))
+            .trim()
+            .to_string()
+    }
+
     fn json(app: &str, c: &Config, client: Option<&str>) -> serde_json::Value {
         serde_json::from_str(&render_as(app, c, client, false, true).unwrap()).unwrap()
     }
@@ -413,8 +422,30 @@ mod tests {
             "--auto-discover-url https://auth.example.com/.well-known/openid-configuration"
         ));
 
+        // A configured client that would refuse what the app does is named with the fix.
+        let (_d, strict) = config(
+            "https://auth.example.com",
+            "[[clients]]\nid = \"grafana\"\nsecret = \"grafana-secret-0123456789\"\nredirect_uris = [\"https://g.example.org/login/generic_oauth\"]\nscopes = [\"openid\", \"profile\"]\ntoken_endpoint_auth_method = \"client_secret_post\"\n[[clients]]\nid = \"mastodon\"\nsecret = \"mastodon-secret-0123456789\"\nredirect_uris = [\"https://m.example.org/auth/auth/openid_connect/callback\"]\nrequire_pkce = true\n",
+        );
+        let g = render("grafana", &strict, None, false).unwrap();
+        assert!(
+            g.contains("may not be granted email groups which Grafana asks for"),
+            "{g}"
+        );
+        assert!(g.contains("token_endpoint_auth_method = \"client_secret_post\", but Grafana uses client_secret_basic"), "{g}");
+        let m = render("mastodon", &strict, None, false).unwrap();
+        assert!(
+            m.contains("requires PKCE, which Mastodon does not send"),
+            "{m}"
+        );
+        assert!(!md.contains("Warning"), "{md}");
+
         let im = text("immich", None);
-        assert!(im.contains("Mobile Redirect URI:                https://photos.example.org/api/oauth/mobile-redirect"), "{im}");
+        assert_eq!(
+            field(&im, "Mobile Redirect URI"),
+            "https://photos.example.org/api/oauth/mobile-redirect",
+            "{im}"
+        );
 
         for (app, _) in RP_APPS {
             let v = json(
