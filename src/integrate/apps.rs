@@ -365,7 +365,7 @@ pub fn etherpad(config: &Config, client: Option<&ClientConfig>) -> Integration {
             ),
         ),
         Section::file(
-            "with these environment variables (the container's environment or the compose file's .env)",
+            "and the environment it reads, in the container's environment or compose's",
             Some(".env"),
             format!(
                 "OIDC_ISSUER={}\nOIDC_CLIENT_ID={}\nOIDC_CLIENT_SECRET={}\nOIDC_BASE_URL={}\nREQUIRE_AUTHENTICATION=true\n",
