@@ -68,11 +68,15 @@ pub enum Command {
     Plex(PlexCommand),
     /// Print the configuration the other side needs, from this instance's config.
     Integrate {
-        /// traefik, caddy, nginx, apache, cloudflare or jitsi (`list` prints them).
+        /// The app: nextcloud, jellyfin, grafana, traefik, ... (`list` prints them all).
         app: String,
-        /// The [[clients]] id to use (apache).
+        /// The [[clients]] id the app uses (default: the one named like the app; without one,
+        /// the output includes the [[clients]] block to add).
         #[arg(long)]
         client: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
         /// The proxy reaches doorman over the internet at its https issuer (not next to it).
         #[arg(long)]
         remote: bool,
@@ -425,12 +429,19 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Integrate {
             app,
             client,
+            format,
             remote,
         } => {
             let config = load_config(&cli)?;
             print!(
                 "{}",
-                crate::integrate::render(app, &config, client.as_deref(), *remote)?
+                crate::integrate::render_as(
+                    app,
+                    &config,
+                    client.as_deref(),
+                    *remote,
+                    *format == OutputFormat::Json
+                )?
             );
             Ok(())
         }

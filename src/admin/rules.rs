@@ -433,7 +433,7 @@ mod tests {
             integrate_hint("apache"),
             "doorman integrate apache --client apache"
         );
-        assert_eq!(integrate_hint("grafana"), "doorman integrate list");
+        assert_eq!(integrate_hint("wiki"), "doorman integrate list");
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub(super) struct File {
     /// Local accounts: password policy, self-service, admins.
     #[serde(default)]
     pub accounts: Accounts,
+    /// Compatibility with other providers' URLs (Keycloak's endpoint paths).
+    #[serde(default)]
+    pub compat: Compat,
     #[serde(default)]
     pub clients: Vec<Client>,
     /// Key that encrypts stored Plex tokens (or `secret_key_file`); generated in data_dir if unset.
@@ -241,6 +244,13 @@ pub(super) struct Login {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct Compat {
+    /// Also serve Keycloak's `/protocol/openid-connect/...` endpoint paths under the issuer.
+    pub keycloak_paths: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct Accounts {
     /// The shortest password doorman accepts (at least 8).
     pub min_password_length: Option<i64>,
@@ -314,6 +324,12 @@ pub(super) struct Client {
     pub allow_http_redirect_uris: Option<bool>,
     /// Signing in to this client needs a second factor (password + authenticator code).
     pub require_second_factor: Option<bool>,
+    /// A dotted claim path (`realm_access.roles`) holding the user's groups, whatever the scopes.
+    pub roles_claim: Option<String>,
+    /// `"exact"` (default) or `"prefix"`: redirect URIs that start with a registered one (ending in `/`).
+    pub redirect_uri_match: Option<String>,
+    /// `[clients.claims]`: extra claims copied from a standard one (`nickname = "preferred_username"`).
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -344,11 +360,13 @@ pub(super) enum Kind {
     Table(Fields),
     /// An array of tables, `[[name]]`; not settable from the environment.
     Tables(Fields),
+    /// A table of string values under names the operator picks (`[clients.claims]`).
+    StrMap,
 }
 
 pub(super) type Fields = &'static [(&'static str, Kind)];
 
-use Kind::{Bool, Duration, Int, Str, StrList, Table, Tables};
+use Kind::{Bool, Duration, Int, Str, StrList, StrMap, Table, Tables};
 
 pub(super) const ROOT: Fields = &[
     ("issuer", Str),
@@ -363,6 +381,7 @@ pub(super) const ROOT: Fields = &[
     ("tokens", Table(TOKENS)),
     ("login", Table(LOGIN)),
     ("accounts", Table(ACCOUNTS)),
+    ("compat", Table(COMPAT)),
     ("clients", Tables(CLIENT)),
     ("secret_key", Str),
     ("plex", Table(PLEX)),
@@ -469,6 +488,8 @@ pub(super) const LOGIN: Fields = &[
     ("methods", StrList),
 ];
 
+pub(super) const COMPAT: Fields = &[("keycloak_paths", Bool)];
+
 pub(super) const ACCOUNTS: Fields = &[
     ("min_password_length", Int),
     ("users_may_change_email", Bool),
@@ -497,6 +518,9 @@ pub(super) const CLIENT: Fields = &[
     ("introspect_any", Bool),
     ("allow_http_redirect_uris", Bool),
     ("require_second_factor", Bool),
+    ("roles_claim", Str),
+    ("redirect_uri_match", Str),
+    ("claims", StrMap),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),
@@ -519,7 +543,7 @@ mod tests {
                 Int => toml::Value::Integer(1),
                 Bool => toml::Value::Boolean(true),
                 StrList | Tables(_) => toml::Value::Array(vec![]),
-                Table(_) => toml::Value::Table(toml::Table::new()),
+                Table(_) | StrMap => toml::Value::Table(toml::Table::new()),
             };
             full.insert((*name).into(), v);
         }
@@ -569,6 +593,7 @@ mod tests {
         agree::<Lifetimes>(TOKENS);
         agree::<Login>(LOGIN);
         agree::<Client>(CLIENT);
+        agree::<Compat>(COMPAT);
         agree::<Plex>(PLEX);
         agree::<Jitsi>(JITSI);
         agree::<ForwardAuth>(FORWARD_AUTH);

@@ -40,6 +40,8 @@ pub struct Config {
     pub tokens: Lifetimes,
     pub login: LoginConfig,
     pub accounts: AccountsConfig,
+    /// `[compat]`: other providers' URLs.
+    pub compat: CompatConfig,
     pub clients: Vec<ClientConfig>,
     /// Things worth logging at start-up that are not errors, e.g. ignored `DOORMAN_*` variables.
     pub warnings: Vec<String>,
@@ -293,6 +295,14 @@ pub enum SecondFactorPolicy {
     Required,
 }
 
+/// `[compat]`: for apps configured for another provider.
+#[derive(Debug, Clone, Default)]
+pub struct CompatConfig {
+    /// Keycloak's `/protocol/openid-connect/{auth,token,userinfo,certs,logout,revoke,
+    /// token/introspect}` are served under the issuer too (discovery keeps doorman's paths).
+    pub keycloak_paths: bool,
+}
+
 /// `[accounts]`: local accounts.
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
@@ -378,6 +388,24 @@ pub struct ClientConfig {
     pub allow_http_redirect_uris: bool,
     /// Signing in to this client needs a second factor.
     pub require_second_factor: bool,
+    /// The segments of `roles_claim` (`["realm_access", "roles"]`): the user's groups nested
+    /// there in the id_token, userinfo and JWT access tokens, whatever the scopes.
+    pub roles_claim: Option<Vec<String>>,
+    /// `[clients.claims]`: (claim name, the standard claim it copies), added whatever the
+    /// scopes to the id_token, userinfo and JWT access tokens.
+    pub claims: Vec<(String, String)>,
+    /// How a sent redirect_uri is matched against `redirect_uris`.
+    pub redirect_uri_match: RedirectUriMatch,
+}
+
+/// `redirect_uri_match`: exact by default (RFC 9700 §4.1.3); `Prefix` for apps whose callback
+/// carries a varying suffix: each registered URI ends in `/` after a path, and a URI that only
+/// starts with one may not hold `..`, `%2e` or a fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectUriMatch {
+    #[default]
+    Exact,
+    Prefix,
 }
 
 /// One problem with the configuration: which key, and what to do about it.
@@ -475,6 +503,7 @@ pub fn defaults() -> Config {
             reauth_after: Duration::from_secs(600),
             admin_groups: vec!["admins".to_string()],
         },
+        compat: CompatConfig::default(),
         clients: Vec::new(),
         warnings: Vec::new(),
         source: NO_FILE.to_string(),
@@ -823,6 +852,135 @@ mod tests {
             "[login]\nmax_failures_per_ip = \"5\"",
             "login.max_failures_per_ip",
             "expected an integer, found a string",
+        );
+    }
+
+    #[test]
+    fn roles_claim_is_a_dotted_path_that_takes_no_registered_claim() {
+        let c = parse(&format!("{CLIENT}roles_claim = \"realm_access.roles\"")).unwrap();
+        assert_eq!(
+            c.clients[0].roles_claim,
+            Some(vec!["realm_access".to_string(), "roles".to_string()])
+        );
+        assert_eq!(parse(CLIENT).unwrap().clients[0].roles_claim, None);
+        for bad in [
+            "",
+            "realm_access..roles",
+            ".roles",
+            "realm access",
+            "a.b%c",
+            "roles.",
+        ] {
+            error_at(
+                &format!("{CLIENT}roles_claim = \"{bad}\""),
+                "clients[0].roles_claim",
+                "dotted claim path",
+            );
+        }
+        for taken in ["sub", "groups", "iss.x", "email"] {
+            error_at(
+                &format!("{CLIENT}roles_claim = \"{taken}\""),
+                "clients[0].roles_claim",
+                "doorman sets itself",
+            );
+        }
+    }
+
+    #[test]
+    fn claims_map_copies_standard_claims_and_refuses_protocol_names() {
+        let c = parse(&format!(
+            "{CLIENT}[clients.claims]\nnickname = \"preferred_username\"\nuid = \"sub\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.clients[0].claims,
+            vec![
+                ("nickname".to_string(), "preferred_username".to_string()),
+                ("uid".to_string(), "sub".to_string())
+            ]
+        );
+        for taken in [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nonce",
+            "azp",
+            "sid",
+            "auth_time",
+            "acr",
+            "amr",
+            "at_hash",
+        ] {
+            error_at(
+                &format!("{CLIENT}[clients.claims]\n{taken} = \"preferred_username\"\n"),
+                &format!("clients[0].claims.{taken}"),
+                "protocol claim",
+            );
+        }
+        error_at(
+            &format!("{CLIENT}[clients.claims]\nnickname = \"password\"\n"),
+            "clients[0].claims.nickname",
+            "not a standard claim",
+        );
+        error_at(
+            &format!("{CLIENT}[clients.claims]\nnickname = 3\n"),
+            "clients[0].claims.nickname",
+            "expected a string",
+        );
+        error_at(
+            &format!("{CLIENT}roles_claim = \"realm_access.roles\"\n[clients.claims]\nrealm_access = \"groups\"\n"),
+            "clients[0].claims.realm_access",
+            "roles_claim",
+        );
+    }
+
+    #[test]
+    fn compat_keycloak_paths_is_off_by_default() {
+        assert!(!parse("").unwrap().compat.keycloak_paths);
+        assert!(
+            parse("[compat]\nkeycloak_paths = true")
+                .unwrap()
+                .compat
+                .keycloak_paths
+        );
+        error_at(
+            "[compat]\nkeycloak_path = true",
+            "compat.keycloak_path",
+            "keycloak_paths",
+        );
+    }
+
+    #[test]
+    fn redirect_uri_prefixes_end_in_a_slash_after_a_path() {
+        let prefix = CLIENT.replace(
+            "[\"https://app.example.com/cb\"]",
+            "[\"https://app.example.com/cb/\"]\nredirect_uri_match = \"prefix\"",
+        );
+        assert_eq!(
+            parse(&prefix).unwrap().clients[0].redirect_uri_match,
+            RedirectUriMatch::Prefix
+        );
+        assert_eq!(
+            parse(CLIENT).unwrap().clients[0].redirect_uri_match,
+            RedirectUriMatch::Exact
+        );
+        for bad in [
+            "https://app.example.com/cb",
+            "https://app.example.com/",
+            "https://app.example.com/cb/?x=1/",
+        ] {
+            let text = prefix.replace("https://app.example.com/cb/", bad);
+            error_at(&text, "clients[0].redirect_uris[0]", "cannot be a prefix");
+        }
+        error_at(
+            &CLIENT.replace(
+                "[[clients]]",
+                "[[clients]]\nredirect_uri_match = \"wildcard\"",
+            ),
+            "clients[0].redirect_uri_match",
+            "\"prefix\"",
         );
     }
 

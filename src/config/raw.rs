@@ -117,7 +117,7 @@ fn settable() -> Vec<(Vec<String>, Kind)> {
             let path = [prefix, &[name.to_string()]].concat();
             match kind {
                 Kind::Table(sub) => walk(sub, &path, out),
-                Kind::Tables(_) => {}
+                Kind::Tables(_) | Kind::StrMap => {}
                 _ => {
                     if SECRET_KEYS.contains(&name) {
                         out.push(([prefix, &[format!("{name}_file")]].concat(), Kind::Str));
@@ -369,6 +369,20 @@ fn check_value(
             check(t, sub, path, base_dir, errors);
             true
         }
+        (Kind::StrMap, Value::Table(t)) => {
+            let mut ok = true;
+            for (k, v) in t.iter() {
+                if !v.is_str() {
+                    push(
+                        errors,
+                        &join(path, k),
+                        format!("expected a string, found {}", describe(v)),
+                    );
+                    ok = false;
+                }
+            }
+            ok
+        }
         (Kind::Tables(sub), Value::Array(items)) => {
             let mut ok = true;
             for (i, item) in items.iter_mut().enumerate() {
@@ -409,6 +423,7 @@ fn check_value(
                 Kind::Bool => "true or false",
                 Kind::StrList => "an array of strings, e.g. [\"a\", \"b\"]",
                 Kind::Table(_) => "a table",
+                Kind::StrMap => "a table of strings, e.g. { nickname = \"preferred_username\" }",
                 Kind::Tables(_) => "an array of tables",
             };
             push(

@@ -311,6 +311,9 @@ pub(super) fn validate(
         tokens,
         login,
         accounts: accounts(errors, f.accounts, &d.accounts),
+        compat: super::CompatConfig {
+            keycloak_paths: f.compat.keycloak_paths.unwrap_or(d.compat.keycloak_paths),
+        },
         clients,
         warnings,
         source: super::NO_FILE.to_string(),
@@ -1406,6 +1409,84 @@ fn client(
             AccessTokenFormat::Opaque
         }
     };
+    let roles_claim = c.roles_claim.as_deref().and_then(|path| {
+        claim_path(path)
+            .map_err(|m| push(errors, &key("roles_claim"), m))
+            .ok()
+    });
+    let redirect_uri_match = match c.redirect_uri_match.as_deref() {
+        None | Some("exact") => RedirectUriMatch::Exact,
+        Some("prefix") => {
+            for (j, u) in redirect_uris.iter().enumerate() {
+                let has_path = Url::parse(u).is_ok_and(|p| p.path() != "/");
+                if !u.ends_with('/') || !has_path || u.contains('?') {
+                    push(
+                        errors,
+                        &format!("{}[{j}]", key("redirect_uris")),
+                        format!(
+                            "\"{u}\" cannot be a prefix: with redirect_uri_match = \"prefix\" each \
+                             redirect URI must have a path and end in '/', with no query, e.g. \
+                             \"https://app.example.com/callback/\""
+                        ),
+                    );
+                }
+            }
+            RedirectUriMatch::Prefix
+        }
+        Some(other) => {
+            push(
+                errors,
+                &key("redirect_uri_match"),
+                format!("unknown value \"{other}\"; use \"exact\" (the default) or \"prefix\""),
+            );
+            RedirectUriMatch::Exact
+        }
+    };
+    let mut claims = Vec::new();
+    for (name, source) in c.claims.iter().flatten() {
+        let at = format!("{}.{name}", key("claims"));
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+        if crate::oidc::claims::PROTOCOL_CLAIMS.contains(&name.as_str()) {
+            push(
+                errors,
+                &at,
+                format!(
+                    "\"{name}\" is a protocol claim doorman sets itself and cannot be mapped; \
+                     pick another name (e.g. nickname = \"preferred_username\")"
+                ),
+            );
+        } else if !plain {
+            push(
+                errors,
+                &at,
+                format!("\"{name}\" is not a claim name; use letters, digits, '_' or '-'"),
+            );
+        } else if roles_claim
+            .as_ref()
+            .and_then(|p| p.first())
+            .is_some_and(|top| top == name)
+        {
+            push(
+                errors,
+                &at,
+                format!("\"{name}\" is where roles_claim puts the groups; pick another name"),
+            );
+        } else if !crate::oidc::claims::MAPPABLE_CLAIMS.contains(&source.as_str()) {
+            push(
+                errors,
+                &at,
+                format!(
+                    "\"{source}\" is not a standard claim to copy; use one of {}",
+                    crate::oidc::claims::MAPPABLE_CLAIMS.join(", ")
+                ),
+            );
+        } else {
+            claims.push((name.clone(), source.clone()));
+        }
+    }
     let lifetimes = lifetimes(errors, &key(""), &c.lifetimes(), tokens);
     ClientConfig {
         id,
@@ -1432,6 +1513,33 @@ fn client(
         introspect_any,
         allow_http_redirect_uris,
         require_second_factor: c.require_second_factor.unwrap_or(false),
+        roles_claim,
+        claims,
+        redirect_uri_match,
+    }
+}
+
+/// A dotted path of claim names (`realm_access.roles`): segments of letters, digits, `_` or
+/// `-`, the first not a claim doorman already sets (`sub`, `groups`, ...).
+fn claim_path(path: &str) -> Result<Vec<String>, String> {
+    let segments: Vec<String> = path.split('.').map(str::to_string).collect();
+    let plain = |s: &String| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !segments.iter().all(plain) {
+        return Err(format!(
+            "\"{path}\" is not a dotted claim path; write names of letters, digits, '_' or '-' \
+             joined by '.', e.g. \"realm_access.roles\""
+        ));
+    }
+    match segments.first() {
+        Some(top) if crate::oidc::claims::is_registered(top) => Err(format!(
+            "\"{path}\" would overwrite the claim \"{top}\" doorman sets itself; use another \
+             name, e.g. \"realm_access.roles\""
+        )),
+        _ => Ok(segments),
     }
 }
 

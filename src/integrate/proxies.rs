@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::config::Config;
+use crate::config::{ClientConfig, Config};
 
 /// Where the proxy reaches doorman: the issuer (its path included).
 fn base(config: &Config) -> &str {
@@ -260,25 +260,16 @@ pub fn traefik(config: &Config, remote: bool) -> String {
 /// Every spelling of the identity headers, for Traefik's delete-then-copy.
 const TRAEFIK_REGEX: &str = "(?i)^remote[-_]";
 
-pub fn apache(config: &Config, client: Option<&str>) -> Result<String, String> {
+/// `client`: `--client`'s or the one named "apache"; else the first whose redirect URI is
+/// mod_auth_openidc's usual `/redirect_uri`.
+pub fn apache(config: &Config, client: Option<&ClientConfig>) -> String {
     let mut w = String::new();
-    let c = match client {
-        Some(id) => Some(config.clients.iter().find(|c| c.id == id).ok_or_else(|| {
-            let known: Vec<&str> = config.clients.iter().map(|c| c.id.as_str()).collect();
-            if known.is_empty() {
-                format!("--client {id:?}: no [[clients]] entry has that id, and none is configured; add one first (see `doorman integrate apache` without --client)")
-            } else {
-                format!(
-                    "--client {id:?}: no [[clients]] entry has that id; configured: {}",
-                    known.join(", ")
-                )
-            }
-        })?),
-        None => config
+    let c = client.or_else(|| {
+        config
             .clients
             .iter()
-            .find(|c| c.redirect_uris.iter().any(|r| r.ends_with("/redirect_uri"))),
-    };
+            .find(|c| c.redirect_uris.iter().any(|r| r.ends_with("/redirect_uri")))
+    });
     let id = c
         .map(|c| c.id.clone())
         .unwrap_or_else(|| "<client id>".into());
@@ -316,16 +307,26 @@ pub fn apache(config: &Config, client: Option<&str>) -> Result<String, String> {
         let _ = writeln!(w, "RequestHeader unset {h} early");
         let _ = writeln!(w, "RequestHeader unset {} early", h.replace('-', "_"));
     }
-    Ok(w)
+    w
 }
 
-pub fn cloudflare(config: &Config) -> String {
+/// `client`: `--client`'s or the one named "cloudflare"; else the first that redirects to
+/// Cloudflare Access.
+pub fn cloudflare(config: &Config, client: Option<&ClientConfig>) -> String {
     let mut w = String::new();
     let b = base(config);
-    let client = config.clients.iter().find(|c| {
-        c.redirect_uris
-            .iter()
-            .any(|r| r.contains("cloudflareaccess.com"))
+    let client = client.or_else(|| {
+        config.clients.iter().find(|c| {
+            c.redirect_uris
+                .iter()
+                .any(|r| r.contains("cloudflareaccess.com"))
+        })
+    });
+    // A new client's secret, made now and shown once.
+    let fresh = client.is_none().then(|| {
+        let secret = crate::secrets::random_token();
+        let hash = crate::secrets::to_hex(&crate::secrets::digest(&secret));
+        (secret, hash)
     });
     let id = client
         .map(|c| c.id.clone())
@@ -336,10 +337,14 @@ pub fn cloudflare(config: &Config) -> String {
     );
     let _ = writeln!(w, "#   Name:             doorman");
     let _ = writeln!(w, "#   App ID:           {id}");
-    let _ = writeln!(
-        w,
-        "#   Client secret:    <the secret from `doorman client secret`>"
-    );
+    match &fresh {
+        Some((secret, _)) => {
+            let _ = writeln!(w, "#   Client secret:    {secret}");
+        }
+        None => {
+            let _ = writeln!(w, "#   Client secret:    <the client's secret: doorman keeps only its hash; `doorman client secret` makes a new one>");
+        }
+    }
     let _ = writeln!(w, "#   Auth URL:         {b}/authorize");
     let _ = writeln!(w, "#   Token URL:        {b}/token");
     let _ = writeln!(w, "#   Certificate URL:  {b}/jwks.json");
@@ -349,18 +354,15 @@ pub fn cloudflare(config: &Config) -> String {
         "#   OIDC Claims:      {}",
         CLOUDFLARE_OIDC_CLAIMS.join(", ")
     );
-    if client.is_none() {
+    if let Some((_, hash)) = &fresh {
         let _ = writeln!(
             w,
-            "# doorman side (no Cloudflare client is registered yet):"
+            "# doorman side (no Cloudflare client is registered yet; its secret above is shown only now):"
         );
         let _ = writeln!(w, "[[clients]]");
         let _ = writeln!(w, "id = \"{id}\"");
         let _ = writeln!(w, "name = \"Cloudflare Access\"");
-        let _ = writeln!(
-            w,
-            "secret_hash = \"<the secret_hash from `doorman client secret`>\""
-        );
+        let _ = writeln!(w, "secret_hash = \"{hash}\"");
         let _ = writeln!(w, "redirect_uris = [\"https://<your-team>.cloudflareaccess.com/cdn-cgi/access/callback\"]");
         let _ = writeln!(w, "id_token_claims = \"all\"");
     }

@@ -21,8 +21,17 @@ use crate::state::AppState;
 use crate::store::{Session, User};
 use crate::web::{found, live_session, parse_form, ClientIp, Cookies};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(paths::AUTHORIZE, get(authorize_get).post(authorize_post))
+/// `/authorize`, and Keycloak's `/protocol/openid-connect/auth` with `[compat] keycloak_paths`.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let router = Router::new().route(paths::AUTHORIZE, get(authorize_get).post(authorize_post));
+    if state.config.compat.keycloak_paths {
+        router.route(
+            paths::keycloak::AUTH,
+            get(authorize_get).post(authorize_post),
+        )
+    } else {
+        router
+    }
 }
 
 async fn authorize_get(

@@ -43,7 +43,7 @@ pub mod paths {
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(plex::routes(state))
-        .merge(authorize::routes())
+        .merge(authorize::routes(state))
         .merge(second_factor::routes())
         .merge(invite::routes())
         .merge(reset::routes())

@@ -8,7 +8,7 @@ use super::claims::{grant_scopes, has_scope};
 use super::clients::Clients;
 use super::error::OAuthError;
 use super::pkce;
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, RedirectUriMatch};
 use crate::store::{Session, Timestamp, User};
 
 /// The raw parameters, from the query (GET) or the form (POST).
@@ -64,6 +64,34 @@ pub enum AuthorizeReject {
 
 const MAX_PARAM: usize = 2048;
 
+/// Whether `sent` may receive this client's codes. Exact string match (RFC 9700 §4.1.3: no
+/// wildcard, no normalisation), or with `redirect_uri_match = "prefix"` a URI that starts with
+/// a registered one (which ends in `/` after a path, checked at config load) and holds no `..`,
+/// `%2e` (any case) or fragment, so no reading of it leaves the registered path. The error is
+/// the reason to add to the mismatch message ("" when nothing matched at all).
+pub fn redirect_uri_allowed(client: &ClientConfig, sent: &str) -> Result<(), &'static str> {
+    if client.redirect_uris.iter().any(|r| r == sent) {
+        return Ok(());
+    }
+    if client.redirect_uri_match == RedirectUriMatch::Exact {
+        return Err("");
+    }
+    if !client
+        .redirect_uris
+        .iter()
+        .any(|r| sent.starts_with(r.as_str()))
+    {
+        return Err("");
+    }
+    if sent.contains("..") || sent.to_ascii_lowercase().contains("%2e") {
+        return Err(" (it starts with a registered prefix but holds \"..\" or \"%2e\")");
+    }
+    if sent.contains('#') {
+        return Err(" (it starts with a registered prefix but has a fragment)");
+    }
+    Ok(())
+}
+
 pub fn validate(
     params: &AuthorizeParams,
     clients: &Clients,
@@ -88,12 +116,22 @@ pub fn validate(
             "The application did not say where to return (redirect_uri is missing).".into(),
         )
     })?;
-    // Exact string match (RFC 9700 §4.1.3): no prefix, no wildcard, no normalisation.
-    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+    if let Err(why) = redirect_uri_allowed(client, redirect_uri) {
+        // For the operator (the page and the log), never the relying party.
+        let registered: Vec<String> = client
+            .redirect_uris
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect();
         return Err(AuthorizeReject::Page(format!(
-            "The address {:?} is not registered as a redirect URI for the application {:?}.",
+            "The address {:?} is not registered as a redirect URI for the application {:?}{why}. Registered ({}): {}.",
             truncate(redirect_uri),
-            client.id
+            client.id,
+            match client.redirect_uri_match {
+                RedirectUriMatch::Exact => "matched exactly",
+                RedirectUriMatch::Prefix => "as prefixes",
+            },
+            registered.join(", ")
         )));
     }
     let back = |error: OAuthError| AuthorizeReject::Redirect {
@@ -321,6 +359,9 @@ mod tests {
             access_token_format: crate::config::AccessTokenFormat::Opaque,
             introspect_any: false,
             require_second_factor: false,
+            roles_claim: None,
+            claims: vec![],
+            redirect_uri_match: crate::config::RedirectUriMatch::Exact,
             allow_http_redirect_uris: false,
         };
         Clients::new(&[c])
@@ -373,6 +414,54 @@ mod tests {
                 matches!(validate(&p, &clients()), Err(AuthorizeReject::Page(_))),
                 "{p:?}"
             );
+        }
+    }
+
+    #[test]
+    fn prefix_matching_stays_under_the_registered_path() {
+        let mut c = clients().get("rp").unwrap().clone();
+        c.redirect_uris = vec!["https://rp.example/cb/".into()];
+        assert!(redirect_uri_allowed(&c, "https://rp.example/cb/").is_ok());
+        assert!(
+            redirect_uri_allowed(&c, "https://rp.example/cb/x").is_err(),
+            "exact by default"
+        );
+        c.redirect_uri_match = RedirectUriMatch::Prefix;
+        for ok in [
+            "https://rp.example/cb/",
+            "https://rp.example/cb/google",
+            "https://rp.example/cb/a/b?x=1",
+        ] {
+            assert!(redirect_uri_allowed(&c, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://rp.example/cb",
+            "https://rp.example/cbx/",
+            "https://rp.example/other/",
+            "https://rp.example.evil/cb/",
+            "http://rp.example/cb/x",
+            "https://rp.example/cb/../admin",
+            "https://rp.example/cb/%2e%2e/admin",
+            "https://rp.example/cb/%2E%2E/admin",
+            "https://rp.example/cb/.%2E/admin",
+            "https://rp.example/cb/x#frag",
+        ] {
+            assert!(redirect_uri_allowed(&c, bad).is_err(), "{bad}");
+        }
+        // The page names the sent URI and the registered ones.
+        let mut registry = crate::config::defaults();
+        registry.clients = vec![c];
+        let p = AuthorizeParams {
+            redirect_uri: Some("https://rp.example/cb/%2e%2e/admin".into()),
+            ..good()
+        };
+        match validate(&p, &Clients::new(&registry.clients)) {
+            Err(AuthorizeReject::Page(m)) => {
+                assert!(m.contains("https://rp.example/cb/%2e%2e/admin"), "{m}");
+                assert!(m.contains("\"https://rp.example/cb/\""), "{m}");
+                assert!(m.contains("%2e"), "{m}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

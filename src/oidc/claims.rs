@@ -32,6 +32,99 @@ pub const SUPPORTED_CLAIMS: [&str; 18] = [
     "email",
 ];
 
+/// Claims that carry the protocol (who issued a token, to whom, when, for which session) in
+/// id_tokens and JWT access tokens: no per-client claim may take their names.
+pub const PROTOCOL_CLAIMS: [&str; 20] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "nonce",
+    "azp",
+    "sid",
+    "auth_time",
+    "acr",
+    "amr",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "client_id",
+    "scope",
+    "cnf",
+    "typ",
+];
+
+/// A claim doorman sets itself: a protocol claim, a profile claim, `groups`, `plex_token`, or
+/// what Jitsi reads from its tokens.
+pub fn is_registered(name: &str) -> bool {
+    PROTOCOL_CLAIMS.contains(&name)
+        || SUPPORTED_CLAIMS.contains(&name)
+        || matches!(
+            name,
+            "email_verified" | "groups" | "plex_token" | "room" | "context"
+        )
+}
+
+/// The standard claims a `[clients.claims]` entry may copy under another name.
+pub const MAPPABLE_CLAIMS: [&str; 9] = [
+    "sub",
+    "preferred_username",
+    "name",
+    "given_name",
+    "family_name",
+    "picture",
+    "email",
+    "email_verified",
+    "groups",
+];
+
+/// What a client gets whatever its scopes: the user's groups nested at its `roles_claim`
+/// (`realm_access.roles` becomes `{"realm_access": {"roles": [...]}}`, as Keycloak-minded
+/// apps read it), and its `[clients.claims]` copies (`nickname` = `preferred_username`, for
+/// apps that pick the uid claim by name). Added to the id_token, userinfo and JWT access tokens
+/// alike.
+pub fn client_claims(client: &ClientConfig, user: &User, claims: &mut Map<String, Value>) {
+    if let Some(path) = &client.roles_claim {
+        let groups = Value::Array(user.groups.iter().cloned().map(Value::String).collect());
+        nest(claims, path, groups);
+    }
+    if client.claims.is_empty() {
+        return;
+    }
+    let mut standard = profile_claims(user, "", true);
+    standard.insert("sub".into(), Value::String(user.id.clone()));
+    for (name, source) in &client.claims {
+        // A claim the user lacks (no email) is left out, as the standard one would be.
+        if let Some(v) = standard.get(source) {
+            claims.insert(name.clone(), v.clone());
+        }
+    }
+}
+
+/// Puts `value` at `path` inside `map`, making (or replacing with) objects on the way.
+fn nest(map: &mut Map<String, Value>, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            map.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = map
+                .entry(first.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = entry {
+                nest(inner, rest, value);
+            }
+        }
+    }
+}
+
 /// The scopes granted for a request: the supported ones the client may have, in request order.
 /// Unknown scopes are ignored, not errors.
 pub fn grant_scopes(requested: &str, client: &ClientConfig) -> Vec<String> {
@@ -182,6 +275,53 @@ mod tests {
         let all = profile_claims(&user(), "openid", true);
         assert_eq!(all["preferred_username"], "alice");
         assert_eq!(all["groups"][0], "admins");
+    }
+
+    #[test]
+    fn roles_claim_nests_the_groups_whatever_the_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::from_str(
+            "issuer = \"https://auth.example.com\"\n[[clients]]\nid = \"jellyfin\"\nsecret = \"jellyfin-secret-0123456789\"\nredirect_uris = [\"https://tv.example.com/cb\"]\n",
+            &std::collections::HashMap::new(),
+            dir.path(),
+        )
+        .unwrap();
+        let mut client = config.clients[0].clone();
+        let mut m = profile_claims(&user(), "openid profile", false);
+        client_claims(&client, &user(), &mut m);
+        assert!(!m.contains_key("realm_access"), "off by default");
+        assert!(!m.contains_key("groups"), "not by scope");
+        client.roles_claim = Some(vec!["realm_access".into(), "roles".into()]);
+        client_claims(&client, &user(), &mut m);
+        assert_eq!(m["realm_access"], serde_json::json!({"roles": ["admins"]}));
+        assert!(!m.contains_key("groups"));
+        client.roles_claim = Some(vec!["roles".into()]);
+        let mut flat = Map::new();
+        client_claims(&client, &user(), &mut flat);
+        assert_eq!(flat["roles"], serde_json::json!(["admins"]));
+        let mut deep = Map::new();
+        client.roles_claim = Some(vec!["a".into(), "b".into(), "c".into()]);
+        client_claims(&client, &user(), &mut deep);
+        assert_eq!(deep["a"]["b"]["c"][0], "admins");
+        assert!(is_registered("sub") && is_registered("groups") && !is_registered("realm_access"));
+        // [clients.claims]: copies under another name, whatever the scopes; absent stays absent.
+        client.roles_claim = None;
+        client.claims = vec![
+            ("nickname".into(), "preferred_username".into()),
+            ("uid".into(), "sub".into()),
+            ("mail".into(), "email".into()),
+        ];
+        let mut m = profile_claims(&user(), "openid", false);
+        client_claims(&client, &user(), &mut m);
+        assert_eq!(m["nickname"], "alice");
+        assert_eq!(m["uid"], "u1");
+        assert_eq!(m["mail"], "alice@example.com");
+        assert!(!m.contains_key("preferred_username") && !m.contains_key("email"));
+        let mut no_email = user();
+        no_email.email = None;
+        let mut m = Map::new();
+        client_claims(&client, &no_email, &mut m);
+        assert!(!m.contains_key("mail"), "{m:?}");
     }
 
     #[test]

@@ -189,6 +189,9 @@ mod tests {
             access_token_format: crate::config::AccessTokenFormat::Opaque,
             introspect_any: false,
             require_second_factor: false,
+            roles_claim: None,
+            claims: vec![],
+            redirect_uri_match: crate::config::RedirectUriMatch::Exact,
             allow_http_redirect_uris: false,
         }
     }

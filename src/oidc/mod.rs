@@ -32,6 +32,18 @@ pub mod paths {
     pub const REVOKE: &str = "/revoke";
     pub const INTROSPECT: &str = "/introspect";
     pub const LOGOUT: &str = "/logout";
+
+    /// Keycloak's endpoint paths (under a realm's issuer), served too with `[compat]
+    /// keycloak_paths = true` by the same handlers.
+    pub mod keycloak {
+        pub const AUTH: &str = "/protocol/openid-connect/auth";
+        pub const TOKEN: &str = "/protocol/openid-connect/token";
+        pub const USERINFO: &str = "/protocol/openid-connect/userinfo";
+        pub const CERTS: &str = "/protocol/openid-connect/certs";
+        pub const LOGOUT: &str = "/protocol/openid-connect/logout";
+        pub const REVOKE: &str = "/protocol/openid-connect/revoke";
+        pub const INTROSPECT: &str = "/protocol/openid-connect/token/introspect";
+    }
 }
 
 /// What the provider's rules need: the store, the keys, the issuer string, and the policy of
@@ -92,6 +104,7 @@ impl Provider {
     /// Claims for a Bearer access token (OIDC Core §5.3), or `invalid_token`.
     pub async fn userinfo(
         &self,
+        clients: &clients::Clients,
         access_token: &str,
         now: Timestamp,
     ) -> Result<Map<String, Value>, OAuthError> {
@@ -112,6 +125,9 @@ impl Provider {
         claims.insert("sub".into(), Value::String(user.id.clone()));
         // userinfo follows the scopes; `id_token_claims = "all"` is about the id_token only.
         claims.extend(claims::profile_claims(&user, &token.scope, false));
+        if let Some(client) = clients.get(&token.client_id) {
+            claims::client_claims(client, &user, &mut claims);
+        }
         Ok(claims)
     }
 

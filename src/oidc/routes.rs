@@ -38,15 +38,32 @@ pub fn routes(state: &AppState) -> Router<AppState> {
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         )
     };
-    let cross_origin = Router::new()
+    let mut cross_origin = Router::new()
         .route(paths::DISCOVERY, get(discovery))
         .route(paths::JWKS, get(jwks))
         .route(paths::TOKEN, post(token))
         .route(paths::USERINFO, get(userinfo).post(userinfo))
         .route(paths::REVOKE, post(revoke));
-    cors(cross_origin)
+    let keycloak = state.config.compat.keycloak_paths;
+    if keycloak {
+        use paths::keycloak as kc;
+        cross_origin = cross_origin
+            .route(kc::CERTS, get(jwks))
+            .route(kc::TOKEN, post(token))
+            .route(kc::USERINFO, get(userinfo).post(userinfo))
+            .route(kc::REVOKE, post(revoke));
+    }
+    let router = cors(cross_origin)
         .route(paths::INTROSPECT, post(introspect))
-        .route(paths::LOGOUT, get(logout_get).post(logout_post))
+        .route(paths::LOGOUT, get(logout_get).post(logout_post));
+    if keycloak {
+        use paths::keycloak as kc;
+        router
+            .route(kc::INTROSPECT, post(introspect))
+            .route(kc::LOGOUT, get(logout_get).post(logout_post))
+    } else {
+        router
+    }
 }
 
 fn json_bytes(body: std::sync::Arc<str>, cache: &'static str) -> Response {
@@ -155,7 +172,10 @@ async fn userinfo(
     let token = from_header
         .or(from_body)
         .ok_or_else(|| OAuthError::invalid_token("a Bearer access token is required"))?;
-    let claims = state.provider.userinfo(&token, state.now()).await?;
+    let claims = state
+        .provider
+        .userinfo(&state.clients, &token, state.now())
+        .await?;
     Ok(no_store_json(serde_json::Value::Object(claims)))
 }
 

@@ -391,6 +391,7 @@ impl Provider {
             ),
         };
         let mut claims = claims;
+        super::claims::client_claims(client, user, &mut claims.profile);
         if let Some(policy) = &self.policy {
             claims
                 .profile
@@ -423,7 +424,9 @@ pub fn jwt_access_claims(
     ttl: i64,
 ) -> serde_json::Value {
     let context_user = super::claims::jitsi_context_user(user);
-    serde_json::json!({
+    let mut extra = serde_json::Map::new();
+    super::claims::client_claims(client, user, &mut extra);
+    let mut claims = serde_json::json!({
         "iss": issuer,
         "sub": user.id,
         "aud": audience,
@@ -436,7 +439,14 @@ pub fn jwt_access_claims(
         "jti": random_id(16),
         "room": "*",
         "context": {"user": context_user},
-    })
+    });
+    if let Some(obj) = claims.as_object_mut() {
+        // Per-client claims never take a protocol claim's name (config validation).
+        for (k, v) in extra {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    claims
 }
 
 /// RFC 6749 §4.1.3 and RFC 7636 §4.6: the code belongs to this client, is unexpired and live,

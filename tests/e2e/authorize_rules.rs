@@ -159,3 +159,78 @@ async fn allowed_groups_keeps_others_out() {
         .await;
     assert_eq!(t.id_claims()["aud"], ADMINS_ONLY);
 }
+
+/// `redirect_uri_match = "prefix"`: a callback with a varying suffix under the registered
+/// prefix gets its code (and redeems it with the same URI); one that climbs out (`..`, `%2e`
+/// in any case) or has a fragment gets a page naming the sent and registered URIs, never a
+/// redirect; an exact client still takes only its exact URIs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_redirect_uris_stay_under_the_registered_path() {
+    let server = TestServer::start(
+        r#"
+[[clients]]
+id = "prefixed"
+secret = "prefixed-secret-0123456789"
+redirect_uris = ["http://127.0.0.1:1/sso/OID/redirect/"]
+redirect_uri_match = "prefix"
+"#,
+    )
+    .await;
+    let browser = Browser::new();
+    let sent = "http://127.0.0.1:1/sso/OID/redirect/doorman?x=1";
+    let (verifier, challenge) = pkce_pair();
+    let req = AuthRequest {
+        client: "prefixed".into(),
+        redirect: sent.into(),
+        url: server.authorize_url(
+            "prefixed",
+            sent,
+            "openid",
+            "st",
+            None,
+            Some(&challenge),
+            &[],
+        ),
+        state: "st".into(),
+        nonce: String::new(),
+        verifier: verifier.clone(),
+    };
+    let code = req.code(&server, &browser, ALICE, ALICE_PASSWORD).await;
+    let token = server
+        .token_basic(
+            "prefixed",
+            "prefixed-secret-0123456789",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", sent),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    token.assert_status(200);
+
+    for bad in [
+        "http://127.0.0.1:1/sso/OID/redirect/../../admin",
+        "http://127.0.0.1:1/sso/OID/redirect/%2E%2E/admin",
+        "http://127.0.0.1:1/sso/OID/redirect/x#frag",
+        "http://127.0.0.1:1/sso/OID/redirec",
+        "http://127.0.0.1:1/sso/OID/redirectx/",
+    ] {
+        // Signed in already: SSO must not hand a code to it either.
+        let page = browser.get(&request(&server, "prefixed", bad)).await;
+        assert_error_page(&page, bad);
+        let text = html_unescape(&page.text);
+        assert!(text.contains(bad), "{bad}: the sent URI named: {text}");
+        assert!(
+            text.contains("\"http://127.0.0.1:1/sso/OID/redirect/\""),
+            "{bad}: the registered prefix named: {text}"
+        );
+    }
+    // Exact clients are unchanged: a suffix is refused.
+    let page = browser
+        .get(&request(&server, RP, &format!("{RP_REDIRECT}/more")))
+        .await;
+    assert_error_page(&page, "exact client with a suffix");
+    assert!(html_unescape(&page.text).contains(&format!("\"{RP_REDIRECT}\"")));
+}

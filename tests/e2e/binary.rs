@@ -969,6 +969,14 @@ fn integrate_list_prints_the_apps_the_admin_clients_page_points_to() {
     let out = setup.run(&["integrate", "list"]);
     assert_ok(&out, "integrate list");
     let stdout = text(&out.stdout);
-    let apps: Vec<&str> = stdout.lines().collect();
+    // One app a line, its name first, then what it prints.
+    let apps: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
     assert_eq!(apps, doorman::integrate::APPS, "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.split_whitespace().count() > 2),
+        "{stdout}"
+    );
 }

@@ -206,3 +206,150 @@ async fn unknown_scopes_are_ignored() {
     assert_eq!(t.json["scope"], "openid email");
     assert_eq!(t.id_claims()["email"], ALICE_EMAIL);
 }
+
+/// A code flow for a client of the test's own TOML: PKCE, the secret posted in the form
+/// (as Jellyfin's SSO plugin does), the given scope; the token response.
+async fn custom_flow(
+    server: &TestServer,
+    client: &str,
+    secret: &str,
+    redirect: &str,
+    scope: &str,
+) -> Tokens {
+    let (verifier, challenge) = pkce_pair();
+    let state = random_string();
+    let req = AuthRequest {
+        client: client.into(),
+        redirect: redirect.into(),
+        url: server.authorize_url(
+            client,
+            redirect,
+            scope,
+            &state,
+            Some("n-0S6_WzA2Mj"),
+            Some(&challenge),
+            &[],
+        ),
+        state,
+        nonce: "n-0S6_WzA2Mj".into(),
+        verifier: verifier.clone(),
+    };
+    let code = req
+        .code(server, &Browser::new(), ALICE, ALICE_PASSWORD)
+        .await;
+    let page = server
+        .post_with_auth(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", redirect),
+                ("code_verifier", &verifier),
+                ("client_id", client),
+                ("client_secret", secret),
+            ],
+        )
+        .await;
+    page.assert_status(200);
+    Tokens::from_json(page.json(), code)
+}
+
+const JELLYFIN_TOML: &str = r#"
+[[clients]]
+id = "jellyfin"
+secret = "jellyfin-secret-0123456789"
+redirect_uris = ["http://127.0.0.1:1/sso/OID/redirect/doorman"]
+token_endpoint_auth_method = "client_secret_post"
+require_pkce = true
+roles_claim = "realm_access.roles"
+
+[[clients]]
+id = "meet"
+secret = "meet-secret-0123456789"
+redirect_uris = ["http://127.0.0.1:1/meet"]
+access_token_format = "jwt"
+roles_claim = "resource_access.meet.roles"
+"#;
+
+/// `roles_claim = "realm_access.roles"`: a Jellyfin-like client asking only `openid profile`
+/// finds the user's groups nested there in the id_token and at userinfo (and a JWT access
+/// token carries its own path), while `groups` itself still follows the scopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_claim_nests_the_groups_whatever_the_scopes() {
+    let server = TestServer::start(JELLYFIN_TOML).await;
+    let t = custom_flow(
+        &server,
+        "jellyfin",
+        "jellyfin-secret-0123456789",
+        "http://127.0.0.1:1/sso/OID/redirect/doorman",
+        "openid profile",
+    )
+    .await;
+    let id = t.id_claims();
+    assert_eq!(id["realm_access"]["roles"], serde_json::json!(["admins"]));
+    assert_eq!(id["preferred_username"], ALICE);
+    assert!(id.get("groups").is_none(), "{id}");
+    let info = server.userinfo(&t.access_token).await.json();
+    assert_eq!(info["realm_access"]["roles"], serde_json::json!(["admins"]));
+    assert!(info.get("groups").is_none(), "{info}");
+
+    let t = custom_flow(
+        &server,
+        "meet",
+        "meet-secret-0123456789",
+        "http://127.0.0.1:1/meet",
+        "openid",
+    )
+    .await;
+    let at = jwt_claims(&t.access_token);
+    assert_eq!(
+        at["resource_access"]["meet"]["roles"],
+        serde_json::json!(["admins"])
+    );
+    assert_eq!(
+        t.id_claims()["resource_access"]["meet"]["roles"][0],
+        "admins"
+    );
+    // A client without the key gets no such claim.
+    let plain = server
+        .code_flow(&Browser::new(), RP, "openid profile", ALICE, ALICE_PASSWORD)
+        .await;
+    assert!(plain.id_claims().get("realm_access").is_none());
+}
+
+/// `[clients.claims]`: a claim copied from a standard one under another name, in the id_token,
+/// userinfo and a JWT access token, whatever the scopes (scope `openid` here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_mapping_copies_a_standard_claim_under_another_name() {
+    let server = TestServer::start(
+        r#"
+[[clients]]
+id = "social"
+secret = "social-secret-0123456789"
+redirect_uris = ["http://127.0.0.1:1/social"]
+access_token_format = "jwt"
+
+[clients.claims]
+nickname = "preferred_username"
+mail = "email"
+"#,
+    )
+    .await;
+    let t = custom_flow(
+        &server,
+        "social",
+        "social-secret-0123456789",
+        "http://127.0.0.1:1/social",
+        "openid",
+    )
+    .await;
+    let id = t.id_claims();
+    assert_eq!(id["nickname"], ALICE);
+    assert_eq!(id["mail"], ALICE_EMAIL);
+    assert!(id.get("preferred_username").is_none(), "{id}");
+    let info = server.userinfo(&t.access_token).await.json();
+    assert_eq!(info["nickname"], ALICE);
+    assert_eq!(info["mail"], ALICE_EMAIL);
+    assert_eq!(jwt_claims(&t.access_token)["nickname"], ALICE);
+}

@@ -624,7 +624,7 @@ fn jitsi_integrate_without_jitsi_says_what_to_add() {
     }
     assert!(out.stdout.is_empty(), "nothing half-printed");
     // An unknown app is refused, naming the ones there are.
-    let (out, _) = integrate_app("nextcloud", &jitsi_toml(""));
+    let (out, _) = integrate_app("wordpress", &jitsi_toml(""));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("jitsi"), "{stderr}");
