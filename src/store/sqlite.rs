@@ -427,6 +427,35 @@ fn identity_from_row(row: &Row<'_>) -> rusqlite::Result<Identity> {
     })
 }
 
+impl SqliteStore {
+    /// Writes an identity row with `verb` (`INSERT OR REPLACE` or `INSERT OR IGNORE`); whether a
+    /// row was written.
+    async fn write_identity(&self, identity: &Identity, verb: &'static str) -> StoreResult<bool> {
+        let i = identity.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "{verb} INTO identities ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                identity_cols!()
+            ))?
+            .execute(params![
+                i.provider,
+                i.subject,
+                i.user_id,
+                i.token,
+                i.server_token,
+                i.owner,
+                i.allowed,
+                i.checked_at,
+                i.created_at,
+                i.updated_at,
+                i.by_invite
+            ])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+}
+
 macro_rules! pin_cols {
     () => {
         "flow_hash, browser_hash, pin_id, code, created_at, expires_at, next_poll_ms"
@@ -1710,55 +1739,13 @@ impl Store for SqliteStore {
     }
 
     async fn put_identity(&self, identity: &Identity) -> StoreResult<()> {
-        let i = identity.clone();
-        self.write(move |conn| {
-            conn.prepare_cached(concat!(
-                "INSERT OR REPLACE INTO identities (",
-                identity_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))?
-            .execute(params![
-                i.provider,
-                i.subject,
-                i.user_id,
-                i.token,
-                i.server_token,
-                i.owner,
-                i.allowed,
-                i.checked_at,
-                i.created_at,
-                i.updated_at,
-                i.by_invite
-            ])
+        self.write_identity(identity, "INSERT OR REPLACE")
+            .await
             .map(|_| ())
-        })
-        .await
     }
 
     async fn insert_identity(&self, identity: &Identity) -> StoreResult<bool> {
-        let i = identity.clone();
-        self.write(move |conn| {
-            conn.prepare_cached(concat!(
-                "INSERT OR IGNORE INTO identities (",
-                identity_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))?
-            .execute(params![
-                i.provider,
-                i.subject,
-                i.user_id,
-                i.token,
-                i.server_token,
-                i.owner,
-                i.allowed,
-                i.checked_at,
-                i.created_at,
-                i.updated_at,
-                i.by_invite
-            ])
-            .map(|n| n == 1)
-        })
-        .await
+        self.write_identity(identity, "INSERT OR IGNORE").await
     }
 
     async fn get_identity(&self, provider: &str, subject: &str) -> StoreResult<Option<Identity>> {
