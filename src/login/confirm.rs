@@ -12,15 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::confirm::{self, ConfirmError};
 use crate::error::WebError;
-use crate::secrets::to_hex;
 use crate::state::AppState;
-use crate::store::Hash;
 use crate::web::{Browser, ClientIp, Cookies};
 
 pub mod paths {
     /// The confirmation page; the whole last segment is the token.
     pub const CONFIRM: &str = "/account/confirm-email/{token}";
 }
+
+/// The link kind of this page's form tokens (`web::link_form_token`).
+const KIND: &str = "confirm-email";
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(paths::CONFIRM, get(page).post(submit))
@@ -47,10 +48,6 @@ struct MessagePage<'a> {
     title: &'a str,
     message: &'a str,
     link: Option<&'a str>,
-}
-
-fn csrf_purpose(token_hash: &Hash) -> String {
-    format!("confirm-email:{}", to_hex(token_hash))
 }
 
 fn message(state: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
@@ -87,9 +84,7 @@ async fn page(
         Err(ConfirmError::Store(e)) => return Err(e.into()),
     };
     let action = format!("{}/account/confirm-email/{token}", state.issuer());
-    let csrf = state
-        .csrf
-        .token(&csrf_purpose(&link.token_hash), &browser.value);
+    let csrf = crate::web::link_form_token(&state, KIND, &link.token_hash, &browser.value);
     let html = state.templates.render(
         "confirm_email.html",
         FormPage {
@@ -119,17 +114,12 @@ async fn submit(
         Err(ConfirmError::Gone) => return Ok(gone(&state)),
         Err(ConfirmError::Store(e)) => return Err(e.into()),
     };
-    let browser = Browser::of(&state, &cookies);
-    if browser.fresh
-        || !state
-            .csrf
-            .verify(&csrf_purpose(&link.token_hash), &browser.value, &form.csrf)
+    if crate::web::link_form_browser(&state, &cookies, KIND, &link.token_hash, &form.csrf).is_none()
     {
         tracing::warn!(target: "audit", event = "email_confirmed", link = %link.id, ip = %ip, outcome = "csrf_refused");
-        return Err(WebError::page(
-            StatusCode::FORBIDDEN,
-            "This form could not be verified",
-            "The form did not come from this browser's confirmation page. Open the link again.",
+        return Err(crate::web::forged_form(
+            "confirmation page",
+            "Open the link again.",
         ));
     }
     match confirm::confirm(&*state.store, &token, now).await {

@@ -20,7 +20,7 @@ use crate::error::WebError;
 use crate::secrets::to_hex;
 use crate::session::{self, CookieNames};
 use crate::state::AppState;
-use crate::store::{Hash, Link, LinkKind};
+use crate::store::{Link, LinkKind};
 use crate::web::{Browser, ClientInfo, ClientIp, Cookies};
 
 pub mod paths {
@@ -72,12 +72,6 @@ struct GonePage<'a> {
     base: &'a str,
     title: &'a str,
     message: &'a str,
-}
-
-/// The CSRF purpose of an invite's form: bound to the link (by its token's digest) and, by
-/// `CsrfKey`, to this browser.
-fn csrf_purpose(token_hash: &Hash) -> String {
-    format!("invite:{}", to_hex(token_hash))
 }
 
 /// The page for a link that cannot be used, and why.
@@ -168,9 +162,10 @@ fn render_form(state: &AppState, view: &View<'_>, status: StatusCode) -> Respons
     let action = format!("{}/invite/{}{rd_query}", state.issuer(), view.token);
     let plex_action = plex_offered(state)
         .then(|| format!("{}/invite/{}/plex{rd_query}", state.issuer(), view.token));
-    let csrf = state
-        .csrf
-        .token(&csrf_purpose(&view.link.token_hash), view.browser);
+    let csrf = state.csrf.token(
+        &crate::web::link_form_purpose("invite", &view.link.token_hash),
+        view.browser,
+    );
     let html = state.templates.render(
         "invite.html",
         FormPage {
@@ -211,14 +206,6 @@ async fn page(
     Ok(resp)
 }
 
-fn forged() -> WebError {
-    WebError::page(
-        StatusCode::FORBIDDEN,
-        "This form could not be verified",
-        "The form did not come from this browser's invite page. Open the invite link again.",
-    )
-}
-
 /// POST /invite/{token}: username rules, the name not taken, the password policy, the
 /// confirmation; then one use of the invite is taken atomically, the account is made (or the
 /// use given back), and the browser is signed in.
@@ -235,15 +222,15 @@ async fn submit(
         Ok(link) => link,
         Err(page) => return Ok(page),
     };
-    let browser = Browser::of(&state, &cookies);
-    if browser.fresh
-        || !state
-            .csrf
-            .verify(&csrf_purpose(&link.token_hash), &browser.value, &form.csrf)
-    {
+    let Some(browser) =
+        crate::web::link_form_browser(&state, &cookies, "invite", &link.token_hash, &form.csrf)
+    else {
         tracing::warn!(target: "audit", event = "invite_redeemed", invite = %link.id, ip = %ip, outcome = "csrf_refused");
-        return Err(forged());
-    }
+        return Err(crate::web::forged_form(
+            "invite page",
+            "Open the invite link again.",
+        ));
+    };
     let username = form.username.trim();
     let again_with = |error: &str, status: StatusCode| {
         let view = View {
@@ -408,15 +395,15 @@ async fn with_plex(
         Ok(link) => link,
         Err(page) => return Ok(page),
     };
-    let browser = Browser::of(&state, &cookies);
-    if browser.fresh
-        || !state
-            .csrf
-            .verify(&csrf_purpose(&link.token_hash), &browser.value, &form.csrf)
-    {
+    let Some(browser) =
+        crate::web::link_form_browser(&state, &cookies, "invite", &link.token_hash, &form.csrf)
+    else {
         tracing::warn!(target: "audit", event = "invite_redeemed", invite = %link.id, ip = %ip, method = "plex", outcome = "csrf_refused");
-        return Err(forged());
-    }
+        return Err(crate::web::forged_form(
+            "invite page",
+            "Open the invite link again.",
+        ));
+    };
     let continue_url = safe_rd(&state, q.rd.as_deref())
         .map(str::to_string)
         .unwrap_or_else(|| state.url(paths::ACCOUNT));

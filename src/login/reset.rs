@@ -17,12 +17,11 @@ use crate::accounts::links::{self, LinkState};
 use crate::accounts::password_policy;
 use crate::accounts::users;
 use crate::error::WebError;
-use crate::secrets::to_hex;
 use crate::signin::limits::IpKey;
 use crate::signin::password::wait_text;
 use crate::signin::second_factor::{self as factor, CodeCheck};
 use crate::state::AppState;
-use crate::store::{Hash, Link, LinkKind, User};
+use crate::store::{Link, LinkKind, User};
 use crate::web::{Browser, ClientIp, Cookies};
 
 pub mod paths {
@@ -65,12 +64,6 @@ struct MessagePage<'a> {
     title: &'a str,
     message: &'a str,
     link: Option<&'a str>,
-}
-
-/// The CSRF purpose of a reset form: bound to the link (by its token's digest) and, by
-/// `CsrfKey`, to this browser.
-fn csrf_purpose(token_hash: &Hash) -> String {
-    format!("reset:{}", to_hex(token_hash))
 }
 
 fn message(
@@ -138,9 +131,10 @@ struct View<'a> {
 
 fn render_form(state: &AppState, view: &View<'_>, status: StatusCode) -> Response {
     let action = format!("{}/reset/{}", state.issuer(), view.token);
-    let csrf = state
-        .csrf
-        .token(&csrf_purpose(&view.link.token_hash), view.browser);
+    let csrf = state.csrf.token(
+        &crate::web::link_form_purpose("reset", &view.link.token_hash),
+        view.browser,
+    );
     let html = state.templates.render(
         "reset.html",
         FormPage {
@@ -180,14 +174,6 @@ async fn page(
     Ok(resp)
 }
 
-fn forged() -> WebError {
-    WebError::page(
-        StatusCode::FORBIDDEN,
-        "This form could not be verified",
-        "The form did not come from this browser's password-reset page. Open the link again.",
-    )
-}
-
 /// POST /reset/{token}: the second factor (when the account has one), the password policy
 /// and the confirmation; then the link's one use is taken atomically, the password hashed
 /// (the use given back when the hasher is busy) and set, every session and grant of the user
@@ -203,15 +189,15 @@ async fn submit(
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
-    let browser = Browser::of(&state, &cookies);
-    if browser.fresh
-        || !state
-            .csrf
-            .verify(&csrf_purpose(&link.token_hash), &browser.value, &form.csrf)
-    {
+    let Some(browser) =
+        crate::web::link_form_browser(&state, &cookies, "reset", &link.token_hash, &form.csrf)
+    else {
         tracing::warn!(target: "audit", event = "password_reset", link = %link.id, user = %user.username, ip = %ip, outcome = "csrf_refused");
-        return Err(forged());
-    }
+        return Err(crate::web::forged_form(
+            "password-reset page",
+            "Open the link again.",
+        ));
+    };
     let has_factor = factor::has_one(&*state.store, &user.id).await?;
     let again = |error: &str, status: StatusCode| {
         let view = View {

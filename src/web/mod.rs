@@ -225,6 +225,51 @@ fn session_form_purpose(area: &str, session: &crate::store::Session) -> String {
     format!("{area}:{}", crate::secrets::to_hex(&session.id_hash))
 }
 
+/// The CSRF purpose of the form on a link page (`kind` "invite", "reset", "confirm-email"):
+/// bound to the link by its token's digest (and, by the token itself, to the browser).
+pub fn link_form_purpose(kind: &str, token_hash: &crate::store::Hash) -> String {
+    format!("{kind}:{}", crate::secrets::to_hex(token_hash))
+}
+
+/// The CSRF token of the form on a link page, for `browser`.
+pub fn link_form_token(
+    state: &AppState,
+    kind: &str,
+    token_hash: &crate::store::Hash,
+    browser: &str,
+) -> String {
+    state
+        .csrf
+        .token(&link_form_purpose(kind, token_hash), browser)
+}
+
+/// The browser that posted a link page's form, if `token` is that page's for this browser (a
+/// browser without doorman's cookie yet never is).
+pub fn link_form_browser(
+    state: &AppState,
+    cookies: &Cookies,
+    kind: &str,
+    token_hash: &crate::store::Hash,
+    token: &str,
+) -> Option<Browser> {
+    let browser = Browser::of(state, cookies);
+    let ok = !browser.fresh
+        && state
+            .csrf
+            .verify(&link_form_purpose(kind, token_hash), &browser.value, token);
+    ok.then_some(browser)
+}
+
+/// The page for a form that did not come from doorman's `page` in this browser; `again` says
+/// what to do.
+pub fn forged_form(page: &str, again: &str) -> crate::error::WebError {
+    crate::error::WebError::page(
+        StatusCode::FORBIDDEN,
+        "This form could not be verified",
+        format!("The form did not come from this browser's {page}. {again}"),
+    )
+}
+
 /// A 302 to `url`, or a readable 400 when it cannot be a Location header.
 pub fn found(url: &str) -> Response {
     match HeaderValue::from_str(url) {
