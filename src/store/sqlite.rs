@@ -378,6 +378,35 @@ fn to_json(list: &[String]) -> rusqlite::Result<String> {
     serde_json::to_string(list).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
+/// Runs `sql`, an insert of one link whose first 14 parameters are the link's columns in
+/// `link_cols!()` order, followed by `extra`; the rows written.
+fn insert_link(
+    conn: &Connection,
+    sql: &str,
+    l: &Link,
+    extra: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<usize> {
+    let (kind, groups) = (l.kind.as_str(), to_json(&l.groups)?);
+    let mut p: Vec<&dyn rusqlite::ToSql> = vec![
+        &l.id,
+        &l.token_hash,
+        &kind,
+        &groups,
+        &l.email,
+        &l.email_verified,
+        &l.note,
+        &l.user_id,
+        &l.uses,
+        &l.uses_left,
+        &l.created_by,
+        &l.created_at,
+        &l.expires_at,
+        &l.revoked_at,
+    ];
+    p.extend_from_slice(extra);
+    conn.prepare_cached(sql)?.execute(p.as_slice())
+}
+
 macro_rules! user_cols {
     () => {
         "id, username, email, email_verified, name, given_name, family_name, picture, groups, \
@@ -2003,27 +2032,16 @@ impl Store for SqliteStore {
     async fn create_link(&self, link: &Link) -> StoreResult<()> {
         let l = link.clone();
         self.write(move |conn| {
-            conn.prepare_cached(concat!(
-                "INSERT INTO links (",
-                link_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-            ))?
-            .execute(params![
-                l.id,
-                l.token_hash,
-                l.kind.as_str(),
-                to_json(&l.groups)?,
-                l.email,
-                l.email_verified,
-                l.note,
-                l.user_id,
-                l.uses,
-                l.uses_left,
-                l.created_by,
-                l.created_at,
-                l.expires_at,
-                l.revoked_at
-            ])
+            insert_link(
+                conn,
+                concat!(
+                    "INSERT INTO links (",
+                    link_cols!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                &l,
+                &[],
+            )
             .map(|_| ())
         })
         .await
@@ -2202,31 +2220,18 @@ impl Store for SqliteStore {
         let l = link.clone();
         // One statement counts and inserts: parallel requests cannot both see room for one.
         self.write(move |conn| {
-            conn.prepare_cached(concat!(
-                "INSERT INTO links (",
-                link_cols!(),
-                ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
-                 WHERE (SELECT COUNT(*) FROM links WHERE kind = ?3 AND user_id IS ?8 \
-                 AND created_at >= ?15) < ?16"
-            ))?
-            .execute(params![
-                l.id,
-                l.token_hash,
-                l.kind.as_str(),
-                to_json(&l.groups)?,
-                l.email,
-                l.email_verified,
-                l.note,
-                l.user_id,
-                l.uses,
-                l.uses_left,
-                l.created_by,
-                l.created_at,
-                l.expires_at,
-                l.revoked_at,
-                since,
-                max
-            ])
+            insert_link(
+                conn,
+                concat!(
+                    "INSERT INTO links (",
+                    link_cols!(),
+                    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+                     WHERE (SELECT COUNT(*) FROM links WHERE kind = ?3 AND user_id IS ?8 \
+                     AND created_at >= ?15) < ?16"
+                ),
+                &l,
+                &[&since, &max],
+            )
             .map(|n| n == 1)
         })
         .await
