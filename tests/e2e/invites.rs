@@ -895,3 +895,39 @@ async fn an_invite_that_names_an_email_takes_it_from_an_unconfirmed_claim() {
         .await;
     open.assert_status(200);
 }
+
+/// Attack: a parallel burst of "is this name taken?" posts gets no more answers than the IP's
+/// failure budget (the limit is reserved before each lookup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parallel_burst_of_taken_names_gets_at_most_the_ips_budget() {
+    let server = TestServer::start("[login]\nmax_failures_per_ip = 3\n").await;
+    server.clock.freeze();
+    let token = invite(
+        &server,
+        NewInvite {
+            uses: Some(10),
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = Browser::new();
+    let (action, csrf) = invite_form(&b.get(&server.url(&format!("/invite/{token}"))).await);
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let (b, action, csrf) = (b.clone(), action.clone(), csrf.clone());
+            let name = if i % 2 == 0 { ALICE } else { BOB };
+            tokio::spawn(
+                async move { post_invite(&b, &action, &csrf, name, PASSWORD, PASSWORD).await },
+            )
+        })
+        .collect();
+    let mut taken = 0;
+    for h in burst {
+        let page = h.await.unwrap();
+        assert!(matches!(page.status, 400 | 429), "{}", page.status);
+        if page.text.contains("already taken") {
+            taken += 1;
+        }
+    }
+    assert!(taken <= 3, "{taken} answers said a name was taken");
+}

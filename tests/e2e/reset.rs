@@ -328,3 +328,74 @@ async fn a_reset_ends_the_accounts_other_reset_links() {
     let page = b.get(&server.url(&format!("/reset/{alices}"))).await;
     assert_eq!(page.status, 200, "{}", page.text);
 }
+
+/// Attack: a parallel burst of guessed codes on a reset page is held to the account's code
+/// lockout (reserved before each check), and then even the right code is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parallel_burst_of_guessed_codes_is_held_to_the_lockout() {
+    let server = TestServer::start(
+        "[login]\nmax_failures_per_account = 3\nlockout_base = \"30s\"\nlockout_max = \"2m\"\n",
+    )
+    .await;
+    server.clock.freeze();
+    let bob = user(&server, BOB).await;
+    let secret: Vec<u8> = (1..=20).collect();
+    let now = server.now();
+    doorman::signin::second_factor::enrol(
+        &*server.state.store,
+        &server.state.secret_box,
+        &bob.id,
+        &secret,
+        &totp_at(&secret, now),
+        now,
+    )
+    .await
+    .unwrap()
+    .expect("enrolled");
+    let token = reset_link(&server, BOB).await;
+    let b = Browser::new();
+    let page = b.get(&server.url(&format!("/reset/{token}"))).await;
+    let (action, csrf) = reset_form(&page);
+    let valid: Vec<String> = (-1..=1).map(|s| totp_at(&secret, now + 30 * s)).collect();
+    let guesses: Vec<String> = (0..40u32)
+        .map(|i| format!("{:06}", 100_000 + i * 7_919))
+        .filter(|g| !valid.contains(g))
+        .take(20)
+        .collect();
+    let burst: Vec<_> = guesses
+        .into_iter()
+        .map(|g| {
+            let (b, action, csrf) = (b.clone(), action.clone(), csrf.clone());
+            tokio::spawn(async move {
+                post_reset(&b, &action, &csrf, NEW_PASSWORD, Some(&g))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for h in burst {
+        statuses.push(h.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 3,
+        "at most the lockout's 3 guesses were checked: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| matches!(s, 401 | 429)),
+        "{statuses:?}"
+    );
+    // Locked: the right code is not even looked at, and the link is still unused.
+    let right = post_reset(
+        &b,
+        &action,
+        &csrf,
+        NEW_PASSWORD,
+        Some(&totp_at(&secret, now + 30)),
+    )
+    .await;
+    assert_eq!(right.status, 429, "{}", right.text);
+    let after = user(&server, BOB).await;
+    assert_eq!(after.password_hash, bob.password_hash, "the password did not change");
+}
