@@ -397,5 +397,8 @@ async fn a_parallel_burst_of_guessed_codes_is_held_to_the_lockout() {
     .await;
     assert_eq!(right.status, 429, "{}", right.text);
     let after = user(&server, BOB).await;
-    assert_eq!(after.password_hash, bob.password_hash, "the password did not change");
+    assert_eq!(
+        after.password_hash, bob.password_hash,
+        "the password did not change"
+    );
 }
