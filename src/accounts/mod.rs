@@ -10,6 +10,7 @@ pub mod qr;
 pub mod recovery;
 pub mod totp;
 pub mod users;
+pub mod webauthn;
 
 pub use password::PasswordHasher;
 pub use users::{AccountError, NewUser, ProfileUpdate};
