@@ -674,6 +674,61 @@ impl Store for CachedStore {
     ) -> StoreResult<bool> {
         self.inner.create_link_limited(link, max, since).await
     }
+
+    // ---- passkeys: never cached (counters and challenges are single-use state) ----
+
+    async fn add_passkey(&self, passkey: &super::Passkey) -> StoreResult<()> {
+        self.inner.add_passkey(passkey).await
+    }
+
+    async fn list_passkeys(&self, user_id: &str) -> StoreResult<Vec<super::Passkey>> {
+        self.inner.list_passkeys(user_id).await
+    }
+
+    async fn find_passkey(&self, credential_id: &[u8]) -> StoreResult<Option<super::Passkey>> {
+        self.inner.find_passkey(credential_id).await
+    }
+
+    async fn use_passkey(
+        &self,
+        id: &str,
+        count: u32,
+        backed_up: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner.use_passkey(id, count, backed_up, now).await
+    }
+
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool> {
+        self.inner.rename_passkey(user_id, id, name).await
+    }
+
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        self.inner.delete_passkey(user_id, id).await
+    }
+
+    async fn remove_totp(&self, user_id: &str) -> StoreResult<bool> {
+        self.inner.remove_totp(user_id).await
+    }
+
+    async fn passkey_counts(&self) -> StoreResult<Vec<(String, u32)>> {
+        self.inner.passkey_counts().await
+    }
+
+    async fn put_passkey_challenge(&self, challenge: &super::PasskeyChallenge) -> StoreResult<()> {
+        self.inner.put_passkey_challenge(challenge).await
+    }
+
+    async fn take_passkey_challenge(
+        &self,
+        challenge_hash: &Hash,
+        binding_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>> {
+        self.inner
+            .take_passkey_challenge(challenge_hash, binding_hash, now)
+            .await
+    }
 }
 
 #[cfg(test)]

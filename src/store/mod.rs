@@ -259,6 +259,46 @@ pub struct Totp {
     pub last_step: Option<i64>,
 }
 
+/// A passkey (WebAuthn credential) of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// doorman's short handle (in URLs), not the credential id.
+    pub id: String,
+    /// The authenticator's credential id: unique across all users.
+    pub credential_id: Vec<u8>,
+    pub user_id: String,
+    /// The COSE_Key as registered.
+    pub public_key: Vec<u8>,
+    /// Its COSE algorithm (-7, -8, -257).
+    pub alg: i64,
+    /// The last sign count seen; 0 for authenticators without a counter.
+    pub sign_count: u32,
+    /// A hint for the browser (`usb`, `internal`, ...), never trusted.
+    pub transports: Vec<String>,
+    /// The name the user gave it.
+    pub name: String,
+    pub aaguid: Option<Vec<u8>>,
+    /// May be synced to other devices (`swk` in `amr`), else bound to one (`hwk`).
+    pub backup_eligible: bool,
+    pub backed_up: bool,
+    /// Enrolled as a discoverable credential: signs in without a username.
+    pub discoverable: bool,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// The challenge of a passkey ceremony in progress, bound to a flow or a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyChallenge {
+    /// SHA-256 of the challenge bytes.
+    pub challenge_hash: Hash,
+    /// Digest of the sign-in flow id, or the SSO session's id hash, it was issued to.
+    pub binding_hash: Hash,
+    /// What the ceremony is for (JSON, the caller's).
+    pub ceremony: String,
+    pub expires_at: Timestamp,
+}
+
 /// A failed-sign-in counter's key: an account with one client IP (its /64 for IPv6), or the
 /// account over all IPs (`ip` empty).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -295,6 +335,7 @@ pub struct Swept {
     pub guest_links: u64,
     pub lockouts: u64,
     pub links: u64,
+    pub passkey_challenges: u64,
 }
 
 /// What a link is for: an invite (makes an account) or a password reset (of one account).
@@ -447,9 +488,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// How many unused recovery codes the user has.
     async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<u32>;
-    /// Deletes the user's TOTP and recovery codes; true if there was any.
+    /// Deletes the user's TOTP, passkeys and recovery codes; true if there was any.
     async fn remove_second_factor(&self, user_id: &str) -> StoreResult<bool>;
-    /// The ids of the users with a TOTP.
+    /// The ids of the users with a second factor (a TOTP or a passkey).
     async fn second_factor_users(&self) -> StoreResult<Vec<String>>;
 
     // ---- sign-in lockouts ----
@@ -666,4 +707,43 @@ pub trait Store: Send + Sync + 'static {
         max: u32,
         since: Timestamp,
     ) -> StoreResult<bool>;
+    // ---- passkeys ----
+    /// Stores a new passkey. `Conflict { field: "credential" }` when its credential id is
+    /// registered already (to anyone).
+    async fn add_passkey(&self, passkey: &Passkey) -> StoreResult<()>;
+    /// The user's passkeys, oldest first.
+    async fn list_passkeys(&self, user_id: &str) -> StoreResult<Vec<Passkey>>;
+    /// The passkey with this credential id, whoever it belongs to.
+    async fn find_passkey(&self, credential_id: &[u8]) -> StoreResult<Option<Passkey>>;
+    /// Records a use of passkey `id` with sign count `count`, in one statement that checks the
+    /// counter grew (or both it and the stored one are 0): false for a regression (a cloned
+    /// authenticator) or a replica that raced with the same assertion.
+    async fn use_passkey(
+        &self,
+        id: &str,
+        count: u32,
+        backed_up: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Renames passkey `id` of `user_id`; false when the user has no such passkey.
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool>;
+    /// Deletes passkey `id` of `user_id` and, when it was the user's last second factor (no
+    /// other passkey, no TOTP), the recovery codes with it, in one transaction; false when
+    /// the user has no such passkey.
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool>;
+    /// Deletes the user's TOTP and, when no passkey remains, the recovery codes, in one
+    /// transaction; true if there was a TOTP.
+    async fn remove_totp(&self, user_id: &str) -> StoreResult<bool>;
+    /// How many passkeys each user with any has.
+    async fn passkey_counts(&self) -> StoreResult<Vec<(String, u32)>>;
+    async fn put_passkey_challenge(&self, challenge: &PasskeyChallenge) -> StoreResult<()>;
+    /// Takes the challenge `challenge_hash` issued to `binding_hash`, once: its ceremony while
+    /// `now < expires_at`, and gone from the store either way (one DELETE ... RETURNING, so two
+    /// replicas cannot both take it). A challenge of another binding stays.
+    async fn take_passkey_challenge(
+        &self,
+        challenge_hash: &Hash,
+        binding_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>>;
 }

@@ -34,8 +34,8 @@ use rusqlite::{ffi, params, Connection, OpenFlags, OptionalExtension, Row, Trans
 
 use super::{
     AccessToken, AuthCode, CodeRedemption, Flow, Grant, GuestLink, Hash, Identity, LockoutCounter,
-    LockoutKey, LockoutUpdate, PlexPin, RefreshRotation, RefreshToken, Session, SigningKey, Store,
-    StoreError, StoreResult, Swept, Timestamp, Totp, User,
+    LockoutKey, LockoutUpdate, Passkey, PasskeyChallenge, PlexPin, RefreshRotation, RefreshToken,
+    Session, SigningKey, Store, StoreError, StoreResult, Swept, Timestamp, Totp, User,
 };
 
 /// Schema migrations, in order. Migration `i` (0-based) brings `PRAGMA user_version` from
@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_links.sql"),
     include_str!("migrations/0009_invited_identities.sql"),
     include_str!("migrations/0010_retired_usernames.sql"),
+    include_str!("migrations/0011_passkeys.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -268,6 +269,11 @@ fn map_err(err: rusqlite::Error) -> StoreError {
             if message.contains("users.email") {
                 return StoreError::Conflict { field: "email" };
             }
+            if message.contains("passkeys.credential_id") {
+                return StoreError::Conflict {
+                    field: "credential",
+                };
+            }
         }
     }
     unavailable(err.to_string())
@@ -431,6 +437,13 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         updated_at: row.get(12)?,
         last_login_at: row.get(13)?,
     })
+}
+
+macro_rules! passkey_cols {
+    () => {
+        "id, credential_id, user_id, public_key, alg, sign_count, transports, name, aaguid, \
+         backup_eligible, backed_up, discoverable, created_at, last_used_at"
+    };
 }
 
 macro_rules! identity_cols {
@@ -1258,17 +1271,22 @@ impl Store for SqliteStore {
             let codes = tx
                 .prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?
                 .execute([&user_id])?;
+            let passkeys = tx
+                .prepare_cached("DELETE FROM passkeys WHERE user_id = ?1")?
+                .execute([&user_id])?;
             tx.commit()?;
-            Ok(totp > 0 || codes > 0)
+            Ok(totp > 0 || codes > 0 || passkeys > 0)
         })
         .await
     }
 
     async fn second_factor_users(&self) -> StoreResult<Vec<String>> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT user_id FROM totp ORDER BY user_id")?
-                .query_map([], |row| row.get(0))?
-                .collect()
+            conn.prepare_cached(
+                "SELECT user_id FROM totp UNION SELECT user_id FROM passkeys ORDER BY user_id",
+            )?
+            .query_map([], |row| row.get(0))?
+            .collect()
         })
         .await
     }
@@ -1749,6 +1767,8 @@ impl Store for SqliteStore {
                     "DELETE FROM lockouts WHERE updated_at < ?2 AND blocked_until < ?1",
                 )?
                 .execute(params![now, now.saturating_sub(LOCKOUT_IDLE)])? as u64;
+            let passkey_challenges =
+                delete("DELETE FROM passkey_challenges WHERE expires_at <= ?1", now)?;
             tx.commit()?;
             Ok(Swept {
                 sessions,
@@ -1762,6 +1782,7 @@ impl Store for SqliteStore {
                 guest_links,
                 lockouts,
                 links,
+                passkey_challenges,
             })
         })
         .await
@@ -2236,6 +2257,208 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    // ---- passkeys ----
+
+    async fn add_passkey(&self, passkey: &Passkey) -> StoreResult<()> {
+        let p = passkey.clone();
+        let transports = serde_json::to_string(&p.transports).unwrap_or_else(|_| "[]".into());
+        self.write(move |conn| {
+            conn.prepare_cached(concat!(
+                "INSERT INTO passkeys (",
+                passkey_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?
+            .execute(params![
+                p.id,
+                p.credential_id,
+                p.user_id,
+                p.public_key,
+                p.alg,
+                p.sign_count,
+                transports,
+                p.name,
+                p.aaguid,
+                p.backup_eligible,
+                p.backed_up,
+                p.discoverable,
+                p.created_at,
+                p.last_used_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn list_passkeys(&self, user_id: &str) -> StoreResult<Vec<Passkey>> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                passkey_cols!(),
+                " FROM passkeys WHERE user_id = ?1 ORDER BY created_at, id"
+            ))?
+            .query_map([user_id], passkey_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn find_passkey(&self, credential_id: &[u8]) -> StoreResult<Option<Passkey>> {
+        let credential_id = credential_id.to_vec();
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                passkey_cols!(),
+                " FROM passkeys WHERE credential_id = ?1"
+            ))?
+            .query_row([credential_id], passkey_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn use_passkey(
+        &self,
+        id: &str,
+        count: u32,
+        backed_up: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let id = id.to_owned();
+        // One statement compares and records: of two replicas racing with one assertion (or
+        // a clone behind the original), one sees the counter still below.
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE passkeys SET sign_count = ?2, backed_up = ?3, last_used_at = ?4 \
+                 WHERE id = ?1 AND (sign_count < ?2 OR (sign_count = 0 AND ?2 = 0))",
+            )?
+            .execute(params![id, count, backed_up, now])
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool> {
+        let (user_id, id, name) = (user_id.to_owned(), id.to_owned(), name.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE passkeys SET name = ?3 WHERE id = ?2 AND user_id = ?1")?
+                .execute(params![user_id, id, name])
+                .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let (user_id, id) = (user_id.to_owned(), id.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM passkeys WHERE id = ?2 AND user_id = ?1")?
+                .execute(params![user_id, id])?;
+            forget_codes_without_factor(&tx, &user_id)?;
+            tx.commit()?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn remove_totp(&self, user_id: &str) -> StoreResult<bool> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM totp WHERE user_id = ?1")?
+                .execute([&user_id])?;
+            forget_codes_without_factor(&tx, &user_id)?;
+            tx.commit()?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn passkey_counts(&self) -> StoreResult<Vec<(String, u32)>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT user_id, COUNT(*) FROM passkeys GROUP BY user_id ORDER BY user_id",
+            )?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn put_passkey_challenge(&self, challenge: &PasskeyChallenge) -> StoreResult<()> {
+        let c = challenge.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO passkey_challenges \
+                 (challenge_hash, binding_hash, ceremony, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                c.challenge_hash,
+                c.binding_hash,
+                c.ceremony,
+                c.expires_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn take_passkey_challenge(
+        &self,
+        challenge_hash: &Hash,
+        binding_hash: &Hash,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>> {
+        let (challenge_hash, binding_hash) = (*challenge_hash, *binding_hash);
+        self.write(move |conn| {
+            let taken: Option<(String, Timestamp)> = conn
+                .prepare_cached(
+                    "DELETE FROM passkey_challenges WHERE challenge_hash = ?1 \
+                     AND binding_hash = ?2 RETURNING ceremony, expires_at",
+                )?
+                .query_row(params![challenge_hash, binding_hash], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            Ok(taken.and_then(|(ceremony, expires_at)| (now < expires_at).then_some(ceremony)))
+        })
+        .await
+    }
+}
+
+/// Deletes the user's recovery codes when they have no second factor left (no TOTP, no
+/// passkey), inside the caller's transaction: codes exist only beside a factor.
+fn forget_codes_without_factor(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM recovery_codes WHERE user_id = ?1 \
+         AND NOT EXISTS (SELECT 1 FROM totp WHERE user_id = ?1) \
+         AND NOT EXISTS (SELECT 1 FROM passkeys WHERE user_id = ?1)",
+    )?
+    .execute([user_id])?;
+    Ok(())
+}
+
+fn passkey_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Passkey> {
+    let transports: String = row.get(6)?;
+    Ok(Passkey {
+        id: row.get(0)?,
+        credential_id: row.get(1)?,
+        user_id: row.get(2)?,
+        public_key: row.get(3)?,
+        alg: row.get(4)?,
+        sign_count: row.get(5)?,
+        transports: serde_json::from_str(&transports).unwrap_or_default(),
+        name: row.get(7)?,
+        aaguid: row.get(8)?,
+        backup_eligible: row.get(9)?,
+        backed_up: row.get(10)?,
+        discoverable: row.get(11)?,
+        created_at: row.get(12)?,
+        last_used_at: row.get(13)?,
+    })
 }
 
 /// Writes a compacted, consistent snapshot of `source` to the new file `target` (0600).

@@ -1060,6 +1060,7 @@ async fn sweep_removes_what_has_expired_and_keeps_the_rest() {
             guest_links: 0,
             lockouts: 0,
             links: 0,
+            passkey_challenges: 0,
         }
     );
     assert!(store.get_session(&h(11), later).await.unwrap().is_some());
@@ -2217,4 +2218,231 @@ async fn list_sessions_has_every_users_live_sessions_newest_first_up_to_the_limi
         first.first().map(|s| s.ip.clone()),
         Some(Some("192.0.2.1".into()))
     );
+}
+
+// ---- passkeys ----
+
+fn passkey(id: &str, user_id: &str, credential: u8) -> Passkey {
+    Passkey {
+        id: id.into(),
+        credential_id: vec![credential; 16],
+        user_id: user_id.into(),
+        public_key: vec![0xa5, 1, 2],
+        alg: -7,
+        sign_count: 5,
+        transports: vec!["usb".into(), "nfc".into()],
+        name: "YubiKey".into(),
+        aaguid: Some(vec![0; 16]),
+        backup_eligible: false,
+        backed_up: false,
+        discoverable: true,
+        created_at: NOW,
+        last_used_at: None,
+    }
+}
+
+#[tokio::test]
+async fn passkeys_round_trip_and_a_credential_id_is_registered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    let p = passkey("p1", "u1", 7);
+    store.add_passkey(&p).await.unwrap();
+    assert_eq!(store.list_passkeys("u1").await.unwrap(), vec![p.clone()]);
+    assert_eq!(store.find_passkey(&[7; 16]).await.unwrap(), Some(p.clone()));
+    assert!(store.list_passkeys("u2").await.unwrap().is_empty());
+    // The same credential for another user (or again) is refused.
+    let again = passkey("p2", "u2", 7);
+    assert!(matches!(
+        store.add_passkey(&again).await,
+        Err(StoreError::Conflict {
+            field: "credential"
+        })
+    ));
+    assert_eq!(
+        store.passkey_counts().await.unwrap(),
+        vec![("u1".into(), 1)]
+    );
+    assert_eq!(
+        store.second_factor_users().await.unwrap(),
+        vec!["u1".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn a_passkey_counter_only_grows_and_zero_counters_stay_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.add_passkey(&passkey("p1", "u1", 1)).await.unwrap();
+    assert!(store.use_passkey("p1", 6, true, NOW + 1).await.unwrap());
+    assert!(
+        !store.use_passkey("p1", 6, true, NOW + 2).await.unwrap(),
+        "same count: a replay or clone"
+    );
+    assert!(
+        !store.use_passkey("p1", 3, true, NOW + 3).await.unwrap(),
+        "a lower count"
+    );
+    let seen = store.find_passkey(&[1; 16]).await.unwrap().unwrap();
+    assert_eq!(
+        (seen.sign_count, seen.backed_up, seen.last_used_at),
+        (6, true, Some(NOW + 1))
+    );
+    // A synced passkey without a counter sends 0 every time.
+    let mut synced = passkey("p2", "u1", 2);
+    synced.sign_count = 0;
+    store.add_passkey(&synced).await.unwrap();
+    assert!(store.use_passkey("p2", 0, false, NOW).await.unwrap());
+    assert!(store.use_passkey("p2", 0, false, NOW).await.unwrap());
+    assert!(store.use_passkey("p2", 1, false, NOW).await.unwrap());
+    assert!(
+        !store.use_passkey("p2", 0, false, NOW).await.unwrap(),
+        "back to 0 after counting"
+    );
+}
+
+#[tokio::test]
+async fn parallel_uses_of_one_assertion_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.add_passkey(&passkey("p1", "u1", 1)).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.use_passkey("p1", 9, false, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test]
+async fn passkeys_are_renamed_and_removed_only_by_their_owner_and_codes_go_with_the_last_factor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store.create_user(&user("u2", "bob", None)).await.unwrap();
+    store.add_passkey(&passkey("p1", "u1", 1)).await.unwrap();
+    store.add_passkey(&passkey("p2", "u1", 2)).await.unwrap();
+    store
+        .replace_recovery_codes("u1", &[h(1), h(2)], NOW)
+        .await
+        .unwrap();
+    assert!(!store.rename_passkey("u2", "p1", "mine now").await.unwrap());
+    assert!(store.rename_passkey("u1", "p1", "Phone").await.unwrap());
+    assert_eq!(
+        store.find_passkey(&[1; 16]).await.unwrap().unwrap().name,
+        "Phone"
+    );
+    assert!(!store.delete_passkey("u2", "p1").await.unwrap());
+    assert!(store.delete_passkey("u1", "p1").await.unwrap());
+    assert_eq!(
+        store.recovery_codes_left("u1").await.unwrap(),
+        2,
+        "a passkey is left"
+    );
+    assert!(store.delete_passkey("u1", "p2").await.unwrap());
+    assert_eq!(
+        store.recovery_codes_left("u1").await.unwrap(),
+        0,
+        "no factor, no codes"
+    );
+    assert!(store.second_factor_users().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn removing_totp_keeps_the_codes_of_a_passkey_and_a_reset_removes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user(&user("u1", "alice", None)).await.unwrap();
+    store
+        .enable_totp("u1", b"sealed", &[h(1), h(2)], NOW)
+        .await
+        .unwrap();
+    store.add_passkey(&passkey("p1", "u1", 1)).await.unwrap();
+    assert!(store.remove_totp("u1").await.unwrap());
+    assert!(store.get_totp("u1").await.unwrap().is_none());
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 2);
+    assert!(store.remove_second_factor("u1").await.unwrap());
+    assert!(store.list_passkeys("u1").await.unwrap().is_empty());
+    assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 0);
+    // A deleted user takes their passkeys along.
+    store.add_passkey(&passkey("p2", "u1", 2)).await.unwrap();
+    store.delete_user("u1").await.unwrap();
+    assert!(store.find_passkey(&[2; 16]).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_passkey_challenge_is_taken_once_by_its_binding_before_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let c = PasskeyChallenge {
+        challenge_hash: h(1),
+        binding_hash: h(2),
+        ceremony: "{\"kind\":\"passwordless\"}".into(),
+        expires_at: NOW + 300,
+    };
+    store.put_passkey_challenge(&c).await.unwrap();
+    assert_eq!(
+        store
+            .take_passkey_challenge(&h(1), &h(3), NOW)
+            .await
+            .unwrap(),
+        None,
+        "another flow"
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .take_passkey_challenge(&h(1), &h(2), NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for t in tasks {
+        taken.extend(t.await.unwrap());
+    }
+    assert_eq!(
+        taken,
+        vec![c.ceremony.clone()],
+        "exactly one of a parallel burst"
+    );
+    // An expired challenge is gone, not taken.
+    let old = PasskeyChallenge {
+        challenge_hash: h(4),
+        expires_at: NOW,
+        ..c.clone()
+    };
+    store.put_passkey_challenge(&old).await.unwrap();
+    assert_eq!(
+        store
+            .take_passkey_challenge(&h(4), &h(2), NOW)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_passkey_challenge(&h(4), &h(2), NOW - 10)
+            .await
+            .unwrap(),
+        None
+    );
+    let stale = PasskeyChallenge {
+        challenge_hash: h(5),
+        expires_at: NOW,
+        ..c
+    };
+    store.put_passkey_challenge(&stale).await.unwrap();
+    assert_eq!(store.sweep(NOW).await.unwrap().passkey_challenges, 1);
 }
