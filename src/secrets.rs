@@ -29,6 +29,11 @@ pub fn digest(secret: &str) -> Hash {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// SHA-256 of bytes (a WebAuthn challenge).
+pub fn digest_bytes(bytes: &[u8]) -> Hash {
+    Sha256::digest(bytes).into()
+}
+
 /// Constant-time equality of two digests.
 pub fn digest_eq(a: &Hash, b: &Hash) -> bool {
     a.ct_eq(b).into()

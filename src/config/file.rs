@@ -240,6 +240,8 @@ pub(super) struct Login {
     pub max_flows_per_ip: Option<i64>,
     /// What the landing page offers: "password", "plex".
     pub methods: Option<Vec<String>>,
+    /// Passkeys (WebAuthn): a second factor, and passwordless sign-in.
+    pub passkeys: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -486,6 +488,7 @@ pub(super) const LOGIN: Fields = &[
     ("second_factor_groups", StrList),
     ("max_flows_per_ip", Int),
     ("methods", StrList),
+    ("passkeys", Bool),
 ];
 
 pub(super) const COMPAT: Fields = &[("keycloak_paths", Bool)];

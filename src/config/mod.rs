@@ -337,6 +337,9 @@ pub struct LoginConfig {
     pub max_flows_per_ip: u32,
     /// What the landing page offers, in order.
     pub methods: Vec<LoginMethod>,
+    /// Passkeys may be enrolled and used (a second factor, and passwordless sign-in); only
+    /// with second factors on, a password sign-in, and an issuer whose host is a name.
+    pub passkeys: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,6 +498,7 @@ pub fn defaults() -> Config {
             require_second_factor: SecondFactorPolicy::Optional,
             second_factor_groups: Vec::new(),
             max_flows_per_ip: 300,
+            passkeys: true,
             methods: vec![LoginMethod::Password],
         },
         accounts: AccountsConfig {

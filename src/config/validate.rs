@@ -247,6 +247,7 @@ pub(super) fn validate(
             d.login.max_flows_per_ip,
         ),
         methods: Vec::new(),
+        passkeys: f.login.passkeys.unwrap_or(d.login.passkeys),
     };
     let plex = f.plex.map(|p| plex(errors, p));
     let mut login = login;
@@ -284,6 +285,17 @@ pub(super) fn validate(
     }
 
     second_factor_needs_a_policy(errors, &login, &clients);
+    if login.passkeys
+        && login.require_second_factor != SecondFactorPolicy::Off
+        && crate::accounts::webauthn::Rp::from_issuer(&issuer).is_none()
+    {
+        warnings.push(format!(
+            "issuer {} has an IP address for its host, which WebAuthn does not allow as a \
+             relying-party id: no passkey is offered; give doorman a host name (localhost for \
+             a test on this machine), or set [login] passkeys = false to silence this",
+            issuer.as_str().trim_end_matches('/')
+        ));
+    }
     for (i, c) in clients.iter().enumerate() {
         match c.plex_token_claim {
             Some(_) if plex.is_none() => push(errors, &format!("clients[{i}].plex_token_claim"), "needs a [plex] table; add one or remove the key"),

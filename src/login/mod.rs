@@ -12,6 +12,7 @@ pub mod authorize;
 pub mod confirm;
 pub mod forgot;
 pub mod invite;
+pub mod passkey;
 pub mod plex;
 pub mod reset;
 pub mod second_factor;
@@ -45,6 +46,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(plex::routes(state))
         .merge(authorize::routes(state))
         .merge(second_factor::routes())
+        .merge(passkey::routes())
         .merge(invite::routes())
         .merge(reset::routes())
         .merge(forgot::routes())

@@ -154,7 +154,7 @@ fn issuer_label(state: &AppState) -> String {
         .to_string()
 }
 
-fn expired() -> WebError {
+pub(crate) fn expired() -> WebError {
     WebError::page(
         StatusCode::BAD_REQUEST,
         "This sign-in page has expired",
@@ -178,7 +178,7 @@ struct RecoveryPage<'a> {
 /// The flow's user, when the flow is at a step that has one, the account may still sign in,
 /// and what proved the first factor still holds (the password is unchanged, or the session
 /// that was stepped up is still live).
-async fn flow_user(state: &AppState, step: &Step) -> Result<User, WebError> {
+pub(crate) async fn flow_user(state: &AppState, step: &Step) -> Result<User, WebError> {
     let id = step.user_id().ok_or_else(expired)?;
     let user = state.store.get_user(id).await?.ok_or_else(expired)?;
     if user.disabled {
@@ -336,7 +336,7 @@ async fn enrol(
     };
     let user = flow_user(&state, &posted.state.step).await?;
     let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
-    if factor::has_one(&*state.store, &user.id).await? {
+    if factor::has_totp(&*state.store, &user.id).await? {
         // Set up meanwhile (another tab, another flow): this one must not replace it.
         return Err(WebError::page(
             StatusCode::CONFLICT,
@@ -349,7 +349,6 @@ async fn enrol(
         Ok(r) => r,
         Err(locked) => return Ok(locked),
     };
-    let (flow, flow_state, browser) = (&posted.flow, &posted.state, &posted.browser);
     let Some(codes) = factor::enrol(
         &*state.store,
         &state.secret_box,
@@ -368,36 +367,76 @@ async fn enrol(
     };
     reservation.succeeded(now).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "totp", user = %user.username, ip = %ip, outcome = "success");
-    // Every other session and grant of the user ends: they were signed in without this
-    // factor. This browser is signed in with both factors from here; the flow waits for
-    // "Continue" (the relying party's code is issued then, so reading the codes cannot make
-    // it expire).
+    let amr = signin::with_second_factor(amr, SecondFactorKind::Totp);
+    enrolled(
+        &state,
+        &cookies,
+        &meta,
+        EnrolledFlow {
+            flow: &posted.flow,
+            purpose: &posted.state.purpose,
+            id: &form.flow,
+            browser: &posted.browser,
+        },
+        &user,
+        amr,
+        Some(codes),
+    )
+    .await
+}
+
+/// The flow a second factor was just enrolled in.
+pub(crate) struct EnrolledFlow<'a> {
+    pub flow: &'a Flow,
+    pub purpose: &'a Purpose,
+    /// The flow id the form carried.
+    pub id: &'a str,
+    pub browser: &'a str,
+}
+
+/// A second factor was enrolled in a sign-in flow (an authenticator app, or a passkey): every
+/// other session and grant of the user ends (they were signed in without it), and this
+/// browser is signed in with `amr`. With `codes` (the account's first factor), the recovery
+/// codes are shown once and the flow waits for "Continue" (the relying party's code is issued
+/// then, so reading them cannot make it expire); without, the sign-in completes at once.
+pub(crate) async fn enrolled(
+    state: &AppState,
+    cookies: &Cookies,
+    meta: &session::SessionMeta,
+    f: EnrolledFlow<'_>,
+    user: &User,
+    amr: Vec<String>,
+    codes: Option<Vec<String>>,
+) -> Result<Response, WebError> {
+    let now = state.now();
     crate::accounts::users::end_sign_ins(&*state.store, &user.id, now)
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    let amr = signin::with_second_factor(amr, SecondFactorKind::Totp);
+    let Some(codes) = codes else {
+        let (set, url) =
+            super::signed_in(state, cookies, f.flow, f.purpose, user, amr, meta).await?;
+        return Ok(redirect_with_cookies(&url, &set));
+    };
     let old = cookies.get(CookieNames::of(&state.config).session);
     let (cookie_value, session) =
-        signin::start_session(&*state.store, &state.config, old, &user, amr, &meta, now).await?;
+        signin::start_session(&*state.store, &state.config, old, user, amr, meta, now).await?;
     let done = FlowState {
-        purpose: flow_state.purpose.clone(),
+        purpose: f.purpose.clone(),
         step: Step::Done {
             user_id: user.id.clone(),
         },
     };
-    if !signin::advance(&*state.store, flow, &done, now).await? {
+    if !signin::advance(&*state.store, f.flow, &done, now).await? {
         return Err(expired());
     }
-    let csrf = state
-        .csrf
-        .token(&super::flow_purpose_key(&form.flow), browser);
+    let csrf = state.csrf.token(&super::flow_purpose_key(f.id), f.browser);
     let html = state.templates.render(
         "recovery_codes.html",
         RecoveryPage {
             base: state.issuer(),
             download: factor::download_href(&codes),
             codes,
-            flow: Some(&form.flow),
+            flow: Some(f.id),
             csrf: &csrf,
             continue_url: "",
             enrolled: true,

@@ -8,10 +8,12 @@
 //! - `password`: the password check with its limits and lockout, before any argon2 work.
 //! - `policy`: who must have a second factor, and what /authorize does with a session.
 //! - `second_factor`: TOTP codes, enrolment and recovery codes.
+//! - `passkey`: passkey ceremonies (enrolment, second factor, passwordless).
 //!
 //! The handlers in `crate::login` render the pages for each step and call these functions.
 
 pub mod limits;
+pub mod passkey;
 pub mod password;
 pub mod policy;
 pub mod second_factor;

@@ -22,8 +22,13 @@ pub enum CodeCheck {
     Wrong,
 }
 
-/// Does the user have a second factor?
+/// Does the user have a second factor (an authenticator app or a passkey)?
 pub async fn has_one(store: &dyn Store, user_id: &str) -> StoreResult<bool> {
+    Ok(has_totp(store, user_id).await? || !store.list_passkeys(user_id).await?.is_empty())
+}
+
+/// Does the user have an authenticator app?
+pub async fn has_totp(store: &dyn Store, user_id: &str) -> StoreResult<bool> {
     Ok(store.get_totp(user_id).await?.is_some())
 }
 

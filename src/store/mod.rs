@@ -259,6 +259,9 @@ pub struct Totp {
     pub last_step: Option<i64>,
 }
 
+/// How many live challenges one flow or session may have (`put_passkey_challenge`).
+pub const PASSKEY_CHALLENGES_PER_BINDING: u32 = 4;
+
 /// A passkey (WebAuthn credential) of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passkey {
@@ -736,6 +739,9 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_totp(&self, user_id: &str) -> StoreResult<bool>;
     /// How many passkeys each user with any has.
     async fn passkey_counts(&self) -> StoreResult<Vec<(String, u32)>>;
+    /// Stores a challenge; of one binding's challenges only the newest
+    /// [`PASSKEY_CHALLENGES_PER_BINDING`] are kept (a page asking again and again cannot fill
+    /// the store, and an aborted autofill request does not void the button's).
     async fn put_passkey_challenge(&self, challenge: &PasskeyChallenge) -> StoreResult<()>;
     /// Takes the challenge `challenge_hash` issued to `binding_hash`, once: its ceremony while
     /// `now < expires_at`, and gone from the store either way (one DELETE ... RETURNING, so two

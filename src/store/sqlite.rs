@@ -2391,7 +2391,8 @@ impl Store for SqliteStore {
     async fn put_passkey_challenge(&self, challenge: &PasskeyChallenge) -> StoreResult<()> {
         let c = challenge.clone();
         self.write(move |conn| {
-            conn.prepare_cached(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
                 "INSERT INTO passkey_challenges \
                  (challenge_hash, binding_hash, ceremony, expires_at) VALUES (?1, ?2, ?3, ?4)",
             )?
@@ -2400,8 +2401,17 @@ impl Store for SqliteStore {
                 c.binding_hash,
                 c.ceremony,
                 c.expires_at
-            ])
-            .map(|_| ())
+            ])?;
+            tx.prepare_cached(
+                "DELETE FROM passkey_challenges WHERE binding_hash = ?1 AND rowid NOT IN \
+                 (SELECT rowid FROM passkey_challenges WHERE binding_hash = ?1 \
+                  ORDER BY rowid DESC LIMIT ?2)",
+            )?
+            .execute(params![
+                c.binding_hash,
+                super::PASSKEY_CHALLENGES_PER_BINDING
+            ])?;
+            tx.commit()
         })
         .await
     }

@@ -2441,8 +2441,25 @@ async fn a_passkey_challenge_is_taken_once_by_its_binding_before_it_expires() {
     let stale = PasskeyChallenge {
         challenge_hash: h(5),
         expires_at: NOW,
-        ..c
+        ..c.clone()
     };
     store.put_passkey_challenge(&stale).await.unwrap();
     assert_eq!(store.sweep(NOW).await.unwrap().passkey_challenges, 1);
+    // A flow asking again and again keeps only its newest few.
+    for n in 10..20u8 {
+        let again = PasskeyChallenge {
+            challenge_hash: h(n),
+            ..c.clone()
+        };
+        store.put_passkey_challenge(&again).await.unwrap();
+    }
+    let kept = PASSKEY_CHALLENGES_PER_BINDING as u8;
+    for n in 10..20u8 {
+        let live = store
+            .take_passkey_challenge(&h(n), &h(2), NOW)
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(live, n >= 20 - kept, "challenge {n}");
+    }
 }

@@ -33,3 +33,4 @@ CREATE TABLE passkey_challenges (
     ceremony        TEXT    NOT NULL,
     expires_at      INTEGER NOT NULL
 );
+CREATE INDEX passkey_challenges_binding ON passkey_challenges (binding_hash);
