@@ -6,6 +6,7 @@
 //! every change is an audit line; the changes that matter (password, second factor, email)
 //! need a recent sign-in (`[accounts] reauth_after`) or the password again.
 
+pub mod passkeys;
 pub mod password;
 pub mod rules;
 pub mod sign_ins;
@@ -51,6 +52,11 @@ pub fn routes() -> Router<AppState> {
         .route(paths::END_SESSION, post(end_session))
         .route(paths::END_OTHERS, post(end_others))
         .route(paths::REVOKE_APP, post(revoke_application))
+        .route(passkeys::paths::GATE, get(passkeys::gate))
+        .route(passkeys::paths::OPTIONS, post(passkeys::options))
+        .route(passkeys::paths::ADD, post(passkeys::add))
+        .route(passkeys::paths::RENAME, post(passkeys::rename))
+        .route(passkeys::paths::REMOVE, post(passkeys::remove))
 }
 
 /// The area of the page's session-bound form tokens (`web::session_form_token`).
@@ -100,6 +106,9 @@ fn notice(done: &str) -> Option<&'static str> {
         "session" => "That session was signed out.",
         "others" => "Every other session was signed out.",
         "application" => "The application's access was revoked.",
+        "passkey-added" => "The passkey was added. It signs you in from now on.",
+        "passkey-renamed" => "The passkey was renamed.",
+        "passkey-removed" => "The passkey was removed from your account.",
         _ => return None,
     })
 }
@@ -110,6 +119,7 @@ struct Errors {
     profile: Option<String>,
     password: Option<String>,
     factor: Option<String>,
+    passkeys: Option<String>,
     sessions: Option<String>,
     applications: Option<String>,
 }
@@ -171,8 +181,28 @@ async fn render(
     let now = state.now();
     let browser = Browser::of(state, cookies);
     let csrf = crate::web::session_form_token(state, AREA, session, &browser.value);
-    let factor_on = factor::has_one(&*state.store, &user.id).await?;
-    let recovery_left = if factor_on {
+    let factor_on = factor::has_totp(&*state.store, &user.id).await?;
+    let passkey_rows = state.store.list_passkeys(&user.id).await?;
+    let passkeys_on = crate::signin::passkey::relying_party(&state.config).is_some()
+        && user.password_hash.is_some();
+    let passkey_views: Vec<serde_json::Value> = passkey_rows
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id, "name": p.name, "created": crate::keys::utc(p.created_at),
+                "last_used": p.last_used_at.map(crate::keys::utc),
+                "synced": p.backup_eligible,
+            })
+        })
+        .collect();
+    let may_add_passkey = passkeys_on && passkeys::may_add(state, session, user).await?;
+    let codes_csrf = crate::web::session_form_token(
+        state,
+        crate::login::second_factor::STATUS_AREA,
+        session,
+        &browser.value,
+    );
+    let recovery_left = if factor_on || !passkey_rows.is_empty() {
         state.store.recovery_codes_left(&user.id).await?
     } else {
         0
@@ -237,6 +267,10 @@ async fn render(
             "has_password": user.password_hash.is_some(),
             "min_password_length": accounts.min_password_length,
             "factor_on": factor_on,
+            "passkeys": passkey_views,
+            "passkeys_on": passkeys_on,
+            "may_add_passkey": may_add_passkey,
+            "codes_csrf": codes_csrf,
             "recovery_left": recovery_left,
             "factors_available": factors_available,
             "sessions": sessions,
@@ -522,8 +556,8 @@ struct RemoveFactorForm {
     password: String,
 }
 
-/// POST /account/second-factor/remove: needs a current code (or a recovery code) or the
-/// password, each counted in the lockout.
+/// POST /account/second-factor/remove: removes the authenticator app (passkeys stay); needs
+/// a current code from it or the password, each counted in the lockout.
 async fn remove_factor(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -539,7 +573,7 @@ async fn remove_factor(
         };
         refuse(&state, &cookies, &session, &user, errors, status, retry)
     };
-    if !factor::has_one(&*state.store, &user.id).await? {
+    if !factor::has_totp(&*state.store, &user.id).await? {
         return refuse_with(
             "There is no authenticator app on your account.".into(),
             StatusCode::BAD_REQUEST,
@@ -547,9 +581,32 @@ async fn remove_factor(
         )
         .await;
     }
+    let method = match confirm_change(&state, &user, &form.code, &form.password, ip, "remove").await? {
+        Ok(method) => method,
+        Err(Refusal(msg, status, retry)) => return refuse_with(msg, status, retry).await,
+    };
+    state.store.remove_totp(&user.id).await?;
+    tracing::info!(target: "audit", event = "second_factor", action = "removed", method = "totp", user = %user.username, ip = %ip, confirmed_with = method, outcome = "success");
+    Ok(done(&state, "second-factor"))
+}
+
+/// Why a change was not confirmed: the sentence, the status, a Retry-After.
+pub(crate) struct Refusal(pub String, pub StatusCode, pub Option<i64>);
+
+/// Confirms a change to the account's second factors with a current code from the
+/// authenticator app (not a recovery code, which a stolen session could make a new set of) or
+/// the password, each counted in the lockout like a sign-in. The method that confirmed it.
+pub(crate) async fn confirm_change(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    password: &str,
+    ip: IpAddr,
+    action: &str,
+) -> Result<Result<&'static str, Refusal>, WebError> {
     let now = state.now();
-    let code = form.code.trim();
-    let method = if !code.is_empty() {
+    let code = code.trim();
+    if !code.is_empty() {
         // Counted like a sign-in's code: also on the account's code counter.
         let reservation = match state
             .lockout
@@ -559,55 +616,49 @@ async fn remove_factor(
             Ok(r) => r,
             Err(retry) => {
                 let msg = format!("Too many failed attempts. {}", wait_text(retry));
-                return refuse_with(msg, StatusCode::TOO_MANY_REQUESTS, Some(retry)).await;
+                return Ok(Err(Refusal(msg, StatusCode::TOO_MANY_REQUESTS, Some(retry))));
             }
         };
-        // Only a code from the app itself: a recovery code (which a stolen session could
-        // make a set of) does not remove the app.
         if crate::accounts::recovery::normalise(code).is_some() {
             reservation.unused(now).await?;
-            return refuse_with(
-                "Use a code from your authenticator app or your password; a recovery code does not remove the app.".into(),
+            return Ok(Err(Refusal(
+                "Use a code from your authenticator app or your password; a recovery code does not do this.".into(),
                 StatusCode::BAD_REQUEST,
                 None,
-            )
-            .await;
+            )));
         }
-        match factor::check_code(&*state.store, &state.secret_box, &user.id, code, now).await? {
-            CodeCheck::Accepted(_) => {
-                reservation.succeeded(now).await?;
-                "code"
-            }
-            CodeCheck::Wrong => {
-                // The reservation stays counted: a failure.
-                drop(reservation);
-                tracing::warn!(target: "audit", event = "second_factor", action = "remove", user = %user.username, ip = %ip, outcome = "wrong_code");
-                return refuse_with(
-                    "That code is not right.".into(),
-                    StatusCode::UNAUTHORIZED,
-                    None,
-                )
-                .await;
-            }
-        }
-    } else if !form.password.is_empty() && user.password_hash.is_some() {
-        let current = check_current(&state, &user, &form.password, ip).await?;
+        return Ok(
+            match factor::check_code(&*state.store, &state.secret_box, &user.id, code, now).await? {
+                CodeCheck::Accepted(_) => {
+                    reservation.succeeded(now).await?;
+                    Ok("code")
+                }
+                CodeCheck::Wrong => {
+                    // The reservation stays counted: a failure.
+                    drop(reservation);
+                    tracing::warn!(target: "audit", event = "second_factor", action, user = %user.username, ip = %ip, outcome = "wrong_code");
+                    Err(Refusal(
+                        "That code is not right.".into(),
+                        StatusCode::UNAUTHORIZED,
+                        None,
+                    ))
+                }
+            },
+        );
+    }
+    if !password.is_empty() && user.password_hash.is_some() {
+        let current = check_current(state, user, password, ip).await?;
         if let Some((status, msg, retry)) = password_refusal(current) {
-            tracing::warn!(target: "audit", event = "second_factor", action = "remove", user = %user.username, ip = %ip, outcome = "wrong_password");
-            return refuse_with(msg, status, retry).await;
+            tracing::warn!(target: "audit", event = "second_factor", action, user = %user.username, ip = %ip, outcome = "wrong_password");
+            return Ok(Err(Refusal(msg, status, retry)));
         }
-        "password"
-    } else {
-        return refuse_with(
-            "Type a code from your authenticator app, or your password.".into(),
-            StatusCode::BAD_REQUEST,
-            None,
-        )
-        .await;
-    };
-    state.store.remove_second_factor(&user.id).await?;
-    tracing::info!(target: "audit", event = "second_factor", action = "removed", user = %user.username, ip = %ip, confirmed_with = method, outcome = "success");
-    Ok(done(&state, "second-factor"))
+        return Ok(Ok("password"));
+    }
+    Ok(Err(Refusal(
+        "Type your password, or a code from your authenticator app.".into(),
+        StatusCode::BAD_REQUEST,
+        None,
+    )))
 }
 
 #[derive(Debug, Deserialize)]

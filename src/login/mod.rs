@@ -67,6 +67,8 @@ struct LoginPage<'a> {
     plex: bool,
     /// The "Forgot your password?" link (only with `[smtp]`).
     forgot: bool,
+    /// "Sign in with a passkey" (and passkeys in the username's autofill).
+    passkey: bool,
 }
 
 fn flow_purpose_key(flow_id: &str) -> String {
@@ -164,6 +166,8 @@ pub(crate) fn render_login(state: &AppState, view: &LoginView<'_>, status: Statu
             password: methods.contains(&LoginMethod::Password),
             plex: methods.contains(&LoginMethod::Plex) && state.plex.is_some(),
             forgot: state.mailer.is_some(),
+            passkey: methods.contains(&LoginMethod::Password)
+                && signin::passkey::relying_party(&state.config).is_some(),
         },
     );
     crate::web::html(status, html)

@@ -41,8 +41,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 const WRONG_CODE: &str = "That code is not right.";
-/// The area of the status page's session-bound form token (`web::session_form_token`).
-const STATUS_AREA: &str = "second-factor";
+/// The area of the status page's session-bound form token (`web::session_form_token`); the
+/// account page's "new recovery codes" form carries one too.
+pub(crate) const STATUS_AREA: &str = "second-factor";
 
 #[derive(Debug, Deserialize)]
 struct CodeForm {
@@ -74,14 +75,19 @@ pub(crate) async fn render_step(
         .and_then(|id| state.clients.get(id))
         .map(|c| c.name.clone().unwrap_or_else(|| c.id.clone()));
     let base = state.issuer();
+    let passkeys_on = crate::signin::passkey::relying_party(&state.config).is_some();
     let html = match (&flow_state.step, &user) {
-        (Step::SecondFactor { .. }, Some(user)) => state.templates.render(
-            "second_factor_code.html",
-            serde_json::json!({
-                "base": base, "flow": flow_id, "csrf": csrf, "username": user.username,
-                "client_name": client_name, "error": error,
-            }),
-        ),
+        (Step::SecondFactor { .. }, Some(user)) => {
+            let passkeys = passkeys_on && !state.store.list_passkeys(&user.id).await?.is_empty();
+            state.templates.render(
+                "second_factor_code.html",
+                serde_json::json!({
+                    "base": base, "flow": flow_id, "csrf": csrf, "username": user.username,
+                    "client_name": client_name, "error": error, "passkeys": passkeys,
+                    "totp": factor::has_totp(&*state.store, &user.id).await?,
+                }),
+            )
+        }
         (Step::Enrol { secret, .. }, Some(user)) => {
             let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
             // Optional here (the invite page): "Skip" goes on at once.
@@ -109,6 +115,7 @@ pub(crate) async fn render_step(
                     "required": !is_account_page(state, &flow_state.purpose)
                         && skip.is_none(),
                     "skip_url": skip,
+                    "passkey": passkeys_on,
                 }),
             )
         }
@@ -562,7 +569,7 @@ async fn account_page(
 /// The session began with a password at most `[accounts] reauth_after` ago.
 fn recent_password(state: &AppState, session: &crate::store::Session) -> bool {
     let reauth = i64::try_from(state.config.accounts.reauth_after.as_secs()).unwrap_or(i64::MAX);
-    crate::signin::policy::is_local(&session.amr)
+    crate::signin::policy::is_doorman_sign_in(&session.amr)
         && state.now().saturating_sub(session.auth_time) <= reauth
 }
 
@@ -640,6 +647,11 @@ async fn new_codes(
         factor::new_recovery_codes(&*state.store, &state.secret_box, &user.id, state.now()).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "recovery_codes_replaced", user = %user.username, ip = %ip);
     let here = state.url(paths::ACCOUNT);
+    Ok(codes_page(&state, codes, &here))
+}
+
+/// New recovery codes, shown once, outside a sign-in: Continue goes to `continue_url`.
+pub(crate) fn codes_page(state: &AppState, codes: Vec<String>, continue_url: &str) -> Response {
     let html = state.templates.render(
         "recovery_codes.html",
         RecoveryPage {
@@ -648,9 +660,9 @@ async fn new_codes(
             codes,
             flow: None,
             csrf: "",
-            continue_url: &here,
+            continue_url,
             enrolled: false,
         },
     );
-    Ok(crate::web::html(StatusCode::OK, html))
+    crate::web::html(StatusCode::OK, html)
 }

@@ -12,6 +12,12 @@ pub fn is_local(amr: &[String]) -> bool {
     amr.iter().any(|m| m == "pwd")
 }
 
+/// A sign-in with doorman's own methods: a password, or a passkey (with or without one).
+pub fn is_doorman_sign_in(amr: &[String]) -> bool {
+    amr.iter()
+        .any(|m| matches!(m.as_str(), "pwd" | "hwk" | "swk"))
+}
+
 /// Two factors were used: a TOTP code, a recovery code, or a key (later: passkeys).
 pub use crate::oidc::claims::two_factors as has_second_factor;
 
