@@ -552,9 +552,15 @@ async fn user_command(
         }
         UserCommand::List => {
             println!(
-                "{:<24} {:<32} {:<24} {:<9} {:<4} SUB",
-                "USERNAME", "EMAIL", "GROUPS", "STATE", "2FA"
+                "{:<24} {:<32} {:<24} {:<9} {:<4} {:<8} SUB",
+                "USERNAME", "EMAIL", "GROUPS", "STATE", "2FA", "PASSKEYS"
             );
+            let passkeys: std::collections::HashMap<String, u32> = store
+                .passkey_counts()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .collect();
             let with_factor: std::collections::HashSet<String> = store
                 .second_factor_users()
                 .await
@@ -563,18 +569,22 @@ async fn user_command(
                 .collect();
             for u in store.list_users().await.map_err(|e| e.to_string())? {
                 let state = if u.disabled { "disabled" } else { "active" };
+                let keys = passkeys.get(&u.id).copied().unwrap_or(0);
                 let factor = if with_factor.contains(&u.id) {
                     "totp"
+                } else if keys > 0 {
+                    "key"
                 } else {
                     "-"
                 };
                 println!(
-                    "{:<24} {:<32} {:<24} {:<9} {:<4} {}",
+                    "{:<24} {:<32} {:<24} {:<9} {:<4} {:<8} {}",
                     u.username,
                     u.email.unwrap_or_default(),
                     u.groups.join(","),
                     state,
                     factor,
+                    keys,
                     u.id
                 );
             }

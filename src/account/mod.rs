@@ -581,10 +581,11 @@ async fn remove_factor(
         )
         .await;
     }
-    let method = match confirm_change(&state, &user, &form.code, &form.password, ip, "remove").await? {
-        Ok(method) => method,
-        Err(Refusal(msg, status, retry)) => return refuse_with(msg, status, retry).await,
-    };
+    let method =
+        match confirm_change(&state, &user, &form.code, &form.password, ip, "remove").await? {
+            Ok(method) => method,
+            Err(Refusal(msg, status, retry)) => return refuse_with(msg, status, retry).await,
+        };
     state.store.remove_totp(&user.id).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "removed", method = "totp", user = %user.username, ip = %ip, confirmed_with = method, outcome = "success");
     Ok(done(&state, "second-factor"))
@@ -616,7 +617,11 @@ pub(crate) async fn confirm_change(
             Ok(r) => r,
             Err(retry) => {
                 let msg = format!("Too many failed attempts. {}", wait_text(retry));
-                return Ok(Err(Refusal(msg, StatusCode::TOO_MANY_REQUESTS, Some(retry))));
+                return Ok(Err(Refusal(
+                    msg,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Some(retry),
+                )));
             }
         };
         if crate::accounts::recovery::normalise(code).is_some() {

@@ -201,7 +201,9 @@ pub(super) async fn add(
             tracing::warn!(target: "audit", event = "passkey", action = "enrol", user = %user.username, ip = %ip, outcome = "refused", reason = %e);
             let msg = match e {
                 PasskeyError::Duplicate => "That passkey is registered already.",
-                PasskeyError::TooMany => "Your account has as many passkeys as it may have. Remove one first.",
+                PasskeyError::TooMany => {
+                    "Your account has as many passkeys as it may have. Remove one first."
+                }
                 _ => NOT_ACCEPTED,
             };
             return refuse_in_section(
@@ -298,9 +300,7 @@ pub(super) async fn remove(
     .await?
     {
         Ok(m) => m,
-        Err(refusal) => {
-            return refuse_in_section(&state, &cookies, &session, &user, refusal).await
-        }
+        Err(refusal) => return refuse_in_section(&state, &cookies, &session, &user, refusal).await,
     };
     state.store.delete_passkey(&user.id, &passkey.id).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "removed", method = "passkey", passkey = %passkey.name, user = %user.username, ip = %ip, confirmed_with = method, outcome = "success");

@@ -101,14 +101,19 @@ pub fn profile_change(
 /// How a session was signed in to, from its `amr`, for people.
 pub fn method_text(amr: &[String]) -> String {
     let has = |m: &str| amr.iter().any(|a| a == m);
+    let passkey = has("hwk") || has("swk");
     let first = if has(crate::plex::AMR) {
         "Plex"
     } else if has("pwd") {
         "password"
+    } else if passkey {
+        return "passkey".to_string();
     } else {
         "unknown"
     };
-    if has("otp") {
+    if passkey {
+        format!("{first} + passkey")
+    } else if has("otp") {
         format!("{first} + authenticator app")
     } else if has("mfa") {
         format!("{first} + recovery code")
@@ -231,6 +236,8 @@ mod tests {
             "password + recovery code"
         );
         assert_eq!(method_text(&amr(&["plex"])), "Plex");
+        assert_eq!(method_text(&amr(&["pwd", "hwk"])), "password + passkey");
+        assert_eq!(method_text(&amr(&["swk", "user", "mfa"])), "passkey");
         let g = |id: &str, client: &str, at: i64| Grant {
             id: id.into(),
             client_id: client.into(),

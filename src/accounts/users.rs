@@ -356,7 +356,7 @@ pub async fn set_disabled(
     Ok((user, ended))
 }
 
-/// Removes the user's second factor (TOTP and recovery codes) and ends their sessions and
+/// Removes the user's second factors (TOTP, passkeys, recovery codes) and ends their sessions and
 /// grants: whoever signs in next as them sets one up again. `false`: they had none.
 pub async fn reset_second_factor(
     store: &dyn Store,

@@ -240,12 +240,20 @@ async fn render(
     };
     let now = state.now();
     let all = state.store.list_users().await?;
-    let factors: HashSet<String> = state
+    let mut factors: HashSet<String> = state
         .store
         .second_factor_users()
         .await?
         .into_iter()
         .collect();
+    factors.extend(
+        state
+            .store
+            .passkey_counts()
+            .await?
+            .into_iter()
+            .map(|(id, _)| id),
+    );
     let mut views = Vec::new();
     for u in rules::search(&all, q) {
         views.push(UserView {

@@ -493,7 +493,7 @@ pub trait Store: Send + Sync + 'static {
     async fn recovery_codes_left(&self, user_id: &str) -> StoreResult<u32>;
     /// Deletes the user's TOTP, passkeys and recovery codes; true if there was any.
     async fn remove_second_factor(&self, user_id: &str) -> StoreResult<bool>;
-    /// The ids of the users with a second factor (a TOTP or a passkey).
+    /// The ids of the users with a TOTP (`passkey_counts` has the passkeys).
     async fn second_factor_users(&self) -> StoreResult<Vec<String>>;
 
     // ---- sign-in lockouts ----

@@ -1282,11 +1282,9 @@ impl Store for SqliteStore {
 
     async fn second_factor_users(&self) -> StoreResult<Vec<String>> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT user_id FROM totp UNION SELECT user_id FROM passkeys ORDER BY user_id",
-            )?
-            .query_map([], |row| row.get(0))?
-            .collect()
+            conn.prepare_cached("SELECT user_id FROM totp ORDER BY user_id")?
+                .query_map([], |row| row.get(0))?
+                .collect()
         })
         .await
     }
