@@ -342,6 +342,7 @@ async fn enrol(
             purpose: &flow_state.purpose,
             id: &form.flow,
             browser: &browser,
+            passkey: true,
         },
         &user,
         amr,

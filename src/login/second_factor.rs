@@ -129,6 +129,7 @@ pub(crate) async fn render_step(
                 csrf: &csrf,
                 continue_url: "",
                 enrolled: true,
+                passkey: false,
             },
         ),
         _ => {
@@ -180,6 +181,8 @@ struct RecoveryPage<'a> {
     /// Outside a sign-in: where Continue goes.
     continue_url: &'a str,
     enrolled: bool,
+    /// What was enrolled was a passkey (not an authenticator app).
+    passkey: bool,
 }
 
 /// The flow's user, when the flow is at a step that has one, the account may still sign in,
@@ -384,6 +387,7 @@ async fn enrol(
             purpose: &posted.state.purpose,
             id: &form.flow,
             browser: &posted.browser,
+            passkey: false,
         },
         &user,
         amr,
@@ -399,6 +403,8 @@ pub(crate) struct EnrolledFlow<'a> {
     /// The flow id the form carried.
     pub id: &'a str,
     pub browser: &'a str,
+    /// A passkey was enrolled (else an authenticator app).
+    pub passkey: bool,
 }
 
 /// A second factor was enrolled in a sign-in flow (an authenticator app, or a passkey): every
@@ -447,6 +453,7 @@ pub(crate) async fn enrolled(
             csrf: &csrf,
             continue_url: "",
             enrolled: true,
+            passkey: f.passkey,
         },
     );
     let mut resp = crate::web::html(StatusCode::OK, html);
@@ -662,6 +669,7 @@ pub(crate) fn codes_page(state: &AppState, codes: Vec<String>, continue_url: &st
             csrf: "",
             continue_url,
             enrolled: false,
+            passkey: false,
         },
     );
     crate::web::html(StatusCode::OK, html)
