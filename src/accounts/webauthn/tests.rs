@@ -424,6 +424,13 @@ fn wrong_challenge_is_refused() {
             Err(WebauthnError::WrongChallenge)
         );
     }
+    // An empty challenge never matches, even an empty one (a caller's bug, not a pass).
+    let mut reg = Reg::new(&a);
+    reg.challenge = Vec::new();
+    assert_eq!(
+        verify_registration(&rp(), &[], Uv::Preferred, &reg.build()),
+        Err(WebauthnError::WrongChallenge)
+    );
     // Not base64url: refused, not decoded leniently.
     let mut reg = Reg::new(&a).build();
     reg.client_data_json = format!(
