@@ -10,6 +10,7 @@ pub mod fake_plex;
 pub mod prosody;
 pub mod proxies;
 pub mod smtp;
+pub mod webauthn;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
