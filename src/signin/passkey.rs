@@ -38,8 +38,8 @@ pub fn relying_party(config: &Config) -> Option<Rp> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ceremony {
-    /// Add a passkey to `user_id`'s account: discoverable (it can sign in alone) with the
-    /// user verified, or, for a second factor only, with verification preferred.
+    /// Add a passkey to `user_id`'s account: discoverable (`resident`: it can sign in alone,
+    /// where the authenticator verifies the user) or not.
     Enrol { user_id: String, resident: bool },
     /// The second factor of `user_id`, after their password.
     SecondFactor { user_id: String },
@@ -48,13 +48,12 @@ pub enum Ceremony {
 }
 
 impl Ceremony {
+    /// User verification: required to sign in without a password; preferred otherwise,
+    /// also at enrolment, so a security key without a PIN can still be a second factor.
     fn uv(&self) -> Uv {
         match self {
-            Ceremony::Enrol { resident: true, .. } | Ceremony::Passwordless => Uv::Required,
-            Ceremony::Enrol {
-                resident: false, ..
-            }
-            | Ceremony::SecondFactor { .. } => Uv::Preferred,
+            Ceremony::Passwordless => Uv::Required,
+            Ceremony::Enrol { .. } | Ceremony::SecondFactor { .. } => Uv::Preferred,
         }
     }
 }
@@ -359,4 +358,38 @@ pub async fn finish_assertion(
         method: webauthn::amr_method(passkey.backup_eligible),
         passkey_name: passkey.name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_bounded_and_never_empty() {
+        assert_eq!(clean_name("  My phone \n"), "My phone");
+        assert_eq!(clean_name("a\u{7}b"), "ab");
+        assert_eq!(clean_name("   "), "Passkey");
+        assert_eq!(clean_name(&"x".repeat(200)).chars().count(), MAX_NAME);
+    }
+
+    #[test]
+    fn amr_of_a_passkey() {
+        let s = |v: &[&str]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        let signed = SignedWith {
+            user_id: "u".into(),
+            method: "hwk",
+            passkey_name: "k".into(),
+        };
+        assert_eq!(signed.amr(Some(&s(&["pwd"]))), s(&["pwd", "hwk"]));
+        assert_eq!(signed.amr(None), s(&["hwk", "user", "mfa"]));
+        assert!(crate::oidc::claims::two_factors(&signed.amr(None)));
+        assert_eq!(amr_after(&s(&["pwd", "hwk"]), "hwk"), s(&["pwd", "hwk"]));
+    }
+
+    #[test]
+    fn verification_is_required_only_without_a_password() {
+        assert_eq!(Ceremony::Passwordless.uv(), Uv::Required);
+        let user_id = "u".to_string();
+        assert_eq!(Ceremony::SecondFactor { user_id }.uv(), Uv::Preferred);
+    }
 }
