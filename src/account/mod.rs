@@ -660,7 +660,7 @@ pub(crate) async fn confirm_change(
         return Ok(Ok("password"));
     }
     Ok(Err(Refusal(
-        "Type your password, or a code from your authenticator app.".into(),
+        "Type a code from your authenticator app, or your password.".into(),
         StatusCode::BAD_REQUEST,
         None,
     )))
