@@ -656,6 +656,7 @@ async fn end_session(
         state.now(),
     )
     .await?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     let own = target.id_hash == session.id_hash;
     tracing::info!(target: "audit", event = "account", action = "end_session", user = %user.username, ip = %ip, sid = %form.sid, own, grants = ended.grants, outcome = "success");
     if own {
@@ -696,6 +697,7 @@ async fn end_others(
         |h| state.provider.sid_for(h),
     )
     .await?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     tracing::info!(target: "audit", event = "account", action = "end_other_sessions", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants, outcome = "success");
     Ok(done(&state, "others"))
 }

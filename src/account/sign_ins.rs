@@ -16,7 +16,13 @@ pub async fn end_other_sign_ins(
 ) -> StoreResult<Ended> {
     let sessions = store.delete_user_sessions_except(user_id, keep).await?;
     let grants = store.revoke_user_grants(user_id, now).await?;
-    Ok(Ended { sessions, grants })
+    // No back-channel logout here: this browser's session goes on (its grants are revoked,
+    // so its applications lose their tokens).
+    Ok(Ended {
+        sessions,
+        grants,
+        logouts: Vec::new(),
+    })
 }
 
 /// Ends the other SSO sessions of the user and the grants made in them (`sid_of` gives a
@@ -36,6 +42,10 @@ pub async fn end_other_sessions(
         .map(|s| s.id_hash)
         .filter(|h| h != keep)
         .collect();
+    let mut logouts = Vec::new();
+    for hash in &others {
+        logouts.extend(store.session_clients(user_id, Some(&sid_of(hash))).await?);
+    }
     let sessions = store.delete_user_sessions_except(user_id, keep).await?;
     let mut grants = 0;
     for hash in &others {
@@ -44,5 +54,9 @@ pub async fn end_other_sessions(
             .await?
             .len() as u64;
     }
-    Ok(Ended { sessions, grants })
+    Ok(Ended {
+        sessions,
+        grants,
+        logouts,
+    })
 }

@@ -372,9 +372,10 @@ async fn enrol(
     // factor. This browser is signed in with both factors from here; the flow waits for
     // "Continue" (the relying party's code is issued then, so reading the codes cannot make
     // it expire).
-    crate::accounts::users::end_sign_ins(&*state.store, &user.id, now)
+    let ended = crate::accounts::users::end_sign_ins(&*state.store, &user.id, now)
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     let amr = signin::with_second_factor(amr, SecondFactorKind::Totp);
     let old = cookies.get(CookieNames::of(&state.config).session);
     let (cookie_value, session) =

@@ -674,6 +674,14 @@ impl Store for CachedStore {
     ) -> StoreResult<bool> {
         self.inner.create_link_limited(link, max, since).await
     }
+
+    async fn session_clients(
+        &self,
+        user_id: &str,
+        sid: Option<&str>,
+    ) -> StoreResult<Vec<super::SessionClient>> {
+        self.inner.session_clients(user_id, sid).await
+    }
 }
 
 #[cfg(test)]

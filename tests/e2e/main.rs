@@ -6,6 +6,7 @@ mod common;
 mod account;
 mod admin;
 mod authorize_rules;
+mod backchannel;
 mod binary;
 mod claims;
 mod cli_passwd;
