@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::common::*;
 
 /// `doorman integrate <args>` for a config holding only `issuer` and `extra`.
-fn integrate(issuer: &str, extra: &str, args: &[&str]) -> Output {
+pub fn integrate(issuer: &str, extra: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("doorman.toml");
     std::fs::write(
@@ -26,7 +26,7 @@ fn integrate(issuer: &str, extra: &str, args: &[&str]) -> Output {
 }
 
 /// The value of a field in a `fields` section of `integrate --format json`.
-fn field(v: &Value, label: &str) -> String {
+pub fn field(v: &Value, label: &str) -> String {
     v["sections"]
         .as_array()
         .unwrap()

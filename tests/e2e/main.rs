@@ -22,6 +22,7 @@ mod jitsi;
 mod jitsi_native;
 mod jitsi_prosody;
 mod keycloak_paths;
+mod libraries;
 mod login_rules;
 mod logout;
 mod mail;
