@@ -167,3 +167,25 @@ async fn proxy_apache_integrate_with_an_unknown_client_fails_and_names_the_clien
         "{printed}"
     );
 }
+
+/// `apache2 -t` accepts what `doorman integrate apache` prints, placeholders filled: for a
+/// config without the app's client (the `<client id>` form) and with doorman remote.
+#[test]
+fn proxy_apache_printed_snippets_pass_apache2_t() {
+    if !available(APACHE) {
+        return;
+    }
+    for printed in [integrate_local("apache"), integrate_remote("apache")] {
+        assert!(printed.contains("OIDCProviderMetadataURL "), "{printed}");
+        let snippet = fill_placeholders(&printed, |p| {
+            Some(match p {
+                "client id" => "apache".to_string(),
+                p if p.contains("secret") => "s3cret-0123456789".to_string(),
+                p if p.contains("random") => random_string(),
+                _ => return None,
+            })
+        });
+        let (ok, out) = Proxy::check_apache(&snippet);
+        assert!(ok, "apache2 -t refused the snippet:\n{out}\n{snippet}");
+    }
+}
