@@ -555,3 +555,39 @@ async fn cloudflare_access_works_from_the_printed_login_method() {
     }
     assert_eq!(claims["groups"], serde_json::json!(["admins"]));
 }
+
+/// The printed labels and keys are the apps' own: Immich's OAuth settings table (Enabled,
+/// Signing Algorithm, Profile Signing Algorithm, Storage Label Claim, ...), Grafana's
+/// `auth_style = InHeader` (Go's oauth2 AuthStyle names: AutoDetect, InParams, InHeader) for a
+/// client_secret_basic client, and Mastodon's OIDC_CLIENT_AUTH_METHOD=basic.
+#[test]
+fn immich_grafana_and_mastodon_use_the_apps_own_names() {
+    let (v, _) = printed("https://auth.example.com", "", "immich");
+    for (label, value) in [
+        ("Enabled", "on"),
+        ("Issuer URL", "https://auth.example.com"),
+        ("Scope", "openid email profile"),
+        ("Signing Algorithm", "RS256"),
+        ("Profile Signing Algorithm", "none"),
+        ("Storage Label Claim", "preferred_username"),
+        ("Auto Register", "on"),
+        ("Mobile Redirect URI Override", "on"),
+        (
+            "Mobile Redirect URI",
+            "https://immich.example.com/api/oauth/mobile-redirect",
+        ),
+    ] {
+        assert_eq!(field(&v, label), value, "{label}");
+    }
+    let grafana = text(&integrate("https://auth.example.com", "", &["grafana"]).stdout);
+    assert!(grafana.contains("\nauth_style = InHeader\n"), "{grafana}");
+    assert!(
+        grafana.contains("token_endpoint_auth_method = \"client_secret_basic\""),
+        "{grafana}"
+    );
+    let mastodon = text(&integrate("https://auth.example.com", "", &["mastodon"]).stdout);
+    assert!(
+        mastodon.contains("\nOIDC_CLIENT_AUTH_METHOD=basic\n"),
+        "{mastodon}"
+    );
+}
