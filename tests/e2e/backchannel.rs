@@ -376,3 +376,32 @@ async fn the_cli_disabling_a_user_sends_a_token() {
     let claims = verify(&server, &seen.tokens()[0], ONE).await;
     assert_eq!(claims["sid"], id["sid"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_on_the_account_page_sends_a_token() {
+    let (uri, seen) = receiver(vec![]).await;
+    let server = server_with(&uri).await;
+    let phone = Browser::new();
+    let id = sign_in(&server, &phone, ONE, ALICE, ALICE_PASSWORD).await;
+    let here = Browser::new();
+    let landing = here.get(&server.url("/account")).await;
+    let done = here.submit_login(&landing, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let page = here.get(&server.url("/account")).await;
+    page.assert_status(200);
+    let sid = id["sid"].as_str().unwrap();
+    assert!(page.text.contains(sid), "the phone's session is listed");
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let answer = here
+        .post_form(
+            &server.url("/account/sessions/end"),
+            &[("csrf", csrf.as_str()), ("sid", sid)],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    wait_for(&server, &seen, 1, false).await;
+    settled(&server).await;
+    assert_eq!(seen.len(), 1, "only the ended session's client is told");
+    let claims = verify(&server, &seen.tokens()[0], ONE).await;
+    assert_eq!(claims["sid"], id["sid"]);
+}
