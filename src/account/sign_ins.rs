@@ -7,21 +7,28 @@ use crate::store::{Hash, Store, StoreResult, Timestamp};
 /// Ends every SSO session of the user except `keep` (forward-auth sessions end with theirs)
 /// and revokes every grant (so every refresh and access token): whoever knew the old password,
 /// or holds another session, is signed out; this browser stays signed in. Another process's
-/// caches see it within their TTL.
+/// caches see it within their TTL. `keep_sid` is the kept session's public `sid`: the
+/// applications of every other session get a back-channel logout (`Ended::logouts`); this
+/// session goes on, so its own are not told (their grants are revoked all the same).
 pub async fn end_other_sign_ins(
     store: &dyn Store,
     user_id: &str,
     keep: &Hash,
+    keep_sid: &str,
     now: Timestamp,
 ) -> StoreResult<Ended> {
+    let logouts = store
+        .session_clients(user_id, None)
+        .await?
+        .into_iter()
+        .filter(|c| c.sid.as_deref() != Some(keep_sid))
+        .collect();
     let sessions = store.delete_user_sessions_except(user_id, keep).await?;
     let grants = store.revoke_user_grants(user_id, now).await?;
-    // No back-channel logout here: this browser's session goes on (its grants are revoked,
-    // so its applications lose their tokens).
     Ok(Ended {
         sessions,
         grants,
-        logouts: Vec::new(),
+        logouts,
     })
 }
 

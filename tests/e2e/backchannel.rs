@@ -405,3 +405,37 @@ async fn ending_a_session_on_the_account_page_sends_a_token() {
     let claims = verify(&server, &seen.tokens()[0], ONE).await;
     assert_eq!(claims["sid"], id["sid"]);
 }
+
+/// A new password on /account ends the other sessions: their clients are told; the session
+/// that changed it goes on, so its own client is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_on_the_account_page_tells_the_other_sessions_clients() {
+    let (uri, seen) = receiver(vec![]).await;
+    let server = server_with(&uri).await;
+    let phone = Browser::new();
+    let phone_id = sign_in(&server, &phone, ONE, ALICE, ALICE_PASSWORD).await;
+    let here = Browser::new();
+    let here_id = sign_in(&server, &here, ONE, ALICE, ALICE_PASSWORD).await;
+    let page = here.get(&server.url("/account")).await;
+    page.assert_status(200);
+    let csrf = input_value(&page.text, "csrf").unwrap();
+    let new = "a-new-long-passphrase";
+    let answer = here
+        .post_form(
+            &server.url("/account/password"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("current_password", ALICE_PASSWORD),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    wait_for(&server, &seen, 1, false).await;
+    settled(&server).await;
+    assert_eq!(seen.len(), 1);
+    let claims = verify(&server, &seen.tokens()[0], ONE).await;
+    assert_eq!(claims["sid"], phone_id["sid"]);
+    assert_ne!(claims["sid"], here_id["sid"]);
+}
