@@ -487,7 +487,17 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let store = server::open_store(&config)
                 .await
                 .map_err(|e| e.to_string())?;
-            user_command(&*store, cmd, now, config.accounts.min_password_length).await
+            let mut logouts = Vec::new();
+            let result = user_command(
+                &*store,
+                cmd,
+                now,
+                config.accounts.min_password_length,
+                &mut logouts,
+            )
+            .await;
+            backchannel_logout(&config, store, logouts, now).await;
+            result
         }
         Command::Invite(cmd) => {
             let config = load_config(&cli)?;
@@ -499,11 +509,66 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// How long a CLI command waits for its back-channel logout deliveries before it exits.
+const CLI_BACKCHANNEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends the logout tokens of the sessions a `user` command ended (OIDC Back-Channel Logout)
+/// and waits for them a little: the command is its own process, so what is not delivered by
+/// then is given up (and said so).
+async fn backchannel_logout(
+    config: &crate::config::Config,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    logouts: Vec<(String, Vec<crate::store::SessionClient>)>,
+    now: i64,
+) {
+    if logouts.iter().all(|(_, l)| l.is_empty())
+        || config
+            .clients
+            .iter()
+            .all(|c| c.backchannel_logout_uri.is_none())
+    {
+        return;
+    }
+    let keys = match crate::keys::Keys::load(&*store, now).await {
+        Ok(k) => std::sync::Arc::new(k),
+        Err(e) => {
+            eprintln!("back-channel logout not sent: the signing keys: {e}");
+            return;
+        }
+    };
+    let issuer = config.issuer_str().trim_end_matches('/').to_string();
+    let clock: std::sync::Arc<dyn crate::clock::Clock> =
+        std::sync::Arc::new(crate::clock::SystemClock);
+    let bc =
+        match crate::oidc::backchannel::Backchannel::start(&config.clients, keys, issuer, clock) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("back-channel logout not sent: {e}");
+                return;
+            }
+        };
+    let queued: usize = logouts.iter().map(|(sub, l)| bc.notify(sub, l)).sum();
+    if queued == 0 {
+        return;
+    }
+    let left = bc.flush(CLI_BACKCHANNEL_WAIT).await;
+    if left == 0 {
+        println!("back-channel logout: {queued} application(s) told (see the audit log for each)");
+    } else {
+        println!(
+            "back-channel logout: {} of {queued} application(s) told; {left} not reached within {} s (given up)",
+            queued - left,
+            CLI_BACKCHANNEL_WAIT.as_secs()
+        );
+    }
+}
+
 async fn user_command(
     store: &dyn crate::store::Store,
     cmd: &UserCommand,
     now: i64,
     min_password_length: usize,
+    logouts: &mut Vec<(String, Vec<crate::store::SessionClient>)>,
 ) -> Result<(), String> {
     let e = |e: users::AccountError| e.to_string();
     match cmd {
@@ -630,27 +695,30 @@ async fn user_command(
             let password = new_password(name, *password_stdin, false, &policy)?
                 .ok_or_else(|| format!("no password given for {name}"))?;
             let hash = hash_password(&password)?;
-            let (_, ended) = users::set_password_hash(store, name, hash, now)
+            let (user, ended) = users::set_password_hash(store, name, hash, now)
                 .await
                 .map_err(e)?;
+            logouts.push((user.id, ended.logouts.clone()));
             println!(
                 "password changed for {name}; {ended} (a running server sees it within {} s)",
                 crate::store::cached::TTL.as_secs()
             );
         }
         UserCommand::Disable { name } => {
-            let (_, ended) = users::set_disabled(store, name, true, now)
+            let (user, ended) = users::set_disabled(store, name, true, now)
                 .await
                 .map_err(e)?;
+            logouts.push((user.id, ended.logouts.clone()));
             println!(
                 "disabled {name}: {ended} (a running server sees it within {} s)",
                 crate::store::cached::TTL.as_secs()
             );
         }
         UserCommand::Reset2fa { name } => {
-            let (_, removed, ended) = users::reset_second_factor(store, name, now)
+            let (user, removed, ended) = users::reset_second_factor(store, name, now)
                 .await
                 .map_err(e)?;
+            logouts.push((user.id, ended.logouts.clone()));
             if removed {
                 tracing::warn!(target: "audit", event = "second_factor", action = "removed", user = %name, by = "cli");
             }
@@ -731,7 +799,8 @@ async fn user_command(
             println!("linked {name} to Plex account {plex_id}: signing in with Plex now signs in as {name}");
         }
         UserCommand::Delete { name } => {
-            users::delete(store, name, now).await.map_err(e)?;
+            let (user, ended) = users::delete(store, name, now).await.map_err(e)?;
+            logouts.push((user.id, ended.logouts));
             println!(
                 "deleted {name}; the username stays reserved and is not given to a new account"
             );

@@ -113,6 +113,13 @@ pub async fn build_state(
     );
     let policy = plex.clone().map(|p| p as Arc<dyn crate::oidc::UserPolicy>);
     let mailer = build_mailer(&config)?;
+    let backchannel = crate::oidc::backchannel::Backchannel::start(
+        &config.clients,
+        keys.clone(),
+        issuer.clone(),
+        clock.clone(),
+    )
+    .map_err(StartError::Other)?;
     let config = Arc::new(config);
     Ok(AppState(Arc::new(Inner {
         clients: Clients::new(&config.clients),
@@ -150,6 +157,7 @@ pub async fn build_state(
         mailer,
         forgot_limiter: Default::default(),
         admin_changes: Default::default(),
+        backchannel,
     })))
 }
 

@@ -51,6 +51,8 @@ pub struct Inner {
     /// delete) from its last-admin check through its write, so two such changes made at
     /// once cannot both see the other admin still there.
     pub admin_changes: tokio::sync::Mutex<()>,
+    /// Back-channel logout: the queue of logout tokens to the clients of ended sessions.
+    pub backchannel: crate::oidc::backchannel::Backchannel,
 }
 
 /// Where a signed-in user goes for a continuation URL; None: to the URL itself.

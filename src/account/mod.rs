@@ -538,8 +538,11 @@ async fn change_password(
     let now = state.now();
     // Only the password column: a stale cached row must not undo a disable made meanwhile.
     state.store.set_user_password(&user.id, &hash, now).await?;
+    let keep_sid = state.provider.sid_for(&session.id_hash);
     let ended =
-        sign_ins::end_other_sign_ins(&*state.store, &user.id, &session.id_hash, now).await?;
+        sign_ins::end_other_sign_ins(&*state.store, &user.id, &session.id_hash, &keep_sid, now)
+            .await?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     let reset_links =
         crate::accounts::links::revoke_resets_of(&*state.store, &user.id, now).await?;
     tracing::info!(target: "audit", event = "account", action = "password", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants, reset_links_revoked = reset_links, outcome = "success");
@@ -712,6 +715,7 @@ async fn end_session(
         state.now(),
     )
     .await?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     let own = target.id_hash == session.id_hash;
     tracing::info!(target: "audit", event = "account", action = "end_session", user = %user.username, ip = %ip, sid = %form.sid, own, grants = ended.grants, outcome = "success");
     if own {
@@ -752,6 +756,7 @@ async fn end_others(
         |h| state.provider.sid_for(h),
     )
     .await?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     tracing::info!(target: "audit", event = "account", action = "end_other_sessions", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants, outcome = "success");
     Ok(done(&state, "others"))
 }

@@ -222,8 +222,16 @@ pub(super) async fn add(
     }
     // The account's first second factor: the other sessions and their applications were
     // signed in without it and end; recovery codes are shown once.
-    let ended =
-        super::sign_ins::end_other_sign_ins(&*state.store, &user.id, &session.id_hash, now).await?;
+    let keep_sid = state.provider.sid_for(&session.id_hash);
+    let ended = super::sign_ins::end_other_sign_ins(
+        &*state.store,
+        &user.id,
+        &session.id_hash,
+        &keep_sid,
+        now,
+    )
+    .await?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     tracing::info!(target: "audit", event = "account", action = "first_second_factor", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants);
     let codes = factor::new_recovery_codes(&*state.store, &state.secret_box, &user.id, now).await?;
     Ok(crate::login::second_factor::codes_page(

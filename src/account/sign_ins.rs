@@ -7,16 +7,29 @@ use crate::store::{Hash, Store, StoreResult, Timestamp};
 /// Ends every SSO session of the user except `keep` (forward-auth sessions end with theirs)
 /// and revokes every grant (so every refresh and access token): whoever knew the old password,
 /// or holds another session, is signed out; this browser stays signed in. Another process's
-/// caches see it within their TTL.
+/// caches see it within their TTL. `keep_sid` is the kept session's public `sid`: the
+/// applications of every other session get a back-channel logout (`Ended::logouts`); this
+/// session goes on, so its own are not told (their grants are revoked all the same).
 pub async fn end_other_sign_ins(
     store: &dyn Store,
     user_id: &str,
     keep: &Hash,
+    keep_sid: &str,
     now: Timestamp,
 ) -> StoreResult<Ended> {
+    let logouts = store
+        .session_clients(user_id, None)
+        .await?
+        .into_iter()
+        .filter(|c| c.sid.as_deref() != Some(keep_sid))
+        .collect();
     let sessions = store.delete_user_sessions_except(user_id, keep).await?;
     let grants = store.revoke_user_grants(user_id, now).await?;
-    Ok(Ended { sessions, grants })
+    Ok(Ended {
+        sessions,
+        grants,
+        logouts,
+    })
 }
 
 /// Ends the other SSO sessions of the user and the grants made in them (`sid_of` gives a
@@ -36,6 +49,10 @@ pub async fn end_other_sessions(
         .map(|s| s.id_hash)
         .filter(|h| h != keep)
         .collect();
+    let mut logouts = Vec::new();
+    for hash in &others {
+        logouts.extend(store.session_clients(user_id, Some(&sid_of(hash))).await?);
+    }
     let sessions = store.delete_user_sessions_except(user_id, keep).await?;
     let mut grants = 0;
     for hash in &others {
@@ -44,5 +61,9 @@ pub async fn end_other_sessions(
             .await?
             .len() as u64;
     }
-    Ok(Ended { sessions, grants })
+    Ok(Ended {
+        sessions,
+        grants,
+        logouts,
+    })
 }

@@ -252,12 +252,15 @@ pub async fn set_own_name_and_email(
 }
 
 /// What ending a user's sign-ins removed, for the CLI to report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ended {
     /// SSO sessions ended; the forward-auth (`doorman_fa`) sessions bound to them end with them.
     pub sessions: u64,
     /// Grants revoked, and with them every refresh and opaque access token they issued.
     pub grants: u64,
+    /// The clients that got a code or tokens in the ended sessions: for back-channel logout
+    /// (`oidc::backchannel`).
+    pub logouts: Vec<crate::store::SessionClient>,
 }
 
 impl std::fmt::Display for Ended {
@@ -283,6 +286,10 @@ pub async fn end_sign_ins(
     user_id: &str,
     now: Timestamp,
 ) -> Result<Ended, AccountError> {
+    let logouts = store
+        .session_clients(user_id, None)
+        .await
+        .map_err(AccountError::Store)?;
     let sessions = store
         .delete_user_sessions(user_id)
         .await
@@ -291,7 +298,11 @@ pub async fn end_sign_ins(
         .revoke_user_grants(user_id, now)
         .await
         .map_err(AccountError::Store)?;
-    Ok(Ended { sessions, grants })
+    Ok(Ended {
+        sessions,
+        grants,
+        logouts,
+    })
 }
 
 /// Ends one SSO session (its forward-auth sessions go with it) and revokes the grants made in
@@ -305,11 +316,13 @@ pub async fn end_session(
     sid: &str,
     now: Timestamp,
 ) -> crate::store::StoreResult<Ended> {
+    let logouts = store.session_clients(user_id, Some(sid)).await?;
     store.delete_session(session_hash).await?;
     let grants = store.revoke_session_grants(user_id, sid, now).await?;
     Ok(Ended {
         sessions: 1,
         grants: grants.len() as u64,
+        logouts,
     })
 }
 
@@ -389,14 +402,14 @@ pub async fn delete(
     store: &dyn Store,
     username: &str,
     now: Timestamp,
-) -> Result<User, AccountError> {
+) -> Result<(User, Ended), AccountError> {
     let user = find(store, username).await?;
-    end_sign_ins(store, &user.id, now).await?;
+    let ended = end_sign_ins(store, &user.id, now).await?;
     store
         .retire_user(&user.id)
         .await
         .map_err(AccountError::Store)?;
-    Ok(user)
+    Ok((user, ended))
 }
 
 /// An admin's change of a user's name and groups: only those columns are written (see

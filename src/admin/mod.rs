@@ -404,6 +404,7 @@ async fn disable(
     let (_, ended) = users::set_disabled(&*state.store, &user.username, true, state.now())
         .await
         .map_err(account_error)?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     tracing::info!(target: "audit", event = "admin", action = "disable", user = %admin.username, target = %user.username, ip = %ip, sessions = ended.sessions, grants = ended.grants, outcome = "success");
     Ok(landed(&state, &form, &user, "disabled"))
 }
@@ -453,9 +454,10 @@ async fn reset_factor(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
     let (_, admin, user) = target(&state, &cookies, live, &form.csrf, &id).await?;
-    users::reset_second_factor(&*state.store, &user.username, state.now())
+    let (_, _, ended) = users::reset_second_factor(&*state.store, &user.username, state.now())
         .await
         .map_err(account_error)?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     audit("reset_second_factor", &admin, &user, ip);
     Ok(landed(&state, &form, &user, "second-factor"))
 }

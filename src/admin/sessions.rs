@@ -121,6 +121,7 @@ pub(super) async fn revoke(
     let ended =
         crate::accounts::users::end_session(&*state.store, &s.user_id, &s.id_hash, &form.sid, now)
             .await?;
+    state.backchannel.notify(&s.user_id, &ended.logouts);
     let target = state
         .store
         .get_user(&s.user_id)

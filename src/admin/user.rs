@@ -379,7 +379,10 @@ pub(super) async fn delete(
         return Ok(render_delete(&state, &cookies, who, &user, error));
     }
     match users::delete(&*state.store, &user.username, state.now()).await {
-        Ok(_) | Err(AccountError::NoSuchUser(_)) => {}
+        Ok((_, ended)) => {
+            state.backchannel.notify(&user.id, &ended.logouts);
+        }
+        Err(AccountError::NoSuchUser(_)) => {}
         Err(e) => return Err(account_error(e)),
     }
     audit("delete", &admin, &user, ip);

@@ -332,6 +332,11 @@ pub(super) struct Client {
     pub redirect_uri_match: Option<String>,
     /// `[clients.claims]`: extra claims copied from a standard one (`nickname = "preferred_username"`).
     pub claims: Option<std::collections::BTreeMap<String, String>>,
+    /// OIDC Back-Channel Logout: where doorman POSTs a signed `logout_token` when a session
+    /// the client signed in through ends (https, or http on a loopback host).
+    pub backchannel_logout_uri: Option<String>,
+    /// The client needs `sid` in its logout tokens (session-bound logout).
+    pub backchannel_logout_session_required: Option<bool>,
     /// Per-client overrides of `[tokens]`.
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
@@ -524,6 +529,8 @@ pub(super) const CLIENT: Fields = &[
     ("roles_claim", Str),
     ("redirect_uri_match", Str),
     ("claims", StrMap),
+    ("backchannel_logout_uri", Str),
+    ("backchannel_logout_session_required", Bool),
     ("access_token_lifetime", Duration),
     ("id_token_lifetime", Duration),
     ("refresh_token_idle_timeout", Duration),

@@ -399,6 +399,10 @@ pub struct ClientConfig {
     pub claims: Vec<(String, String)>,
     /// How a sent redirect_uri is matched against `redirect_uris`.
     pub redirect_uri_match: RedirectUriMatch,
+    /// OIDC Back-Channel Logout: where logout tokens go (https, or http on loopback).
+    pub backchannel_logout_uri: Option<String>,
+    /// Logout tokens must carry `sid`; one without a known session is not sent.
+    pub backchannel_logout_session_required: bool,
 }
 
 /// `redirect_uri_match`: exact by default (RFC 9700 §4.1.3); `Prefix` for apps whose callback
@@ -953,6 +957,42 @@ mod tests {
             "[compat]\nkeycloak_path = true",
             "compat.keycloak_path",
             "keycloak_paths",
+        );
+    }
+
+    #[test]
+    fn backchannel_logout_uris_are_https_or_loopback_http() {
+        let with = |uri: &str| format!("{CLIENT}backchannel_logout_uri = \"{uri}\"");
+        for good in [
+            "https://app.example.com/logout/backchannel",
+            "http://127.0.0.1:8080/bc",
+            "http://localhost/bc",
+        ] {
+            let c = parse(&with(good)).unwrap();
+            assert_eq!(c.clients[0].backchannel_logout_uri.as_deref(), Some(good));
+            assert!(!c.clients[0].backchannel_logout_session_required);
+        }
+        assert_eq!(
+            parse(CLIENT).unwrap().clients[0].backchannel_logout_uri,
+            None
+        );
+        for bad in [
+            "http://app.example.com/bc",
+            "ftp://app.example.com/bc",
+            "/bc",
+            "https://app.example.com/bc#x",
+        ] {
+            error_at(&with(bad), "clients[0].backchannel_logout_uri", bad);
+        }
+        let required = format!(
+            "{}\nbackchannel_logout_session_required = true",
+            with("https://app.example.com/bc")
+        );
+        assert!(parse(&required).unwrap().clients[0].backchannel_logout_session_required);
+        error_at(
+            &format!("{CLIENT}backchannel_logout_session_required = true"),
+            "clients[0].backchannel_logout_session_required",
+            "backchannel_logout_uri",
         );
     }
 

@@ -1499,6 +1499,24 @@ fn client(
             claims.push((name.clone(), source.clone()));
         }
     }
+    let backchannel_logout_uri = c
+        .backchannel_logout_uri
+        .as_deref()
+        .map(str::trim)
+        .and_then(|u| {
+            backchannel_uri(u)
+                .map_err(|m| push(errors, &key("backchannel_logout_uri"), m))
+                .ok()
+        });
+    let backchannel_logout_session_required =
+        c.backchannel_logout_session_required.unwrap_or(false);
+    if backchannel_logout_session_required && c.backchannel_logout_uri.is_none() {
+        push(
+            errors,
+            &key("backchannel_logout_session_required"),
+            "only for a client with backchannel_logout_uri; set the URI or remove this key",
+        );
+    }
     let lifetimes = lifetimes(errors, &key(""), &c.lifetimes(), tokens);
     ClientConfig {
         id,
@@ -1528,7 +1546,33 @@ fn client(
         roles_claim,
         claims,
         redirect_uri_match,
+        backchannel_logout_uri,
+        backchannel_logout_session_required,
     }
+}
+
+/// A `backchannel_logout_uri`: an absolute https URL (http only on a loopback host, as for
+/// redirect URIs in development), no fragment (Back-Channel Logout 1.0 §2.2).
+fn backchannel_uri(u: &str) -> Result<String, String> {
+    let url = Url::parse(u).map_err(|e| {
+        format!("\"{u}\" is not an absolute URL ({e}); write e.g. \"https://app.example.com/backchannel-logout\"")
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        _ => {
+            return Err(format!(
+                "\"{u}\" must be an https URL (http only on localhost or 127.0.0.1): the \
+                 logout token travels in it, e.g. \"https://app.example.com/backchannel-logout\""
+            ))
+        }
+    }
+    if url.fragment().is_some() {
+        return Err(format!(
+            "\"{u}\" must not contain a fragment (#...); remove it"
+        ));
+    }
+    Ok(u.to_string())
 }
 
 /// A dotted path of claim names (`realm_access.roles`): segments of letters, digits, `_` or

@@ -533,14 +533,14 @@ pub fn immich(config: &Config, client: Option<&ClientConfig>) -> Integration {
         Section::fields(
             "Immich: Administration > Settings > Authentication Settings > OAuth",
             &[
-                ("Enable", "on".into()),
+                ("Enabled", "on".into()),
                 ("Issuer URL", op.issuer.clone()),
                 ("Client ID", p.id.clone()),
                 ("Client Secret", p.secret.clone()),
                 ("Token Endpoint Auth Method", "client_secret_post".into()),
                 ("Scope", IMMICH.scopes.join(" ")),
-                ("Signing Algorithm (ID token)", "RS256".into()),
-                ("Profile Signing Algorithm (userinfo)", "none".into()),
+                ("Signing Algorithm", "RS256".into()),
+                ("Profile Signing Algorithm", "none".into()),
                 ("Storage Label Claim", "preferred_username".into()),
                 ("Button Text", format!("Sign in with {PROVIDER}")),
                 ("Auto Register", "on".into()),
@@ -550,7 +550,10 @@ pub fn immich(config: &Config, client: Option<&ClientConfig>) -> Integration {
             ],
         ),
         Section::note(
-            "doorman takes only http(s) redirect URIs, so the mobile app's app.immich:///oauth-callback\n\
+            "The labels are Immich's own (its OAuth settings table). Signing Algorithm is the id_token's;\n\
+             Profile Signing Algorithm none: doorman's userinfo is plain JSON. Token Endpoint Auth Method\n\
+             is on newer Immich releases only; doorman takes Basic or post from this client either way.\n\
+             doorman takes only http(s) redirect URIs, so the mobile app's app.immich:///oauth-callback\n\
              goes through the override above.",
         ),
     ];

@@ -48,14 +48,19 @@ pub fn render(config: &Config) -> Result<String, String> {
     let mut out = String::new();
     let w = &mut out;
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        w,
-        "# 1. docker-jitsi-meet: add to .env (it holds the app secret: keep it private), then"
-    );
-    let _ = writeln!(
-        w,
-        "#    recreate the config directory (the .env is read on first start only)."
-    );
+    for line in [
+        "# 1. docker-jitsi-meet: add to .env (it holds the app secret: keep it private), then run",
+        "#    `docker compose up -d`: the containers are created again with the new .env and write",
+        "#    their configuration from it (`docker compose restart` keeps the old values). Never",
+        "#    delete the config directory (~/.jitsi-meet-cfg, or CONFIG in .env) for this: it holds",
+        "#    the certificates and your custom plugins. Do not edit the generated files under",
+        "#    ~/.jitsi-meet-cfg/prosody/config/ either (rewritten from .env at each start); config.js",
+        "#    settings that have no variable go in ~/.jitsi-meet-cfg/web/custom-config.js (appended to",
+        "#    config.js at start), Prosody modules of your own in",
+        "#    ~/.jitsi-meet-cfg/prosody/prosody-plugins-custom/.",
+    ] {
+        let _ = writeln!(w, "{line}");
+    }
     let _ = writeln!(w, "ENABLE_AUTH=1");
     let _ = writeln!(w, "AUTH_TYPE=jwt");
     let _ = writeln!(w, "ENABLE_GUESTS=1");
@@ -69,13 +74,29 @@ pub fn render(config: &Config) -> Result<String, String> {
         w,
         "# Moderators chosen by doorman's moderator_groups (affiliation \"owner\" in the token)"
     );
-    let _ = writeln!(w, "# instead of every signed-in user: also set");
+    let _ = writeln!(
+        w,
+        "# instead of every signed-in user: also set the lines below. token_affiliation is"
+    );
+    let _ = writeln!(
+        w,
+        "# jitsi-contrib's prosody-plugins module: docker-jitsi-meet ships it in"
+    );
+    let _ = writeln!(
+        w,
+        "# /prosody-plugins-contrib from stable-9457 on; on older releases (or jitsi-contrib's"
+    );
+    let _ = writeln!(
+        w,
+        "# prosody-plugins) copy its token_affiliation/mod_token_affiliation.lua into"
+    );
+    let _ = writeln!(w, "# ~/.jitsi-meet-cfg/prosody/prosody-plugins-custom/.");
     let _ = writeln!(w, "JICOFO_ENABLE_AUTH=0");
     let _ = writeln!(w, "ENABLE_AUTO_OWNER=0");
     let _ = writeln!(w, "XMPP_MUC_MODULES=token_affiliation");
     let _ = writeln!(w);
     let _ = writeln!(w, "# 2. Prosody without docker (jitsi-meet-tokens installed), /etc/prosody/conf.d/{host}.cfg.lua:");
-    let _ = writeln!(w, "VirtualHost \"{host}\"");
+    let _ = writeln!(w, "#    in the existing VirtualHost \"{host}\" block, set (replacing its authentication line):");
     let _ = writeln!(w, "    authentication = \"token\"");
     let _ = writeln!(w, "    app_id = {}", lua(&j.app_id));
     let _ = writeln!(w, "    app_secret = {}", lua(&j.app_secret));
@@ -86,10 +107,30 @@ pub fn render(config: &Config) -> Result<String, String> {
         lua(&j.audience)
     );
     let _ = writeln!(w, "    allow_empty_token = false");
-    let _ = writeln!(w, "Component \"conference.{host}\" \"muc\"");
     let _ = writeln!(
         w,
-        "    modules_enabled = {{ \"token_verification\"; \"token_affiliation\" }}"
+        "#    and add \"token_verification\" to the existing modules_enabled list of the"
+    );
+    let _ = writeln!(
+        w,
+        "#    Component \"conference.{host}\" \"muc\" block (keep every module Jitsi put there):"
+    );
+    let _ = writeln!(
+        w,
+        "#        modules_enabled = {{ ...the modules already there...; \"token_verification\"; }}"
+    );
+    let _ = writeln!(
+        w,
+        "#    For moderators by group add \"token_affiliation\" to that list too: it is not in"
+    );
+    let _ = writeln!(w, "#    jitsi-meet-prosody; copy token_affiliation/mod_token_affiliation.lua from jitsi-contrib's");
+    let _ = writeln!(
+        w,
+        "#    prosody-plugins into a directory of your own listed in plugin_paths (not"
+    );
+    let _ = writeln!(
+        w,
+        "#    /usr/share/jitsi-meet/prosody-plugins, which upgrades replace)."
     );
     let _ = writeln!(
         w,
@@ -136,6 +177,16 @@ pub fn render(config: &Config) -> Result<String, String> {
         "#   JWT_ASAP_KEYSERVER= (unset)   cache_keys_url = \"{issuer}/jwks.json\""
     );
     let _ = writeln!(w, "#   asap_accepted_issuers = {{ \"{issuer}\" }}  asap_accepted_audiences = {{ \"{audience}\" }}  asap_require_room_claim = false");
+    let _ = writeln!(
+        w,
+        "# and domain verification off: these tokens carry the user's id in sub, which Prosody"
+    );
+    let _ = writeln!(w, "# would otherwise take for the meeting's domain and refuse at join (jitsi-meet's token plugin");
+    let _ = writeln!(
+        w,
+        "# turns it on by default, and so did docker-jitsi-meet from stable-7648 to stable-8218):"
+    );
+    let _ = writeln!(w, "#   enable_domain_verification = false   (docker .env: JWT_ENABLE_DOMAIN_VERIFICATION=false)");
     let token_service = issuer
         .split_once("://")
         .map(|(_, rest)| rest)

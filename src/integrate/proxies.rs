@@ -278,6 +278,15 @@ pub fn apache(config: &Config, client: Option<&ClientConfig>) -> String {
         .unwrap_or_else(|| "https://app.example.com/redirect_uri".into());
     let _ = writeln!(w, "# Apache httpd with mod_auth_openidc as a relying party of doorman (a2enmod auth_openidc).");
     let _ = writeln!(w, "# doorman side: a [[clients]] entry with id = \"{id}\" and redirect_uris = [\"{redirect}\"].");
+    // mod_auth_openidc's back-channel logout endpoint is its redirect URI with ?logout=backchannel.
+    let configured_bc = c.and_then(|c| c.backchannel_logout_uri.clone());
+    if configured_bc.is_none() {
+        let _ = writeln!(w, "# Sign-outs at doorman end Apache's session too (OIDC Back-Channel Logout) with, in that entry:");
+        let _ = writeln!(
+            w,
+            "#   backchannel_logout_uri = \"{redirect}?logout=backchannel\""
+        );
+    }
     let _ = writeln!(
         w,
         "OIDCProviderMetadataURL {}/.well-known/openid-configuration",

@@ -278,6 +278,7 @@ async fn submit(
     let (user, ended) = users::set_password_hash(&*state.store, &user.username, hash, now)
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     state.store.clear_lockouts(&user.id).await?;
     let other_links = links::revoke_resets_of(&*state.store, &user.id, now).await?;
     tracing::info!(target: "audit", event = "password_reset", link = %link.id, user = %user.username, created_by = %link.created_by, sessions_ended = ended.sessions, grants_revoked = ended.grants, reset_links_revoked = other_links, ip = %ip, outcome = "success");

@@ -422,9 +422,10 @@ pub(crate) async fn enrolled(
     codes: Option<Vec<String>>,
 ) -> Result<Response, WebError> {
     let now = state.now();
-    crate::accounts::users::end_sign_ins(&*state.store, &user.id, now)
+    let ended = crate::accounts::users::end_sign_ins(&*state.store, &user.id, now)
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
+    state.backchannel.notify(&user.id, &ended.logouts);
     let Some(codes) = codes else {
         let (set, url) =
             super::signed_in(state, cookies, f.flow, f.purpose, user, amr, meta).await?;

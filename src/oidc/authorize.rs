@@ -362,6 +362,8 @@ mod tests {
             roles_claim: None,
             claims: vec![],
             redirect_uri_match: crate::config::RedirectUriMatch::Exact,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
             allow_http_redirect_uris: false,
         };
         Clients::new(&[c])

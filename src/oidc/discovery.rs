@@ -38,7 +38,8 @@ pub fn document(issuer: &str) -> Value {
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
-        "backchannel_logout_supported": false,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }
 
@@ -54,5 +55,7 @@ mod tests {
             d["token_endpoint_auth_methods_supported"][0],
             "client_secret_basic"
         );
+        assert_eq!(d["backchannel_logout_supported"], true);
+        assert_eq!(d["backchannel_logout_session_supported"], true);
     }
 }

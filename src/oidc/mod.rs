@@ -2,6 +2,7 @@
 //! store and the keys. The HTTP handlers live in `routes.rs` and only translate.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod claims;
 pub mod clients;
 pub mod discovery;

@@ -375,6 +375,13 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
         browser.keep(&state, &mut resp);
         return Ok(resp);
     }
+    if let Some((s, user)) = &live {
+        // Back-channel logout to the clients signed in through this session (found before
+        // the session goes; their grants stay, as an RP-initiated logout always left them).
+        let sid = state.provider.sid_for(&s.id_hash);
+        let clients = state.store.session_clients(&user.id, Some(&sid)).await?;
+        state.backchannel.notify(&user.id, &clients);
+    }
     if let Some(c) = session_cookie {
         session::end(&*state.store, c).await?;
     }

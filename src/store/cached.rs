@@ -729,6 +729,14 @@ impl Store for CachedStore {
             .take_passkey_challenge(challenge_hash, binding_hash, now)
             .await
     }
+
+    async fn session_clients(
+        &self,
+        user_id: &str,
+        sid: Option<&str>,
+    ) -> StoreResult<Vec<super::SessionClient>> {
+        self.inner.session_clients(user_id, sid).await
+    }
 }
 
 #[cfg(test)]

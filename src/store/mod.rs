@@ -752,4 +752,22 @@ pub trait Store: Send + Sync + 'static {
         binding_hash: &Hash,
         now: Timestamp,
     ) -> StoreResult<Option<String>>;
+
+    // ---- back-channel logout ----
+    /// The distinct (client, `sid`) pairs of the user's unrevoked grants, of the session
+    /// `sid` only when given: the applications to tell (OIDC Back-Channel Logout) when that
+    /// session, or every session of the user, ends. Call it before revoking the grants.
+    async fn session_clients(
+        &self,
+        user_id: &str,
+        sid: Option<&str>,
+    ) -> StoreResult<Vec<SessionClient>>;
+}
+
+/// A client that got a code or tokens in an SSO session (`sid`, None for grants made before
+/// grants recorded it): who gets a back-channel logout token when the session ends.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SessionClient {
+    pub client_id: String,
+    pub sid: Option<String>,
 }

@@ -2435,6 +2435,28 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn session_clients(
+        &self,
+        user_id: &str,
+        sid: Option<&str>,
+    ) -> StoreResult<Vec<super::SessionClient>> {
+        let (user_id, sid) = (user_id.to_owned(), sid.map(str::to_owned));
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT DISTINCT client_id, sid FROM grants WHERE user_id = ?1 \
+                 AND revoked_at IS NULL AND (?2 IS NULL OR sid = ?2) ORDER BY client_id, sid",
+            )?
+            .query_map(params![user_id, sid], |row| {
+                Ok(super::SessionClient {
+                    client_id: row.get(0)?,
+                    sid: row.get(1)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
 }
 
 /// Deletes the user's recovery codes when they have no second factor left (no TOTP, no

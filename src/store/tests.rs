@@ -2463,3 +2463,51 @@ async fn a_passkey_challenge_is_taken_once_by_its_binding_before_it_expires() {
         assert_eq!(live, n >= 20 - kept, "challenge {n}");
     }
 }
+
+#[tokio::test]
+async fn session_clients_are_the_clients_of_unrevoked_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_grant(&dir).await;
+    let mut same = grant("g2", "u1");
+    same.client_id = "other-app".into();
+    let mut dup = grant("g3", "u1");
+    dup.sid = Some("sid-of-the-session".into());
+    let mut elsewhere = grant("g4", "u1");
+    elsewhere.sid = Some("another-session".into());
+    for (g, n) in [(&same, 2), (&dup, 3), (&elsewhere, 4)] {
+        store
+            .create_grant_with_code(g, &code(h(n), &g.id))
+            .await
+            .unwrap();
+    }
+    let of = |client: &str, sid: &str| SessionClient {
+        client_id: client.into(),
+        sid: Some(sid.into()),
+    };
+    assert_eq!(
+        store
+            .session_clients("u1", Some("sid-of-the-session"))
+            .await
+            .unwrap(),
+        vec![
+            of("app", "sid-of-the-session"),
+            of("other-app", "sid-of-the-session")
+        ]
+    );
+    assert_eq!(
+        store.session_clients("u1", None).await.unwrap(),
+        vec![
+            of("app", "another-session"),
+            of("app", "sid-of-the-session"),
+            of("other-app", "sid-of-the-session")
+        ]
+    );
+    // A revoked grant's client was told already (or has no session left to end).
+    store.revoke_grant("g4", NOW + 1).await.unwrap();
+    assert_eq!(store.session_clients("u1", None).await.unwrap().len(), 2);
+    assert!(store
+        .session_clients("nobody", None)
+        .await
+        .unwrap()
+        .is_empty());
+}

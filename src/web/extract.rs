@@ -252,7 +252,11 @@ pub async fn live_session(
         return Ok(None);
     };
     if !state.provider.still_allowed(&user, &session.amr, now).await {
+        // The applications signed in through it hear of it (back-channel logout).
+        let sid = state.provider.sid_for(&session.id_hash);
+        let clients = state.store.session_clients(&user.id, Some(&sid)).await?;
         session::end(&*state.store, cookie).await?;
+        state.backchannel.notify(&user.id, &clients);
         return Ok(None);
     }
     Ok(Some((session, user)))

@@ -444,6 +444,43 @@ fn jitsi_integrate_prints_the_docker_and_prosody_settings() {
     assert!(lines.contains(&"JWT_ACCEPTED_AUDIENCES=jitsi"), "{stdout}");
     // And the native mode hints point at this issuer's JWKS.
     assert!(stdout.contains(&format!("{issuer}/jwks.json")), "{stdout}");
+
+    // Native mode's tokens carry the user id in sub: domain verification must be off.
+    assert!(
+        stdout.contains("enable_domain_verification = false"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("JWT_ENABLE_DOMAIN_VERIFICATION=false"),
+        "{stdout}"
+    );
+    // Which releases ship token_affiliation, and where it comes from otherwise.
+    assert!(stdout.contains("stable-9457"), "{stdout}");
+    assert!(stdout.contains("/prosody-plugins-contrib"), "{stdout}");
+    assert!(
+        stdout.contains("jitsi-contrib's prosody-plugins"),
+        "{stdout}"
+    );
+    // Never the advice to recreate the config directory (certificates, custom plugins);
+    // the files to edit instead.
+    assert!(!stdout.contains("recreate the config"), "{stdout}");
+    assert!(
+        stdout.contains("~/.jitsi-meet-cfg/web/custom-config.js"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("docker compose up -d"), "{stdout}");
+    // modules_enabled is added to, never replaced: no line assigns a list of our modules only.
+    for line in stdout.lines().filter(|l| l.contains("modules_enabled")) {
+        let code = line.trim_start();
+        assert!(
+            code.starts_with('#') && (line.contains("existing") || line.contains("already there")),
+            "a modules_enabled line that would replace Jitsi's list: {line}"
+        );
+    }
+    assert!(
+        stdout.contains("add \"token_verification\" to the existing modules_enabled list"),
+        "{stdout}"
+    );
 }
 
 /// The value of the commented config.js line `#   <key>: '<value>',` in integrate's output.
@@ -529,6 +566,43 @@ async fn jitsi_integrate_urls_work_against_the_server() {
         .await
         .unwrap();
     assert_eq!(tokens.status(), 200);
+    let access = tokens.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The Prosody settings printed for native mode accept the token at join; with domain
+    // verification on (the token plugin's default) the same token is refused.
+    let domain_verification = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches(['#', ' '])
+                .strip_prefix("enable_domain_verification = ")
+        })
+        .map(|v| v.split_whitespace().next() == Some("true"))
+        .expect("an enable_domain_verification line");
+    let jwks: Value = server
+        .http
+        .get(server.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let printed = ProsodyConfig {
+        accepted_issuers: vec![server.base.clone()],
+        accepted_audiences: vec!["account".into()],
+        require_room_claim: false,
+        enable_domain_verification: domain_verification,
+        ..ProsodyConfig::rs256("jitsi", jwks)
+    };
+    prosody::verify(&access, &printed, server.now(), "myroom", MUC)
+        .unwrap_or_else(|e| panic!("Prosody as printed refuses the native token: {e}"));
+    let verifying = ProsodyConfig {
+        enable_domain_verification: true,
+        ..printed
+    };
+    assert!(prosody::verify(&access, &verifying, server.now(), "myroom", MUC).is_err());
 
     // sso.html's tokenService is host/path without a scheme, and it appends /token.
     let sso = stdout

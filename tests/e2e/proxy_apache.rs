@@ -167,3 +167,117 @@ async fn proxy_apache_integrate_with_an_unknown_client_fails_and_names_the_clien
         "{printed}"
     );
 }
+
+/// `apache2 -t` accepts what `doorman integrate apache` prints, placeholders filled: for a
+/// config without the app's client (the `<client id>` form) and with doorman remote.
+#[test]
+fn proxy_apache_printed_snippets_pass_apache2_t() {
+    if !available(APACHE) {
+        return;
+    }
+    for printed in [integrate_local("apache"), integrate_remote("apache")] {
+        assert!(printed.contains("OIDCProviderMetadataURL "), "{printed}");
+        let snippet = fill_placeholders(&printed, |p| {
+            Some(match p {
+                "client id" => "apache".to_string(),
+                p if p.contains("secret") => "s3cret-0123456789".to_string(),
+                p if p.contains("random") => random_string(),
+                _ => return None,
+            })
+        });
+        let (ok, out) = Proxy::check_apache(&snippet);
+        assert!(ok, "apache2 -t refused the snippet:\n{out}\n{snippet}");
+    }
+}
+
+/// Back-channel logout to a real relying party: mod_auth_openidc's back-channel endpoint
+/// (`<OIDCRedirectURI>?logout=backchannel`) verifies doorman's logout token by its own rules
+/// (signature against the JWKS, iss, aud, iat, events, no nonce, the id_token's sid) and ends
+/// its session: after signing out at doorman, the same browser is sent to sign in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_apache_session_ends_by_back_channel_logout() {
+    if !available(APACHE) {
+        return;
+    }
+    let port = free_port();
+    // The line `integrate apache` suggests for the client, its host made 127.0.0.1 (doorman
+    // does not resolve the test's Apache host name; Apache answers on 127.0.0.1 all the same).
+    let hint = text(
+        &crate::integrate::integrate(
+            &format!("http://{AUTH_HOST}:1"),
+            &apache_client_toml(port),
+            &["apache"],
+        )
+        .stdout,
+    );
+    let line = hint
+        .lines()
+        .find_map(|l| l.strip_prefix("#   backchannel_logout_uri = "))
+        .unwrap_or_else(|| panic!("no backchannel_logout_uri hint in:\n{hint}"))
+        .replace(APACHE_HOST, "127.0.0.1");
+    assert_eq!(
+        line,
+        format!("\"http://127.0.0.1:{port}/redirect_uri?logout=backchannel\"")
+    );
+    let client = format!(
+        "{}backchannel_logout_uri = {line}\nbackchannel_logout_session_required = true\n",
+        apache_client_toml(port)
+    );
+    let doorman = Doorman::start(&forward_auth_toml(r#"["127.0.0.1/32"]"#, &client)).await;
+    let echo = Echo::start().await;
+    let passphrase = random_string();
+    let snippet = fill_placeholders(&doorman.integrate("apache"), |p| {
+        if p.contains("secret") {
+            Some(APACHE_SECRET.to_string())
+        } else if p.contains("random") {
+            Some(passphrase.clone())
+        } else {
+            None
+        }
+    });
+    let apache = Proxy::apache(port, &snippet, echo.addr);
+    let b = browser();
+    let target = apache.url(APACHE_HOST, "/hello");
+    let page = b.get(&target).await;
+    assert_eq!(page.status, 302, "{page:?}\n{}", apache.context());
+    let login = b.get(page.redirect().as_str()).await;
+    let done = b.submit_login(&login, ALICE, ALICE_PASSWORD).await;
+    done.assert_status(303);
+    let page = b.get(done.redirect().as_str()).await;
+    assert_eq!(page.status, 302, "{page:?}\n{}", apache.context());
+    let page = b.get(&target).await;
+    assert_eq!(page.status, 200, "{page:?}\n{}", apache.context());
+    assert_eq!(Seen::of(&page).one("oidc_claim_email"), Some(ALICE_EMAIL));
+
+    // Sign out at doorman (the confirmation form: this browser holds no id_token).
+    let logout = b.get(&doorman.url("/logout")).await;
+    logout.assert_status(200);
+    let csrf = input_value(&logout.text, "csrf").expect("a csrf field");
+    let out = b
+        .post_form(
+            &doorman.url("/logout"),
+            &[("confirm", "yes"), ("csrf", csrf.as_str())],
+        )
+        .await;
+    out.assert_status(200);
+    // Delivered (a 2xx from mod_auth_openidc), not left to retry.
+    let backchannel = &doorman.server.state.backchannel;
+    for _ in 0..400 {
+        if backchannel.outstanding() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(backchannel.outstanding(), 0, "{}", apache.context());
+
+    // Apache's own session is gone: the next request goes to sign in again.
+    let page = b.get(&target).await;
+    assert_eq!(page.status, 302, "{page:?}\n{}", apache.context());
+    assert!(
+        page.redirect()
+            .as_str()
+            .starts_with(&doorman.url("/authorize")),
+        "{}",
+        page.redirect()
+    );
+}

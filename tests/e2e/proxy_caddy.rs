@@ -351,3 +351,18 @@ fn proxy_caddy_remote_mode_snippet_passes_caddy_validate() {
         out.1
     );
 }
+
+/// `caddy validate` accepts what `doorman integrate caddy` prints next to doorman,
+/// placeholders filled.
+#[test]
+fn proxy_caddy_local_mode_snippet_passes_caddy_validate() {
+    if !available(CADDY) {
+        return;
+    }
+    let printed = integrate_local("caddy");
+    let site = fill_placeholders(&printed, |p| {
+        p.contains("your-app").then(|| "127.0.0.1:9".to_string())
+    });
+    let (ok, out) = Proxy::check_caddy(&site);
+    assert!(ok, "caddy validate refused the snippet:\n{out}\n{site}");
+}

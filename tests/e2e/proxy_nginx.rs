@@ -307,3 +307,19 @@ fn proxy_nginx_remote_mode_snippet_passes_nginx_t() {
         out.1
     );
 }
+
+/// `nginx -t` accepts what `doorman integrate nginx` prints next to doorman, placeholders
+/// filled.
+#[test]
+fn proxy_nginx_local_mode_snippet_passes_nginx_t() {
+    if !available(NGINX) {
+        return;
+    }
+    let printed = integrate_local("nginx");
+    let snippet = fill_placeholders(&printed, |p| {
+        p.contains("your-app")
+            .then(|| "http://127.0.0.1:9".to_string())
+    });
+    let (ok, out) = Proxy::check_nginx(&snippet);
+    assert!(ok, "nginx -t refused the snippet:\n{out}\n{snippet}");
+}

@@ -602,14 +602,27 @@ impl Proxy {
     /// (`REMOTE_USER`) added as `X-Remote-User`.
     pub fn apache(port: u16, snippet: &str, upstream: SocketAddr) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
+        let args = apache_files(dir.path(), port, snippet, upstream);
+        Proxy::spawn("apache", dir, port, APACHE, &args, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `apache2 -t` of `snippet` as `apache` would run it: (accepted, output).
+    pub fn check_apache(snippet: &str) -> (bool, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let mut args = apache_files(dir.path(), free_port(), snippet, upstream);
+        args.push("-t".into());
+        run_namespaced(dir.path(), APACHE, &args, &[])
+    }
+}
+
+/// Writes the test's httpd.conf around `snippet` into `dir`; Apache's arguments.
+fn apache_files(dir: &Path, port: u16, snippet: &str, upstream: SocketAddr) -> Vec<String> {
+    {
         // Apache's single process drops to www-data after reading the config as root, then opens
         // its lock files here.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let d = dir.path().display().to_string();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let d = dir.display().to_string();
         let m = APACHE_MODULES;
         let user = if unsafe { libc::geteuid() } == 0 {
             "User www-data\nGroup www-data\n"
@@ -645,16 +658,15 @@ impl Proxy {
              {snippet}\n\
              # --- end ---\n"
         );
-        let path = dir.path().join("httpd.conf");
+        let path = dir.join("httpd.conf");
         std::fs::write(&path, conf).unwrap();
-        let args = vec![
+        vec![
             "-X".to_string(),
             "-f".to_string(),
             path.display().to_string(),
             "-d".to_string(),
             d.clone(),
-        ];
-        Proxy::spawn("apache", dir, port, APACHE, &args, &[]).unwrap_or_else(|e| panic!("{e}"))
+        ]
     }
 }
 
