@@ -148,11 +148,16 @@ fn internal(e: PasskeyError) -> WebError {
 }
 
 /// Logs a refused passkey and answers with the step's page again.
+/// The page a refusal shows again: the flow's current step.
+struct Shown<'a> {
+    flow_id: &'a str,
+    browser: &'a str,
+    flow_state: &'a FlowState,
+}
+
 async fn refused(
     state: &AppState,
-    form: &PasskeyForm,
-    browser: &str,
-    flow_state: &FlowState,
+    shown: Shown<'_>,
     ip: std::net::IpAddr,
     action: &str,
     user: Option<&User>,
@@ -175,9 +180,9 @@ async fn refused(
     };
     render_step(
         state,
-        &form.flow,
-        browser,
-        flow_state,
+        shown.flow_id,
+        shown.browser,
+        shown.flow_state,
         Some(message),
         StatusCode::UNAUTHORIZED,
     )
@@ -224,9 +229,11 @@ async fn sign_in(
         Err(e) => {
             return refused(
                 &state,
-                &form,
-                &browser,
-                &flow_state,
+                Shown {
+                    flow_id: &form.flow,
+                    browser: &browser,
+                    flow_state: &flow_state,
+                },
                 ip,
                 action,
                 proved.as_ref().map(|(u, _)| u),
@@ -314,9 +321,11 @@ async fn enrol(
         Err(e) => {
             return refused(
                 &state,
-                &form,
-                &browser,
-                &flow_state,
+                Shown {
+                    flow_id: &form.flow,
+                    browser: &browser,
+                    flow_state: &flow_state,
+                },
                 ip,
                 "enrol",
                 Some(&user),
