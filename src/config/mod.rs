@@ -1296,7 +1296,38 @@ mod tests {
             "http://[::1]:8080",
         ] {
             let c = parse(&format!("issuer = \"{local}\"")).unwrap();
-            assert!(c.warnings.is_empty(), "{local}: {:?}", c.warnings);
+            // An IP address has only the passkey warning (no relying-party id), not http's.
+            assert!(
+                c.warnings.iter().all(|w| w.contains("WebAuthn")),
+                "{local}: {:?}",
+                c.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn an_ip_issuer_warns_that_no_passkey_is_offered() {
+        let c = parse("issuer = \"http://192.168.1.5:8080\"").unwrap();
+        let w = c.warnings.iter().find(|w| w.contains("WebAuthn"));
+        assert!(
+            w.is_some_and(
+                |w| w.contains("http://192.168.1.5:8080") && w.contains("passkeys = false")
+            ),
+            "{:?}",
+            c.warnings
+        );
+        for quiet in [
+            "issuer = \"http://localhost:8080\"",
+            "issuer = \"http://192.168.1.5:8080\"\n[login]\npasskeys = false",
+            "issuer = \"http://192.168.1.5:8080\"\n[login]\nrequire_second_factor = \"off\"",
+            "",
+        ] {
+            let c = parse(quiet).unwrap();
+            assert!(
+                !c.warnings.iter().any(|w| w.contains("WebAuthn")),
+                "{quiet}: {:?}",
+                c.warnings
+            );
         }
     }
 

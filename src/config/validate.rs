@@ -110,6 +110,7 @@ pub(super) fn validate(
             d.listen
         }),
     };
+    let issuer_set = f.issuer.is_some();
     let issuer = match f.issuer.as_deref() {
         Some(s) => parse_issuer(s).unwrap_or_else(|m| {
             push(errors, "issuer", m);
@@ -285,7 +286,10 @@ pub(super) fn validate(
     }
 
     second_factor_needs_a_policy(errors, &login, &clients);
-    if login.passkeys
+    // Only for an issuer the operator chose: the default (http://127.0.0.1:PORT, a first try
+    // on one machine) says nothing about passkeys.
+    if issuer_set
+        && login.passkeys
         && login.require_second_factor != SecondFactorPolicy::Off
         && crate::accounts::webauthn::Rp::from_issuer(&issuer).is_none()
     {
