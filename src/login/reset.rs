@@ -54,6 +54,7 @@ struct FormPage<'a> {
     csrf: &'a str,
     username: &'a str,
     code: bool,
+    app: bool,
     min_length: usize,
     error: Option<&'a str>,
 }
@@ -126,6 +127,8 @@ struct View<'a> {
     user: &'a User,
     browser: &'a str,
     code: bool,
+    /// The account has an authenticator app (else only passkeys: a recovery code it is).
+    app: bool,
     error: Option<&'a str>,
 }
 
@@ -143,6 +146,7 @@ fn render_form(state: &AppState, view: &View<'_>, status: StatusCode) -> Respons
             csrf: &csrf,
             username: &view.user.username,
             code: view.code,
+            app: view.app,
             min_length: state.config.accounts.min_password_length,
             error: view.error,
         },
@@ -161,12 +165,14 @@ async fn page(
         Err(page) => return Ok(page),
     };
     let code = factor::has_one(&*state.store, &user.id).await?;
+    let app = factor::has_totp(&*state.store, &user.id).await?;
     let view = View {
         token: &token,
         link: &link,
         user: &user,
         browser: &browser.value,
         code,
+        app,
         error: None,
     };
     let mut resp = render_form(&state, &view, StatusCode::OK);
@@ -199,6 +205,7 @@ async fn submit(
         ));
     };
     let has_factor = factor::has_one(&*state.store, &user.id).await?;
+    let app = factor::has_totp(&*state.store, &user.id).await?;
     let again = |error: &str, status: StatusCode| {
         let view = View {
             token: &token,
@@ -206,6 +213,7 @@ async fn submit(
             user: &user,
             browser: &browser.value,
             code: has_factor,
+            app,
             error: Some(error),
         };
         render_form(&state, &view, status)
