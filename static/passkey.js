@@ -48,9 +48,11 @@
       method: 'POST', body: fields(form), credentials: 'same-origin',
       headers: { Accept: 'application/json' }
     }).then(function (r) {
-      if (!r.ok) throw new Error(r.status === 404 ? 'Passkeys are not available here.' : 'This page has expired: reload it and try again.');
-      return r.json();
-    }).then(function (j) { return j.publicKey; });
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (r.ok && j.publicKey) return j.publicKey;
+        throw new Error(j.error || (r.status === 404 ? 'Passkeys are not available here.' : 'This page has expired: reload it and try again.'));
+      });
+    });
   }
   function registration(cred) {
     var r = cred.response;
@@ -69,6 +71,8 @@
     };
   }
   function send(form, answer) {
+    // What the options request needed (a password, a code) is not sent again.
+    Array.prototype.forEach.call(form.querySelectorAll('input[type=password], input[name=code]'), function (el) { el.value = ''; });
     form.elements.credential.value = JSON.stringify(answer);
     HTMLFormElement.prototype.submit.call(form);
   }

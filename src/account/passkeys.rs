@@ -1,8 +1,10 @@
 //! Passkeys on `/account`: add one (a ceremony bound to this SSO session), rename, remove.
 //!
-//! - `GET /account/passkeys`: signs in again first when the session is not recent enough (or,
-//!   with a second factor on the account, did not use it); then back to the page's section.
-//! - `POST /account/passkeys/options` (csrf): the creation options, JSON.
+//! - `GET /account/passkeys`: when the account has a second factor this session did not use,
+//!   asks for it first; then back to the page's section.
+//! - `POST /account/passkeys/options` (csrf, password or code): the creation options, JSON,
+//!   once the password (or a code from the app) is right, counted in the lockout like a
+//!   sign-in; the challenge is bound to this session.
 //! - `POST /account/passkeys/add` (csrf, name, credential): the registration; recovery codes
 //!   (shown once) when it is the account's first second factor.
 //! - `POST /account/passkeys/rename` (csrf, id, name).
@@ -17,7 +19,7 @@ use serde::Deserialize;
 
 use super::{authorised, confirm_change, done, refuse, Errors, Refusal};
 use crate::error::WebError;
-use crate::login::passkey::{rp_or_404, NOT_ACCEPTED};
+use crate::login::passkey::{json_error, rp_or_404, too_many, NOT_ACCEPTED};
 use crate::signin::passkey::{self as pk, Ceremony, PasskeyError};
 use crate::signin::second_factor as factor;
 use crate::signin::{FlowState, Proof, Purpose, Step};
@@ -33,23 +35,15 @@ pub mod paths {
     pub const REMOVE: &str = "/account/passkeys/remove";
 }
 
-/// May this session add a passkey now? A doorman account (with a password), signed in
-/// recently with doorman's own methods, and with the account's second factor when it has
-/// one: a session cookie alone must not add a way in.
+/// May this session add a passkey? A doorman account (with a password) and, when it has a
+/// second factor, a session that used one. The options then ask for the password (or an app
+/// code) again: a session cookie alone must not add a way in that outlives a password change.
 pub(crate) async fn may_add(
     state: &AppState,
     session: &Session,
     user: &User,
 ) -> Result<bool, WebError> {
     if user.password_hash.is_none() || pk::relying_party(&state.config).is_none() {
-        return Ok(false);
-    }
-    if !super::rules::sign_in_is_recent(
-        session.auth_time,
-        state.now(),
-        state.config.accounts.reauth_after,
-    ) || !crate::signin::policy::is_doorman_sign_in(&session.amr)
-    {
         return Ok(false);
     }
     Ok(crate::signin::policy::has_second_factor(&session.amr)
@@ -76,24 +70,16 @@ pub(super) async fn gate(
     if may_add(&state, &session, &user).await? || user.password_hash.is_none() {
         return Ok(Redirect::to(&section(&state)).into_response());
     }
-    let recent = super::rules::sign_in_is_recent(
-        session.auth_time,
-        state.now(),
-        state.config.accounts.reauth_after,
-    ) && crate::signin::policy::is_doorman_sign_in(&session.amr);
-    if recent {
-        // Recent, but without the account's second factor: that first.
-        let flow_state = FlowState {
-            purpose: Purpose::Continue { url: Some(here) },
-            step: Step::SecondFactor {
-                user_id: user.id.clone(),
-                amr: session.amr.clone(),
-                proof: Proof::session(&session),
-            },
-        };
-        return crate::login::begin_at(&state, &cookies, ip, flow_state).await;
-    }
-    crate::login::begin(&state, &cookies, ip, Purpose::Continue { url: Some(here) }).await
+    // The account has a second factor this session did not use: that first.
+    let flow_state = FlowState {
+        purpose: Purpose::Continue { url: Some(here) },
+        step: Step::SecondFactor {
+            user_id: user.id.clone(),
+            amr: session.amr.clone(),
+            proof: Proof::session(&session),
+        },
+    };
+    crate::login::begin_at(&state, &cookies, ip, flow_state).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,14 +101,16 @@ pub(super) struct PasskeyForm {
 fn sign_in_again() -> WebError {
     WebError::page(
         StatusCode::FORBIDDEN,
-        "Sign in again first",
-        "Adding a passkey needs a recent sign-in. Open your account page and choose \"Add a passkey\" again.",
+        "Use your second factor first",
+        "Adding a passkey needs a sign-in with your account's second factor. Open your account page and choose \"Add a passkey\" again.",
     )
 }
 
-/// POST /account/passkeys/options.
+/// POST /account/passkeys/options: after the password (or an app code), checked and
+/// counted like a sign-in's.
 pub(super) async fn options(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     cookies: Cookies,
     SignedIn(live): SignedIn,
     Form(form): Form<PasskeyForm>,
@@ -131,6 +119,18 @@ pub(super) async fn options(
     let (session, user) = authorised(&state, &cookies, live, &form.csrf)?;
     if !may_add(&state, &session, &user).await? {
         return Err(sign_in_again());
+    }
+    if let Err(limited) = state.limiter.passkey_challenge(ip, state.now_ms()) {
+        return Ok(too_many(ip, limited.retry_after));
+    }
+    if let Err(Refusal(msg, status, retry)) =
+        confirm_change(&state, &user, &form.code, &form.password, ip, "add_passkey").await?
+    {
+        let mut resp = json_error(status, &msg);
+        if let Some(s) = retry {
+            crate::login::set_retry_after(&mut resp, s);
+        }
+        return Ok(resp);
     }
     let now = state.now();
     let ceremony = Ceremony::Enrol {
@@ -198,7 +198,7 @@ pub(super) async fn add(
         Ok(a) => a,
         Err(PasskeyError::Store(e)) => return Err(e.into()),
         Err(e) => {
-            tracing::warn!(target: "audit", event = "passkey", action = "enrol", user = %user.username, ip = %ip, outcome = "refused", reason = %e);
+            tracing::warn!(target: "audit", event = "passkey", action = "enrol", user = %user.username, ip = %ip, outcome = "refused", reason = ?e.to_string());
             let msg = match e {
                 PasskeyError::Duplicate => "That passkey is registered already.",
                 PasskeyError::TooMany => {
@@ -216,7 +216,7 @@ pub(super) async fn add(
             .await;
         }
     };
-    tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "passkey", passkey = %added.passkey.name, user = %user.username, ip = %ip, outcome = "success");
+    tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "passkey", passkey = ?added.passkey.name, user = %user.username, ip = %ip, outcome = "success");
     if !added.first_factor {
         return Ok(done(&state, "passkey-added"));
     }
@@ -269,7 +269,7 @@ pub(super) async fn rename(
         )
         .await;
     }
-    tracing::info!(target: "audit", event = "passkey", action = "renamed", passkey = %name, user = %user.username, ip = %ip, outcome = "success");
+    tracing::info!(target: "audit", event = "passkey", action = "renamed", passkey = ?name, user = %user.username, ip = %ip, outcome = "success");
     Ok(done(&state, "passkey-renamed"))
 }
 
@@ -311,6 +311,19 @@ pub(super) async fn remove(
         Err(refusal) => return refuse_in_section(&state, &cookies, &session, &user, refusal).await,
     };
     state.store.delete_passkey(&user.id, &passkey.id).await?;
-    tracing::info!(target: "audit", event = "second_factor", action = "removed", method = "passkey", passkey = %passkey.name, user = %user.username, ip = %ip, confirmed_with = method, outcome = "success");
+    // Sessions do not record which passkey signed them in: a removed passkey (a lost phone)
+    // must not leave its sessions and applications signed in, so every other one ends.
+    let now = state.now();
+    let keep_sid = state.provider.sid_for(&session.id_hash);
+    let ended = super::sign_ins::end_other_sign_ins(
+        &*state.store,
+        &user.id,
+        &session.id_hash,
+        &keep_sid,
+        now,
+    )
+    .await?;
+    state.backchannel.notify(&user.id, &ended.logouts);
+    tracing::info!(target: "audit", event = "second_factor", action = "removed", method = "passkey", passkey = ?passkey.name, user = %user.username, ip = %ip, confirmed_with = method, sessions_ended = ended.sessions, grants_revoked = ended.grants, outcome = "success");
     Ok(done(&state, "passkey-removed"))
 }

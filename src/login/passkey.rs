@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 
-use super::second_factor::{enrolled, expired, flow_user, render_step, EnrolledFlow};
+use super::second_factor::{enrolled, expired, flow_user, may_enrol, render_step, EnrolledFlow};
 use super::{load_flow, redirect_with_cookies};
 use crate::accounts::webauthn::Rp;
 use crate::error::WebError;
@@ -81,8 +81,9 @@ async fn ceremony_of(state: &AppState, step: &Step) -> Result<(Ceremony, Option<
                 Some(user),
             )
         }
-        Step::Enrol { .. } => {
+        Step::Enrol { amr, .. } => {
             let user = flow_user(state, step).await?;
+            may_enrol(state, &user, amr).await?;
             (
                 Ceremony::Enrol {
                     user_id: user.id.clone(),
@@ -98,11 +99,15 @@ async fn ceremony_of(state: &AppState, step: &Step) -> Result<(Ceremony, Option<
 /// POST /login/passkey/options.
 async fn options(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     transport: Transport,
     cookies: Cookies,
     Form(form): Form<PasskeyForm>,
 ) -> Result<Response, WebError> {
     let rp = rp_or_404(&state)?;
+    if let Err(limited) = state.limiter.passkey_challenge(ip, state.now_ms()) {
+        return Ok(too_many(ip, limited.retry_after));
+    }
     let (flow, flow_state, _) =
         load_flow(&state, &cookies, transport, &form.flow, &form.csrf).await?;
     let (ceremony, user) = ceremony_of(&state, &flow_state.step).await?;
@@ -122,6 +127,25 @@ async fn options(
     .await
     .map_err(internal)?;
     Ok(Json(options).into_response())
+}
+
+/// A JSON answer the page's script shows (`{"error": ...}`).
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// 429 for an IP asking for too many passkey challenges.
+pub(crate) fn too_many(ip: std::net::IpAddr, retry_after: i64) -> Response {
+    tracing::warn!(target: "audit", event = "passkey", action = "options", ip = %ip, outcome = "rate_limited");
+    let mut resp = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "Too many passkey requests from this address. {}",
+            crate::signin::password::wait_text(retry_after)
+        ),
+    );
+    super::set_retry_after(&mut resp, retry_after);
+    resp
 }
 
 fn password_method(state: &AppState) -> bool {
@@ -167,10 +191,10 @@ async fn refused(
     match &e {
         PasskeyError::Store(_) => return Err(internal(e)),
         PasskeyError::Counter { .. } | PasskeyError::OtherUser { .. } => {
-            tracing::error!(target: "audit", event = "passkey", action, user = %who, ip = %ip, outcome = "refused", reason = %e);
+            tracing::error!(target: "audit", event = "passkey", action, user = %who, ip = %ip, outcome = "refused", reason = ?e.to_string());
         }
         _ => {
-            tracing::warn!(target: "audit", event = "passkey", action, user = %who, ip = %ip, outcome = "refused", reason = %e);
+            tracing::warn!(target: "audit", event = "passkey", action, user = %who, ip = %ip, outcome = "refused", reason = ?e.to_string());
         }
     }
     let message = match e {
@@ -250,7 +274,7 @@ async fn sign_in(
         ),
     };
     let client = super::client_of(&flow_state.purpose).to_string();
-    tracing::info!(target: "audit", event = "sign_in", method = signed.method, passkey = %signed.passkey_name, passwordless = (action == "passwordless"), user = %user.username, ip = %ip, client = %client, outcome = "success");
+    tracing::info!(target: "audit", event = "sign_in", method = signed.method, passkey = ?signed.passkey_name, passwordless = (action == "passwordless"), user = %user.username, ip = %ip, client = %client, outcome = "success");
     finish(&state, &cookies, &flow, &flow_state, &user, amr, &meta).await
 }
 
@@ -303,6 +327,7 @@ async fn enrol(
         return Err(expired());
     };
     let user = flow_user(&state, &flow_state.step).await?;
+    may_enrol(&state, &user, amr).await?;
     let now = state.now();
     let had = factor::has_one(&*state.store, &user.id).await?;
     let added = match pk::finish_enrol(
@@ -334,7 +359,7 @@ async fn enrol(
             .await
         }
     };
-    tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "passkey", passkey = %added.passkey.name, user = %user.username, ip = %ip, outcome = "success");
+    tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "passkey", passkey = ?added.passkey.name, user = %user.username, ip = %ip, outcome = "success");
     let codes = if added.first_factor {
         Some(factor::new_recovery_codes(&*state.store, &state.secret_box, &user.id, now).await?)
     } else {

@@ -291,11 +291,19 @@ async fn submit(
     let other_links = links::revoke_resets_of(&*state.store, &user.id, now).await?;
     tracing::info!(target: "audit", event = "password_reset", link = %link.id, user = %user.username, created_by = %link.created_by, sessions_ended = ended.sessions, grants_revoked = ended.grants, reset_links_revoked = other_links, ip = %ip, outcome = "success");
     let login = state.url(paths::LOGIN);
+    let passkeys = state.store.list_passkeys(&user.id).await?.len();
+    let text = if passkeys == 0 {
+        "You were signed out everywhere. Sign in with your new password.".to_string()
+    } else {
+        format!(
+            "You were signed out everywhere. Sign in with your new password. Your account's {passkeys} passkey(s) still sign in: if you did not add them all yourself, remove them on your account page."
+        )
+    };
     Ok(message(
         &state,
         StatusCode::OK,
         "Your password was changed",
-        "You were signed out everywhere. Sign in with your new password.",
+        &text,
         Some(&login),
     ))
 }

@@ -211,6 +211,27 @@ pub(crate) async fn flow_user(state: &AppState, step: &Step) -> Result<User, Web
     Ok(user)
 }
 
+/// An enrolment step may add a factor: the account has none, or the flow began from a
+/// session that used one (`/account/second-factor`, `offer_enrolment`). A step left waiting
+/// after a password while the account gained a factor elsewhere is refused: it must not
+/// add a second way in past the new factor.
+pub(crate) async fn may_enrol(
+    state: &AppState,
+    user: &User,
+    amr: &[String],
+) -> Result<(), WebError> {
+    if crate::signin::policy::has_second_factor(amr)
+        || !factor::has_one(&*state.store, &user.id).await?
+    {
+        return Ok(());
+    }
+    Err(WebError::page(
+        StatusCode::CONFLICT,
+        "A second factor is already set up",
+        "This account got a second factor meanwhile. Start signing in again and use it.",
+    ))
+}
+
 /// A step form's flow, loaded and checked (CSRF token, this browser).
 struct Posted {
     flow: Flow,
@@ -346,6 +367,7 @@ async fn enrol(
     };
     let user = flow_user(&state, &posted.state.step).await?;
     let secret = factor::open_pending(&state.secret_box, secret).ok_or_else(expired)?;
+    may_enrol(&state, &user, amr).await?;
     if factor::has_totp(&*state.store, &user.id).await? {
         // Set up meanwhile (another tab, another flow): this one must not replace it.
         return Err(WebError::page(

@@ -37,6 +37,10 @@ pub const MAX_VERIFYING_PER_IP: u32 = 4;
 /// Plex PINs per IP: a burst of this many, then one every `PIN_INTERVAL_MS`.
 const PIN_BURST: i64 = 10;
 const PIN_INTERVAL_MS: i64 = 2000;
+/// Passkey challenges per IP (each is a store write): a burst of this many, then one every
+/// `CHALLENGE_INTERVAL_MS`.
+pub const CHALLENGE_BURST: i64 = 20;
+const CHALLENGE_INTERVAL_MS: i64 = 1000;
 const CAPACITY: u64 = 100_000;
 
 /// What the limiter keys a client by: an IPv4 address, or the /64 an IPv6 address is in.
@@ -133,10 +137,12 @@ pub struct SignInLimiter {
     flows: Cache<IpKey, i64>,
     open_flows: Cache<Hash, IpKey>,
     pins: Cache<IpKey, i64>,
+    challenges: Cache<IpKey, i64>,
     max_ip: u32,
     window_ms: i64,
     flow_rate: Rate,
     pin_rate: Rate,
+    challenge_rate: Rate,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -170,6 +176,7 @@ impl SignInLimiter {
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
             pins: cache(Duration::from_secs(60)),
+            challenges: cache(Duration::from_secs(60)),
             max_ip: login.max_failures_per_ip,
             window_ms,
             flow_rate: Rate {
@@ -179,6 +186,10 @@ impl SignInLimiter {
             pin_rate: Rate {
                 interval_ms: PIN_INTERVAL_MS,
                 burst: PIN_BURST,
+            },
+            challenge_rate: Rate {
+                interval_ms: CHALLENGE_INTERVAL_MS,
+                burst: CHALLENGE_BURST,
             },
         }
     }
@@ -289,6 +300,13 @@ impl SignInLimiter {
     pub fn create_pin(&self, ip: IpAddr, now: Timestamp) -> Result<(), Limited> {
         let _g = self.guard();
         take(&self.pins, IpKey::of(ip), self.pin_rate, now)
+    }
+
+    /// A passkey challenge for `ip` (each one a store write): a burst of
+    /// [`CHALLENGE_BURST`], then one a second.
+    pub fn passkey_challenge(&self, ip: IpAddr, now: Timestamp) -> Result<(), Limited> {
+        let _g = self.guard();
+        take(&self.challenges, IpKey::of(ip), self.challenge_rate, now)
     }
 }
 
