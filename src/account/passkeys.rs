@@ -241,6 +241,14 @@ pub(super) async fn add(
     ))
 }
 
+fn not_yours() -> Refusal {
+    Refusal(
+        "That passkey is not on your account.".into(),
+        StatusCode::NOT_FOUND,
+        None,
+    )
+}
+
 /// POST /account/passkeys/rename.
 pub(super) async fn rename(
     State(state): State<AppState>,
@@ -256,18 +264,7 @@ pub(super) async fn rename(
         .rename_passkey(&user.id, &form.id, &name)
         .await?
     {
-        return refuse_in_section(
-            &state,
-            &cookies,
-            &session,
-            &user,
-            Refusal(
-                "That passkey is not on your account.".into(),
-                StatusCode::NOT_FOUND,
-                None,
-            ),
-        )
-        .await;
+        return refuse_in_section(&state, &cookies, &session, &user, not_yours()).await;
     }
     tracing::info!(target: "audit", event = "passkey", action = "renamed", passkey = ?name, user = %user.username, ip = %ip, outcome = "success");
     Ok(done(&state, "passkey-renamed"))
@@ -284,18 +281,7 @@ pub(super) async fn remove(
     let (session, user) = authorised(&state, &cookies, live, &form.csrf)?;
     let mine = state.store.list_passkeys(&user.id).await?;
     let Some(passkey) = mine.iter().find(|p| p.id == form.id) else {
-        return refuse_in_section(
-            &state,
-            &cookies,
-            &session,
-            &user,
-            Refusal(
-                "That passkey is not on your account.".into(),
-                StatusCode::NOT_FOUND,
-                None,
-            ),
-        )
-        .await;
+        return refuse_in_section(&state, &cookies, &session, &user, not_yours()).await;
     };
     let method = match confirm_change(
         &state,
