@@ -658,6 +658,44 @@ async fn a_challenge_is_single_use_expires_and_belongs_to_its_flow() {
     let replay = post_assertion(&attacker, &their, &credential).await;
     assert_refused(&replay, "replayed in another browser's flow");
 
+    // Used once even when the first answer failed: a forged answer uses up the challenge, and
+    // the genuine one over the same options is refused; the flow itself lives on.
+    let b = Browser::new();
+    let req = request(&server, &[]);
+    let form = landing_passkey_form(&b, &req).await;
+    let options = login_options(&server, &b, &form).await.json();
+    let forged = key.assert(&options, &format!("http://localhost:{}", server.port + 1));
+    assert_refused(&post_assertion(&b, &form, &forged).await, "forged");
+    let genuine = key.assert(&options, &o);
+    assert_refused(
+        &post_assertion(&b, &form, &genuine).await,
+        "the genuine answer to a used challenge",
+    );
+    let options = login_options(&server, &b, &form).await.json();
+    let done = post_assertion(&b, &form, &key.assert(&options, &o)).await;
+    code_of(&server, &req, &done, "a new challenge");
+
+    // On /account too: one set of creation options registers one passkey.
+    let b = Browser::new();
+    let csrf = add_csrf(&account_sign_in_with_passkey(&server, &b, ALICE, ALICE_PASSWORD, &mut key).await);
+    let options = account_options(&server, &b, &csrf).await;
+    for (name, want) in [("Second", 303), ("Third", 401)] {
+        let credential = SoftAuthenticator::new(false).register(&options, &o);
+        let page = b
+            .post_form(
+                &server.url(ACCOUNT_ADD),
+                &[("csrf", &csrf), ("name", name), ("credential", &credential)],
+            )
+            .await;
+        assert_eq!(page.status, want, "{name}: {}", page.text);
+        if want == 401 {
+            assert_eq!(alert(&page).as_deref(), Some(NOT_ACCEPTED), "{name}");
+        }
+    }
+    let mut names = listed_names(&account_page(&server, &b).await);
+    names.sort();
+    assert_eq!(names, ["My key", "Second"]);
+
     // Expired: the flow lives on, its 5-minute challenge does not.
     let b = Browser::new();
     let req = request(&server, &[]);
