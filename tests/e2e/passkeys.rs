@@ -126,7 +126,10 @@ fn list_columns(server: &TestServer, name: &str) -> (String, String) {
     let out = cli(server, &["user", "list"]);
     assert_ok(&out, "user list");
     let stdout = text(&out.stdout);
-    assert!(stdout.lines().next().unwrap().contains("PASSKEYS"), "{stdout}");
+    assert!(
+        stdout.lines().next().unwrap().contains("PASSKEYS"),
+        "{stdout}"
+    );
     let row = stdout
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name))
@@ -485,7 +488,10 @@ async fn sign_out(server: &TestServer, b: &Browser) {
     page.assert_status(200);
     let csrf = input_value(&page.text, "csrf").unwrap();
     let done = b
-        .post_form(&server.url("/logout"), &[("csrf", &csrf), ("confirm", "yes")])
+        .post_form(
+            &server.url("/logout"),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
         .await;
     assert!(done.status < 400, "logout: {} {}", done.status, done.text);
     let page = b.get(&server.url(ACCOUNT)).await;
@@ -677,7 +683,8 @@ async fn a_challenge_is_single_use_expires_and_belongs_to_its_flow() {
 
     // On /account too: one set of creation options registers one passkey.
     let b = Browser::new();
-    let csrf = add_csrf(&account_sign_in_with_passkey(&server, &b, ALICE, ALICE_PASSWORD, &mut key).await);
+    let csrf =
+        add_csrf(&account_sign_in_with_passkey(&server, &b, ALICE, ALICE_PASSWORD, &mut key).await);
     let options = account_options(&server, &b, &csrf).await;
     for (name, want) in [("Second", 303), ("Third", 401)] {
         let credential = SoftAuthenticator::new(false).register(&options, &o);
@@ -884,7 +891,11 @@ async fn passkey_forms_need_their_csrf_token() {
     server
         .state
         .store
-        .rename_passkey(&user(&server, ALICE).await.id, &passkeys_of(&server, ALICE).await[0].id, "First")
+        .rename_passkey(
+            &user(&server, ALICE).await.id,
+            &passkeys_of(&server, ALICE).await[0].id,
+            "First",
+        )
         .await
         .unwrap();
     let b = Browser::new();
@@ -900,7 +911,8 @@ async fn passkey_forms_need_their_csrf_token() {
     let credential = second.register(&options, &origin(&server));
     for token in [None, Some("forged"), Some(other_csrf.as_str())] {
         let with = |fields: &[(&'static str, &str)]| {
-            let mut all: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            let mut all: Vec<(&str, String)> =
+                fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
             if let Some(t) = token {
                 all.push(("csrf", t.to_string()));
             }
@@ -909,9 +921,15 @@ async fn passkey_forms_need_their_csrf_token() {
         let what = format!("csrf {token:?}");
         for (path, fields) in [
             (ACCOUNT_OPTIONS, with(&[])),
-            (ACCOUNT_ADD, with(&[("name", "Sneaky"), ("credential", &credential)])),
+            (
+                ACCOUNT_ADD,
+                with(&[("name", "Sneaky"), ("credential", &credential)]),
+            ),
             (ACCOUNT_RENAME, with(&[("id", &id), ("name", "Renamed")])),
-            (ACCOUNT_REMOVE, with(&[("id", &id), ("password", ALICE_PASSWORD)])),
+            (
+                ACCOUNT_REMOVE,
+                with(&[("id", &id), ("password", ALICE_PASSWORD)]),
+            ),
         ] {
             let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let page = b.post_form(&server.url(path), &fields).await;
@@ -925,7 +943,11 @@ async fn passkey_forms_need_their_csrf_token() {
     let page = b
         .post_form(
             &server.url(ACCOUNT_ADD),
-            &[("csrf", &csrf), ("name", "Second"), ("credential", &credential)],
+            &[
+                ("csrf", &csrf),
+                ("name", "Second"),
+                ("credential", &credential),
+            ],
         )
         .await;
     assert_eq!(page.status, 303, "{}", page.text);
@@ -963,7 +985,12 @@ async fn rename_and_remove_on_the_account_page() {
     );
     let alice_id = user(&server, ALICE).await.id;
     assert_eq!(
-        server.state.store.recovery_codes_left(&alice_id).await.unwrap(),
+        server
+            .state
+            .store
+            .recovery_codes_left(&alice_id)
+            .await
+            .unwrap(),
         10
     );
     let page = account_page(&server, &b).await;
@@ -981,7 +1008,10 @@ async fn rename_and_remove_on_the_account_page() {
         done.redirect().as_str(),
         server.url("/account?done=passkey-renamed")
     );
-    assert_eq!(listed_names(&account_page(&server, &b).await), ["Work laptop"]);
+    assert_eq!(
+        listed_names(&account_page(&server, &b).await),
+        ["Work laptop"]
+    );
 
     // Bob cannot rename or remove alice's passkey.
     let bob = Browser::new();
@@ -993,7 +1023,10 @@ async fn rename_and_remove_on_the_account_page() {
         )
         .await;
     assert_eq!(page.status, 404, "{}", page.text);
-    assert_eq!(alert(&page).as_deref(), Some("That passkey is not on your account."));
+    assert_eq!(
+        alert(&page).as_deref(),
+        Some("That passkey is not on your account.")
+    );
     let page = bob
         .post_form(
             &server.url(ACCOUNT_REMOVE),
@@ -1007,7 +1040,11 @@ async fn rename_and_remove_on_the_account_page() {
     let page = b
         .post_form(
             &server.url(ACCOUNT_REMOVE),
-            &[("csrf", &csrf), ("id", &id), ("password", "not-her-password")],
+            &[
+                ("csrf", &csrf),
+                ("id", &id),
+                ("password", "not-her-password"),
+            ],
         )
         .await;
     assert_eq!(page.status, 401, "{}", page.text);
@@ -1041,13 +1078,22 @@ async fn rename_and_remove_on_the_account_page() {
     let page = account_page(&server, &b).await;
     assert!(listed_names(&page).is_empty(), "{}", page.text);
     assert_eq!(
-        server.state.store.recovery_codes_left(&alice_id).await.unwrap(),
+        server
+            .state
+            .store
+            .recovery_codes_left(&alice_id)
+            .await
+            .unwrap(),
         0,
         "the recovery codes went with the last factor"
     );
     let page = passwordless(&server, &Browser::new(), &request(&server, &[]), &mut key).await;
     assert_refused(&page, "a removed passkey");
-    assert!(!audit_lines(&["action=\"passwordless\"", "the credential is not registered"]).is_empty());
+    assert!(!audit_lines(&[
+        "action=\"passwordless\"",
+        "the credential is not registered"
+    ])
+    .is_empty());
     // No factor left: the password alone signs in, and no code page asks for a recovery code.
     let b2 = Browser::new();
     let req = request(&server, &[]);
@@ -1104,7 +1150,11 @@ async fn a_disabled_users_passkey_does_not_sign_in() {
     let b = Browser::new();
     let page = passwordless(&server, &b, &request(&server, &[]), &mut key).await;
     assert_eq!(page.status, 403, "{}", page.text);
-    assert!(page.text.contains("This account is disabled"), "{}", page.text);
+    assert!(
+        page.text.contains("This account is disabled"),
+        "{}",
+        page.text
+    );
     assert!(!page.sets_cookie("doorman_session"));
     assert!(page.location().is_none());
 }
@@ -1120,7 +1170,11 @@ async fn an_ip_issuer_offers_no_passkeys_and_check_config_warns() {
     let page = b.get(&server.auth_request(RP, "openid").url).await;
     page.assert_status(200);
     assert!(!page.text.contains("passkey"), "{}", page.text);
-    assert!(page.text.contains("autocomplete=\"username\""), "{}", page.text);
+    assert!(
+        page.text.contains("autocomplete=\"username\""),
+        "{}",
+        page.text
+    );
     let form = page.login_form().unwrap();
     let answer = b
         .post_form(
@@ -1133,7 +1187,11 @@ async fn an_ip_issuer_offers_no_passkeys_and_check_config_warns() {
     let done = b.submit_login(&page, ALICE, ALICE_PASSWORD).await;
     assert_eq!(done.status, 303);
     let account = b.get(&server.url(ACCOUNT)).await;
-    assert!(!account.text.contains("id=\"passkeys\""), "{}", account.text);
+    assert!(
+        !account.text.contains("id=\"passkeys\""),
+        "{}",
+        account.text
+    );
     let csrf = input_value(&account.text, "csrf").unwrap();
     let answer = b
         .post_form(&server.url(ACCOUNT_OPTIONS), &[("csrf", &csrf)])
@@ -1174,7 +1232,11 @@ async fn adding_a_passkey_needs_a_recent_sign_in() {
     let mut key = SoftAuthenticator::new(false);
     let page = account_page(&server, &b).await;
     assert!(!page.text.contains("id=\"add-passkey\""), "{}", page.text);
-    assert!(page.text.contains("id=\"add-passkey-link\""), "{}", page.text);
+    assert!(
+        page.text.contains("id=\"add-passkey-link\""),
+        "{}",
+        page.text
+    );
     assert!(passkeys_of(&server, ALICE).await.is_empty());
 
     // The link starts a sign-in that comes back to the section.
@@ -1193,4 +1255,44 @@ async fn adding_a_passkey_needs_a_recent_sign_in() {
     assert_eq!(back.redirect().as_str(), server.url("/account#passkeys"));
     let page = add_on_account(&server, &b, &mut key, "After re-auth").await;
     recovery_codes(&page, "after re-auth");
+
+    // Now the account has a second factor and this session did not use it: another passkey
+    // needs it first, and the gate asks for it (the passkey just added) and comes back.
+    let page = account_page(&server, &b).await;
+    assert!(
+        page.text.contains("id=\"add-passkey-link\""),
+        "{}",
+        page.text
+    );
+    let page = b
+        .post_form(&server.url(ACCOUNT_OPTIONS), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, 403, "{}", page.text);
+    let gate = b.get(&server.url("/account/passkeys")).await;
+    let step = if gate.status == 200 {
+        gate
+    } else {
+        let to = gate.redirect();
+        b.get(to.as_str()).await
+    };
+    assert!(
+        step.login_form().is_none(),
+        "no password again: {}",
+        step.text
+    );
+    let form = form_with(&step, "id=\"passkey-form\"", "the gate's code page");
+    let options = login_options(&server, &b, &form).await.json();
+    let done = post_assertion(&b, &form, &key.assert(&options, &origin(&server))).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(done.redirect().as_str(), server.url("/account/passkeys"));
+    let back = b.get(done.redirect().as_str()).await;
+    assert_eq!(back.redirect().as_str(), server.url("/account#passkeys"));
+    let mut another = SoftAuthenticator::new(true);
+    let page = add_on_account(&server, &b, &mut another, "Second").await;
+    assert_eq!(
+        page.redirect().as_str(),
+        server.url("/account?done=passkey-added"),
+        "not the first factor: no new codes"
+    );
+    assert_eq!(passkeys_of(&server, ALICE).await.len(), 2);
 }
