@@ -517,6 +517,9 @@ fn strings(v: &Value) -> Vec<String> {
 async fn enrol_on_account_then_password_and_passkey_reach_the_rp() {
     let server = localhost_server("").await;
     assert_eq!(list_columns(&server, ALICE), ("-".into(), "0".into()));
+    // Alice is also signed in elsewhere, with her password only.
+    let elsewhere = Browser::new();
+    account_sign_in(&server, &elsewhere, ALICE, ALICE_PASSWORD).await;
     let b = Browser::new();
     let page = account_sign_in(&server, &b, ALICE, ALICE_PASSWORD).await;
     assert!(
@@ -555,6 +558,13 @@ async fn enrol_on_account_then_password_and_passkey_reach_the_rp() {
     assert_eq!(listed_names(&page), vec!["Laptop key"]);
     assert!(codes.iter().all(|c| !page.text.contains(c.as_str())));
     assert_eq!(list_columns(&server, ALICE), ("key".into(), "1".into()));
+    // The first second factor ends the sessions that were signed in without it.
+    let page = elsewhere.get(&server.url(ACCOUNT)).await;
+    assert!(
+        page.login_form().is_some(),
+        "the other session ended:\n{}",
+        page.text
+    );
 
     sign_out(&server, &b).await;
     let req = request(&server, &[("acr_values", "2fa")]);
@@ -871,6 +881,34 @@ async fn another_users_credential_is_refused() {
     })
     .await;
     assert_refused(&page, "no user handle");
+
+    // Alice's authenticator registered again, on bob's account (a page that drops
+    // excludeCredentials, or bob at alice's device): refused, the credential stays hers.
+    let bob = Browser::new();
+    account_sign_in_with_passkey(&server, &bob, BOB, BOB_PASSWORD, &mut bobs).await;
+    let csrf = add_csrf(&account_page(&server, &bob).await);
+    let mut options = account_options(&server, &bob, &csrf).await;
+    options["publicKey"]["excludeCredentials"] = json!([]);
+    let credential = alices.register(&options, &o);
+    let page = bob
+        .post_form(
+            &server.url(ACCOUNT_ADD),
+            &[
+                ("csrf", &csrf),
+                ("name", "Hers"),
+                ("credential", &credential),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 401, "{}", page.text);
+    assert_eq!(
+        alert(&page).as_deref(),
+        Some("That passkey is registered already.")
+    );
+    assert_eq!(passkeys_of(&server, BOB).await.len(), 1);
+    let hers = passkeys_of(&server, ALICE).await;
+    assert_eq!(hers.len(), 1);
+    assert_eq!(hers[0].credential_id, alices.credential_id());
     assert!(
         b.get(&request(&server, &[]).url)
             .await
