@@ -643,6 +643,14 @@ async fn passwordless_sign_in_reaches_the_rp_without_a_password() {
     page.assert_status(302);
     let code = query(&page.redirect())["code"].clone();
     assert_eq!(id_claims(&server, &req, &code).await["acr"], "2fa");
+
+    // A synced passkey alone: swk.
+    let (mut synced, _) = with_passkey(&server, BOB, BOB_PASSWORD, true).await;
+    let req = request(&server, &[]);
+    let done = passwordless(&server, &Browser::new(), &req, &mut synced).await;
+    let code = code_of(&server, &req, &done, "bob, passwordless");
+    let claims = id_claims(&server, &req, &code).await;
+    assert_eq!(strings(&claims["amr"]), ["swk", "user", "mfa"], "{claims}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1050,6 +1058,23 @@ async fn rename_and_remove_on_the_account_page() {
         listed_names(&account_page(&server, &b).await),
         ["Work laptop"]
     );
+    // A name is text, never markup.
+    let done = b
+        .post_form(
+            &server.url(ACCOUNT_RENAME),
+            &[("csrf", &csrf), ("id", &id), ("name", "<b>mine</b>")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let page = account_page(&server, &b).await;
+    assert!(!page.text.contains("<b>mine</b>"), "{}", page.text);
+    assert_eq!(listed_names(&page), ["<b>mine</b>"]);
+    b.post_form(
+        &server.url(ACCOUNT_RENAME),
+        &[("csrf", &csrf), ("id", &id), ("name", "Work laptop")],
+    )
+    .await
+    .assert_status(303);
 
     // Bob cannot rename or remove alice's passkey.
     let bob = Browser::new();
@@ -1333,4 +1358,26 @@ async fn adding_a_passkey_needs_a_recent_sign_in() {
         "not the first factor: no new codes"
     );
     assert_eq!(passkeys_of(&server, ALICE).await.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A passkey sign-in is held to the client's rules like a password one
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_does_not_get_past_a_clients_groups() {
+    let server = localhost_server("").await;
+    let (mut bobs, _) = with_passkey(&server, BOB, BOB_PASSWORD, false).await;
+    let b = Browser::new();
+    let req = server.auth_request(ADMINS_ONLY, "openid");
+    let done = passwordless(&server, &b, &req, &mut bobs).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let back = done.redirect();
+    assert!(back.as_str().starts_with(ADMINS_ONLY_REDIRECT), "{back}");
+    let q = query(&back);
+    assert_eq!(
+        q.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{back}"
+    );
+    assert!(!q.contains_key("code"), "{back}");
 }
