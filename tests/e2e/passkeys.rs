@@ -1246,6 +1246,17 @@ async fn an_ip_issuer_offers_no_passkeys_and_check_config_warns() {
         )
         .await;
     assert_eq!(answer.status, 404, "{}", answer.text);
+    let answer = b
+        .post_form(
+            &server.url("/login/passkey"),
+            &[
+                ("flow", &form.flow),
+                ("csrf", &form.csrf),
+                ("credential", "{}"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.text);
     // Nor on /account.
     let done = b.submit_login(&page, ALICE, ALICE_PASSWORD).await;
     assert_eq!(done.status, 303);
@@ -1260,6 +1271,8 @@ async fn an_ip_issuer_offers_no_passkeys_and_check_config_warns() {
         .post_form(&server.url(ACCOUNT_OPTIONS), &[("csrf", &csrf)])
         .await;
     assert_eq!(answer.status, 404, "{}", answer.text);
+    let gate = b.get(&server.url("/account/passkeys")).await;
+    assert_eq!(gate.status, 404, "{}", gate.text);
 
     let config = server.dir.path().join("doorman.toml");
     std::fs::write(&config, config_text(server.port, server.dir.path(), &opts)).unwrap();
@@ -1275,6 +1288,19 @@ async fn an_ip_issuer_offers_no_passkeys_and_check_config_warns() {
         )),
         "{all}"
     );
+    // A host name (localhost) is no warning.
+    let named = Options {
+        issuer_override: Some(format!("http://localhost:{}", server.port)),
+        ..Default::default()
+    };
+    std::fs::write(&config, config_text(server.port, server.dir.path(), &named)).unwrap();
+    let mut cmd = doorman_command();
+    cmd.arg("check-config").arg("--config").arg(&config);
+    let out = output_with_stdin(cmd, "");
+    assert_ok(&out, "check-config (localhost)");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!all.contains("IP address"), "{all}");
+    assert!(all.contains("configuration is valid"), "{all}");
 }
 
 // ---------------------------------------------------------------------------------------------
