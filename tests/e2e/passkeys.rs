@@ -721,6 +721,19 @@ async fn a_challenge_is_single_use_expires_and_belongs_to_its_flow() {
     names.sort();
     assert_eq!(names, ["My key", "Second"]);
 
+    // A flow keeps its four newest challenges: asking again and again does not pile them up.
+    let b = Browser::new();
+    let req = request(&server, &[]);
+    let form = landing_passkey_form(&b, &req).await;
+    let mut issued = Vec::new();
+    for _ in 0..5 {
+        issued.push(login_options(&server, &b, &form).await.json());
+    }
+    let oldest = post_assertion(&b, &form, &key.assert(&issued[0], &o)).await;
+    assert_refused(&oldest, "the fifth-newest challenge");
+    let done = post_assertion(&b, &form, &key.assert(&issued[1], &o)).await;
+    code_of(&server, &req, &done, "the fourth-newest challenge");
+
     // Expired: the flow lives on, its 5-minute challenge does not.
     let b = Browser::new();
     let req = request(&server, &[]);
