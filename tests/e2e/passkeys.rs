@@ -1213,6 +1213,24 @@ async fn reset_2fa_removes_passkeys() {
     assert_refused(&page, "after reset-2fa");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_users_passkey_does_not_sign_in() {
+    let server = localhost_server("").await;
+    let (mut key, _) = with_passkey(&server, ALICE, ALICE_PASSWORD, false).await;
+    let alice_id = user(&server, ALICE).await.id;
+    let out = cli(&server, &["user", "delete", ALICE]);
+    assert_ok(&out, "user delete");
+    assert!(server
+        .state
+        .store
+        .list_passkeys(&alice_id)
+        .await
+        .unwrap()
+        .is_empty());
+    let page = passwordless(&server, &Browser::new(), &request(&server, &[]), &mut key).await;
+    assert_refused(&page, "after user delete");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 10. A disabled account
 
