@@ -847,6 +847,47 @@ async fn forged_client_data_is_refused() {
     )
     .await;
     assert_refused(&page, "second factor from another origin");
+
+    // Enrolment on /account: the same forgeries, and no user verification (a passkey that
+    // signs in alone must verify the user), are refused and nothing is stored.
+    let b = Browser::new();
+    account_sign_in_with_passkey(&server, &b, ALICE, ALICE_PASSWORD, &mut key).await;
+    let csrf = add_csrf(&account_page(&server, &b).await);
+    let forgeries: Vec<(&str, SoftAuthenticator, String)> = vec![
+        (
+            "another origin",
+            SoftAuthenticator::new(false),
+            format!("http://localhost:{}", port + 1),
+        ),
+        (
+            "another rp id",
+            SoftAuthenticator::new(false).with_rp_id("evil.example"),
+            origin(&server),
+        ),
+        (
+            "crossOrigin",
+            SoftAuthenticator::new(false),
+            origin(&server),
+        ),
+        ("no UV", SoftAuthenticator::new(false), origin(&server)),
+    ];
+    for (what, mut forged, at) in forgeries {
+        forged.cross_origin(what == "crossOrigin");
+        forged.user_verified(what != "no UV");
+        let options = account_options(&server, &b, &csrf).await;
+        let credential = forged.register(&options, &at);
+        let page = b
+            .post_form(
+                &server.url(ACCOUNT_ADD),
+                &[("csrf", &csrf), ("name", what), ("credential", &credential)],
+            )
+            .await;
+        assert_eq!(page.status, 401, "enrolment, {what}: {}", page.text);
+        assert_eq!(alert(&page).as_deref(), Some(NOT_ACCEPTED), "{what}");
+    }
+    assert_eq!(passkeys_of(&server, ALICE).await.len(), 1);
+    let page = add_on_account(&server, &b, &mut SoftAuthenticator::new(false), "Fine").await;
+    assert_eq!(page.status, 303, "{}", page.text);
 }
 
 // ---------------------------------------------------------------------------------------------
