@@ -546,6 +546,11 @@ async fn enrol_on_account_then_password_and_passkey_reach_the_rp() {
         .await;
     let codes = recovery_codes(&added, "first passkey on /account");
     assert!(
+        added.text.contains("Your passkey is set up."),
+        "{}",
+        added.text
+    );
+    assert!(
         html_unescape(&added.text).contains(&format!(
             "<a class=\"continue\" href=\"{}\"",
             server.url("/account?done=passkey-added")
