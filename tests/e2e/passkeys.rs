@@ -5,7 +5,9 @@
 //! second factor after the password and passwordless sign-in (`amr`, `acr` at the relying
 //! party), the single-use challenge (replayed, expired, of another flow), the sign counter,
 //! forged client data, another user's credential, CSRF, rename and removal, `user reset-2fa`,
-//! a disabled account, an IP issuer (no passkeys, a check-config warning) and the re-auth gate.
+//! a disabled or deleted account, a client's groups, an IP issuer (no passkeys, a check-config
+//! warning) and the re-auth gate. The refusals the server logs are read from its audit log
+//! (a capturing subscriber installed once for this test binary, `audit` lines only).
 
 use std::io::Write;
 use std::path::PathBuf;
