@@ -238,6 +238,7 @@ pub(super) async fn add(
         &state,
         codes,
         &format!("{}?done=passkey-added", state.url(super::paths::ACCOUNT)),
+        true,
     ))
 }
 

@@ -677,11 +677,17 @@ async fn new_codes(
         factor::new_recovery_codes(&*state.store, &state.secret_box, &user.id, state.now()).await?;
     tracing::info!(target: "audit", event = "second_factor", action = "recovery_codes_replaced", user = %user.username, ip = %ip);
     let here = state.url(paths::ACCOUNT);
-    Ok(codes_page(&state, codes, &here))
+    Ok(codes_page(&state, codes, &here, false))
 }
 
 /// New recovery codes, shown once, outside a sign-in: Continue goes to `continue_url`.
-pub(crate) fn codes_page(state: &AppState, codes: Vec<String>, continue_url: &str) -> Response {
+/// `passkey_added`: they come with a passkey just added (the page says it is set up).
+pub(crate) fn codes_page(
+    state: &AppState,
+    codes: Vec<String>,
+    continue_url: &str,
+    passkey_added: bool,
+) -> Response {
     let html = state.templates.render(
         "recovery_codes.html",
         RecoveryPage {
@@ -691,8 +697,8 @@ pub(crate) fn codes_page(state: &AppState, codes: Vec<String>, continue_url: &st
             flow: None,
             csrf: "",
             continue_url,
-            enrolled: false,
-            passkey: false,
+            enrolled: passkey_added,
+            passkey: passkey_added,
         },
     );
     crate::web::html(StatusCode::OK, html)
