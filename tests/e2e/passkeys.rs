@@ -368,8 +368,18 @@ fn add_csrf(page: &Page) -> String {
 
 /// The creation options /account hands out.
 async fn account_options(server: &TestServer, b: &Browser, csrf: &str) -> Value {
+    // The options ask for the account's password again: whose is this browser's session?
+    let account = account_page(server, b).await;
+    let pass = if account.text.contains("<dd class=\"username\">bob</dd>") {
+        BOB_PASSWORD
+    } else {
+        ALICE_PASSWORD
+    };
     let page = b
-        .post_form(&server.url(ACCOUNT_OPTIONS), &[("csrf", csrf)])
+        .post_form(
+            &server.url(ACCOUNT_OPTIONS),
+            &[("csrf", csrf), ("password", pass)],
+        )
         .await;
     page.assert_status(200);
     page.json()
@@ -876,11 +886,9 @@ async fn forged_client_data_is_refused() {
             SoftAuthenticator::new(false),
             origin(&server),
         ),
-        ("no UV", SoftAuthenticator::new(false), origin(&server)),
     ];
     for (what, mut forged, at) in forgeries {
         forged.cross_origin(what == "crossOrigin");
-        forged.user_verified(what != "no UV");
         let options = account_options(&server, &b, &csrf).await;
         let credential = forged.register(&options, &at);
         let page = b
@@ -893,8 +901,13 @@ async fn forged_client_data_is_refused() {
         assert_eq!(alert(&page).as_deref(), Some(NOT_ACCEPTED), "{what}");
     }
     assert_eq!(passkeys_of(&server, ALICE).await.len(), 1);
-    let page = add_on_account(&server, &b, &mut SoftAuthenticator::new(false), "Fine").await;
+    // Enrolment prefers user verification: a security key without a PIN is a second factor
+    // (signing in with it alone is refused, see the passwordless "no UV" case above).
+    let mut pinless = SoftAuthenticator::new(false);
+    pinless.user_verified(false);
+    let page = add_on_account(&server, &b, &mut pinless, "No PIN").await;
     assert_eq!(page.status, 303, "{}", page.text);
+    assert_eq!(passkeys_of(&server, ALICE).await.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1386,43 +1399,36 @@ async fn an_ip_issuer_offers_no_passkeys_and_check_config_warns() {
 // 12. The re-auth gate
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn adding_a_passkey_needs_a_recent_sign_in() {
+async fn adding_a_passkey_needs_the_password_and_the_accounts_factor() {
     let server = localhost_server("[accounts]\nreauth_after = \"10m\"\n").await;
     let b = Browser::new();
     let page = account_sign_in(&server, &b, ALICE, ALICE_PASSWORD).await;
     let csrf = add_csrf(&page);
-    server.clock.advance(10 * 60 + 1);
-    let page = b
-        .post_form(&server.url(ACCOUNT_OPTIONS), &[("csrf", &csrf)])
-        .await;
-    assert_eq!(page.status, 403, "{}", page.text);
-    assert!(page.text.contains("Sign in again first"), "{}", page.text);
-    let mut key = SoftAuthenticator::new(false);
-    let page = account_page(&server, &b).await;
-    assert!(!page.text.contains("id=\"add-passkey\""), "{}", page.text);
-    assert!(
-        page.text.contains("id=\"add-passkey-link\""),
-        "{}",
-        page.text
-    );
-    assert!(passkeys_of(&server, ALICE).await.is_empty());
-
-    // The link starts a sign-in that comes back to the section.
-    let gate = b.get(&server.url("/account/passkeys")).await;
-    let login = if gate.status == 200 {
-        gate
-    } else {
-        let to = gate.redirect();
-        b.get(to.as_str()).await
+    // A session cookie alone does not get the options: no password, a wrong one.
+    let options = |fields: Vec<(&'static str, String)>| {
+        let (server, b) = (&server, &b);
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.post_form(&server.url(ACCOUNT_OPTIONS), &fields).await
+        }
     };
-    assert!(login.login_form().is_some(), "a sign-in: {}", login.text);
-    let done = b.submit_login(&login, ALICE, ALICE_PASSWORD).await;
-    assert_eq!(done.status, 303, "{}", done.text);
-    assert_eq!(done.redirect().as_str(), server.url("/account/passkeys"));
-    let back = b.get(done.redirect().as_str()).await;
-    assert_eq!(back.redirect().as_str(), server.url("/account#passkeys"));
+    let none = options(vec![("csrf", csrf.clone())]).await;
+    assert_eq!(none.status, 400, "{}", none.text);
+    assert!(
+        none.json()["error"].as_str().unwrap().contains("password"),
+        "{}",
+        none.text
+    );
+    let wrong = options(vec![("csrf", csrf.clone()), ("password", "not-it".into())]).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
+    assert!(wrong.text.contains("not right"), "{}", wrong.text);
+    assert!(passkeys_of(&server, ALICE).await.is_empty());
+    // An older session types the password: that is the proof, not the session's age.
+    server.clock.advance(10 * 60 + 1);
+    let mut key = SoftAuthenticator::new(false);
     let page = add_on_account(&server, &b, &mut key, "After re-auth").await;
     recovery_codes(&page, "after re-auth");
+    let csrf = input_value(&account_page(&server, &b).await.text, "csrf").unwrap();
 
     // Now the account has a second factor and this session did not use it: another passkey
     // needs it first, and the gate asks for it (the passkey just added) and comes back.
@@ -1433,7 +1439,10 @@ async fn adding_a_passkey_needs_a_recent_sign_in() {
         page.text
     );
     let page = b
-        .post_form(&server.url(ACCOUNT_OPTIONS), &[("csrf", &csrf)])
+        .post_form(
+            &server.url(ACCOUNT_OPTIONS),
+            &[("csrf", &csrf), ("password", ALICE_PASSWORD)],
+        )
         .await;
     assert_eq!(page.status, 403, "{}", page.text);
     let gate = b.get(&server.url("/account/passkeys")).await;
@@ -1485,4 +1494,128 @@ async fn a_passkey_does_not_get_past_a_clients_groups() {
         "{back}"
     );
     assert!(!q.contains_key("code"), "{back}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// From the attacker's review
+
+/// A sign-in left waiting at the enrolment step after the password (someone who has it) must
+/// not add a factor once the account got one elsewhere: neither a passkey nor an app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_enrolment_cannot_add_a_factor_past_one_added_meanwhile() {
+    let server = localhost_server("[login]\nrequire_second_factor = \"required\"\n").await;
+    let req = request(&server, &[]);
+    // The attacker, with the password: the enrolment page of a pending sign-in.
+    let attacker = Browser::new();
+    let waiting = code_page(&attacker, &req, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(waiting.status, 200, "{}", waiting.text);
+    let attackers_form = form_with(&waiting, "id=\"passkey-form\"", "the waiting enrolment");
+    assert!(attackers_form.action.ends_with("/login/passkey/enrol"));
+    // Alice, meanwhile: her own sign-in enrols a passkey.
+    let alice = Browser::new();
+    let page = code_page(&alice, &req, ALICE, ALICE_PASSWORD).await;
+    let form = form_with(&page, "id=\"passkey-form\"", "alice's enrolment");
+    let options = login_options(&server, &alice, &form).await;
+    options.assert_status(200);
+    let mut key = SoftAuthenticator::new(false);
+    let credential = key.register(&options.json(), &origin(&server));
+    let page = alice
+        .post_form(
+            &form.action,
+            &form.fields(&[("credential", &credential), ("name", "Mine")]),
+        )
+        .await;
+    recovery_codes(&page, "alice's first factor");
+    assert_eq!(passkeys_of(&server, ALICE).await.len(), 1);
+
+    // The attacker's step is refused: no options, no registration, no app.
+    let options = login_options(&server, &attacker, &attackers_form).await;
+    assert_eq!(options.status, 409, "{}", options.text);
+    let mut theirs = SoftAuthenticator::new(false);
+    let forged = theirs.register(
+        &serde_json::json!({"publicKey": {"rp": {"id": "localhost"}, "user": {"id": "dTE", "name": "alice"}, "challenge": "AAAA", "pubKeyCredParams": [{"type": "public-key", "alg": -7}]}}),
+        &origin(&server),
+    );
+    let page = attacker
+        .post_form(
+            &attackers_form.action,
+            &attackers_form.fields(&[("credential", &forged), ("name", "Theirs")]),
+        )
+        .await;
+    assert_eq!(page.status, 409, "{}", page.text);
+    let totp = forms_with(&waiting.text, "/login/enrol\"");
+    let totp = totp.first().expect("the app form of the waiting page");
+    let page = attacker
+        .post_form(&totp.action, &totp.fields(&[("code", "123456")]))
+        .await;
+    assert_eq!(page.status, 409, "{}", page.text);
+    assert!(!page.sets_cookie("doorman_session"));
+    assert_eq!(passkeys_of(&server, ALICE).await.len(), 1);
+    assert!(server
+        .state
+        .store
+        .get_totp(&user(&server, ALICE).await.id)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// Removing a passkey (a lost phone) signs out every other session: sessions do not say which
+/// passkey signed them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_passkey_signs_out_the_other_sessions() {
+    let server = localhost_server("").await;
+    let (mut key, _) = with_passkey(&server, ALICE, ALICE_PASSWORD, true).await;
+    let req = request(&server, &[]);
+    let thief = Browser::new();
+    let page = passwordless(&server, &thief, &req, &mut key).await;
+    code_of(&server, &req, &page, "the thief's passwordless sign-in");
+    let owner = Browser::new();
+    let account =
+        account_sign_in_with_passkey(&server, &owner, ALICE, ALICE_PASSWORD, &mut key).await;
+    let id = passkeys_of(&server, ALICE).await[0].id.clone();
+    let csrf = input_value(&account.text, "csrf").unwrap();
+    let done = owner
+        .post_form(
+            &server.url(ACCOUNT_REMOVE),
+            &[("csrf", &csrf), ("id", &id), ("password", ALICE_PASSWORD)],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let page = thief.get(&server.url(ACCOUNT)).await;
+    assert!(
+        page.login_form().is_some(),
+        "the thief is signed out:\n{}",
+        page.text
+    );
+    let page = owner.get(&server.url(ACCOUNT)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.login_form().is_none(), "the owner stays signed in");
+}
+
+/// Each IP gets a burst of passkey challenges (each a database write), then one a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_challenges_are_rate_limited_per_ip() {
+    let server = localhost_server("").await;
+    let req = request(&server, &[]);
+    let b = Browser::new();
+    let form = landing_passkey_form(&b, &req).await;
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(login_options(&server, &b, &form).await);
+    }
+    let ok = statuses.iter().filter(|p| p.status == 200).count();
+    assert_eq!(
+        ok,
+        20,
+        "{:?}",
+        statuses.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    let limited = statuses.last().unwrap();
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+    assert!(limited.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("Too many"));
 }
