@@ -25,6 +25,7 @@ mod login_rules;
 mod logout;
 mod mail;
 mod onboarding_browser;
+mod passkey_browser;
 mod plex;
 mod plex_browser;
 mod proxy_apache;
