@@ -337,6 +337,7 @@ try {
     await page.goto(authorizeUrl, { waitUntil: 'load' });
     await clickPasskey('#passkey-button', '#passkey-form');
     await expectRefused('a removed passkey');
+    await shoot('refused');
     if (!(await page.$('#passkey-button'))) throw new Error('no passkey button after the refusal');
   } else {
     // Enrolment inside the sign-in, with a passkey (this one's keys may be synced).

@@ -15,7 +15,8 @@
 //!   sign-in (a synced one: `swk`).
 //!
 //! Screenshots at 390 and 1280 px go to target/screenshots/passkey-{landing,code,account,
-//! account-empty,enrol,recovery}-{390,1280}.png. Runs only when DOORMAN_BROWSER_TESTS=1.
+//! account-empty,refused,enrol,recovery}-{390,1280}.png (the account ones: the passkeys
+//! section only). Runs only when DOORMAN_BROWSER_TESTS=1.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -275,7 +276,7 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
     assert_eq!(bobs.len(), 1);
     assert_eq!(bobs[0].name, "bob's phone");
     assert!(bobs[0].discoverable && !bobs[0].backup_eligible);
-    assert_screenshots(&["landing", "code", "account", "account-empty"]);
+    assert_screenshots(&["landing", "code", "account", "account-empty", "refused"]);
     eprintln!(
         "browser passkeys took {:.1} s",
         t0.elapsed().as_secs_f64()
