@@ -17,7 +17,11 @@
 // mode "required": the authorize URL as `user` where a second factor is required: password,
 // the enrolment page, "Add a passkey" by name (an authenticator whose keys may be synced) ->
 // recovery codes -> Continue -> the RP.
-// Every navigator.credentials call and its outcome is recorded ("passkeyCalls").
+// Every navigator.credentials call and its outcome is recorded ("passkeyCalls"; the passwordless
+// step's pending autofill request is "abortedCall").
+// The user's touch: the authenticators run without automatic presence, which is switched on
+// only while a passkey button's request runs; otherwise a virtual authenticator answers the
+// landing page's autofill (conditional) request at once, and the button would never be used.
 // Prints one JSON line: {"codes": [RP codes in order], "urls", "refusals", "recoveryCount",
 // "passkeyNames", "passkeyCalls", "conditionalAvailable", "screenshots", "steps",
 // "scriptErrors", "httpErrors"} and exits non-zero (with "error") when anything fails.
@@ -104,7 +108,11 @@ try {
         const logged = log({ call, kind, mediation, phase: 'start', allowCredentials: allow ? allow.length : null });
         // An autofill request starts once the test knows of it (and has lifted the finger).
         const ready = mediation === 'conditional' ? logged : Promise.resolve();
-        return ready.then(() => original(options)).then(
+        return ready.then(() => {
+          const pending = original(options);
+          if (mediation === 'conditional') window.__doormanConditionalSince = Date.now();
+          return pending;
+        }).then(
           (c) => { log({ call, kind, mediation, phase: 'end', outcome: 'ok' }); return c; },
           (e) => { log({ call, kind, mediation, phase: 'end', outcome: (e && e.name) || 'Error', message: String(e && e.message) }); throw e; },
         );
@@ -162,9 +170,16 @@ try {
     await page.waitForSelector(selector, { state: 'visible' });
     return selector;
   };
+  const conditionalAvailable = () => page.evaluate(() => (typeof PublicKeyCredential.isConditionalMediationAvailable === 'function'
+    ? PublicKeyCredential.isConditionalMediationAvailable() : false));
   // Clicks a passkey button and waits for the page after it (the script submits the form).
   const clickPasskey = async (selector, formSelector) => {
     await passkeyButton(selector);
+    // On a page with an autofill request, the finger comes down only once that request is
+    // surely waiting in the browser (else the authenticator would answer it instead).
+    if (await page.$('input[data-passkey-form]') && await conditionalAvailable()) {
+      await page.waitForFunction(() => window.__doormanConditionalSince && Date.now() - window.__doormanConditionalSince > 300);
+    }
     await touch(true);
     await Promise.all([
       page.waitForNavigation({ waitUntil: 'load' }),
@@ -236,8 +251,6 @@ try {
     if (label !== 'Use your passkey') throw new Error(`the code page's passkey button says ${label}`);
   };
 
-  const conditionalAvailable = () => page.evaluate(() => (typeof PublicKeyCredential.isConditionalMediationAvailable === 'function'
-    ? PublicKeyCredential.isConditionalMediationAvailable() : false));
 
   if (mode === 'account') {
     const first = await addAuthenticator(false);

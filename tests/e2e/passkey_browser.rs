@@ -241,14 +241,21 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
     // The two refusals were 401s on the passkey form; nothing else failed.
     assert_eq!(
         http_errors(&s, &report),
-        vec![("/login/passkey".into(), 401), ("/login/passkey".into(), 401)],
+        vec![
+            ("/login/passkey".into(), 401),
+            ("/login/passkey".into(), 401)
+        ],
         "{report:#}"
     );
     // Every ceremony the pages started ended well, but the two refused ones, which the
     // browser completed (the server said no); none met "request already pending".
     let calls = report["passkeyCalls"].to_string();
     assert!(!calls.contains("pending"), "{report:#}");
-    assert_eq!(passkey_call_failures(&report), Vec::<Value>::new(), "{report:#}");
+    assert_eq!(
+        passkey_call_failures(&report),
+        Vec::<Value>::new(),
+        "{report:#}"
+    );
     // The landing page's autofill request was pending when the button was clicked, and the
     // button aborted it before its own request.
     assert_eq!(report["conditionalAvailable"], true, "{report:#}");
@@ -268,7 +275,10 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
         .find(|c| c["mediation"] == "modal" && c["kind"] == "get" && c["phase"] == "start")
         .map(|c| &c["call"])
         .unwrap_or_else(|| panic!("a modal get after the conditional one: {report:#}"));
-    assert!(ended < of(modal, "start"), "aborted before the button's request: {report:#}");
+    assert!(
+        ended < of(modal, "start"),
+        "aborted before the button's request: {report:#}"
+    );
     assert_eq!(calls[of(modal, "end")]["outcome"], "ok", "{report:#}");
     // The store agrees: alice's passkey is gone, bob's stays.
     assert!(s.passkeys_of(ALICE).await.is_empty());
@@ -277,10 +287,7 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
     assert_eq!(bobs[0].name, "bob's phone");
     assert!(bobs[0].discoverable && !bobs[0].backup_eligible);
     assert_screenshots(&["landing", "code", "account", "account-empty", "refused"]);
-    eprintln!(
-        "browser passkeys took {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("browser passkeys took {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,7 +307,11 @@ async fn required_second_factor_enrols_a_passkey_inside_the_sign_in_in_chromium(
         "a synced passkey"
     );
     assert!(http_errors(&s, &report).is_empty(), "{report:#}");
-    assert_eq!(passkey_call_failures(&report), Vec::<Value>::new(), "{report:#}");
+    assert_eq!(
+        passkey_call_failures(&report),
+        Vec::<Value>::new(),
+        "{report:#}"
+    );
     assert_eq!(report["body"], "ok", "{report:#}");
     let bobs = s.passkeys_of(BOB).await;
     assert_eq!(bobs.len(), 1);
