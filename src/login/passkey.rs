@@ -148,6 +148,7 @@ fn internal(e: PasskeyError) -> WebError {
 }
 
 /// Logs a refused passkey and answers with the step's page again.
+#[allow(clippy::too_many_arguments)]
 async fn refused(
     state: &AppState,
     form: &PasskeyForm,
