@@ -13,10 +13,11 @@
 // options' allowCredentials rewritten to [] so the browser offers other_user's resident key ->
 // refused, still on doorman; a recovery code signs in instead (-> the RP); /account: the
 // passkey is removed (password); signs out; the first authenticator comes back with `user`'s
-// credential, and "Sign in with a passkey" is refused.
+// credential, and "Sign in with a passkey" is refused; the other user's credential (an
+// Ed25519 one) then signs them in from that page.
 // mode "required": the authorize URL as `user` where a second factor is required: password,
 // the enrolment page, "Add a passkey" by name (an authenticator whose keys may be synced) ->
-// recovery codes -> Continue -> the RP.
+// recovery codes -> Continue -> the RP (an RS256 key); then password + "Use your passkey".
 // Every navigator.credentials call and its outcome is recorded ("passkeyCalls"; the passwordless
 // step's pending autofill request is "abortedCall").
 // The user's touch: the authenticators run without automatic presence, which is switched on
@@ -216,6 +217,18 @@ try {
     if (codes.length !== 10) throw new Error(`${codes.length} recovery codes`);
     return codes;
   };
+  // The next options from `optionsUrl` offer only COSE algorithm `alg` (the server's list must
+  // have it), so each of -7, -8 and -257 runs through a real browser.
+  const onlyAlgorithm = async (optionsUrl, alg) => {
+    await page.route(optionsUrl, async (route) => {
+      const response = await route.fetch();
+      const json = await response.json();
+      const params = json.publicKey.pubKeyCredParams || [];
+      if (!params.some((p) => p.alg === alg)) result.algorithmMissing = alg;
+      json.publicKey.pubKeyCredParams = params.filter((p) => p.alg === alg);
+      await route.fulfill({ response, json });
+    }, { times: 1 });
+  };
   const passkeyNames = async () => page.$$eval('section#passkeys li.passkey .passkey-name', (els) => els.map((e) => e.textContent.trim()));
   const signOut = async () => {
     await page.goto(`${base}/logout`, { waitUntil: 'load' });
@@ -257,6 +270,7 @@ try {
     // 1. The password at /account, then a passkey by name.
     await signInAtAccount(user, password);
     await shoot('account-empty', 'section#passkeys');
+    await onlyAlgorithm(`${base}/account/passkeys/options`, -7);
     const recovery = await addOnAccount(PASSKEY_NAME);
     result.passkeyNames = await passkeyNames();
     await shoot('account', 'section#passkeys');
@@ -306,9 +320,11 @@ try {
     current = null;
     const second = await addAuthenticator(false);
     await signInAtAccount(otherUser, otherPassword);
+    await onlyAlgorithm(`${base}/account/passkeys/options`, -8);
     await addOnAccount(`${otherUser}'s phone`);
     await signOut();
-    if ((await credentialsOf(second)).length !== 1) throw new Error('the second authenticator has no credential');
+    const others = await credentialsOf(second);
+    if (others.length !== 1) throw new Error('the second authenticator has no credential');
 
     // ... and is offered where the first user's second factor is asked: refused.
     await page.goto(authorizeUrl, { waitUntil: 'load' });
@@ -352,6 +368,13 @@ try {
     await expectRefused('a removed passkey');
     await shoot('refused');
     if (!(await page.$('#passkey-button'))) throw new Error('no passkey button after the refusal');
+
+    // The other user's passkey (Ed25519) signs them in from the same page.
+    await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: again });
+    const third = await addAuthenticator(false);
+    await cdp.send('WebAuthn.addCredential', { authenticatorId: third, credential: others[0] });
+    await clickPasskey('#passkey-button', '#passkey-form');
+    await landedOnRp(`${otherUser}, passwordless`);
   } else {
     // Enrolment inside the sign-in, with a passkey (this one's keys may be synced).
     await addAuthenticator(true);
@@ -361,12 +384,21 @@ try {
     await passkeyButton('#passkey-button');
     await shoot('enrol');
     await page.fill('#passkey-form #passkey-name', PASSKEY_NAME);
+    await onlyAlgorithm(`${base}/login/passkey/options`, -257);
     await clickPasskey('#passkey-button', '#passkey-form');
     await readRecovery(true);
     await shoot('recovery');
-    step('enrolled a passkey inside the sign-in');
+    step('enrolled a passkey (RS256) inside the sign-in');
     await submitIn(`form[action="${base}/login/continue"]`);
     await landedOnRp('after enrolling');
+    await signOut();
+
+    // ... and it is the second factor of the next sign-in.
+    await page.goto(authorizeUrl, { waitUntil: 'load' });
+    await typePassword(user, password);
+    await codePageOf(user);
+    await clickPasskey('#passkey-button', '#passkey-form');
+    await landedOnRp('password + the RS256 passkey');
   }
 
   result.body = (await page.textContent('body').catch(() => null)) || null;

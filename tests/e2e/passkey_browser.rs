@@ -10,7 +10,9 @@
 //! - Another user's passkey (bob's, on a second authenticator) offered where alice's second
 //!   factor is asked is refused on doorman's page; a recovery code signs in instead.
 //! - A passkey removed on /account (with the password) no longer signs in, even with the same
-//!   credential back in the browser.
+//!   credential back in the browser; bob's then signs bob in from that page.
+//! - The browser makes ES256 (alice), Ed25519 (bob) and RS256 (the enrolment inside a sign-in)
+//!   keys: the options are rewritten to offer one algorithm.
 //! - With `require_second_factor = "required"`, a passkey is the factor set up inside the
 //!   sign-in (a synced one: `swk`).
 //!
@@ -103,6 +105,11 @@ impl Setup {
 
     /// Redeems an RP code from the report: the id_token's amr.
     async fn amr(&self, code: &str) -> Value {
+        self.claims(code).await["amr"].clone()
+    }
+
+    /// Redeems an RP code from the report: the id_token's claims.
+    async fn claims(&self, code: &str) -> Value {
         let page = self
             .server
             .token_basic(
@@ -117,7 +124,7 @@ impl Setup {
             )
             .await;
         page.assert_status(200);
-        jwt_claims(page.json()["id_token"].as_str().unwrap())["amr"].clone()
+        jwt_claims(page.json()["id_token"].as_str().unwrap())
     }
 
     /// Every code the script landed with reached the RP stub, with our state and issuer.
@@ -221,8 +228,9 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
         json!(["another user's passkey", "a removed passkey"]),
         "{report:#}"
     );
+    assert_eq!(report["algorithmMissing"], Value::Null, "{report:#}");
     let codes = s.check_landings(&report);
-    assert_eq!(codes.len(), 3, "{report:#}");
+    assert_eq!(codes.len(), 4, "{report:#}");
     assert_eq!(
         s.amr(&codes[0]).await,
         json!(["pwd", "hwk"]),
@@ -238,6 +246,14 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
         json!(["pwd", "mfa"]),
         "a recovery code"
     );
+    // Bob's Ed25519 passkey, from the page that refused alice's removed one.
+    let bob = s.claims(&codes[3]).await;
+    assert_eq!(
+        bob["amr"],
+        json!(["hwk", "user", "mfa"]),
+        "bob, passwordless"
+    );
+    assert_eq!(bob["preferred_username"], BOB, "{bob:#}");
     // The two refusals were 401s on the passkey form; nothing else failed.
     assert_eq!(
         http_errors(&s, &report),
@@ -285,7 +301,9 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
     let bobs = s.passkeys_of(BOB).await;
     assert_eq!(bobs.len(), 1);
     assert_eq!(bobs[0].name, "bob's phone");
+    assert_eq!(bobs[0].alg, -8, "Ed25519, as the rewritten options asked");
     assert!(bobs[0].discoverable && !bobs[0].backup_eligible);
+    assert!(bobs[0].sign_count >= 1, "bob's passkey was used");
     assert_screenshots(&["landing", "code", "account", "account-empty", "refused"]);
     eprintln!("browser passkeys took {:.1} s", t0.elapsed().as_secs_f64());
 }
@@ -299,12 +317,18 @@ async fn required_second_factor_enrols_a_passkey_inside_the_sign_in_in_chromium(
     let s = setup("[login]\nrequire_second_factor = \"required\"\n").await;
     let report = s.run("required", BOB, BOB_PASSWORD).await;
     assert_eq!(report["recoveryCount"], 10, "{report:#}");
+    assert_eq!(report["algorithmMissing"], Value::Null, "{report:#}");
     let codes = s.check_landings(&report);
-    assert_eq!(codes.len(), 1, "{report:#}");
+    assert_eq!(codes.len(), 2, "{report:#}");
     assert_eq!(
         s.amr(&codes[0]).await,
         json!(["pwd", "swk"]),
-        "a synced passkey"
+        "a synced passkey, enrolled"
+    );
+    assert_eq!(
+        s.amr(&codes[1]).await,
+        json!(["pwd", "swk"]),
+        "a synced passkey, the next sign-in"
     );
     assert!(http_errors(&s, &report).is_empty(), "{report:#}");
     assert_eq!(
@@ -316,6 +340,7 @@ async fn required_second_factor_enrols_a_passkey_inside_the_sign_in_in_chromium(
     let bobs = s.passkeys_of(BOB).await;
     assert_eq!(bobs.len(), 1);
     assert_eq!(bobs[0].name, "bob's laptop");
+    assert_eq!(bobs[0].alg, -257, "RS256, as the rewritten options asked");
     assert!(bobs[0].backup_eligible);
     assert_screenshots(&["enrol", "recovery"]);
     eprintln!(
