@@ -382,6 +382,8 @@ try {
     await typePassword(user, password);
     await page.waitForSelector(`form[action="${base}/login/enrol"]`);
     await passkeyButton('#passkey-button');
+    const intro = (await page.textContent('main p.muted'))?.replace(/\s+/g, ' ').trim();
+    if (!intro || !intro.includes('a code from an authenticator app, or a passkey')) throw new Error(`the enrolment page says: ${intro}`);
     await shoot('enrol');
     await page.fill('#passkey-form #passkey-name', PASSKEY_NAME);
     await onlyAlgorithm(`${base}/login/passkey/options`, -257);
