@@ -226,7 +226,7 @@ pub(super) async fn add(
         super::sign_ins::end_other_sign_ins(&*state.store, &user.id, &session.id_hash, now).await?;
     tracing::info!(target: "audit", event = "account", action = "first_second_factor", user = %user.username, ip = %ip, sessions_ended = ended.sessions, grants_revoked = ended.grants);
     let codes = factor::new_recovery_codes(&*state.store, &state.secret_box, &user.id, now).await?;
-    Ok(crate::login::second_factor::codes_page(
+    Ok(crate::login::second_factor::passkey_codes_page(
         &state,
         codes,
         &format!("{}?done=passkey-added", state.url(super::paths::ACCOUNT)),

@@ -659,6 +659,25 @@ async fn new_codes(
 
 /// New recovery codes, shown once, outside a sign-in: Continue goes to `continue_url`.
 pub(crate) fn codes_page(state: &AppState, codes: Vec<String>, continue_url: &str) -> Response {
+    recovery_codes_page(state, codes, continue_url, false)
+}
+
+/// The recovery codes of a passkey added on /account, the account's first second factor: the
+/// page says the passkey is set up, as it does inside a sign-in.
+pub(crate) fn passkey_codes_page(
+    state: &AppState,
+    codes: Vec<String>,
+    continue_url: &str,
+) -> Response {
+    recovery_codes_page(state, codes, continue_url, true)
+}
+
+fn recovery_codes_page(
+    state: &AppState,
+    codes: Vec<String>,
+    continue_url: &str,
+    passkey: bool,
+) -> Response {
     let html = state.templates.render(
         "recovery_codes.html",
         RecoveryPage {
@@ -668,8 +687,8 @@ pub(crate) fn codes_page(state: &AppState, codes: Vec<String>, continue_url: &st
             flow: None,
             csrf: "",
             continue_url,
-            enrolled: false,
-            passkey: false,
+            enrolled: passkey,
+            passkey,
         },
     );
     crate::web::html(StatusCode::OK, html)

@@ -208,12 +208,12 @@ try {
     result.refusals.push(what);
     step(`${what}: refused on ${url}`);
   };
-  const readRecovery = async (inSignIn) => {
+  const readRecovery = async () => {
     await page.waitForSelector('div.recovery-codes');
     const codes = await page.$$eval('div.recovery-codes code', (els) => els.map((e) => e.textContent.trim()));
     result.recoveryCount = codes.length;
     const setUp = (await page.textContent('main'))?.includes('Your passkey is set up.');
-    if (inSignIn && !setUp) throw new Error('the recovery codes page does not say the passkey is set up');
+    if (!setUp) throw new Error('the recovery codes page does not say the passkey is set up');
     if (codes.length !== 10) throw new Error(`${codes.length} recovery codes`);
     return codes;
   };
@@ -243,7 +243,7 @@ try {
     await passkeyButton('#add-passkey-button');
     await page.fill('#add-passkey #passkey-name', name);
     await clickPasskey('#add-passkey-button', '#add-passkey');
-    const codes = await readRecovery(false);
+    const codes = await readRecovery();
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('a.continue')]);
     const names = await passkeyNames();
     if (!names.includes(name)) throw new Error(`/account lists ${JSON.stringify(names)}, not ${name}`);
@@ -388,7 +388,7 @@ try {
     await page.fill('#passkey-form #passkey-name', PASSKEY_NAME);
     await onlyAlgorithm(`${base}/login/passkey/options`, -257);
     await clickPasskey('#passkey-button', '#passkey-form');
-    await readRecovery(true);
+    await readRecovery();
     await shoot('recovery');
     step('enrolled a passkey (RS256) inside the sign-in');
     await submitIn(`form[action="${base}/login/continue"]`);
