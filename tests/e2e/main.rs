@@ -27,6 +27,7 @@ mod login_rules;
 mod logout;
 mod mail;
 mod onboarding_browser;
+mod passkey_browser;
 mod passkeys;
 mod plex;
 mod plex_browser;
