@@ -108,7 +108,7 @@ fn notice(done: &str) -> Option<&'static str> {
         "application" => "The application's access was revoked.",
         "passkey-added" => "The passkey was added. It signs you in from now on.",
         "passkey-renamed" => "The passkey was renamed.",
-        "passkey-removed" => "The passkey was removed from your account. Your other sessions and every application were signed out; this browser stays signed in.",
+        "passkey-removed" => "The passkey was removed from your account. Your other sessions, and the applications signed in through them, were signed out; this browser stays signed in.",
         _ => return None,
     })
 }

@@ -299,15 +299,14 @@ pub(super) async fn remove(
     };
     state.store.delete_passkey(&user.id, &passkey.id).await?;
     // Sessions do not record which passkey signed them in: a removed passkey (a lost phone)
-    // must not leave its sessions and applications signed in, so every other one ends.
-    let now = state.now();
-    let keep_sid = state.provider.sid_for(&session.id_hash);
-    let ended = super::sign_ins::end_other_sign_ins(
+    // must not leave its sessions and their applications signed in, so every other session
+    // ends with the grants made in it ("sign out everywhere else").
+    let ended = super::sign_ins::end_other_sessions(
         &*state.store,
         &user.id,
         &session.id_hash,
-        &keep_sid,
-        now,
+        state.now(),
+        |h| state.provider.sid_for(h),
     )
     .await?;
     state.backchannel.notify(&user.id, &ended.logouts);

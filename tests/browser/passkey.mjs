@@ -6,7 +6,7 @@
 //    "user": "alice", "password": "...", "other_user": "bob", "other_password": "...",
 //    "mode": "account" | "required", "screenshots": "dir", "timeout_ms": 30000}
 // mode "account": `user` signs in with the password at /account, adds a passkey by name
-// (recovery codes, then /account lists it), signs out; the authorize URL: password, then
+// with the password again (recovery codes, then /account lists it), signs out; the authorize URL: password, then
 // "Use your passkey" -> the RP; signs out; the authorize URL: "Sign in with a passkey" -> the RP
 // with no password typed; signs out. `other_user` enrols on a second authenticator after the
 // first is removed; the authorize URL as `user`: password, then "Use your passkey" with the
@@ -238,10 +238,12 @@ try {
     step('signed out');
   };
   // Adds a passkey on /account (signed in already): recovery codes (the first factor).
-  const addOnAccount = async (name) => {
+  const addOnAccount = async (name, pass) => {
     await page.waitForSelector('section#passkeys');
     await passkeyButton('#add-passkey-button');
     await page.fill('#add-passkey #passkey-name', name);
+    // The options ask for the password again.
+    await page.fill('#add-passkey #passkey-password', pass);
     await clickPasskey('#add-passkey-button', '#add-passkey');
     const codes = await readRecovery();
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('a.continue')]);
@@ -271,7 +273,7 @@ try {
     await signInAtAccount(user, password);
     await shoot('account-empty', 'section#passkeys');
     await onlyAlgorithm(`${base}/account/passkeys/options`, -7);
-    const recovery = await addOnAccount(PASSKEY_NAME);
+    const recovery = await addOnAccount(PASSKEY_NAME, password);
     result.passkeyNames = await passkeyNames();
     await shoot('account', 'section#passkeys');
     await signOut();
@@ -321,7 +323,7 @@ try {
     const second = await addAuthenticator(false);
     await signInAtAccount(otherUser, otherPassword);
     await onlyAlgorithm(`${base}/account/passkeys/options`, -8);
-    await addOnAccount(`${otherUser}'s phone`);
+    await addOnAccount(`${otherUser}'s phone`, otherPassword);
     await signOut();
     const others = await credentialsOf(second);
     if (others.length !== 1) throw new Error('the second authenticator has no credential');
