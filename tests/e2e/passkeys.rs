@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::common::authenticator::totp_at;
 use crate::common::webauthn::SoftAuthenticator;
 use crate::common::*;
 
@@ -1618,4 +1619,152 @@ async fn passkey_challenges_are_rate_limited_per_ip() {
         .as_str()
         .unwrap()
         .contains("Too many"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The invite's enrolment step, and an account with both an app and a passkey
+
+/// An invitee sets up a passkey on the enrolment step after choosing a password: recovery
+/// codes once, then the passkey signs in alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_may_add_a_passkey_on_the_way() {
+    let server = localhost_server("").await;
+    let (token, _) = doorman::accounts::links::create_invite(
+        &*server.state.store,
+        doorman::accounts::links::NewInvite {
+            created_by: "cli".into(),
+            ..Default::default()
+        },
+        server.now(),
+    )
+    .await
+    .unwrap();
+    let b = Browser::new();
+    let page = b.get(&server.url(&format!("/invite/{token}"))).await;
+    page.assert_status(200);
+    let page = b
+        .post_form(
+            &form_action(&page.text).unwrap(),
+            &[
+                ("csrf", &input_value(&page.text, "csrf").unwrap()),
+                ("username", "jo"),
+                ("password", "jo-password-1234"),
+                ("password_confirm", "jo-password-1234"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("Skip for now"),
+        "optional: {}",
+        page.text
+    );
+    let form = form_with(&page, "id=\"passkey-form\"", "the invite's enrolment step");
+    assert!(form.action.ends_with("/login/passkey/enrol"), "{form:?}");
+    let options = login_options(&server, &b, &form).await;
+    options.assert_status(200);
+    let options = options.json();
+    assert_eq!(options["publicKey"]["user"]["name"], "jo");
+    assert_eq!(
+        options["publicKey"]["authenticatorSelection"]["residentKey"],
+        "required"
+    );
+    let mut key = SoftAuthenticator::new(false);
+    let credential = key.register(&options, &origin(&server));
+    let page = b
+        .post_form(
+            &form.action,
+            &form.fields(&[("credential", &credential), ("name", "Jo's phone")]),
+        )
+        .await;
+    recovery_codes(&page, "the invitee's first factor");
+    assert!(
+        page.text.contains("Your passkey is set up."),
+        "{}",
+        page.text
+    );
+    let names: Vec<String> = passkeys_of(&server, "jo")
+        .await
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["Jo's phone"]);
+    let req = request(&server, &[]);
+    let page = passwordless(&server, &Browser::new(), &req, &mut key).await;
+    let code = code_of(&server, &req, &page, "jo's passwordless sign-in");
+    let claims = id_claims(&server, &req, &code).await;
+    assert_eq!(strings(&claims["amr"]), ["hwk", "user", "mfa"]);
+}
+
+/// With both an authenticator app and a passkey, the code page offers both, and either signs
+/// in; removing the app keeps the passkey and its recovery codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_with_an_app_and_a_passkey_may_use_either() {
+    let server = localhost_server("").await;
+    server.clock.freeze();
+    let (mut key, _) = with_passkey(&server, ALICE, ALICE_PASSWORD, false).await;
+    let alice = user(&server, ALICE).await;
+    let secret = b"12345678901234567890".to_vec();
+    let now = server.now();
+    doorman::signin::second_factor::enrol(
+        &*server.state.store,
+        &server.state.secret_box,
+        &alice.id,
+        &secret,
+        &totp_at(&secret, now),
+        now,
+    )
+    .await
+    .unwrap()
+    .expect("the app is on");
+    let req = request(&server, &[]);
+    let b = Browser::new();
+    let page = code_page(&b, &req, ALICE, ALICE_PASSWORD).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Use your passkey"), "{}", page.text);
+    assert!(
+        page.text
+            .contains("6-digit code from your authenticator app"),
+        "{}",
+        page.text
+    );
+    // The app's code (of the next step: this one enrolled it).
+    server.clock.advance(30);
+    let done = b
+        .post_form(
+            &server.url("/login/code"),
+            &[
+                ("flow", &input_value(&page.text, "flow").unwrap()),
+                ("csrf", &input_value(&page.text, "csrf").unwrap()),
+                ("code", &totp_at(&secret, server.now())),
+            ],
+        )
+        .await;
+    let code = code_of(&server, &req, &done, "password + app");
+    assert_eq!(
+        strings(&id_claims(&server, &req, &code).await["amr"]),
+        ["pwd", "otp"]
+    );
+    // The passkey, in another sign-in.
+    let b = Browser::new();
+    let form = code_page_passkey_form(&b, &req, ALICE, ALICE_PASSWORD).await;
+    let options = login_options(&server, &b, &form).await.json();
+    let page = post_assertion(&b, &form, &key.assert(&options, &origin(&server))).await;
+    let code = code_of(&server, &req, &page, "password + passkey");
+    assert_eq!(
+        strings(&id_claims(&server, &req, &code).await["amr"]),
+        ["pwd", "hwk"]
+    );
+    // The app goes; the passkey and the recovery codes stay.
+    assert!(server.state.store.remove_totp(&alice.id).await.unwrap());
+    assert_eq!(passkeys_of(&server, ALICE).await.len(), 1);
+    assert_eq!(
+        server
+            .state
+            .store
+            .recovery_codes_left(&alice.id)
+            .await
+            .unwrap(),
+        10
+    );
 }
