@@ -445,6 +445,13 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), StartErr
         }
         Err(e) => tracing::warn!(error = %e, "could not check for an admin"),
     }
+    if crate::signin::passkey::relying_party(&state.config).is_none() {
+        if let Ok(counts) = state.store.passkey_counts().await {
+            if let Some(line) = crate::signin::passkey::stranded_passkeys(counts.len()) {
+                tracing::warn!("{line}");
+            }
+        }
+    }
     let running = start(state.clone(), listen).await?;
     tracing::info!(addr = %running.addr, issuer = %state.issuer(), clients = state.config.clients.len(), config = %state.config.source, "doorman is listening");
     if let Some(outbox) = &state.mailer {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::{authorised, confirm_change, done, refuse, Errors, Refusal};
 use crate::error::WebError;
-use crate::login::passkey::{json_error, rp_or_404, too_many, NOT_ACCEPTED};
+use crate::login::passkey::{json_error, rp_or_404, tell_owner, too_many, NOT_ACCEPTED};
 use crate::signin::passkey::{self as pk, Ceremony, PasskeyError};
 use crate::signin::second_factor as factor;
 use crate::signin::{FlowState, Proof, Purpose, Step};
@@ -217,6 +217,7 @@ pub(super) async fn add(
         }
     };
     tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "passkey", passkey = ?added.passkey.name, user = %user.username, ip = %ip, outcome = "success");
+    tell_owner(&state, &user, &added.passkey.name);
     if !added.first_factor {
         return Ok(done(&state, "passkey-added"));
     }

@@ -148,6 +148,26 @@ pub(crate) fn too_many(ip: std::net::IpAddr, retry_after: i64) -> Response {
     resp
 }
 
+/// Mails the account's verified address that a passkey was added (with `[smtp]`): a way in
+/// that outlives a password change, so its owner hears of it at once.
+pub(crate) fn tell_owner(state: &AppState, user: &User, passkey_name: &str) {
+    let (Some(outbox), Some(to)) = (
+        state.mailer.as_ref(),
+        user.email.as_deref().filter(|_| user.email_verified),
+    ) else {
+        return;
+    };
+    let site = crate::mail::messages::site(state.issuer());
+    let account = format!("{}#passkeys", state.url(crate::account::paths::ACCOUNT));
+    let text = crate::mail::messages::passkey_added(&site, &user.username, passkey_name, &account);
+    outbox.queue(crate::mail::Mail {
+        to: to.to_string(),
+        subject: text.subject,
+        body: text.body,
+        what: "passkey_added",
+    });
+}
+
 fn password_method(state: &AppState) -> bool {
     state
         .config
@@ -360,6 +380,7 @@ async fn enrol(
         }
     };
     tracing::info!(target: "audit", event = "second_factor", action = "enrolled", method = "passkey", passkey = ?added.passkey.name, user = %user.username, ip = %ip, outcome = "success");
+    tell_owner(&state, &user, &added.passkey.name);
     let codes = if added.first_factor {
         Some(factor::new_recovery_codes(&*state.store, &state.secret_box, &user.id, now).await?)
     } else {

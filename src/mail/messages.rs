@@ -85,9 +85,39 @@ pub fn confirm_email(site: &str, username: &str, email: &str, link: &str, lifeti
     }
 }
 
+/// A notice that a passkey named `name` was added to `username`'s account: a way in that
+/// outlives a password change, so its owner hears of it.
+pub fn passkey_added(site: &str, username: &str, name: &str, account_url: &str) -> Text {
+    Text {
+        subject: format!("A passkey was added to your account on {site}"),
+        body: format!(
+            "Hello {username},\n\n\
+             a passkey named \"{name}\" was just added to your account on {site}. It signs in with or without your password.\n\n\
+             If this was you, there is nothing to do. If it was not, open your account page, remove the passkey and change your password:\n\n\
+             {account_url}\n"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_passkey_notice_names_the_key_and_where_to_remove_it() {
+        let t = passkey_added(
+            "auth.example.com",
+            "alice",
+            "Phone",
+            "https://auth.example.com/account#passkeys",
+        );
+        assert!(t.subject.contains("passkey was added"));
+        assert!(
+            t.body.contains("\"Phone\"")
+                && t.body.contains("https://auth.example.com/account#passkeys")
+        );
+        assert!(t.body.contains("Hello alice"));
+    }
 
     const LINK: &str = "https://id.example.com/reset/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 

@@ -34,6 +34,19 @@ pub fn relying_party(config: &Config) -> Option<Rp> {
     Rp::from_issuer(&config.issuer)
 }
 
+/// The start-up warning when passkeys are not offered (`[login] passkeys = false`, second
+/// factors off, or an IP issuer) but `accounts` accounts have some: they are kept, and an
+/// account whose only factor is a passkey signs in with a recovery code meanwhile.
+pub fn stranded_passkeys(accounts: usize) -> Option<String> {
+    (accounts > 0).then(|| {
+        format!(
+            "{accounts} account(s) have passkeys, but passkeys are not offered (see [login] passkeys, \
+             require_second_factor and the issuer's host): accounts whose only second factor is a \
+             passkey sign in with a recovery code until passkeys are back, or after `doorman user reset-2fa NAME`"
+        )
+    })
+}
+
 /// What a stored challenge is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -384,6 +397,16 @@ mod tests {
         assert_eq!(signed.amr(None), s(&["hwk", "user", "mfa"]));
         assert!(crate::oidc::claims::two_factors(&signed.amr(None)));
         assert_eq!(amr_after(&s(&["pwd", "hwk"]), "hwk"), s(&["pwd", "hwk"]));
+    }
+
+    #[test]
+    fn stranded_passkeys_are_said_once_there_are_any() {
+        assert_eq!(stranded_passkeys(0), None);
+        let line = stranded_passkeys(3).unwrap();
+        assert!(
+            line.contains("3 account(s)") && line.contains("recovery code"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -1768,3 +1768,22 @@ async fn an_account_with_an_app_and_a_passkey_may_use_either() {
         10
     );
 }
+
+/// With `[smtp]`, the owner hears at once that a passkey was added (a way in that outlives a
+/// password change): a mail to the verified address naming the passkey and the account page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_added_is_mailed_to_the_owner() {
+    let sink = crate::common::smtp::SmtpSink::start().await;
+    let server = localhost_server(&sink.toml()).await;
+    with_passkey(&server, ALICE, ALICE_PASSWORD, false).await;
+    let mails = sink.wait_for(1).await;
+    let mail = mails.first().unwrap();
+    assert_eq!(mail.header("To").as_deref(), Some(ALICE_EMAIL));
+    assert!(mail
+        .header("Subject")
+        .unwrap()
+        .contains("passkey was added"));
+    let body = mail.body();
+    assert!(body.contains("\"My key\""), "{body}");
+    assert!(body.contains(&server.url("/account#passkeys")), "{body}");
+}
