@@ -108,6 +108,10 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
     let mut segment = String::new();
     // Inside a `;` parameter: the rest of the segment is dropped (still checked).
     let mut in_params = false;
+    // The whole path with the unreserved characters decoded, parameters included: what the
+    // double-encoding check reads (an app that decodes twice before it cuts parameters reads
+    // `/;%25%32%66...` as `/;/...`, a path segment doorman would otherwise have dropped).
+    let mut once = String::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         i += 1;
@@ -116,6 +120,7 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
                 segments.push(std::mem::take(&mut segment));
                 in_params = false;
                 decoded.push(b);
+                once.push('/');
                 continue;
             }
             b'%' => {
@@ -140,6 +145,11 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
                     return Err(Refusal::DoubleEncoded);
                 }
                 decoded.push(d);
+                if is_unreserved(d) {
+                    once.push(char::from(d));
+                } else {
+                    once.push_str(&format!("%{d:02X}"));
+                }
                 if in_params {
                     continue;
                 }
@@ -164,6 +174,7 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
             _ => {}
         }
         decoded.push(b);
+        once.push(char::from(b));
         if !in_params {
             segment.push(char::from(b));
         }
@@ -192,7 +203,7 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Refusal> {
     }
     // Double encoding spelled with encoded digits (`%25%36%31`) shows only once the unreserved
     // characters are decoded: `%2561`, which an app that decodes twice reads as `a`.
-    if segments.iter().any(|s| double_encoded(s.as_bytes())) {
+    if double_encoded(once.as_bytes()) {
         return Err(Refusal::DoubleEncoded);
     }
     // segments[0] is the empty string before the leading slash.
@@ -318,6 +329,10 @@ mod tests {
         );
         for (raw, why) in [
             ("/admin%2Fusers", Refusal::EncodedSeparator),
+            // Double encoding hidden in a parameter doorman would cut: an app that decodes
+            // twice before cutting reads `/;/a` (found by the spelling property test).
+            ("/;%25%32%66%25%36%31", Refusal::DoubleEncoded),
+            ("/x;%2561dmin", Refusal::DoubleEncoded),
             ("/admin%2fusers", Refusal::EncodedSeparator),
             ("/admin%5Cusers", Refusal::EncodedSeparator),
             ("/admin\\users", Refusal::Backslash),
