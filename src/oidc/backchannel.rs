@@ -158,6 +158,9 @@ impl Backchannel {
                 .timeout(TIMEOUT)
                 .connect_timeout(CONNECT_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
+                // Straight to the app: a proxy from the environment would see the token (and
+                // its `localhost` is another machine).
+                .no_proxy()
                 .user_agent(concat!("doorman/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| format!("back-channel logout HTTP client: {e}"))?;
