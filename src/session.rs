@@ -79,9 +79,12 @@ pub async fn start(
     user: &User,
     amr: Vec<String>,
     meta: &SessionMeta,
+    sid: Option<String>,
     now: Timestamp,
 ) -> Result<(String, Session), StoreError> {
     let id = random_token();
+    // A new public sid, unless the same user's session in this browser hands its own on.
+    let sid = sid.unwrap_or_else(|| crate::secrets::random_id(16));
     let session = Session {
         id_hash: digest(&id),
         user_id: user.id.clone(),
@@ -92,6 +95,7 @@ pub async fn start(
         expires_at: now + secs(config.session.max_lifetime),
         ip: meta.ip.clone(),
         user_agent: meta.user_agent.clone(),
+        sid: Some(sid),
     };
     store.create_session(&session).await?;
     store.record_login(&user.id, now).await?;

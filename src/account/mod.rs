@@ -214,7 +214,7 @@ async fn render(
         .await?
         .into_iter()
         .map(|s| SessionView {
-            sid: state.provider.sid_for(&s.id_hash),
+            sid: state.provider.sid_for(&s),
             current: s.id_hash == session.id_hash,
             started: crate::keys::utc(s.created_at),
             last_seen: crate::keys::utc(s.last_seen_at),
@@ -538,7 +538,7 @@ async fn change_password(
     let now = state.now();
     // Only the password column: a stale cached row must not undo a disable made meanwhile.
     state.store.set_user_password(&user.id, &hash, now).await?;
-    let keep_sid = state.provider.sid_for(&session.id_hash);
+    let keep_sid = state.provider.sid_for(&session);
     let ended =
         sign_ins::end_other_sign_ins(&*state.store, &user.id, &session.id_hash, &keep_sid, now)
             .await?;
@@ -690,7 +690,7 @@ async fn end_session(
     let target = user_sessions(&state, &user, &session)
         .await?
         .into_iter()
-        .find(|s| state.provider.sid_for(&s.id_hash) == form.sid);
+        .find(|s| state.provider.sid_for(s) == form.sid);
     let Some(target) = target else {
         let errors = Errors {
             sessions: Some("That session has already ended.".into()),
@@ -753,7 +753,7 @@ async fn end_others(
         &user.id,
         &session.id_hash,
         state.now(),
-        |h| state.provider.sid_for(h),
+        |s| state.provider.sid_for(s),
     )
     .await?;
     state.backchannel.notify(&user.id, &ended.logouts);

@@ -223,7 +223,7 @@ pub(super) async fn add(
     }
     // The account's first second factor: the other sessions and their applications were
     // signed in without it and end; recovery codes are shown once.
-    let keep_sid = state.provider.sid_for(&session.id_hash);
+    let keep_sid = state.provider.sid_for(&session);
     let ended = super::sign_ins::end_other_sign_ins(
         &*state.store,
         &user.id,
@@ -307,7 +307,7 @@ pub(super) async fn remove(
         &user.id,
         &session.id_hash,
         state.now(),
-        |h| state.provider.sid_for(h),
+        |s| state.provider.sid_for(s),
     )
     .await?;
     state.backchannel.notify(&user.id, &ended.logouts);

@@ -40,26 +40,23 @@ pub async fn end_other_sessions(
     user_id: &str,
     keep: &Hash,
     now: Timestamp,
-    sid_of: impl Fn(&Hash) -> String,
+    sid_of: impl Fn(&crate::store::Session) -> String,
 ) -> StoreResult<Ended> {
-    let others: Vec<Hash> = store
+    let others: Vec<String> = store
         .list_user_sessions(user_id, now)
         .await?
-        .into_iter()
-        .map(|s| s.id_hash)
-        .filter(|h| h != keep)
+        .iter()
+        .filter(|s| s.id_hash != *keep)
+        .map(&sid_of)
         .collect();
     let mut logouts = Vec::new();
-    for hash in &others {
-        logouts.extend(store.session_clients(user_id, Some(&sid_of(hash))).await?);
+    for sid in &others {
+        logouts.extend(store.session_clients(user_id, Some(sid)).await?);
     }
     let sessions = store.delete_user_sessions_except(user_id, keep).await?;
     let mut grants = 0;
-    for hash in &others {
-        grants += store
-            .revoke_session_grants(user_id, &sid_of(hash), now)
-            .await?
-            .len() as u64;
+    for sid in &others {
+        grants += store.revoke_session_grants(user_id, sid, now).await?.len() as u64;
     }
     Ok(Ended {
         sessions,

@@ -59,7 +59,7 @@ pub(super) async fn page(
     let views: Vec<SessionView> = sessions
         .iter()
         .map(|s| SessionView {
-            sid: state.provider.sid_for(&s.id_hash),
+            sid: state.provider.sid_for(s),
             username: names.get(&s.user_id).cloned().unwrap_or_default(),
             user_id: s.user_id.clone(),
             started: crate::keys::utc(s.created_at),
@@ -110,7 +110,7 @@ pub(super) async fn revoke(
         .list_sessions(now, usize::MAX)
         .await?
         .into_iter()
-        .find(|s| !form.sid.is_empty() && state.provider.sid_for(&s.id_hash) == form.sid);
+        .find(|s| !form.sid.is_empty() && state.provider.sid_for(s) == form.sid);
     let Some(s) = found else {
         return Err(WebError::page(
             StatusCode::NOT_FOUND,

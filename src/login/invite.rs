@@ -332,17 +332,8 @@ async fn submit(
         return crate::login::begin_at(&state, &cookies, ip, flow_state).await;
     }
     // Signed in with the password just set, before the optional second factor.
-    let old = cookies.get(names.session);
-    let (cookie_value, session) = crate::signin::start_session(
-        &*state.store,
-        &state.config,
-        old,
-        &user,
-        vec!["pwd".to_string()],
-        &meta,
-        now,
-    )
-    .await?;
+    let (cookie_value, session) =
+        crate::login::new_session(&state, &cookies, &user, vec!["pwd".to_string()], &meta).await?;
     let fresh_browser = state.csrf.mint_browser();
     let mut set = vec![
         session::session_cookie(&state.config, &cookie_value),

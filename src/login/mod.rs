@@ -370,6 +370,34 @@ pub(crate) fn redirect_with_cookies(url: &str, cookies: &[String]) -> Response {
     resp
 }
 
+/// A new SSO session for this browser (`signin::start_session`): the cookie value and the
+/// session; another user's session it replaces is signed out, its applications told.
+pub(crate) async fn new_session(
+    state: &AppState,
+    cookies: &Cookies,
+    user: &User,
+    amr: Vec<String>,
+    meta: &session::SessionMeta,
+) -> Result<(String, Session), WebError> {
+    let old = cookies.get(CookieNames::of(&state.config).session);
+    let sid_of = |s: &Session| state.provider.sid_for(s);
+    let started = signin::start_session(
+        &*state.store,
+        &state.config,
+        old,
+        user,
+        amr,
+        meta,
+        &sid_of,
+        state.now(),
+    )
+    .await?;
+    if let Some((other, logouts)) = &started.replaced {
+        state.backchannel.notify(other, logouts);
+    }
+    Ok((started.cookie, started.session))
+}
+
 /// The user proved who they are with `amr`: a new SSO session, the flow is used up (and no
 /// longer counts against its IP), the browser-binding cookie is minted anew, and the answer is
 /// the cookies to set and where the browser goes next.
@@ -383,9 +411,7 @@ pub(crate) async fn signed_in(
     meta: &session::SessionMeta,
 ) -> Result<(Vec<String>, String), WebError> {
     let now = state.now();
-    let old = cookies.get(CookieNames::of(&state.config).session);
-    let (cookie_value, session) =
-        signin::start_session(&*state.store, &state.config, old, user, amr, meta, now).await?;
+    let (cookie_value, session) = new_session(state, cookies, user, amr, meta).await?;
     signin::close(&*state.store, &flow.id_hash).await?;
     state.limiter.flow_completed(&flow.id_hash, state.now_ms());
     let url = completion_url(state, purpose, &session, user).await?;

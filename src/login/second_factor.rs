@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{load_flow, redirect_with_cookies, set_retry_after, LoginView};
 use crate::accounts::lockout::Reservation;
 use crate::error::WebError;
-use crate::session::{self, CookieNames};
+use crate::session;
 use crate::signin::limits::IpKey;
 use crate::signin::password::wait_text;
 use crate::signin::second_factor::{self as factor, CodeCheck};
@@ -453,9 +453,7 @@ pub(crate) async fn enrolled(
             super::signed_in(state, cookies, f.flow, f.purpose, user, amr, meta).await?;
         return Ok(redirect_with_cookies(&url, &set));
     };
-    let old = cookies.get(CookieNames::of(&state.config).session);
-    let (cookie_value, session) =
-        signin::start_session(&*state.store, &state.config, old, user, amr, meta, now).await?;
+    let (cookie_value, session) = super::new_session(state, cookies, user, amr, meta).await?;
     let done = FlowState {
         purpose: f.purpose.clone(),
         step: Step::Done {

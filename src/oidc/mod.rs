@@ -132,9 +132,13 @@ impl Provider {
         Ok(claims)
     }
 
-    /// The public `sid` of the SSO session whose id hash is `session_hash`.
-    pub fn sid_for(&self, session_hash: &Hash) -> String {
-        session_sid(&self.sid_key, session_hash)
+    /// The public `sid` of an SSO session: the stored one, or (for sessions stored before
+    /// sids were) one derived from its id hash.
+    pub fn sid_for(&self, session: &crate::store::Session) -> String {
+        session
+            .sid
+            .clone()
+            .unwrap_or_else(|| session_sid(&self.sid_key, &session.id_hash))
     }
 
     /// RFC 7009: revokes a token the client owns. Unknown tokens are not an error (§2.2).

@@ -352,7 +352,7 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
             u.id == h.sub
                 && h.sid
                     .as_deref()
-                    .is_none_or(|sid| sid == state.provider.sid_for(&s.id_hash))
+                    .is_none_or(|sid| sid == state.provider.sid_for(s))
         })
     });
     if let (Some((_, user)), false, false) = (&live, hint_matches, confirmed_by_form) {
@@ -378,7 +378,7 @@ async fn logout(state: AppState, cookies: Cookies, p: LogoutParams) -> Result<Re
     if let Some((s, user)) = &live {
         // Back-channel logout to the clients signed in through this session (found before
         // the session goes; their grants stay, as an RP-initiated logout always left them).
-        let sid = state.provider.sid_for(&s.id_hash);
+        let sid = state.provider.sid_for(s);
         let clients = state.store.session_clients(&user.id, Some(&sid)).await?;
         state.backchannel.notify(&user.id, &clients);
     }

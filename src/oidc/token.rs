@@ -74,7 +74,7 @@ impl Provider {
             created_at: now,
             expires_at: now + secs(client.lifetimes.refresh_token_max),
             revoked_at: None,
-            sid: Some(self.sid_for(&session.id_hash)),
+            sid: Some(self.sid_for(session)),
             // Asked for with `acr_values`: the level this session reached.
             acr: (!req.acr_values.is_empty()).then(|| acr_for(&session.amr).to_string()),
         };

@@ -212,9 +212,22 @@ pub enum SecondFactorKind {
     RecoveryCode,
 }
 
+/// A new SSO session of the browser.
+pub struct Started {
+    /// The cookie value (the only copy of the session id).
+    pub cookie: String,
+    pub session: Session,
+    /// The browser's old session belonged to another user and ended with the grants made in
+    /// it: that user and the applications to tell (back-channel logout).
+    pub replaced: Option<(String, Vec<crate::store::SessionClient>)>,
+}
+
 /// The user proved who they are with `amr`: a new SSO session (a fresh id at every sign-in,
-/// so no session fixation; the browser's old session ends). Returns the cookie value and the
-/// session. The flow is left to the caller (it may still have a step to show).
+/// so no session fixation; the browser's old session ends). The same user's old session hands
+/// on its public `sid` (`sid_of`), so the applications signed in through it stay bound to the
+/// session the browser holds (a step-up, `prompt=login`); another user's ends with its grants,
+/// as a sign-out. The flow is left to the caller (it may still have a step to show).
+#[allow(clippy::too_many_arguments)]
 pub async fn start_session(
     store: &dyn Store,
     config: &Config,
@@ -222,12 +235,37 @@ pub async fn start_session(
     user: &User,
     amr: Vec<String>,
     meta: &session::SessionMeta,
+    sid_of: &(dyn Fn(&Session) -> String + Sync),
     now: Timestamp,
-) -> StoreResult<(String, Session)> {
+) -> StoreResult<Started> {
+    let mut inherited = None;
+    let mut replaced = None;
     if let Some(old) = old_cookie {
-        session::end(store, old).await?;
+        match store.get_session(&digest(old), now).await? {
+            Some(s) if s.user_id == user.id => {
+                inherited = Some(sid_of(&s));
+                store.delete_session(&s.id_hash).await?;
+            }
+            Some(s) => {
+                let ended = crate::accounts::users::end_session(
+                    store,
+                    &s.user_id,
+                    &s.id_hash,
+                    &sid_of(&s),
+                    now,
+                )
+                .await?;
+                replaced = Some((s.user_id, ended.logouts));
+            }
+            None => session::end(store, old).await?,
+        }
     }
-    session::start(store, config, user, amr, meta, now).await
+    let (cookie, session) = session::start(store, config, user, amr, meta, inherited, now).await?;
+    Ok(Started {
+        cookie,
+        session,
+        replaced,
+    })
 }
 
 /// Moves a stored flow to its next step. False when the flow has expired meanwhile.

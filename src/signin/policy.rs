@@ -156,6 +156,7 @@ mod tests {
             expires_at: auth_time + 3600,
             ip: None,
             user_agent: None,
+            sid: None,
         }
     }
 

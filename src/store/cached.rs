@@ -834,6 +834,7 @@ mod tests {
             expires_at: 100,
             ip: None,
             user_agent: None,
+            sid: None,
         };
         cached.create_session(&session).await.unwrap();
         assert!(cached.get_session(&[1; 32], 50).await.unwrap().is_some());

@@ -75,6 +75,9 @@ pub struct Session {
     pub ip: Option<String>,
     /// The browser's User-Agent at the start, shortened.
     pub user_agent: Option<String>,
+    /// The public `sid` (id_tokens, back-channel logout), kept when the same user signs in
+    /// again in this browser; None for sessions stored before it was (derived from the hash).
+    pub sid: Option<String>,
 }
 
 /// A pending authorization (or other sign-in purpose) waiting for the user to sign in.

@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_invited_identities.sql"),
     include_str!("migrations/0010_retired_usernames.sql"),
     include_str!("migrations/0011_passkeys.sql"),
+    include_str!("migrations/0012_session_sid.sql"),
 ];
 
 /// Reader connections. WAL lets them all read at once, alongside the writer.
@@ -518,7 +519,7 @@ fn pin_from_row(row: &Row<'_>) -> rusqlite::Result<PlexPin> {
 
 macro_rules! session_cols {
     () => {
-        "id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at, ip, user_agent"
+        "id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at, ip, user_agent, sid"
     };
 }
 
@@ -535,6 +536,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         expires_at: row.get(6)?,
         ip: row.get(7)?,
         user_agent: row.get(8)?,
+        sid: row.get(9)?,
     })
 }
 
@@ -1018,7 +1020,7 @@ impl Store for SqliteStore {
             conn.prepare_cached(concat!(
                 "INSERT INTO sessions (",
                 session_cols!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?
             .execute(params![
                 s.id_hash,
@@ -1029,7 +1031,8 @@ impl Store for SqliteStore {
                 s.last_seen_at,
                 s.expires_at,
                 s.ip,
-                s.user_agent
+                s.user_agent,
+                s.sid
             ])
             .map(|_| ())
         })

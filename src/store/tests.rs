@@ -112,6 +112,7 @@ fn session(hash: Hash, user_id: &str, expires_at: Timestamp) -> Session {
         expires_at,
         ip: Some("192.0.2.1".into()),
         user_agent: Some("Firefox".into()),
+        sid: None,
     }
 }
 

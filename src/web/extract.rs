@@ -253,7 +253,7 @@ pub async fn live_session(
     };
     if !state.provider.still_allowed(&user, &session.amr, now).await {
         // The applications signed in through it hear of it (back-channel logout).
-        let sid = state.provider.sid_for(&session.id_hash);
+        let sid = state.provider.sid_for(&session);
         let clients = state.store.session_clients(&user.id, Some(&sid)).await?;
         session::end(&*state.store, cookie).await?;
         state.backchannel.notify(&user.id, &clients);

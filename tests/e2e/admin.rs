@@ -962,7 +962,14 @@ async fn revoking_another_users_session_signs_them_out_and_ends_their_refresh_to
     assert!(!page.text.contains(&bob_cookie));
     assert!(!page.text.contains(&doorman::secrets::to_hex(&hash)));
     let sid = input_value(bob_entry, "sid").expect("a sid field");
-    assert_eq!(sid, server.state.provider.sid_for(&hash));
+    let bobs = server
+        .state
+        .store
+        .get_session(&hash, server.now())
+        .await
+        .unwrap()
+        .expect("bob's session");
+    assert_eq!(sid, server.state.provider.sid_for(&bobs));
 
     let answer = post(
         &server,

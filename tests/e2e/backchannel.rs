@@ -439,3 +439,91 @@ async fn a_new_password_on_the_account_page_tells_the_other_sessions_clients() {
     assert_eq!(claims["sid"], phone_id["sid"]);
     assert_ne!(claims["sid"], here_id["sid"]);
 }
+
+/// Signs `browser` in again with `prompt=login` as `user`, to `NONE`: the id_token's claims.
+async fn sign_in_again(server: &TestServer, browser: &Browser, user: &str, pass: &str) -> Value {
+    let (verifier, challenge) = pkce_pair();
+    let url = server.authorize_url(
+        NONE,
+        NONE_REDIRECT,
+        "openid",
+        "st",
+        Some("n-2"),
+        Some(&challenge),
+        &[("prompt", "login")],
+    );
+    let page = browser.get(&url).await;
+    assert_eq!(
+        page.status, 200,
+        "prompt=login shows the landing page: {}",
+        page.text
+    );
+    let done = browser.submit_login(&page, user, pass).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let code = query(&done.redirect())["code"].clone();
+    let page = server
+        .token_basic(
+            NONE,
+            NONE_SECRET,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", NONE_REDIRECT),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    page.assert_status(200);
+    let id_token = page.json()["id_token"].as_str().unwrap().to_string();
+    let mut claims = jwt_claims(&id_token);
+    claims["id_token"] = Value::String(id_token);
+    claims
+}
+
+/// A new sign-in of the same user in the same browser (`prompt=login`, a step-up) rotates the
+/// cookie but keeps the session's `sid`: signing out later still tells the application that
+/// signed in before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_keeps_the_sid_so_signing_out_tells_the_earlier_app() {
+    let (uri, seen) = receiver(vec![]).await;
+    let server = server_with(&uri).await;
+    let browser = Browser::new();
+    let first = sign_in(&server, &browser, ONE, ALICE, ALICE_PASSWORD).await;
+    let before = browser.cookie(&server.base, "doorman_session");
+    let again = sign_in_again(&server, &browser, ALICE, ALICE_PASSWORD).await;
+    assert_ne!(
+        browser.cookie(&server.base, "doorman_session"),
+        before,
+        "the cookie rotates"
+    );
+    assert_eq!(again["sid"], first["sid"], "the sid stays");
+    let mut url = url::Url::parse(&server.url("/logout")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", again["id_token"].as_str().unwrap());
+    browser.get(url.as_str()).await.assert_status(200);
+    wait_for(&server, &seen, 1, false).await;
+    settled(&server).await;
+    let tokens = seen.tokens();
+    assert_eq!(tokens.len(), 1);
+    let claims = verify(&server, &tokens[0], ONE).await;
+    assert_eq!(claims["sid"], first["sid"]);
+}
+
+/// Another user signing in over a session in the same browser ends it as a sign-out: its
+/// applications are told, and the new user's session has its own `sid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_signing_in_over_a_session_signs_it_out() {
+    let (uri, seen) = receiver(vec![]).await;
+    let server = server_with(&uri).await;
+    let browser = Browser::new();
+    let alice = sign_in(&server, &browser, ONE, ALICE, ALICE_PASSWORD).await;
+    let bob = sign_in_again(&server, &browser, BOB, BOB_PASSWORD).await;
+    assert_ne!(bob["sid"], alice["sid"]);
+    wait_for(&server, &seen, 1, false).await;
+    settled(&server).await;
+    let tokens = seen.tokens();
+    assert_eq!(tokens.len(), 1, "alice's application is told");
+    let claims = verify(&server, &tokens[0], ONE).await;
+    assert_eq!(claims["sid"], alice["sid"]);
+    assert_eq!(claims["sub"], alice["sub"]);
+}
