@@ -102,6 +102,18 @@ async fn sign_in(
     user: &str,
     pass: &str,
 ) -> Value {
+    sign_in_with(server, browser, client, user, pass, &[]).await
+}
+
+/// `sign_in` with `extra` authorization parameters (e.g. `prompt=login`).
+async fn sign_in_with(
+    server: &TestServer,
+    browser: &Browser,
+    client: &str,
+    user: &str,
+    pass: &str,
+    extra: &[(&str, &str)],
+) -> Value {
     let (secret, redirect) = match client {
         ONE => (ONE_SECRET, ONE_REDIRECT),
         NONE => (NONE_SECRET, NONE_REDIRECT),
@@ -115,7 +127,7 @@ async fn sign_in(
         "st",
         Some("n-1"),
         Some(&challenge),
-        &[],
+        extra,
     );
     let page = browser.get(&url).await;
     let back = match page.status {
@@ -442,42 +454,7 @@ async fn a_new_password_on_the_account_page_tells_the_other_sessions_clients() {
 
 /// Signs `browser` in again with `prompt=login` as `user`, to `NONE`: the id_token's claims.
 async fn sign_in_again(server: &TestServer, browser: &Browser, user: &str, pass: &str) -> Value {
-    let (verifier, challenge) = pkce_pair();
-    let url = server.authorize_url(
-        NONE,
-        NONE_REDIRECT,
-        "openid",
-        "st",
-        Some("n-2"),
-        Some(&challenge),
-        &[("prompt", "login")],
-    );
-    let page = browser.get(&url).await;
-    assert_eq!(
-        page.status, 200,
-        "prompt=login shows the landing page: {}",
-        page.text
-    );
-    let done = browser.submit_login(&page, user, pass).await;
-    assert_eq!(done.status, 303, "{}", done.text);
-    let code = query(&done.redirect())["code"].clone();
-    let page = server
-        .token_basic(
-            NONE,
-            NONE_SECRET,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", NONE_REDIRECT),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
-    page.assert_status(200);
-    let id_token = page.json()["id_token"].as_str().unwrap().to_string();
-    let mut claims = jwt_claims(&id_token);
-    claims["id_token"] = Value::String(id_token);
-    claims
+    sign_in_with(server, browser, NONE, user, pass, &[("prompt", "login")]).await
 }
 
 /// A new sign-in of the same user in the same browser (`prompt=login`, a step-up) rotates the

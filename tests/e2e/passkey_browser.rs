@@ -26,58 +26,19 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::plex_browser::{enabled, require_tools, rp_stub, run_script, RpStub};
-
-const CLIENT_ID: &str = "browser-rp";
-const CLIENT_SECRET: &str = "browser-rp-secret-0123";
-
-struct Setup {
-    rp: RpStub,
-    server: TestServer,
-    url: String,
-    state: String,
-    verifier: String,
-}
+use crate::plex_browser::{enabled, run_script};
+use crate::totp_browser::{setup_with, Setup};
 
 /// doorman at `http://localhost:PORT` (listening on 127.0.0.1), the RP stub on 127.0.0.1.
 async fn setup(login_toml: &str) -> Setup {
-    require_tools();
-    let rp = rp_stub().await;
     let port = free_port();
-    let server = TestServer::start_with(Options {
-        extra_toml: format!(
-            "{login_toml}\n[[clients]]\nid = \"{CLIENT_ID}\"\nname = \"Browser RP\"\nsecret = \"{CLIENT_SECRET}\"\nredirect_uris = [\"{}\"]\n",
-            rp.redirect
-        ),
-        issuer_override: Some(format!("http://localhost:{port}")),
-        port: Some(port),
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(server.base, format!("http://localhost:{port}"));
-    server.clock.freeze();
-    let (verifier, challenge) = pkce_pair();
-    let state = random_string();
-    let url = server.authorize_url(
-        CLIENT_ID,
-        &rp.redirect,
-        "openid profile",
-        &state,
-        Some("browser-nonce"),
-        Some(&challenge),
-        &[],
-    );
-    Setup {
-        rp,
-        server,
-        url,
-        state,
-        verifier,
-    }
+    let s = setup_with(login_toml, Some(port)).await;
+    assert_eq!(s.server.base, format!("http://localhost:{port}"));
+    s
 }
 
 impl Setup {
-    async fn run(&self, mode: &str, user: &str, password: &str) -> Value {
+    async fn run_passkeys(&self, mode: &str, user: &str, password: &str) -> Value {
         let args = json!({
             "base": self.server.base,
             "authorize_url": self.url,
@@ -101,57 +62,6 @@ impl Setup {
             "no console errors: {report:#}"
         );
         report
-    }
-
-    /// Redeems an RP code from the report: the id_token's amr.
-    async fn amr(&self, code: &str) -> Value {
-        self.claims(code).await["amr"].clone()
-    }
-
-    /// Redeems an RP code from the report: the id_token's claims.
-    async fn claims(&self, code: &str) -> Value {
-        let page = self
-            .server
-            .token_basic(
-                CLIENT_ID,
-                CLIENT_SECRET,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                    ("redirect_uri", &self.rp.redirect),
-                    ("code_verifier", &self.verifier),
-                ],
-            )
-            .await;
-        page.assert_status(200);
-        jwt_claims(page.json()["id_token"].as_str().unwrap())
-    }
-
-    /// Every code the script landed with reached the RP stub, with our state and issuer.
-    fn check_landings(&self, report: &Value) -> Vec<String> {
-        let codes: Vec<String> = report["codes"]
-            .as_array()
-            .unwrap_or_else(|| panic!("codes: {report:#}"))
-            .iter()
-            .map(|c| c.as_str().unwrap().to_string())
-            .collect();
-        for (url, code) in report["urls"].as_array().unwrap().iter().zip(&codes) {
-            let url = url::Url::parse(url.as_str().unwrap()).unwrap();
-            assert!(url.as_str().starts_with(&self.rp.redirect), "{url}");
-            let q = query(&url);
-            assert_eq!(q.get("state"), Some(&self.state), "{url}");
-            assert_eq!(q.get("iss"), Some(&self.server.base), "{url}");
-            assert!(
-                self.rp
-                    .hits
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|h| h.contains(code.as_str())),
-                "the RP page loaded with {code}"
-            );
-        }
-        codes
     }
 
     async fn passkeys_of(&self, username: &str) -> Vec<doorman::store::Passkey> {
@@ -216,7 +126,7 @@ async fn passkeys_added_used_refused_and_removed_in_chromium() {
     }
     let t0 = Instant::now();
     let s = setup("").await;
-    let report = s.run("account", ALICE, ALICE_PASSWORD).await;
+    let report = s.run_passkeys("account", ALICE, ALICE_PASSWORD).await;
     assert_eq!(report["recoveryCount"], 10, "{report:#}");
     assert_eq!(
         report["passkeyNames"],
@@ -315,7 +225,7 @@ async fn required_second_factor_enrols_a_passkey_inside_the_sign_in_in_chromium(
     }
     let t0 = Instant::now();
     let s = setup("[login]\nrequire_second_factor = \"required\"\n").await;
-    let report = s.run("required", BOB, BOB_PASSWORD).await;
+    let report = s.run_passkeys("required", BOB, BOB_PASSWORD).await;
     assert_eq!(report["recoveryCount"], 10, "{report:#}");
     assert_eq!(report["algorithmMissing"], Value::Null, "{report:#}");
     let codes = s.check_landings(&report);

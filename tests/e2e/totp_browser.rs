@@ -19,24 +19,37 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::plex_browser::{enabled, require_tools, rp_stub, run_script, RpStub};
 
-const CLIENT_ID: &str = "browser-rp";
-const CLIENT_SECRET: &str = "browser-rp-secret-0123";
+pub(crate) const CLIENT_ID: &str = "browser-rp";
+pub(crate) const CLIENT_SECRET: &str = "browser-rp-secret-0123";
 
-struct Setup {
-    rp: RpStub,
-    server: TestServer,
-    url: String,
-    state: String,
-    verifier: String,
+/// doorman with the browser RP's client, the RP stub, and an authorization URL for it (the
+/// server's clock frozen). Shared by the second-factor and passkey browser tests.
+pub(crate) struct Setup {
+    pub rp: RpStub,
+    pub server: TestServer,
+    pub url: String,
+    pub state: String,
+    pub verifier: String,
 }
 
 async fn setup(login_toml: &str) -> Setup {
+    setup_with(login_toml, None).await
+}
+
+/// As `setup`, with doorman at `http://localhost:PORT` on `port` when given (passkeys need a
+/// host name; doorman still listens on 127.0.0.1).
+pub(crate) async fn setup_with(login_toml: &str, localhost: Option<u16>) -> Setup {
     require_tools();
     let rp = rp_stub().await;
-    let server = TestServer::start(&format!(
-        "{login_toml}\n[[clients]]\nid = \"{CLIENT_ID}\"\nname = \"Browser RP\"\nsecret = \"{CLIENT_SECRET}\"\nredirect_uris = [\"{}\"]\n",
-        rp.redirect
-    ))
+    let server = TestServer::start_with(Options {
+        extra_toml: format!(
+            "{login_toml}\n[[clients]]\nid = \"{CLIENT_ID}\"\nname = \"Browser RP\"\nsecret = \"{CLIENT_SECRET}\"\nredirect_uris = [\"{}\"]\n",
+            rp.redirect
+        ),
+        issuer_override: localhost.map(|port| format!("http://localhost:{port}")),
+        port: localhost,
+        ..Default::default()
+    })
     .await;
     server.clock.freeze();
     let (verifier, challenge) = pkce_pair();
@@ -86,7 +99,12 @@ impl Setup {
     }
 
     /// Redeems an RP code from the report: the id_token's amr.
-    async fn amr(&self, code: &str) -> Value {
+    pub(crate) async fn amr(&self, code: &str) -> Value {
+        self.claims(code).await["amr"].clone()
+    }
+
+    /// Redeems an RP code from the report: the id_token's claims.
+    pub(crate) async fn claims(&self, code: &str) -> Value {
         let page = self
             .server
             .token_basic(
@@ -101,11 +119,11 @@ impl Setup {
             )
             .await;
         page.assert_status(200);
-        jwt_claims(page.json()["id_token"].as_str().unwrap())["amr"].clone()
+        jwt_claims(page.json()["id_token"].as_str().unwrap())
     }
 
     /// Every code the script landed with reached the RP stub, with our state and issuer.
-    fn check_landings(&self, report: &Value) -> Vec<String> {
+    pub(crate) fn check_landings(&self, report: &Value) -> Vec<String> {
         let codes: Vec<String> = report["codes"]
             .as_array()
             .unwrap_or_else(|| panic!("codes: {report:#}"))
